@@ -1,0 +1,392 @@
+"""HTTP and WebSocket routes: thin shells around `Gateway` (FastAPI on uvicorn)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+import gatewaytui
+from gatewaytui.gateway.auth import Auth, Role, bearer_token
+from gatewaytui.gateway.core import Gateway
+from gatewaytui.gateway.hub import encode
+from gatewaytui.gateway.jobs import GatewayError
+from gatewaytui.gateway.registry import DuplicateWorkerError, WorkerRecord
+from gatewaytui.schema.api import ServerDrainRequest
+from gatewaytui.schema.protocol import (
+    CLOSE_DUPLICATE_ID,
+    CLOSE_POLICY_VIOLATION,
+    WORKER_FRAME_ADAPTER,
+    RegisterFrame,
+)
+
+log = logging.getLogger("gatewaytui.gateway.app")
+T = TypeVar("T")
+
+REGISTER_TIMEOUT_S = 10.0
+
+
+class AuthError(GatewayError):
+    status, type, code = 401, "authentication_error", "invalid_api_key"
+
+
+class ForbiddenError(GatewayError):
+    status, type, code = 403, "permission_error", "forbidden"
+
+
+def error_response(exc: GatewayError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+class _WsWorkerConnection:
+    """Adapts a Starlette WebSocket to what the registry needs."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self.closed = False
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.ws.send_text(encode(frame))
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=code, reason=reason[:120])
+
+
+def _client_addr(scope_client: Any) -> str | None:
+    if scope_client is None:
+        return None
+    host, port = scope_client
+    return f"{host}:{port}"
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GatewayError(f"request body is not valid JSON: {exc}", status=400) from None
+    if not isinstance(body, dict):
+        raise GatewayError("request body must be a JSON object", status=400)
+    return body
+
+
+async def _until_disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
+    """Run `work`, cancelling it if the HTTP client disconnects first."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_until_disconnect(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, GatewayError):
+                await task
+            raise GatewayError("client disconnected", status=499, code="client_closed")
+    return task.result()
+
+
+def create_app(gateway: Gateway, auth: Auth | None = None) -> FastAPI:
+    """The ASGI app for one gateway; starting the app starts the gateway's loops."""
+    c = gateway.config
+    auth = auth or Auth(c.api_keys, c.worker_key, c.operator_tokens, c.viewer_tokens)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    app = FastAPI(
+        title="gatewaytui gateway",
+        version=gatewaytui.__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.gateway = gateway
+
+    @app.exception_handler(GatewayError)
+    async def _gateway_error(_: Request, exc: GatewayError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error_response(
+            GatewayError(f"{where}: {first.get('msg', 'invalid request')}", status=422)
+        )
+
+    def require_api(request: Request) -> None:
+        if not auth.api_ok(bearer_token(request.headers)):
+            raise AuthError("invalid or missing API key (send Authorization: Bearer <key>)")
+
+    def require_role(headers: Any, needed: Role) -> Role:
+        role = auth.operator_role(bearer_token(headers))
+        if role is None:
+            raise AuthError("invalid or missing operator token", code="invalid_token")
+        if needed == "operator" and role != "operator":
+            raise ForbiddenError("this token has the viewer role; actions need an operator token")
+        return role
+
+    # ---- health ---------------------------------------------------------------------------
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": gatewaytui.__version__}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        status, reason = gateway.readiness()
+        body = {"status": status.value, "reason": reason}
+        return JSONResponse(body, status_code=200 if status.value == "ready" else 503)
+
+    # ---- OpenAI-compatible API ------------------------------------------------------------
+
+    @app.get("/v1/models")
+    async def list_models(request: Request) -> dict[str, Any]:
+        require_api(request)
+        owners: dict[str, list[str]] = {}
+        for worker in gateway.registry:
+            if worker.gone_at is None:
+                for model in worker.models:
+                    owners.setdefault(model, []).append(worker.id)
+        created = int(gateway.started_at)
+        return {
+            "object": "list",
+            "data": [
+                {"id": model, "object": "model", "created": created, "owned_by": ",".join(ids)}
+                for model, ids in sorted(owners.items())
+            ],
+        }
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(request: Request) -> Response:
+        require_api(request)
+        body = await _json_object(request)
+        client = _client_addr(request.client)
+        job, result = await _unless_client_leaves(request, gateway.chat(body, client=client))
+        if isinstance(result, dict):
+            return JSONResponse(result)
+        return StreamingResponse(
+            result,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Job-Id": job.id},
+        )
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> JSONResponse:
+        require_api(request)
+        body = await _json_object(request)
+        client = _client_addr(request.client)
+        result = await _unless_client_leaves(request, gateway.embeddings(body, client=client))
+        return JSONResponse(result)
+
+    # ---- operator API ---------------------------------------------------------------------
+
+    @app.get("/api/state")
+    async def get_state(request: Request) -> Response:
+        require_role(request.headers, "viewer")
+        return Response(encode(gateway.state()), media_type="application/json")
+
+    @app.get("/api/plugins")
+    async def get_plugins(request: Request) -> list[dict[str, Any]]:
+        require_role(request.headers, "viewer")
+        return [p.model_dump(mode="json") for p in gateway.config.options.describe()]
+
+    def action(path: str, run: Callable[..., dict[str, Any]]) -> None:
+        async def handler(request: Request) -> dict[str, Any]:
+            require_role(request.headers, "operator")
+            outcome = run(**request.path_params)
+            target = next(iter(request.path_params.values()), None)
+            return {
+                "ok": True,
+                "message": outcome.pop("message", ""),
+                "target": target,
+                "details": outcome,
+            }
+
+        app.add_api_route(path, handler, methods=["POST"], name=path)
+
+    action("/api/workers/{worker_id}/drain", gateway.drain_worker)
+    action("/api/workers/{worker_id}/undrain", gateway.undrain_worker)
+    action("/api/jobs/{job_id}/cancel", gateway.cancel_job)
+    action("/api/server/undrain", gateway.undrain_server)
+
+    @app.post("/api/server/drain")
+    async def drain_server(request: Request) -> dict[str, Any]:
+        require_role(request.headers, "operator")
+        raw = await request.body()
+        try:
+            options = ServerDrainRequest.model_validate_json(raw) if raw else ServerDrainRequest()
+        except ValidationError as exc:
+            raise GatewayError(
+                f"invalid drain request: {exc.errors()[0]['msg']}", status=422
+            ) from None
+        outcome = gateway.drain_server(options.timeout_s, exit_when_done=options.exit_when_done)
+        return {
+            "ok": True,
+            "message": outcome.pop("message"),
+            "target": "server",
+            "details": outcome,
+        }
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        if not c.metrics_enabled:
+            raise GatewayError("metrics are disabled (metrics.enabled=false)", status=404)
+        return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    # ---- WebSockets -----------------------------------------------------------------------
+
+    async def deny(ws: WebSocket, exc: GatewayError) -> None:
+        if "websocket.http.response" in ws.scope.get("extensions", {}):
+            await ws.send_denial_response(error_response(exc))
+        else:
+            await ws.close(code=CLOSE_POLICY_VIOLATION, reason=exc.message[:120])
+
+    @app.websocket("/api/state/stream")
+    async def state_stream(ws: WebSocket) -> None:
+        try:
+            require_role(ws.headers, "viewer")
+        except GatewayError as exc:
+            await deny(ws, exc)
+            return
+        await ws.accept()
+        reader = asyncio.ensure_future(_drain_incoming(ws))
+        sender = asyncio.ensure_future(gateway.hub.serve(ws.send_text))
+        try:
+            await asyncio.wait({reader, sender}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, sender):
+                task.cancel()
+            for task in (reader, sender):
+                with contextlib.suppress(BaseException):
+                    await task
+            if ws.application_state != WebSocketState.DISCONNECTED:
+                with contextlib.suppress(Exception):
+                    await ws.close()
+
+    @app.websocket("/api/workers/connect")
+    async def worker_connect(ws: WebSocket) -> None:
+        if not auth.worker_ok(bearer_token(ws.headers)):
+            log.warning("worker connection from %s refused: bad key", _client_addr(ws.client))
+            await deny(ws, AuthError("invalid or missing worker key", code="invalid_worker_key"))
+            return
+        await ws.accept()
+        await _serve_worker(gateway, ws)
+
+    return app
+
+
+async def _drain_incoming(ws: WebSocket) -> None:
+    """Read and discard what a state-stream client sends, to notice when it leaves."""
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+
+
+class _FrameError(Exception):
+    pass
+
+
+def _frame_text(message: dict[str, Any], limit: int) -> str:
+    text = message.get("text")
+    if text is None:
+        raise _FrameError("binary frames are not part of the worker protocol")
+    if len(text) > limit // 4 and len(text.encode()) > limit:
+        raise _FrameError(f"frame of {len(text.encode())} bytes exceeds max_frame_bytes={limit}")
+    return text
+
+
+def _parse_frame(text: str) -> Any:
+    try:
+        return WORKER_FRAME_ADAPTER.validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise _FrameError(f"malformed frame: {where}: {first.get('msg')}"[:200]) from None
+
+
+async def _serve_worker(gateway: Gateway, ws: WebSocket) -> None:
+    """One worker connection: register, then frames until it closes or breaks a rule."""
+    conn = _WsWorkerConnection(ws)
+    remote = _client_addr(ws.client)
+    limit = gateway.config.max_frame_bytes
+    worker: WorkerRecord | None = None
+    reason = "connection closed"
+    try:
+        message = await asyncio.wait_for(ws.receive(), timeout=REGISTER_TIMEOUT_S)
+        if message["type"] == "websocket.disconnect":
+            return
+        frame = _parse_frame(_frame_text(message, limit))
+        if not isinstance(frame, RegisterFrame):
+            raise _FrameError("the first frame must be 'register'")
+        try:
+            worker, reply = gateway.worker_registered(frame, conn, remote)
+        except DuplicateWorkerError as exc:
+            await conn.close(CLOSE_DUPLICATE_ID, str(exc))
+            return
+        await conn.send(reply)
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                code = message.get("code", 1000)
+                reason = f"connection closed by worker (code {code})"
+                break
+            frame = _parse_frame(_frame_text(message, limit))
+            try:
+                gateway.worker_frame(worker, frame)
+            except ValueError as exc:
+                raise _FrameError(str(exc)) from None
+            if worker.gone_at is not None:  # evicted while we were reading
+                reason = "evicted"
+                break
+    except TimeoutError:
+        reason = "no register frame within 10s"
+        gateway.events.add("refuse", f"connection from {remote} closed: {reason}", level="warning")
+        await conn.close(CLOSE_POLICY_VIOLATION, reason)
+    except _FrameError as exc:
+        reason = str(exc)
+        who = worker.id if worker is not None else remote
+        gateway.events.add(
+            "protocol_error",
+            f"worker {who} closed: {reason}",
+            level="error",
+            worker_id=worker.id if worker is not None else None,
+        )
+        await conn.close(CLOSE_POLICY_VIOLATION, reason)
+    except WebSocketDisconnect as exc:
+        reason = f"connection lost (code {exc.code})"
+    except Exception as exc:  # never let one connection's bug take the server down
+        log.exception("worker connection handler failed")
+        reason = f"internal error: {exc}"
+        await conn.close(1011, "internal error")
+    finally:
+        conn.closed = True
+        if worker is not None and worker.conn is conn:  # not if a reconnect took the id over
+            gateway.worker_disconnected(worker, reason)

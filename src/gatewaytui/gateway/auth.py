@@ -1,0 +1,79 @@
+"""Three audiences, three secrets: API clients, workers/relays, and operators (with roles).
+
+Tokens are compared in constant time against every configured token. An audience with no
+configured secret is open, which is only sensible on loopback (the default bind).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+Role = Literal["viewer", "operator"]
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The token of an `Authorization: Bearer …` header (or `x-api-key`), if any."""
+    value = headers.get("authorization")
+    if value:
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return None
+    api_key = headers.get("x-api-key")
+    return api_key.strip() if api_key else None
+
+
+def _matches(token: str | None, secrets: Iterable[str]) -> bool:
+    if token is None:
+        return False
+    candidate = token.encode()
+    found = False
+    for secret in secrets:
+        found |= hmac.compare_digest(candidate, secret.encode())
+    return found
+
+
+class Auth:
+    def __init__(
+        self,
+        api_keys: Iterable[str] = (),
+        worker_key: str = "",
+        operator_tokens: Iterable[str] = (),
+        viewer_tokens: Iterable[str] = (),
+    ) -> None:
+        self.api_keys = tuple(api_keys)
+        self.worker_keys = (worker_key,) if worker_key else ()
+        self.operator_tokens = tuple(operator_tokens)
+        self.viewer_tokens = tuple(viewer_tokens)
+
+    @property
+    def operators_open(self) -> bool:
+        return not (self.operator_tokens or self.viewer_tokens)
+
+    def api_ok(self, token: str | None) -> bool:
+        return not self.api_keys or _matches(token, self.api_keys)
+
+    def worker_ok(self, token: str | None) -> bool:
+        return not self.worker_keys or _matches(token, self.worker_keys)
+
+    def operator_role(self, token: str | None) -> Role | None:
+        """The role a token grants, or None for a stranger."""
+        if self.operators_open:
+            return "operator"
+        if _matches(token, self.operator_tokens):
+            return "operator"
+        if _matches(token, self.viewer_tokens):
+            return "viewer"
+        return None
+
+    def open_audiences(self) -> list[str]:
+        names = []
+        if not self.api_keys:
+            names.append("API clients")
+        if not self.worker_keys:
+            names.append("workers")
+        if self.operators_open:
+            names.append("operators")
+        return names

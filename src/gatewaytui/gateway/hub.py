@@ -1,0 +1,268 @@
+"""The live state stream: one snapshot, then coalesced, sequenced, field-level deltas.
+
+Changes are only *marked* where they happen (`touch`); a ticker at most `rate` times a
+second diffs the marked items against what was last sent, encodes one delta and hands the
+same bytes to every subscriber. A subscriber whose queue overflows is skipped until its
+sender catches up and then gets a fresh snapshot, so a slow client never slows the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gatewaytui.gateway.clock import iso_now
+from gatewaytui.schema import SCHEMA_VERSION
+from gatewaytui.schema.stream import STREAM_COLLECTIONS
+
+log = logging.getLogger("gatewaytui.gateway.hub")
+
+Item = dict[str, Any]
+_MISSING = object()
+_RESYNC = object()
+
+
+@dataclass
+class Collection:
+    """How the hub reads one keyed collection: one item by id, or all of them."""
+
+    get: Callable[[str], Item | None]
+    all: Callable[[], Iterable[Item]]
+
+
+@dataclass
+class Subscriber:
+    queue: asyncio.Queue[Any] = field(default_factory=lambda: asyncio.Queue(maxsize=64))
+    resyncing: bool = False
+    resyncs: int = 0
+
+
+def encode(message: Item) -> str:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+class StateHub:
+    def __init__(
+        self,
+        collections: dict[str, Collection],
+        server: Callable[[], Item],
+        *,
+        rate: float = 4.0,
+        keepalive: float = 5.0,
+        event_log_size: int = 500,
+        before_flush: Callable[[], None] | None = None,
+    ) -> None:
+        unknown = set(collections) - set(STREAM_COLLECTIONS)
+        if unknown:
+            raise ValueError(f"unknown stream collections: {sorted(unknown)}")
+        self.collections = collections
+        self._server = server
+        self.interval = 1.0 / rate
+        self.keepalive = keepalive
+        self._before_flush = before_flush
+        self.seq = 0
+        self._dirty: dict[str, set[str]] = {name: set() for name in collections}
+        self._server_dirty = True
+        self._sent: dict[str, dict[str, Item]] = {name: {} for name in collections}
+        self._sent_server: Item = {}
+        self._pending_events: list[Item] = []
+        self._sent_events: deque[Item] = deque(maxlen=max(event_log_size, 1))
+        self._subscribers: set[Subscriber] = set()
+        self._snapshot_cache: tuple[int, str] | None = None
+        self._last_send = time.monotonic()
+        self.bytes_sent = 0
+        self.deltas_sent = 0
+        self.resyncs = 0
+
+    # -- marking changes --------------------------------------------------------------------
+
+    def touch(self, collection: str, item_id: str) -> None:
+        self._dirty[collection].add(item_id)
+
+    def touch_all(self, collection: str) -> None:
+        dirty = self._dirty[collection]
+        dirty.update(self._sent[collection])
+        dirty.update(item["id"] for item in self.collections[collection].all())
+
+    def touch_server(self) -> None:
+        self._server_dirty = True
+
+    def add_event(self, event: Item) -> None:
+        self._pending_events.append(event)
+
+    # -- building messages ------------------------------------------------------------------
+
+    def flush(self) -> str | None:
+        """Diff what changed since the last delta; return the encoded delta, or None."""
+        if self._before_flush is not None:
+            self._before_flush()
+        upsert: dict[str, list[Item]] = {}
+        remove: dict[str, list[str]] = {}
+        for name, dirty in self._dirty.items():
+            if not dirty:
+                continue
+            getter = self.collections[name].get
+            sent = self._sent[name]
+            patches: list[Item] = []
+            gone: list[str] = []
+            for item_id in dirty:
+                current = getter(item_id)
+                previous = sent.get(item_id)
+                if current is None:
+                    if previous is not None:
+                        del sent[item_id]
+                        gone.append(item_id)
+                    continue
+                if previous is None:
+                    patches.append(current)
+                else:
+                    patch = {k: v for k, v in current.items() if previous.get(k, _MISSING) != v}
+                    if not patch:
+                        continue
+                    patch["id"] = item_id
+                    patches.append(patch)
+                sent[item_id] = current
+            dirty.clear()
+            if patches:
+                upsert[name] = patches
+            if gone:
+                remove[name] = gone
+        server_patch: Item | None = None
+        if self._server_dirty:
+            self._server_dirty = False
+            current_server = self._server()
+            server_patch = {
+                k: v for k, v in current_server.items() if self._sent_server.get(k, _MISSING) != v
+            } or None
+            self._sent_server = current_server
+        events, self._pending_events = self._pending_events, []
+        self._sent_events.extend(events)
+        if not (upsert or remove or server_patch or events):
+            return None
+        self.seq += 1
+        message: Item = {"type": "delta", "seq": self.seq, "ts": iso_now()}
+        if server_patch:
+            message["server"] = server_patch
+        if upsert:
+            message["upsert"] = upsert
+        if remove:
+            message["remove"] = remove
+        if events:
+            message["events"] = events
+        return encode(message)
+
+    def _state_from(
+        self, items: Callable[[str], list[Item]], server: Item, events: list[Item]
+    ) -> Item:
+        state: Item = {
+            "schema_version": SCHEMA_VERSION,
+            "generated_at": iso_now(),
+            "seq": self.seq,
+            "server": server,
+            "workers": [],
+            "jobs": [],
+            "models": [],
+            "mcp": {"clients": [], "sessions": []},
+            "backends": [],
+            "plugins": [],
+            "events": events,
+        }
+        for name, path in STREAM_COLLECTIONS.items():
+            if name not in self.collections:
+                continue
+            target = state
+            for part in path[:-1]:
+                target = target[part]
+            target[path[-1]] = items(name)
+        return state
+
+    def snapshot_text(self) -> str:
+        """The snapshot as of the current `seq` (what the deltas so far add up to)."""
+        if self._snapshot_cache is None or self._snapshot_cache[0] != self.seq:
+            state = self._state_from(
+                lambda name: list(self._sent[name].values()),
+                self._sent_server,
+                list(self._sent_events),
+            )
+            text = encode({"type": "snapshot", "seq": self.seq, "state": state})
+            self._snapshot_cache = (self.seq, text)
+        return self._snapshot_cache[1]
+
+    def full_state(self, events: list[Item]) -> Item:
+        """A fresh state for `GET /api/state`, read directly rather than from the stream."""
+        if self._before_flush is not None:
+            self._before_flush()
+        return self._state_from(
+            lambda name: list(self.collections[name].all()), self._server(), events
+        )
+
+    # -- distribution -----------------------------------------------------------------------
+
+    def broadcast(self, text: str) -> None:
+        for sub in self._subscribers:
+            if sub.resyncing:
+                continue
+            try:
+                sub.queue.put_nowait(text)
+            except asyncio.QueueFull:
+                self._start_resync(sub)
+
+    def _start_resync(self, sub: Subscriber) -> None:
+        while not sub.queue.empty():
+            sub.queue.get_nowait()
+        sub.resyncing = True
+        sub.resyncs += 1
+        self.resyncs += 1
+        sub.queue.put_nowait(_RESYNC)
+
+    def tick(self) -> None:
+        """One coalescing step: send a delta if anything changed, else maybe a keep-alive."""
+        text = self.flush()
+        now = time.monotonic()
+        if text is None:
+            if now - self._last_send < self.keepalive:
+                return
+            text = encode({"type": "keepalive", "seq": self.seq, "ts": iso_now()})
+        else:
+            self.deltas_sent += 1
+        self._last_send = now
+        self.broadcast(text)
+
+    async def run(self) -> None:
+        """Tick forever at the configured rate (chained sleeps: ticks never pile up)."""
+        while True:
+            started = time.monotonic()
+            try:
+                self.tick()
+            except Exception:  # a bug in one tick must not stop the stream
+                log.exception("state hub tick failed")
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(max(self.interval - elapsed, 0.01))
+
+    async def serve(self, send_text: Callable[[str], Awaitable[None]]) -> None:
+        """Feed one subscriber until its connection fails (the caller handles closing)."""
+        sub = Subscriber()
+        self._subscribers.add(sub)
+        try:
+            text = self.snapshot_text()
+            await send_text(text)
+            self.bytes_sent += len(text)
+            while True:
+                item = await sub.queue.get()
+                if item is _RESYNC:
+                    sub.resyncing = False
+                    item = self.snapshot_text()
+                await send_text(item)
+                self.bytes_sent += len(item)
+        finally:
+            self._subscribers.discard(sub)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)

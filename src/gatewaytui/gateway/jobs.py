@@ -1,0 +1,145 @@
+"""In-flight jobs and their assignments (the unit of work sent to one worker)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gatewaytui.gateway.clock import iso
+from gatewaytui.gateway.registry import WorkerRecord
+
+
+class GatewayError(Exception):
+    """An error with an HTTP status and an OpenAI-style type/code, safe to show clients."""
+
+    status = 500
+    type = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "code": self.code}}
+
+
+class ModelNotFoundError(GatewayError):
+    status, type, code = 404, "invalid_request_error", "model_not_found"
+
+
+class QueueFullError(GatewayError):
+    status, type, code = 503, "server_error", "queue_full"
+
+
+class QueueTimeoutError(GatewayError):
+    status, type, code = 503, "server_error", "queue_timeout"
+
+
+class DrainingError(GatewayError):
+    status, type, code = 503, "server_error", "server_draining"
+
+
+class UpstreamTimeoutError(GatewayError):
+    status, type, code = 504, "server_error", "request_timeout"
+
+
+class WorkerLostError(GatewayError):
+    status, type, code = 502, "server_error", "worker_lost"
+
+
+class JobCancelledError(GatewayError):
+    status, type, code = 503, "server_error", "job_cancelled"
+
+
+class WorkerJobError(GatewayError):
+    """A worker reported an error for a job (status comes from the worker's frame)."""
+
+    type = "server_error"
+    code = "worker_error"
+
+
+class BadRequestError(GatewayError):
+    status, type, code = 400, "invalid_request_error", "invalid_request"
+
+
+@dataclass(frozen=True)
+class WorkerLost:
+    """Sentinel put on an assignment's queue when its worker disappears."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    reason: str
+
+
+_ids = itertools.count(1)
+_PREFIX = os.urandom(3).hex()
+
+
+def new_job_id(kind: str) -> str:
+    return f"{kind[:4]}-{_PREFIX}-{next(_ids):06d}"
+
+
+class Assignment:
+    """One piece of a job on one worker; frames for it arrive on `queue`."""
+
+    __slots__ = ("id", "job", "queue", "released", "started", "worker")
+
+    def __init__(self, assignment_id: str, job: Job, worker: WorkerRecord):
+        self.id = assignment_id
+        self.job = job
+        self.worker = worker
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.started = time.monotonic()
+        self.released = False
+
+
+@dataclass
+class Job:
+    """An in-flight request as shown in state."""
+
+    id: str
+    kind: str
+    model: str
+    stream: bool = False
+    client: str | None = None
+    started_at: float = field(default_factory=time.time)
+    state: str = "queued"
+    worker: str | None = None
+    workers: list[str] = field(default_factory=list)
+    backend: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    attempt: int = 1
+    partition: dict[str, int] | None = None
+    assignments: dict[str, Assignment] = field(default_factory=dict)
+    cancel_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "model": self.model,
+            "worker": self.worker,
+            "workers": list(self.workers),
+            "backend": self.backend,
+            "state": self.state,
+            "started_at": iso(self.started_at),
+            "stream": self.stream,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "attempt": self.attempt,
+            "partition": dict(self.partition) if self.partition is not None else None,
+            "client": self.client,
+        }

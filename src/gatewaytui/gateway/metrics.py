@@ -1,0 +1,170 @@
+"""Prometheus metrics: what the SPI's Metrics interface records, plus live gauges.
+
+Counters and histograms are updated where jobs end; gauges (in-flight, queue, workers by
+status) are read from live state at scrape time by a custom collector, so nothing is
+updated on every tick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+import gatewaytui
+from gatewaytui.schema import WorkerStatus
+
+disable_created_metrics()  # `_created` series only add noise for operators
+
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_PREFIX = "gatewaytui"
+
+
+class _LiveCollector(Collector):
+    def __init__(self, read: Callable[[], dict[str, Any]]):
+        self._read = read
+
+    def collect(self) -> Iterator[Any]:
+        live = self._read()
+        info = InfoMetricFamily(f"{_PREFIX}_build", "Build information of the gateway.")
+        info.add_metric([], {"version": gatewaytui.__version__})
+        yield info
+        inflight = GaugeMetricFamily(f"{_PREFIX}_inflight_jobs", "Jobs in flight.")
+        inflight.add_metric([], live["inflight"])
+        yield inflight
+        queue = GaugeMetricFamily(f"{_PREFIX}_queue_length", "Requests waiting for capacity.")
+        queue.add_metric([], live["queue_length"])
+        yield queue
+        workers = GaugeMetricFamily(f"{_PREFIX}_workers", "Workers by status.", labels=["status"])
+        for status in WorkerStatus:
+            workers.add_metric([status.value], live["workers_by_status"].get(status.value, 0))
+        yield workers
+        draining = GaugeMetricFamily(f"{_PREFIX}_server_draining", "1 while the server drains.")
+        draining.add_metric([], 1 if live["draining"] else 0)
+        yield draining
+        subscribers = GaugeMetricFamily(
+            f"{_PREFIX}_state_stream_subscribers", "Connected state stream clients."
+        )
+        subscribers.add_metric([], live["subscribers"])
+        yield subscribers
+
+
+class GatewayMetrics:
+    """One registry per gateway instance (tests run many gateways in one process)."""
+
+    def __init__(self, read_live: Callable[[], dict[str, Any]], per_worker: bool = True):
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.per_worker = per_worker
+        r = self.registry
+        self.model_requests = Counter(
+            f"{_PREFIX}_model_requests",
+            "Requests per model by outcome.",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.model_tokens = Counter(
+            f"{_PREFIX}_model_tokens",
+            "Tokens per model (kind: in or out).",
+            ["model", "kind"],
+            registry=r,
+        )
+        self.model_embeddings = Counter(
+            f"{_PREFIX}_model_embeddings", "Embeddings produced per model.", ["model"], registry=r
+        )
+        self.request_duration = Histogram(
+            f"{_PREFIX}_request_duration_seconds",
+            "End-to-end request duration per model.",
+            ["model", "kind"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            f"{_PREFIX}_queue_wait_seconds",
+            "Time requests waited for a worker.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.worker_jobs = Counter(
+            f"{_PREFIX}_worker_jobs",
+            "Jobs per worker by outcome.",
+            ["worker", "outcome"],
+            registry=r,
+        )
+        self.worker_tokens = Counter(
+            f"{_PREFIX}_worker_tokens",
+            "Tokens per worker (kind: in or out).",
+            ["worker", "kind"],
+            registry=r,
+        )
+        self.worker_embeddings = Counter(
+            f"{_PREFIX}_worker_embeddings", "Embeddings per worker.", ["worker"], registry=r
+        )
+        self.worker_processing = Histogram(
+            f"{_PREFIX}_worker_processing_seconds",
+            "Processing time per worker and kind.",
+            ["worker", "kind"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.worker_events = Counter(
+            f"{_PREFIX}_worker_events",
+            "Worker connects, disconnects, evictions, refusals.",
+            ["event"],
+            registry=r,
+        )
+        self.stream_resyncs = Counter(
+            f"{_PREFIX}_state_stream_resyncs", "Slow state stream clients resynced.", registry=r
+        )
+        r.register(_LiveCollector(read_live))
+
+    def job_finished(
+        self,
+        model: str,
+        kind: str,
+        seconds: float,
+        ok: bool,
+        tokens_in: int = 0,
+        tokens_out: int = 0,
+        embeddings: int = 0,
+    ) -> None:
+        self.model_requests.labels(model, "success" if ok else "failure").inc()
+        self.request_duration.labels(model, kind).observe(seconds)
+        if tokens_in:
+            self.model_tokens.labels(model, "in").inc(tokens_in)
+        if tokens_out:
+            self.model_tokens.labels(model, "out").inc(tokens_out)
+        if embeddings:
+            self.model_embeddings.labels(model).inc(embeddings)
+
+    def worker_finished(
+        self,
+        worker: str,
+        kind: str,
+        seconds: float,
+        ok: bool,
+        tokens_in: int = 0,
+        tokens_out: int = 0,
+        embeddings: int = 0,
+    ) -> None:
+        if not self.per_worker:
+            return
+        self.worker_jobs.labels(worker, "success" if ok else "failure").inc()
+        self.worker_processing.labels(worker, kind).observe(seconds)
+        if tokens_in:
+            self.worker_tokens.labels(worker, "in").inc(tokens_in)
+        if tokens_out:
+            self.worker_tokens.labels(worker, "out").inc(tokens_out)
+        if embeddings:
+            self.worker_embeddings.labels(worker).inc(embeddings)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,472 @@
+"""Every gateway option, described once by a PluginDescriptor and resolved from one place.
+
+The descriptors are the single source: they generate the CLI flags of `gatewaytui serve`, the
+environment variables, the YAML keys (`plugin_options.<plugin>.<arg>`) and the defaults.
+Precedence: flag > env > YAML > default. Nothing else in the gateway reads configuration.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gatewaytui.schema import ArgSpec, ArgState, ArgType, PluginDescriptor, PluginState
+from gatewaytui.schema.state import OptionSource
+
+
+class OptionError(ValueError):
+    """A bad option value or key; the message names the source and the expectation."""
+
+
+def _arg(
+    plugin: str,
+    arg_id: str,
+    arg_type: ArgType,
+    default: str,
+    description: str,
+    *,
+    example: str = "",
+    secret: bool = False,
+    deprecated: bool = False,
+    replacement: str = "",
+) -> ArgSpec:
+    """Derive flag, env and YAML names from the plugin and argument id."""
+    dashed = f"{plugin}-{arg_id}".replace("_", "-")
+    return ArgSpec(
+        id=arg_id,
+        flag=f"--{dashed}",
+        env=f"{plugin}_{arg_id}".upper(),
+        yaml=f"plugin_options.{plugin}.{arg_id}",
+        type=arg_type,
+        default=default,
+        example=example,
+        description=description,
+        secret=secret,
+        deprecated=deprecated,
+        replacement=replacement,
+    )
+
+
+STR, INT, BOOL, NUM, DUR = (
+    ArgType.STRING,
+    ArgType.INT,
+    ArgType.BOOL,
+    ArgType.NUMBER,
+    ArgType.DURATION,
+)
+
+DESCRIPTORS: list[PluginDescriptor] = [
+    PluginDescriptor(
+        id="server",
+        name="Server",
+        summary=(
+            "Listen address, drain behaviour, the state stream and the secrets of the three "
+            "audiences."
+        ),
+        args=[
+            _arg(
+                "server",
+                "host",
+                STR,
+                "127.0.0.1",
+                "Address to bind (loopback by default).",
+                example="0.0.0.0",
+            ),
+            _arg("server", "port", INT, "8080", "TCP port to listen on.", example="8080"),
+            _arg(
+                "server",
+                "drain_timeout",
+                DUR,
+                "60s",
+                "How long a server drain waits for in-flight jobs before exiting.",
+                example="2m",
+            ),
+            _arg(
+                "server",
+                "state_stream_rate",
+                NUM,
+                "4",
+                "Maximum deltas per second on the state stream (at most 4).",
+                example="2",
+            ),
+            _arg(
+                "server",
+                "state_keepalive",
+                DUR,
+                "5s",
+                "Keep-alive interval on an idle state stream.",
+                example="10s",
+            ),
+            _arg("server", "event_log_size", INT, "500", "Events kept in the bounded event log."),
+            _arg(
+                "server",
+                "api_keys",
+                STR,
+                "",
+                "Comma-separated API keys for OpenAI clients; empty means no auth.",
+                example="sk-team-a,sk-team-b",
+                secret=True,
+            ),
+            _arg(
+                "server",
+                "worker_key",
+                STR,
+                "",
+                "Key workers and MCP relays present when dialling in; empty means no auth.",
+                secret=True,
+            ),
+            _arg(
+                "server",
+                "operator_tokens",
+                STR,
+                "",
+                "Comma-separated tokens with the operator role (read and act).",
+                secret=True,
+            ),
+            _arg(
+                "server",
+                "viewer_tokens",
+                STR,
+                "",
+                "Comma-separated tokens with the viewer role (read only).",
+                secret=True,
+            ),
+        ],
+    ),
+    PluginDescriptor(
+        id="llm",
+        name="LLM Gateway",
+        summary="OpenAI-compatible API: scheduling, queueing and partitioned embeddings.",
+        args=[
+            _arg(
+                "llm",
+                "scheduler",
+                STR,
+                "least-busy",
+                "Worker pick strategy: least-busy, round-robin or fill-first.",
+                example="round-robin",
+            ),
+            _arg(
+                "llm",
+                "queue_size",
+                INT,
+                "256",
+                "Requests that may wait for capacity before new ones get 503.",
+                example="200",
+            ),
+            _arg(
+                "llm",
+                "queue_timeout",
+                DUR,
+                "30s",
+                "How long a queued request waits for a worker before 503.",
+                example="10s",
+            ),
+            _arg(
+                "llm",
+                "request_timeout",
+                DUR,
+                "120s",
+                "Longest a request waits for its worker (per chunk when streaming).",
+                example="5m",
+            ),
+            _arg(
+                "llm",
+                "max_parallel_embeddings",
+                INT,
+                "4",
+                "Chunks of one embeddings request run in parallel at most.",
+                example="8",
+            ),
+            _arg(
+                "llm",
+                "embedding_chunk_attempts",
+                INT,
+                "3",
+                "Tries for one embeddings chunk across different workers.",
+            ),
+            _arg(
+                "llm",
+                "model_family_matching",
+                BOOL,
+                "true",
+                "Let llama3:8b-q4 serve llama3:8b when no exact match is free.",
+            ),
+        ],
+    ),
+    PluginDescriptor(
+        id="workers",
+        name="Workers",
+        summary="Workers that dial in over WebSocket: heartbeats, expiry and frame limits.",
+        args=[
+            _arg(
+                "workers",
+                "heartbeat_interval",
+                DUR,
+                "5s",
+                "How often workers are asked to heartbeat.",
+                example="10s",
+            ),
+            _arg(
+                "workers",
+                "heartbeat_expiry",
+                DUR,
+                "20s",
+                "Silence after which a worker is evicted and shown as gone.",
+                example="30s",
+            ),
+            _arg(
+                "workers",
+                "gone_retention",
+                DUR,
+                "5m",
+                "How long a gone worker stays visible before it is removed.",
+                example="15m",
+            ),
+            _arg(
+                "workers",
+                "max_frame_bytes",
+                INT,
+                "4194304",
+                "Largest frame a worker may send; larger closes its connection (1008).",
+            ),
+        ],
+    ),
+    PluginDescriptor(
+        id="metrics",
+        name="Metrics",
+        summary="Prometheus exposition at /metrics.",
+        args=[
+            _arg("metrics", "enabled", BOOL, "true", "Serve GET /metrics."),
+            _arg(
+                "metrics",
+                "per_worker",
+                BOOL,
+                "true",
+                "Export per-worker series (turn off for very large fleets).",
+            ),
+        ],
+    ),
+]
+
+
+# ---- parsing ------------------------------------------------------------------------------
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from `90s`, `5m`, `1h30m`, `250ms` or a bare number of seconds."""
+    raw = text.strip().lower()
+    if not raw:
+        raise ValueError("empty duration")
+    try:
+        value = float(raw)
+    except ValueError:
+        pos, total = 0, 0.0
+        for match in _DURATION_PART.finditer(raw):
+            if match.start() != pos:
+                break
+            total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+            pos = match.end()
+        if pos != len(raw) or pos == 0:
+            raise ValueError(f"not a duration: {text!r}") from None
+        return total
+    if value < 0:
+        raise ValueError("negative duration")
+    return value
+
+
+_EXPECTED = {
+    ArgType.INT: "an integer",
+    ArgType.NUMBER: "a number",
+    ArgType.BOOL: "true or false",
+    ArgType.DURATION: "a duration like 90s, 5m or 1h30m",
+    ArgType.STRING: "a string",
+}
+
+
+def parse_value(spec: ArgSpec, raw: Any) -> Any:
+    """Convert a raw value (string from flag/env, or a YAML scalar) to the spec's type."""
+    text = str(raw).strip() if not isinstance(raw, bool) else ("true" if raw else "false")
+    try:
+        match spec.type:
+            case ArgType.INT:
+                if isinstance(raw, float) and not raw.is_integer():
+                    raise ValueError
+                return int(text)
+            case ArgType.NUMBER:
+                return float(text)
+            case ArgType.BOOL:
+                if text.lower() in _TRUE:
+                    return True
+                if text.lower() in _FALSE:
+                    return False
+                raise ValueError
+            case ArgType.DURATION:
+                return parse_duration(text)
+            case _:
+                return "" if raw is None else str(raw)
+    except ValueError:
+        raise ValueError(f"expected {_EXPECTED[spec.type]}") from None
+
+
+# ---- resolution ---------------------------------------------------------------------------
+
+
+@dataclass
+class ResolvedArg:
+    spec: ArgSpec
+    value: Any
+    source: OptionSource
+
+
+@dataclass
+class ResolvedOptions:
+    """Effective option values with their sources, keyed by plugin then argument id."""
+
+    args: dict[str, dict[str, ResolvedArg]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def get(self, plugin: str, arg_id: str) -> Any:
+        return self.args[plugin][arg_id].value
+
+    def describe(self) -> list[PluginState]:
+        """Descriptors with effective value and source; secrets only as set/unset."""
+        out: list[PluginState] = []
+        for descriptor in DESCRIPTORS:
+            states: list[ArgState] = []
+            for spec in descriptor.args:
+                resolved = self.args[descriptor.id][spec.id]
+                is_set = resolved.value not in ("", None)
+                shown = None if spec.secret else _format_value(spec, resolved.value)
+                states.append(
+                    ArgState(
+                        **spec.model_dump(),
+                        value=shown,
+                        source=resolved.source,
+                        is_set=is_set,
+                    )
+                )
+            out.append(
+                PluginState(
+                    id=descriptor.id, name=descriptor.name, summary=descriptor.summary, args=states
+                )
+            )
+        return out
+
+
+def _format_value(spec: ArgSpec, value: Any) -> str:
+    if spec.type == ArgType.BOOL:
+        return "true" if value else "false"
+    if spec.type == ArgType.DURATION:
+        return format_duration(float(value))
+    if spec.type == ArgType.NUMBER and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest of `250ms`, `90s`, `5m`, `1h30m` that states `seconds` exactly."""
+    if seconds < 1 and seconds != 0:
+        return f"{round(seconds * 1000)}ms"
+    whole = int(seconds)
+    if whole != seconds:
+        return f"{seconds:g}s"
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+        f"{secs}s" if secs else "",
+    ]
+    return "".join(parts) or "0s"
+
+
+def find_spec(plugin: str, arg_id: str) -> ArgSpec:
+    for descriptor in DESCRIPTORS:
+        if descriptor.id == plugin:
+            for spec in descriptor.args:
+                if spec.id == arg_id:
+                    return spec
+    raise KeyError(f"{plugin}.{arg_id}")
+
+
+def resolve_options(
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    yaml_doc: Mapping[str, Any] | None = None,
+) -> ResolvedOptions:
+    """Resolve every option: flag > env > YAML > default.
+
+    `flags` is keyed by `plugin.arg_id` (only flags the user actually gave); `env` is the
+    process environment; `yaml_doc` is the parsed config file (its `plugin_options` section).
+    Raises OptionError listing every bad value and unknown key at once.
+    """
+    flags = flags or {}
+    env = env or {}
+    section = (yaml_doc or {}).get("plugin_options") or {}
+    errors: list[str] = []
+    if not isinstance(section, Mapping):
+        raise OptionError("plugin_options: expected a mapping of plugin id to options")
+    errors.extend(_unknown_yaml_keys(section))
+    resolved = ResolvedOptions()
+    for descriptor in DESCRIPTORS:
+        plugin_yaml = section.get(descriptor.id) or {}
+        bucket: dict[str, ResolvedArg] = {}
+        for spec in descriptor.args:
+            key = f"{descriptor.id}.{spec.id}"
+            candidates: list[tuple[OptionSource, str, Any]] = []
+            if key in flags and flags[key] is not None:
+                candidates.append(("flag", spec.flag, flags[key]))
+            if spec.env in env:
+                candidates.append(("env", spec.env, env[spec.env]))
+            if isinstance(plugin_yaml, Mapping) and spec.id in plugin_yaml:
+                candidates.append(("yaml", spec.yaml, plugin_yaml[spec.id]))
+            source, label, raw = candidates[0] if candidates else ("default", "", spec.default)
+            try:
+                value = parse_value(spec, raw)
+            except ValueError as exc:
+                shown = "***" if spec.secret else raw
+                where = f"{label}={shown}" if source != "default" else f"default of {key}"
+                errors.append(f"{where}: {exc}")
+                continue
+            if spec.deprecated and source != "default":
+                resolved.warnings.append(
+                    f"{label} is deprecated" + (f": {spec.replacement}" if spec.replacement else "")
+                )
+            bucket[spec.id] = ResolvedArg(spec=spec, value=value, source=source)
+        resolved.args[descriptor.id] = bucket
+    if errors:
+        raise OptionError("; ".join(errors))
+    return resolved
+
+
+def _unknown_yaml_keys(section: Mapping[str, Any]) -> list[str]:
+    known = {d.id: {a.id for a in d.args} for d in DESCRIPTORS}
+    problems: list[str] = []
+    for plugin, values in section.items():
+        if plugin not in known:
+            problems.append(
+                f"plugin_options.{plugin}: unknown plugin{_did_you_mean(plugin, known)}"
+            )
+            continue
+        if not isinstance(values, Mapping):
+            problems.append(f"plugin_options.{plugin}: expected a mapping")
+            continue
+        for key in values:
+            if key not in known[plugin]:
+                hint = _did_you_mean(str(key), known[plugin])
+                problems.append(f"plugin_options.{plugin}.{key}: unknown option{hint}")
+    return problems
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,73 @@
+"""Run the gateway under uvicorn with drain-on-signal: the first SIGTERM/SIGINT drains
+(`/readyz` 503, new requests 503, in-flight jobs finish up to the drain timeout) and then
+exits; a second signal exits at once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from types import FrameType
+
+import uvicorn
+
+from gatewaytui.gateway.app import create_app
+from gatewaytui.gateway.core import Gateway
+
+log = logging.getLogger("gatewaytui.gateway.server")
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn.Server whose exit signal drains the gateway first."""
+
+    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+        super().__init__(config)
+        self.gateway = gateway
+        self._signals = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        gateway.on_drained = self._exit_now
+
+    def _exit_now(self) -> None:
+        self.should_exit = True
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals > 1 or self._loop is None:
+            log.warning("second signal: exiting now")
+            self.force_exit = True
+            self.should_exit = True
+            return
+        log.warning("signal %s: draining (send it again to exit at once)", sig)
+        self._loop.call_soon_threadsafe(self.gateway.begin_exit_drain)
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets=sockets)
+
+
+def make_server(gateway: Gateway, *, log_level: str = "warning") -> DrainingServer:
+    c = gateway.config
+    config = uvicorn.Config(
+        create_app(gateway),
+        host=c.host,
+        port=c.port,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        ws_max_size=max(16 * 1024 * 1024, c.max_frame_bytes * 2),
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        timeout_graceful_shutdown=3,
+        server_header=False,
+    )
+    return DrainingServer(config, gateway)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind before serving so callers (tests, demo) learn the real port of port 0."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock

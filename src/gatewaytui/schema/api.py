@@ -1,0 +1,36 @@
+"""Bodies of the operator API and the OpenAI-format error envelope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from gatewaytui.schema.state import WireModel
+
+
+class ErrorDetail(WireModel):
+    message: str
+    type: str = "server_error"
+    code: str | None = None
+    param: str | None = None
+
+
+class ErrorBody(WireModel):
+    """OpenAI's error envelope, used by every endpoint so clients parse one shape."""
+
+    error: ErrorDetail
+
+
+class ActionResult(WireModel):
+    """What an operator action returns."""
+
+    ok: bool = True
+    message: str = ""
+    target: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ServerDrainRequest(WireModel):
+    timeout_s: float | None = Field(default=None, gt=0)
+    exit_when_done: bool = False

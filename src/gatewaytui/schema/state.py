@@ -1,0 +1,317 @@
+"""The gateway's state as served by `GET /api/state` and stored in `sample_state.json`.
+
+Field names follow the JSON tags of the gateway SPI seed where it gives them (MCP client and
+session snapshots, worker statuses); everything else is ours and documented in docs/.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class WireModel(BaseModel):
+    """Base for every wire model: unknown fields are kept, so newer gateways stay readable."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class WorkerStatus(StrEnum):
+    """Worker statuses, exactly the SPI's `WorkerStatus` values."""
+
+    CONNECTED = "connected"
+    WORKING = "working"
+    IDLE = "idle"
+    NOT_READY = "not_ready"
+    DRAINING = "draining"
+    GONE = "gone"
+
+
+class ServerStatus(StrEnum):
+    READY = "ready"
+    NOT_READY = "not_ready"
+    DRAINING = "draining"
+
+
+class HostInfo(WireModel):
+    """What a worker says about the machine it runs on."""
+
+    hostname: str = ""
+    os: str = ""
+    arch: str = ""
+    cpu_count: int | None = None
+    mem_total_mb: int | None = None
+    gpu: str | None = None
+    python: str | None = None
+
+
+class ModelCounters(WireModel):
+    """Per-model counters of one worker."""
+
+    requests: int = 0
+    failures: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    embeddings: int = 0
+
+
+class WorkerSnapshot(WireModel):
+    """One worker as the gateway sees it. Counters survive a reconnect of the same id."""
+
+    id: str
+    name: str
+    status: WorkerStatus
+    status_reason: str | None = None
+    models: list[str] = Field(default_factory=list)
+    max_concurrency: int = 1
+    preferred_batch_size: int = 1
+    inflight: int = 0
+    version: str = ""
+    host: HostInfo = Field(default_factory=HostInfo)
+    labels: dict[str, str] = Field(default_factory=dict)
+    remote_addr: str | None = None
+    connected_at: datetime | None = None
+    last_heartbeat: datetime | None = None
+    gone_at: datetime | None = None
+    draining: bool = False
+    drain_started_at: datetime | None = None
+    cpu_percent: float | None = None
+    mem_percent: float | None = None
+    processed: int = 0
+    failures: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    embeddings: int = 0
+    avg_processing_ms: float = 0.0
+    per_model: dict[str, ModelCounters] = Field(default_factory=dict)
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    reconnects: int = 0
+
+
+class JobKind(StrEnum):
+    CHAT = "chat"
+    EMBEDDINGS = "embeddings"
+    MCP = "mcp"
+
+
+class PartitionProgress(WireModel):
+    """Progress of a partitioned job (embeddings split across workers)."""
+
+    total_items: int
+    done_items: int = 0
+    chunks_done: int = 0
+    chunks_inflight: int = 0
+    chunks_failed: int = 0
+
+
+class JobSnapshot(WireModel):
+    """An in-flight job."""
+
+    id: str
+    kind: JobKind
+    model: str
+    worker: str | None = None
+    workers: list[str] = Field(default_factory=list)
+    backend: str | None = None
+    state: Literal["queued", "running", "cancelling"] = "running"
+    started_at: datetime
+    stream: bool = False
+    tokens_in: int = 0
+    tokens_out: int = 0
+    attempt: int = 1
+    partition: PartitionProgress | None = None
+    client: str | None = None
+
+
+class ModelSummary(WireModel):
+    """Capacity of one model across its workers, derived by the gateway."""
+
+    id: str
+    workers: int = 0
+    ready_workers: int = 0
+    capacity: int = 0
+    inflight: int = 0
+    queued: int = 0
+    owned_by: list[str] = Field(default_factory=list)
+
+
+class MCPClientSnapshot(WireModel):
+    """A relayed MCP server (`id,name,status,inflight,functions` are the SPI's tags)."""
+
+    id: str
+    name: str
+    status: str
+    inflight: int = 0
+    functions: dict[str, int] = Field(default_factory=dict)
+    connected_at: datetime | None = None
+    server_name: str | None = None
+    server_version: str | None = None
+    capabilities: list[str] = Field(default_factory=list)
+    calls: int = 0
+    errors: int = 0
+    errors_by_method: dict[str, int] = Field(default_factory=dict)
+    last_error: str | None = None
+
+
+class MCPSessionSnapshot(WireModel):
+    """One in-flight MCP call (`id,client_id,method,started_at,duration_ms` per the SPI)."""
+
+    id: str
+    client_id: str
+    method: str
+    started_at: datetime
+    duration_ms: int = 0
+
+
+class MCPState(WireModel):
+    clients: list[MCPClientSnapshot] = Field(default_factory=list)
+    sessions: list[MCPSessionSnapshot] = Field(default_factory=list)
+
+
+class BackendStatus(StrEnum):
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    UNKNOWN = "unknown"
+
+
+class BackendSnapshot(WireModel):
+    """An operator-defined OpenAI-compatible endpoint. Never carries its key."""
+
+    id: str
+    type: str = "openai"
+    url: str
+    enabled: bool = True
+    api_key_set: bool = False
+    status: BackendStatus = BackendStatus.UNKNOWN
+    models: list[str] = Field(default_factory=list)
+    latency_ms: float | None = None
+    last_probe_at: datetime | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    next_retry_at: datetime | None = None
+    inflight: int = 0
+    revision: int = 1
+
+
+class ArgType(StrEnum):
+    STRING = "string"
+    INT = "int"
+    BOOL = "bool"
+    NUMBER = "number"
+    DURATION = "duration"
+
+
+class ArgSpec(WireModel):
+    """One configurable parameter of a plugin (the SPI's ArgSpec)."""
+
+    id: str
+    flag: str
+    env: str
+    yaml: str
+    type: ArgType
+    default: str = ""
+    example: str = ""
+    description: str = ""
+    deprecated: bool = False
+    replacement: str = ""
+    secret: bool = False
+
+
+OptionSource = Literal["flag", "env", "yaml", "default"]
+
+
+class ArgState(ArgSpec):
+    """An ArgSpec plus what is in effect and where it came from. Secrets show only set/unset."""
+
+    value: str | None = None
+    source: OptionSource = "default"
+    is_set: bool = False
+
+
+class PluginDescriptor(WireModel):
+    """Human-readable metadata for one configurable part of the gateway (the SPI's)."""
+
+    id: str
+    name: str
+    summary: str = ""
+    args: list[ArgSpec] = Field(default_factory=list)
+
+
+class PluginState(WireModel):
+    """A descriptor as served by `GET /api/plugins` and in state: each arg with its value."""
+
+    id: str
+    name: str
+    summary: str = ""
+    args: list[ArgState] = Field(default_factory=list)
+
+
+class EventLevel(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class EventRecord(WireModel):
+    """One entry of the gateway's bounded event log."""
+
+    id: int
+    ts: datetime
+    kind: str
+    level: EventLevel = EventLevel.INFO
+    message: str
+    worker_id: str | None = None
+    job_id: str | None = None
+
+
+class QueueInfo(WireModel):
+    length: int = 0
+    capacity: int = 0
+
+
+class ServerSnapshot(WireModel):
+    """The gateway process itself."""
+
+    version: str
+    status: ServerStatus
+    status_reason: str | None = None
+    started_at: datetime
+    listen: str = ""
+    draining: bool = False
+    drain_started_at: datetime | None = None
+    drain_deadline: datetime | None = None
+    inflight: int = 0
+    queue: QueueInfo = Field(default_factory=QueueInfo)
+    scheduler: str = "least-busy"
+    read_only: bool = False
+    requests_total: int = 0
+    tokens_in_total: int = 0
+    tokens_out_total: int = 0
+    embeddings_total: int = 0
+
+
+class GatewayState(WireModel):
+    """The whole state: `GET /api/state`, the first frame of the stream, a saved snapshot."""
+
+    schema_version: int = SCHEMA_VERSION
+    generated_at: datetime
+    seq: int = 0
+    server: ServerSnapshot
+    workers: list[WorkerSnapshot] = Field(default_factory=list)
+    jobs: list[JobSnapshot] = Field(default_factory=list)
+    models: list[ModelSummary] = Field(default_factory=list)
+    mcp: MCPState = Field(default_factory=MCPState)
+    backends: list[BackendSnapshot] = Field(default_factory=list)
+    plugins: list[PluginState] = Field(default_factory=list)
+    events: list[EventRecord] = Field(default_factory=list)
+
+
+def state_json_schema() -> dict[str, Any]:
+    """The published JSON Schema of `GatewayState` (docs/state.schema.json)."""
+    return GatewayState.model_json_schema()

@@ -1,0 +1,47 @@
+"""Workers shipped with gatewaytui: a simulated one and a relay to a real OpenAI server.
+
+A worker dials out to the gateway (`WS /api/workers/connect`), registers, heartbeats and runs
+the jobs it is sent. This layer imports only `gatewaytui.schema`, websockets, httpx and the
+standard library.
+"""
+
+from gatewaytui.workers.backend import Backend, ChunkSink, JobError
+from gatewaytui.workers.backoff import Backoff
+from gatewaytui.workers.client import SessionEnd, WorkerClient, WorkerProtocolError
+from gatewaytui.workers.hostinfo import host_info
+from gatewaytui.workers.relay import RelayBackend, upstream_base_url
+from gatewaytui.workers.runner import build_backend, build_clients, run_workers
+from gatewaytui.workers.settings import (
+    DEFAULT_GATEWAY_URL,
+    BackoffSettings,
+    SimulateSettings,
+    UpstreamSettings,
+    WorkerSettings,
+    gateway_ws_url,
+)
+from gatewaytui.workers.simulated import SimulatedBackend, completion_words, embed_text
+
+__all__ = [
+    "DEFAULT_GATEWAY_URL",
+    "Backend",
+    "Backoff",
+    "BackoffSettings",
+    "ChunkSink",
+    "JobError",
+    "RelayBackend",
+    "SessionEnd",
+    "SimulateSettings",
+    "SimulatedBackend",
+    "UpstreamSettings",
+    "WorkerClient",
+    "WorkerProtocolError",
+    "WorkerSettings",
+    "build_backend",
+    "build_clients",
+    "completion_words",
+    "embed_text",
+    "gateway_ws_url",
+    "host_info",
+    "run_workers",
+    "upstream_base_url",
+]

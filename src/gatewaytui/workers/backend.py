@@ -1,0 +1,188 @@
+"""What answers a worker's jobs: the interface shared by the simulated and relay backends.
+
+One backend may serve many `WorkerClient`s (a simulated fleet in one process shares one), so
+it reports readiness and models to listeners rather than to a single connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Self
+
+from gatewaytui.schema.protocol import JobFrame, Usage
+
+log = logging.getLogger("gatewaytui.workers.backend")
+
+ChunkSink = Callable[[dict[str, Any], int], Awaitable[None]]
+"""Receives one chat.completion.chunk object and the number of tokens it carries."""
+
+Listener = Callable[[], None]
+
+
+class JobError(Exception):
+    """A job failed in a way the gateway should hear about as an `error` frame."""
+
+    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status if 400 <= status <= 599 else 502
+        self.message = message
+        self.code = code
+
+
+class Backend(ABC):
+    """Runs jobs and keeps readiness/models current; subclasses implement the three calls."""
+
+    def __init__(self, models: list[str] | None = None) -> None:
+        self._models: list[str] = list(models or [])
+        self._ready = True
+        self._reason: str | None = None
+        self._listeners: list[Listener] = []
+
+    # ---- state seen by the worker connections ---------------------------------------------
+
+    @property
+    def models(self) -> list[str]:
+        return list(self._models)
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def reason(self) -> str | None:
+        """Why the backend is not ready (None when ready)."""
+        return self._reason
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` whenever readiness or models change; returns an unsubscribe."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _update(
+        self,
+        *,
+        ready: bool | None = None,
+        reason: str | None = None,
+        models: list[str] | None = None,
+    ) -> None:
+        changed = False
+        if ready is not None:
+            new_reason = None if ready else reason
+            if ready != self._ready or new_reason != self._reason:
+                self._ready, self._reason = ready, new_reason
+                changed = True
+        if models is not None and models != self._models:
+            self._models = list(models)
+            changed = True
+        if changed:
+            for listener in list(self._listeners):
+                try:
+                    listener()
+                except Exception:
+                    log.exception("backend state listener failed")
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:  # noqa: B027 - optional hook, most backends need none
+        """Acquire resources (HTTP clients, discovery loops). Idempotent."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what `start` acquired."""
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ---- jobs -------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def chat(self, job: JobFrame) -> tuple[dict[str, Any], Usage]:
+        """A non-streaming chat job: the full chat.completion body and its usage."""
+
+    @abstractmethod
+    async def chat_stream(self, job: JobFrame, emit: ChunkSink) -> Usage:
+        """A streaming chat job: `emit` each chunk object, then return the usage."""
+
+    @abstractmethod
+    async def embeddings(self, job: JobFrame) -> tuple[dict[str, Any], Usage]:
+        """An embeddings job over this worker's slice: the OpenAI response and its usage."""
+
+
+# ---- helpers shared by the backends -----------------------------------------------------
+
+
+def words_in_messages(body: dict[str, Any]) -> int:
+    """Whitespace-separated words in a chat request's messages: a cheap token estimate."""
+    total = 0
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return 0
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            total += len(content.split())
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    total += len(part["text"].split())
+    return total
+
+
+def embedding_inputs(body: dict[str, Any]) -> list[str | list[int]]:
+    """The `input` of an embeddings request as a list (a bare string or token list is one)."""
+    value = body.get("input")
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        if value and all(isinstance(v, int) for v in value):
+            return [value]
+        if all(isinstance(v, str) or _is_token_list(v) for v in value):
+            return list(value)
+    raise JobError(400, "embeddings input must be a string or a list of strings", "invalid_input")
+
+
+def _is_token_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, int) for v in value)
+
+
+def usage_from(value: Any) -> Usage | None:
+    """Parse an OpenAI usage object leniently (missing totals are derived)."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        prompt = int(value.get("prompt_tokens") or 0)
+        completion = int(value.get("completion_tokens") or 0)
+        total = int(value.get("total_tokens") or prompt + completion)
+        return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total)
+    except (TypeError, ValueError):
+        return None
+
+
+def requested_max_tokens(body: dict[str, Any], default: int) -> int:
+    """`max_completion_tokens`, else `max_tokens`, else the default; rejects bad values."""
+    for key in ("max_completion_tokens", "max_tokens"):
+        value = body.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise JobError(400, f"{key} must be a non-negative integer", "invalid_request")
+        return value
+    return default

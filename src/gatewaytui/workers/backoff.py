@@ -1,0 +1,36 @@
+"""Reconnect delays: capped exponential backoff with full jitter.
+
+Full jitter (a uniform draw between 0 and the exponential ceiling) keeps thousands of workers
+that lost the same gateway from reconnecting in lock-step when it comes back.
+"""
+
+from __future__ import annotations
+
+import random
+
+
+class Backoff:
+    """Delay before the n-th consecutive retry: uniform(0, min(cap, base * 2**n))."""
+
+    def __init__(self, base_s: float, cap_s: float, rng: random.Random | None = None) -> None:
+        if base_s <= 0 or cap_s <= 0:
+            raise ValueError("backoff base and cap must be positive")
+        self.base_s = base_s
+        self.cap_s = cap_s
+        self.attempt = 0
+        self._rng = rng or random.Random()
+
+    def ceiling(self) -> float:
+        """The upper bound of the next delay."""
+        # Clamp the exponent: 2**64 * base is already far past any sane cap.
+        return min(self.cap_s, self.base_s * 2 ** min(self.attempt, 64))
+
+    def next_delay(self) -> float:
+        """Draw the next delay and count the attempt."""
+        delay = self._rng.uniform(0, self.ceiling())
+        self.attempt += 1
+        return delay
+
+    def reset(self) -> None:
+        """Back to the base ceiling, after a connection proved stable."""
+        self.attempt = 0

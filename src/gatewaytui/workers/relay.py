@@ -1,0 +1,292 @@
+"""A relay backend: forwards jobs to a real OpenAI-compatible server (llama-server, vLLM,
+Ollama's /v1) and keeps the gateway told whether that server is answering.
+
+Models come from `GET /v1/models`, re-listed periodically (and sooner while the upstream is
+down, or right after a request could not reach it). Streams are parsed from the upstream's
+SSE and forwarded chunk by chunk; usage-only chunks are folded into the final result frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from gatewaytui import __version__
+from gatewaytui.schema.protocol import JobFrame, Usage
+from gatewaytui.workers.backend import (
+    Backend,
+    ChunkSink,
+    JobError,
+    usage_from,
+    words_in_messages,
+)
+from gatewaytui.workers.settings import UpstreamSettings
+
+log = logging.getLogger("gatewaytui.workers.relay")
+
+_MAX_ERROR_CHARS = 1000
+
+
+def upstream_base_url(url: str) -> str:
+    """`http://h:p`, `http://h:p/`, `http://h:p/v1/` all become `http://h:p/v1`."""
+    base = url.strip().rstrip("/")
+    if not base.endswith("/v1"):
+        base = f"{base}/v1"
+    return base
+
+
+class RelayBackend(Backend):
+    """Forwards jobs to `settings.url` with an `httpx.AsyncClient`."""
+
+    def __init__(
+        self, settings: UpstreamSettings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        super().__init__(settings.models or [])
+        self.settings = settings
+        self.base_url = upstream_base_url(settings.url)
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._discovery: asyncio.Task[None] | None = None
+        self._recheck = asyncio.Event()
+        self.discoveries = 0
+        # Not ready until the first successful listing.
+        self._update(ready=False, reason="upstream not probed yet")
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the HTTP client, probe the upstream once, then keep re-probing in the back."""
+        if self._client is not None:
+            return
+        headers = {"User-Agent": f"gatewaytui-worker/{__version__}"}
+        if self.settings.api_key:
+            headers["Authorization"] = f"Bearer {self.settings.api_key}"
+        self._client = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(self.settings.timeout_s, connect=self.settings.connect_timeout_s),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            transport=self._transport,
+            # The relay talks to a server the operator named; proxies from env would surprise.
+            trust_env=False,
+        )
+        await self.discover()
+        self._discovery = asyncio.create_task(self._discovery_loop(), name="relay-discovery")
+
+    async def close(self) -> None:
+        if self._discovery is not None:
+            self._discovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._discovery
+            self._discovery = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise RuntimeError("RelayBackend.start() was not called")
+        return self._client
+
+    # ---- discovery ----------------------------------------------------------------------
+
+    async def _discovery_loop(self) -> None:
+        while True:
+            interval = (
+                self.settings.discovery_interval_s if self.ready else self.settings.retry_interval_s
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._recheck.wait()
+            self._recheck.clear()
+            await self.discover()
+
+    async def discover(self) -> bool:
+        """List the upstream's models; sets ready/not-ready with a reason. True if it answered."""
+        self.discoveries += 1
+        url = f"{self.base_url}/models"
+        try:
+            response = await self.client.get(url, timeout=self.settings.connect_timeout_s * 2)
+        except httpx.HTTPError as exc:
+            self._set_down(f"upstream unreachable at {self.base_url}: {_describe(exc)}")
+            return False
+        if response.status_code >= 400:
+            message = _error_message(response.status_code, response.text)
+            self._set_down(f"upstream GET /v1/models failed: {message}")
+            return False
+        try:
+            listed = [m["id"] for m in response.json()["data"] if isinstance(m.get("id"), str)]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            self._set_down("upstream GET /v1/models returned an unexpected body")
+            return False
+        models = self.settings.models or sorted(set(listed))
+        if not models:
+            self._set_down("upstream serves no models")
+            return False
+        if not self.ready or models != self.models:
+            log.info("upstream %s ready, models: %s", self.base_url, ", ".join(models))
+        self._update(ready=True, models=models)
+        return True
+
+    def _set_down(self, reason: str) -> None:
+        if self.ready or reason != self.reason:
+            log.warning("%s", reason)
+        self._update(ready=False, reason=reason)
+
+    def _unreachable(self, exc: httpx.HTTPError) -> JobError:
+        """A request could not reach the upstream: re-probe now and tell the gateway why."""
+        self._recheck.set()
+        if isinstance(exc, httpx.TimeoutException):
+            return JobError(504, f"upstream timed out: {_describe(exc)}", "upstream_timeout")
+        return JobError(502, f"upstream unreachable: {_describe(exc)}", "upstream_unreachable")
+
+    # ---- jobs ---------------------------------------------------------------------------
+
+    def _body(self, job: JobFrame, *, stream: bool) -> dict[str, Any]:
+        body = dict(job.body)
+        body["model"] = job.model
+        if job.kind == "chat":
+            body["stream"] = stream
+            if not stream:
+                body.pop("stream_options", None)
+            elif self.settings.stream_usage:
+                options = dict(body.get("stream_options") or {})
+                options["include_usage"] = True
+                body["stream_options"] = options
+        return body
+
+    async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = await self.client.post(f"{self.base_url}{path}", json=body)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from exc
+        if response.status_code >= 400:
+            raise _upstream_error(response.status_code, response.text)
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise JobError(502, "upstream body is not JSON", "bad_upstream") from exc
+        if not isinstance(data, dict):
+            raise JobError(502, "upstream returned an unexpected body", "bad_upstream")
+        return data
+
+    async def chat(self, job: JobFrame) -> tuple[dict[str, Any], Usage]:
+        data = await self._post_json("/chat/completions", self._body(job, stream=False))
+        usage = usage_from(data.get("usage")) or _estimated_usage(job, data)
+        return data, usage
+
+    async def embeddings(self, job: JobFrame) -> tuple[dict[str, Any], Usage]:
+        data = await self._post_json("/embeddings", self._body(job, stream=False))
+        usage = usage_from(data.get("usage")) or Usage()
+        return data, usage
+
+    async def chat_stream(self, job: JobFrame, emit: ChunkSink) -> Usage:
+        body = self._body(job, stream=True)
+        usage: Usage | None = None
+        tokens_out = 0
+        try:
+            async with self.client.stream(
+                "POST", f"{self.base_url}/chat/completions", json=body
+            ) as response:
+                if response.status_code >= 400:
+                    text = (await response.aread()).decode("utf-8", "replace")
+                    raise _upstream_error(response.status_code, text)
+                async for payload in sse_data(response.aiter_lines()):
+                    if payload.strip() == "[DONE]":
+                        break
+                    chunk = _parse_chunk(payload)
+                    usage = usage_from(chunk.get("usage")) or usage
+                    choices = chunk.get("choices")
+                    if not choices:
+                        # A usage-only chunk (stream_options.include_usage): folded into result.
+                        continue
+                    tokens = 1 if _has_output(choices) else 0
+                    tokens_out += tokens
+                    await emit(chunk, tokens)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from exc
+        if usage is None:
+            prompt = words_in_messages(job.body)
+            usage = Usage(
+                prompt_tokens=prompt, completion_tokens=tokens_out, total_tokens=prompt + tokens_out
+            )
+        return usage
+
+
+async def sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The `data` payload of each server-sent event (multi-line data joined with newlines)."""
+    buffer: list[str] = []
+    async for line in lines:
+        if not line:
+            if buffer:
+                yield "\n".join(buffer)
+                buffer = []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        if field == "data":
+            buffer.append(value[1:] if value.startswith(" ") else value)
+    if buffer:
+        yield "\n".join(buffer)
+
+
+def _parse_chunk(payload: str) -> dict[str, Any]:
+    try:
+        chunk = json.loads(payload)
+    except ValueError as exc:
+        raise JobError(502, "upstream stream chunk is not JSON", "bad_upstream") from exc
+    if not isinstance(chunk, dict):
+        raise JobError(502, "upstream stream sent an unexpected chunk", "bad_upstream")
+    if "error" in chunk and "choices" not in chunk:
+        error = chunk["error"]
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        raise JobError(502, f"upstream stream error: {message}"[:_MAX_ERROR_CHARS], "upstream")
+    return chunk
+
+
+def _has_output(choices: list[Any]) -> bool:
+    for choice in choices:
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict) and (delta.get("content") or delta.get("tool_calls")):
+            return True
+    return False
+
+
+def _estimated_usage(job: JobFrame, data: dict[str, Any]) -> Usage:
+    words = 0
+    for choice in data.get("choices") or []:
+        content = (choice.get("message") or {}).get("content") if isinstance(choice, dict) else None
+        if isinstance(content, str):
+            words += len(content.split())
+    prompt = words_in_messages(job.body)
+    return Usage(prompt_tokens=prompt, completion_tokens=words, total_tokens=prompt + words)
+
+
+def _error_message(status: int, text: str) -> str:
+    """`HTTP 500: <the upstream's own message>`, from OpenAI, FastAPI or plain-text bodies."""
+    message = text.strip()
+    with contextlib.suppress(ValueError):
+        body = json.loads(text)
+        if isinstance(body, dict):
+            error = body.get("error", body.get("detail", body.get("message")))
+            if isinstance(error, dict):
+                error = error.get("message", error)
+            if error is not None:
+                message = error if isinstance(error, str) else json.dumps(error)
+    return f"HTTP {status}: {message or 'no body'}"[:_MAX_ERROR_CHARS]
+
+
+def _upstream_error(status: int, text: str) -> JobError:
+    return JobError(status, f"upstream returned {_error_message(status, text)}", "upstream_error")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,80 @@
+"""A real gateway on a real loopback port, run on its own event loop in a background thread,
+so tests can drive it with blocking clients (the official `openai` SDK, httpx, websockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from gatewaytui.gateway.config import GatewayConfig
+from gatewaytui.gateway.core import Gateway
+from gatewaytui.gateway.server import DrainingServer, bind_socket, make_server
+
+T = TypeVar("T")
+
+
+class RunningGateway:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.sock = bind_socket("127.0.0.1", 0)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        self.gateway: Gateway = self.call(self._make_gateway)
+        self.server: DrainingServer = make_server(self.gateway)
+        self._serve: Future[None] = asyncio.run_coroutine_threadsafe(
+            self.server.serve(sockets=[self.sock]), self.loop
+        )
+        self.call(self._wait_started)
+
+    async def _make_gateway(self) -> Gateway:
+        gateway = Gateway(self.config)
+        gateway.listen = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        return gateway
+
+    async def _wait_started(self) -> None:
+        while not self.server.started:
+            if self._serve.done():
+                self._serve.result()
+            await asyncio.sleep(0.005)
+
+    def call(self, fn: Callable[[], Coroutine[Any, Any, T]], timeout: float = 30) -> T:
+        """Run a coroutine function on the gateway's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(fn(), self.loop).result(timeout)
+
+    def sync(self, fn: Callable[[], T], timeout: float = 30) -> T:
+        """Run a plain function on the gateway's loop (safe access to live state)."""
+
+        async def wrapper() -> T:
+            return fn()
+
+        return self.call(wrapper, timeout)
+
+    def wait_for(self, predicate: Callable[[Gateway], bool], timeout: float = 10) -> None:
+        """Poll a condition on the gateway's loop until it holds (state is polled, not slept)."""
+
+        async def poll() -> None:
+            while not predicate(self.gateway):
+                await asyncio.sleep(0.01)
+
+        self.call(lambda: asyncio.wait_for(poll(), timeout), timeout + 1)
+
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def stop(self) -> None:
+        if not self._serve.done():
+            self.server.should_exit = True
+            try:
+                self._serve.result(15)
+            except Exception:
+                self.server.force_exit = True
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.sock.close()
