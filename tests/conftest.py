@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from gateway_harness import RunningGateway
 
+from gateway_harness import RunningGateway
 from gatewaytui.gateway.config import GatewayConfig
 
 

@@ -27,7 +27,7 @@ class RunningGateway:
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         self.gateway: Gateway = self.call(self._make_gateway)
-        self.server: DrainingServer = make_server(self.gateway)
+        self.server: DrainingServer = make_server(self.gateway, handle_signals=False)
         self._serve: Future[None] = asyncio.run_coroutine_threadsafe(
             self.server.serve(sockets=[self.sock]), self.loop
         )

@@ -278,7 +278,12 @@ def create_app(gateway: Gateway, auth: Auth | None = None) -> FastAPI:
         reader = asyncio.ensure_future(_drain_incoming(ws))
         sender = asyncio.ensure_future(gateway.hub.serve(ws.send_text))
         try:
-            await asyncio.wait({reader, sender}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({reader, sender}, return_when=asyncio.FIRST_COMPLETED)
+            failure = sender.exception() if sender in done else None
+            if failure is not None and not isinstance(
+                failure, WebSocketDisconnect | ConnectionError | RuntimeError
+            ):
+                log.error("state stream sender failed", exc_info=failure)
         finally:
             for task in (reader, sender):
                 task.cancel()
@@ -339,6 +344,7 @@ async def _serve_worker(gateway: Gateway, ws: WebSocket) -> None:
     limit = gateway.config.max_frame_bytes
     worker: WorkerRecord | None = None
     reason = "connection closed"
+    clean = False
     try:
         message = await asyncio.wait_for(ws.receive(), timeout=REGISTER_TIMEOUT_S)
         if message["type"] == "websocket.disconnect":
@@ -356,6 +362,7 @@ async def _serve_worker(gateway: Gateway, ws: WebSocket) -> None:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 code = message.get("code", 1000)
+                clean = code in (1000, 1001)
                 reason = f"connection closed by worker (code {code})"
                 break
             frame = _parse_frame(_frame_text(message, limit))
@@ -389,4 +396,4 @@ async def _serve_worker(gateway: Gateway, ws: WebSocket) -> None:
     finally:
         conn.closed = True
         if worker is not None and worker.conn is conn:  # not if a reconnect took the id over
-            gateway.worker_disconnected(worker, reason)
+            gateway.worker_disconnected(worker, reason, clean=clean)

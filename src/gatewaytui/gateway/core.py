@@ -351,7 +351,7 @@ class Gateway:
         self._pump_queue()
 
     def worker_disconnected(
-        self, worker: WorkerRecord, reason: str, *, evicted: bool = False
+        self, worker: WorkerRecord, reason: str, *, evicted: bool = False, clean: bool = False
     ) -> None:
         """The connection is gone: fail over its jobs and keep the record visible as gone."""
         if worker.gone_at is not None:
@@ -370,7 +370,7 @@ class Gateway:
         self.events.add(
             kind,
             f"worker {worker.id} {'evicted' if evicted else 'disconnected'}: {reason}",
-            level="warning",
+            level="info" if clean and not evicted else "warning",
             worker_id=worker.id,
         )
 

@@ -36,7 +36,7 @@ class Collection:
     all: Callable[[], Iterable[Item]]
 
 
-@dataclass
+@dataclass(eq=False)
 class Subscriber:
     queue: asyncio.Queue[Any] = field(default_factory=lambda: asyncio.Queue(maxsize=64))
     resyncing: bool = False

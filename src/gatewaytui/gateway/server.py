@@ -5,6 +5,7 @@ exits; a second signal exits at once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from types import FrameType
@@ -20,9 +21,12 @@ log = logging.getLogger("gatewaytui.gateway.server")
 class DrainingServer(uvicorn.Server):
     """uvicorn.Server whose exit signal drains the gateway first."""
 
-    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+    def __init__(
+        self, config: uvicorn.Config, gateway: Gateway, *, handle_signals: bool = True
+    ) -> None:
         super().__init__(config)
         self.gateway = gateway
+        self.handle_signals = handle_signals
         self._signals = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         gateway.on_drained = self._exit_now
@@ -40,12 +44,19 @@ class DrainingServer(uvicorn.Server):
         log.warning("signal %s: draining (send it again to exit at once)", sig)
         self._loop.call_soon_threadsafe(self.gateway.begin_exit_drain)
 
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:
+        if not self.handle_signals:  # an embedding program (demo, tests) owns the signals
+            return contextlib.nullcontext()
+        return super().capture_signals()
+
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets=sockets)
 
 
-def make_server(gateway: Gateway, *, log_level: str = "warning") -> DrainingServer:
+def make_server(
+    gateway: Gateway, *, log_level: str = "warning", handle_signals: bool = True
+) -> DrainingServer:
     c = gateway.config
     config = uvicorn.Config(
         create_app(gateway),
@@ -60,7 +71,7 @@ def make_server(gateway: Gateway, *, log_level: str = "warning") -> DrainingServ
         timeout_graceful_shutdown=3,
         server_header=False,
     )
-    return DrainingServer(config, gateway)
+    return DrainingServer(config, gateway, handle_signals=handle_signals)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

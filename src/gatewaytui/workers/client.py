@@ -115,7 +115,7 @@ class WorkerClient:
         self.name = name or settings.name or self.id
         self.url = gateway_ws_url(settings.gateway_url)
         self._rng = rng or random.Random()
-        self._backoff = Backoff(settings.backoff.base_s, settings.backoff.cap_s, self._rng)
+        self.backoff = Backoff(settings.backoff.base_s, settings.backoff.cap_s, self._rng)
         # Validate the identity now: a bad id should fail at start-up, not at every connect.
         self._register_template = RegisterFrame(
             id=self.id,
@@ -198,10 +198,14 @@ class WorkerClient:
                     len(pending),
                 )
                 await self._cancel_jobs(pending)
+        if self._stopping:  # stop() took over while we waited
+            await self._wait_task()
+            return
         await self._shutdown(1000, "worker drained")
 
     async def stop(self) -> None:
         """Stop now: cancel in-flight jobs and close with 1001 (the gateway retries them)."""
+        self._stopping = True
         await self._cancel_jobs(list(self._jobs.values()))
         await self._shutdown(1001, "worker stopping", timeout=_FORCED_CLOSE_TIMEOUT_S)
 
@@ -255,7 +259,7 @@ class WorkerClient:
                 if end.registered:
                     failures = 0
                     if end.duration_s >= self.settings.backoff.stable_after_s:
-                        self._backoff.reset()
+                        self.backoff.reset()
                 else:
                     failures += 1
                     limit = self.settings.max_connect_failures
@@ -267,7 +271,7 @@ class WorkerClient:
                         )
                         self.exit_code = 1
                         break
-                delay = self._backoff.next_delay()
+                delay = self.backoff.next_delay()
                 self.last_delay_s = delay
                 log.info("worker %s: reconnecting in %.2fs", self.id, delay)
                 self._wakeup.clear()
@@ -317,6 +321,7 @@ class WorkerClient:
                 max_size=self.settings.max_frame_bytes,
                 logger=_wire_log,
                 proxy=None,
+                compression=None,
             ) as ws:
                 self._ws = ws
                 try:
@@ -476,14 +481,14 @@ class WorkerClient:
             return
         if self._draining:
             refusal = JobError(503, "worker is draining", "draining")
+        elif self.backend.models and job.model not in self.backend.models:
+            refusal = JobError(404, f"model {job.model!r} is not served here", "model_not_found")
+        elif not self.backend.ready:
+            refusal = JobError(503, f"worker not ready: {self.backend.reason}", "not_ready")
         elif self.inflight >= self.settings.concurrency:
             refusal = JobError(
                 503, f"worker at capacity ({self.settings.concurrency} jobs)", "over_capacity"
             )
-        elif not self.backend.ready:
-            refusal = JobError(503, f"worker not ready: {self.backend.reason}", "not_ready")
-        elif self.backend.models and job.model not in self.backend.models:
-            refusal = JobError(404, f"model {job.model!r} is not served here", "model_not_found")
         if refusal is not None:
             log.info("worker %s: refusing job %s: %s", self.id, job.job_id, refusal.message)
             self.jobs_refused += 1

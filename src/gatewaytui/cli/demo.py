@@ -1,0 +1,175 @@
+"""`gatewaytui demo`: the gateway core on loopback, a fleet of simulated workers and steady
+client traffic, so every part of the panel has something real to show."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from gatewaytui.gateway.config import GatewayConfig
+from gatewaytui.gateway.core import Gateway
+from gatewaytui.gateway.server import bind_socket, make_server
+from gatewaytui.workers.runner import run_workers
+from gatewaytui.workers.settings import SimulateSettings, WorkerSettings
+
+log = logging.getLogger("gatewaytui.demo")
+
+CHAT_8B = "llama3.1:8b-instruct-q4_K_M"
+CHAT_70B = "llama3.1:70b-instruct-q4_K_M"
+CODER = "qwen2.5-coder:7b"
+EMBED = "nomic-embed-text"
+
+
+@dataclass(frozen=True)
+class FleetGroup:
+    prefix: str
+    models: tuple[str, ...]
+    share: float
+    concurrency: int
+    batch_size: int
+    latency_s: float
+    tokens_per_second: float
+    failure_rate: float = 0.0
+    gpu: str = ""
+
+
+FLEET = (
+    FleetGroup("gpu-a100", (CHAT_8B, EMBED), 0.4, 4, 32, 0.25, 60, 0.0, "A100"),
+    FleetGroup("gpu-l4", (CODER,), 0.3, 2, 16, 0.4, 30, 0.03, "L4"),
+    FleetGroup("gpu-h100", (CHAT_70B,), 0.2, 8, 32, 0.6, 25, 0.0, "H100"),
+    FleetGroup("cpu-embed", (EMBED,), 0.1, 2, 16, 0.05, 0, 0.0, ""),
+)
+
+
+def fleet_sizes(total: int) -> list[int]:
+    """Split `total` workers across the groups by share, every group getting at least one."""
+    sizes = [max(1, round(total * g.share)) for g in FLEET]
+    while sum(sizes) > max(total, len(FLEET)):
+        sizes[sizes.index(max(sizes))] -= 1
+    return sizes
+
+
+async def traffic(base_url: str, rate: float, stop: asyncio.Event) -> None:
+    """Steady, varied requests: chat (streaming and not) on every model, and embeddings."""
+    rng = random.Random(7)
+    pending: set[asyncio.Task[Any]] = set()
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+        while not stop.is_set():
+            if len(pending) < 200:
+                pending.add(asyncio.create_task(_one_request(client, rng)))
+                pending = {t for t in pending if not t.done()}
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=rng.expovariate(rate))
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _one_request(client: httpx.AsyncClient, rng: random.Random) -> None:
+    roll = rng.random()
+    try:
+        if roll < 0.2:
+            inputs = [
+                f"document {i} about topic {rng.randint(1, 99)}"
+                for i in range(rng.randint(20, 120))
+            ]
+            await client.post("/v1/embeddings", json={"model": EMBED, "input": inputs})
+            return
+        model = rng.choice([CHAT_8B, CHAT_8B, CODER, CHAT_70B])
+        body = {
+            "model": model,
+            "messages": [
+                {"role": "user", "content": "Summarise the incident report in three lines."}
+            ],
+            "max_tokens": rng.randint(16, 160),
+            "stream": roll < 0.6,
+        }
+        if body["stream"]:
+            async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+                async for _ in response.aiter_lines():
+                    pass
+        else:
+            await client.post("/v1/chat/completions", json=body)
+    except httpx.HTTPError as exc:
+        log.debug("demo request failed: %s", exc)
+
+
+def status_line(gateway: Gateway) -> str:
+    counts: dict[str, int] = {}
+    for worker in gateway.registry:
+        counts[worker.status.value] = counts.get(worker.status.value, 0) + 1
+    by_status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    return (
+        f"workers: {by_status or 'none'} | in-flight {len(gateway.jobs)} | "
+        f"queue {len(gateway._waiters)} | requests {gateway.totals.requests} | "
+        f"tokens out {gateway.totals.tokens_out}"
+    )
+
+
+async def run_demo(
+    *, port: int = 0, workers: int = 10, rate: float = 3.0, duration: float | None = None
+) -> int:
+    sock = bind_socket("127.0.0.1", port)
+    port = sock.getsockname()[1]
+    config = GatewayConfig.build(server__port=str(port))
+    gateway = Gateway(config)
+    server = make_server(gateway, handle_signals=False)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if serving.done():
+            serving.result()
+            return 1
+        await asyncio.sleep(0.01)
+    base = f"http://127.0.0.1:{port}"
+    print(f"gatewaytui demo: gateway on {base} (state: {base}/api/state, metrics: {base}/metrics)")
+    print("press Ctrl+C to stop")
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    fleets = []
+    for group, size in zip(FLEET, fleet_sizes(workers), strict=True):
+        settings = WorkerSettings(
+            gateway_url=f"ws://127.0.0.1:{port}",
+            id=group.prefix,
+            labels={"gpu": group.gpu} if group.gpu else {"tier": "cpu"},
+            concurrency=group.concurrency,
+            batch_size=group.batch_size,
+            count=size,
+            drain_timeout_s=5,
+            simulate=SimulateSettings(
+                models=list(group.models),
+                latency_s=group.latency_s,
+                latency_jitter_s=group.latency_s / 3,
+                tokens_per_second=group.tokens_per_second,
+                failure_rate=group.failure_rate,
+                embedding_dim=64,
+                max_tokens=96,
+            ),
+        )
+        fleets.append(asyncio.create_task(run_workers(settings, stop)))
+    load = asyncio.create_task(traffic(base, rate, stop))
+    started = time.monotonic()
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=2.0)
+            print(status_line(gateway), flush=True)
+            if duration is not None and time.monotonic() - started >= duration:
+                stop.set()
+    finally:
+        stop.set()
+        await asyncio.gather(load, *fleets, return_exceptions=True)
+        server.should_exit = True
+        await serving
+    return 0

@@ -1,0 +1,356 @@
+"""The one entry point, `gatewaytui`: serve, worker, demo, options, schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import gatewaytui
+from gatewaytui.gateway.config import GatewayConfig
+from gatewaytui.gateway.options import DESCRIPTORS, OptionError, ResolvedOptions, resolve_options
+from gatewaytui.schema import ArgType
+
+log = logging.getLogger("gatewaytui.cli")
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback, exit code 2."""
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+# ---- config file ------------------------------------------------------------------------
+
+
+def load_yaml_file(path: Path) -> dict[str, Any]:
+    """Parse a YAML config; a broken file is reported with its line and left untouched."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise CliError(f"{where}: invalid YAML: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise CliError(f"{path}: invalid YAML: {exc}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise CliError(f"{path}: expected a mapping at the top level")
+    return doc
+
+
+# ---- option flags generated from the descriptors ----------------------------------------
+
+
+def add_option_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per ArgSpec, e.g. `--llm-queue-size 200` (dest `llm.queue_size`)."""
+    for descriptor in DESCRIPTORS:
+        group = parser.add_argument_group(f"{descriptor.name} options ({descriptor.id})")
+        for spec in descriptor.args:
+            default = "set" if spec.secret and spec.default else spec.default or '""'
+            help_text = f"{spec.description} [env {spec.env}; default {default}]"
+            if spec.deprecated:
+                help_text += f" DEPRECATED{': ' + spec.replacement if spec.replacement else ''}"
+            kwargs: dict[str, Any] = {
+                "dest": f"{descriptor.id}.{spec.id}",
+                "default": None,
+                "help": help_text,
+                "metavar": spec.type.value.upper(),
+            }
+            if spec.type == ArgType.BOOL:
+                kwargs.update(nargs="?", const="true")
+            group.add_argument(spec.flag, **kwargs)
+
+
+def resolve_from_args(args: argparse.Namespace) -> ResolvedOptions:
+    flags = {k: v for k, v in vars(args).items() if "." in k and v is not None}
+    yaml_doc = load_yaml_file(Path(args.config)) if args.config else {}
+    try:
+        resolved = resolve_options(flags=flags, env=os.environ, yaml_doc=yaml_doc)
+    except OptionError as exc:
+        raise CliError(f"invalid options: {exc}") from None
+    for warning in resolved.warnings:
+        log.warning("%s", warning)
+    return resolved
+
+
+def build_config(args: argparse.Namespace) -> GatewayConfig:
+    try:
+        return GatewayConfig.from_options(resolve_from_args(args))
+    except ValueError as exc:
+        raise CliError(f"invalid options: {exc}") from None
+
+
+# ---- commands ---------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gatewaytui.gateway.core import Gateway
+    from gatewaytui.gateway.server import make_server
+
+    if args.help_plugins:
+        print_plugin_specs()
+        return 0
+    config = build_config(args)
+    if config.host not in ("127.0.0.1", "localhost", "::1"):
+        from gatewaytui.gateway.auth import Auth
+
+        open_to = Auth(
+            config.api_keys, config.worker_key, config.operator_tokens, config.viewer_tokens
+        ).open_audiences()
+        if open_to:
+            log.warning("listening on %s with no secret for: %s", config.host, ", ".join(open_to))
+    gateway = Gateway(config)
+    server = make_server(gateway, log_level=args.log_level)
+    log.info(
+        "gatewaytui %s serving on http://%s:%d", gatewaytui.__version__, config.host, config.port
+    )
+    asyncio.run(server.serve())
+    return 0
+
+
+def print_plugin_specs() -> None:
+    for descriptor in DESCRIPTORS:
+        print(f"{descriptor.id}: {descriptor.name} — {descriptor.summary}")
+        for spec in descriptor.args:
+            default = "(secret)" if spec.secret else (spec.default or '""')
+            print(f"  {spec.flag:<36} {spec.type.value:<9} default {default}")
+            print(f"      env {spec.env}, yaml {spec.yaml}")
+            print(f"      {spec.description}")
+        print()
+
+
+def cmd_options(args: argparse.Namespace) -> int:
+    resolved = resolve_from_args(args)
+    for plugin in resolved.describe():
+        print(f"[{plugin.id}] {plugin.name}")
+        for arg in plugin.args:
+            if arg.secret:
+                value = "<set>" if arg.is_set else "<unset>"
+            else:
+                value = arg.value if arg.value not in (None, "") else '""'
+            print(f"  {arg.id:<26} {value!s:<24} ({arg.source})")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from gatewaytui.schema.protocol import GATEWAY_FRAME_ADAPTER, WORKER_FRAME_ADAPTER
+    from gatewaytui.schema.state import state_json_schema
+
+    documents = {
+        "state.schema.json": state_json_schema(),
+        "protocol.schema.json": {
+            "worker_to_gateway": WORKER_FRAME_ADAPTER.json_schema(),
+            "gateway_to_worker": GATEWAY_FRAME_ADAPTER.json_schema(),
+        },
+    }
+    if args.write is None:
+        print(json.dumps(documents["state.schema.json"], indent=2))
+        return 0
+    target = Path(args.write)
+    target.mkdir(parents=True, exist_ok=True)
+    for name, doc in documents.items():
+        (target / name).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {target / name}")
+    return 0
+
+
+def worker_settings_from_args(args: argparse.Namespace) -> Any:
+    from pydantic import ValidationError
+
+    from gatewaytui.workers.settings import SimulateSettings, UpstreamSettings, WorkerSettings
+
+    key = args.key or os.environ.get("GATEWAYTUI_WORKER_KEY")
+    if args.key_file:
+        key = Path(args.key_file).read_text(encoding="utf-8").strip()
+    labels = {}
+    for item in args.label or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise CliError(f"--label {item!r}: expected key=value")
+        labels[name] = value
+    models = [m.strip() for m in (args.models or "").split(",") if m.strip()] or None
+    try:
+        backend: dict[str, Any] = {}
+        if args.upstream:
+            upstream_key = os.environ.get(args.upstream_key_env) if args.upstream_key_env else None
+            backend["upstream"] = UpstreamSettings(
+                url=args.upstream, api_key=upstream_key, models=models
+            )
+        else:
+            simulate: dict[str, Any] = {
+                "latency_s": args.latency,
+                "latency_jitter_s": args.latency_jitter,
+                "tokens_per_second": args.tokens_per_second,
+                "max_tokens": args.max_tokens,
+                "failure_rate": args.failure_rate,
+                "embedding_dim": args.embedding_dim,
+                "seed": args.seed,
+                "not_ready": args.not_ready,
+            }
+            if models:
+                simulate["models"] = models
+            backend["simulate"] = SimulateSettings(**simulate)
+        return WorkerSettings(
+            gateway_url=args.gateway,
+            key=key,
+            id=args.id,
+            name=args.name,
+            labels=labels,
+            concurrency=args.concurrency,
+            batch_size=args.batch_size,
+            count=args.count,
+            drain_timeout_s=args.drain_timeout,
+            **backend,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise CliError(f"invalid worker settings: {problems}") from None
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from gatewaytui.workers.runner import run_workers
+
+    if not args.simulate and not args.upstream:
+        raise CliError("choose a backend: --simulate or --upstream URL")
+    if args.simulate and args.upstream:
+        raise CliError("--simulate and --upstream are exclusive")
+    settings = worker_settings_from_args(args)
+    return asyncio.run(run_workers(settings, install_signal_handlers=True))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gatewaytui.cli.demo import run_demo
+
+    return asyncio.run(
+        run_demo(
+            port=args.port,
+            workers=args.workers,
+            rate=args.rate,
+            duration=args.duration,
+        )
+    )
+
+
+# ---- parser -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gatewaytui",
+        description="Terminal control panel and lightweight core for an LLM gateway.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"gatewaytui {gatewaytui.__version__}"
+    )
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        choices=["debug", "info", "warning", "error"],
+        help="default: info (demo: warning)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the gateway core")
+    serve.add_argument("--config", help="YAML file with a plugin_options section")
+    serve.add_argument("--help-plugins", action="store_true", help="print every option spec")
+    add_option_flags(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    options = sub.add_parser("options", help="print effective option values and their source")
+    options.add_argument("--config", help="YAML file with a plugin_options section")
+    add_option_flags(options)
+    options.set_defaults(func=cmd_options)
+
+    worker = sub.add_parser("worker", help="run a simulated or relay worker")
+    worker.add_argument(
+        "--gateway",
+        default=os.environ.get("GATEWAYTUI_GATEWAY", "ws://127.0.0.1:8080"),
+        help="gateway address (env GATEWAYTUI_GATEWAY)",
+    )
+    worker.add_argument("--key", help="worker key (prefer env GATEWAYTUI_WORKER_KEY or --key-file)")
+    worker.add_argument("--key-file", help="file holding the worker key")
+    worker.add_argument("--id", help="worker id (default: derived from the host name)")
+    worker.add_argument("--name", help="display name")
+    worker.add_argument("--label", action="append", help="key=value label (repeatable)")
+    worker.add_argument("--concurrency", type=int, default=4, help="max concurrent jobs")
+    worker.add_argument("--batch-size", type=int, default=32, help="preferred embeddings batch")
+    worker.add_argument("--count", type=int, default=1, help="workers in this process")
+    worker.add_argument("--drain-timeout", type=float, default=60.0, help="seconds")
+    worker.add_argument("--models", help="comma-separated models to advertise")
+    sim = worker.add_argument_group("simulated worker")
+    sim.add_argument("--simulate", action="store_true", help="answer jobs with a simulator")
+    sim.add_argument("--latency", type=float, default=0.2, help="time to first token, seconds")
+    sim.add_argument("--latency-jitter", type=float, default=0.0, help="± seconds")
+    sim.add_argument("--tokens-per-second", type=float, default=50.0)
+    sim.add_argument("--max-tokens", type=int, default=64, help="when a request sets none")
+    sim.add_argument("--failure-rate", type=float, default=0.0, help="0..1")
+    sim.add_argument("--embedding-dim", type=int, default=384)
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--not-ready", action="store_true", help="report not_ready")
+    relay = worker.add_argument_group("relay worker")
+    relay.add_argument("--upstream", help="OpenAI-compatible base URL to relay jobs to")
+    relay.add_argument("--upstream-key-env", help="env var holding the upstream API key")
+    worker.set_defaults(func=cmd_worker)
+
+    demo = sub.add_parser("demo", help="run the core, simulated workers and steady traffic")
+    demo.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    demo.add_argument("--workers", type=int, default=10, help="simulated workers")
+    demo.add_argument("--rate", type=float, default=3.0, help="requests per second")
+    demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    demo.set_defaults(func=cmd_demo)
+
+    schema = sub.add_parser("schema", help="print (or --write) the published JSON Schemas")
+    schema.add_argument(
+        "--write",
+        nargs="?",
+        const="docs",
+        default=None,
+        metavar="DIR",
+        help="write state.schema.json and protocol.schema.json to DIR (docs)",
+    )
+    schema.set_defaults(func=cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    if args.log_level is None:
+        args.log_level = "warning" if args.command == "demo" else "info"
+    setup_logging(args.log_level)
+    try:
+        return int(args.func(args) or 0)
+    except CliError as exc:
+        print(f"gatewaytui: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Option resolution from descriptors: precedence, parsing, errors, secrets."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from gatewaytui.gateway.config import GatewayConfig
+from gatewaytui.gateway.options import (
+    DESCRIPTORS,
+    OptionError,
+    find_spec,
+    format_duration,
+    parse_duration,
+    resolve_options,
+)
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "yaml", "expected", "source"),
+    [
+        (flag, env, yaml, value, source)
+        for flag, env, yaml in itertools.product([None, "11"], [None, "22"], [None, 33])
+        for value, source in [
+            next(
+                ((int(v), s) for v, s in ((flag, "flag"), (env, "env"), (yaml, "yaml")) if v),
+                (256, "default"),
+            )
+        ]
+    ],
+)
+def test_precedence_flag_env_yaml_default(flag, env, yaml, expected, source):
+    resolved = resolve_options(
+        flags={"llm.queue_size": flag} if flag else {},
+        env={"LLM_QUEUE_SIZE": env} if env else {},
+        yaml_doc={"plugin_options": {"llm": {"queue_size": yaml}}} if yaml else {},
+    )
+    arg = resolved.args["llm"]["queue_size"]
+    assert (arg.value, arg.source) == (expected, source)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("5m", 300), ("1h30m", 5400), ("250ms", 0.25), ("2", 2), ("1.5s", 1.5)],
+)
+def test_durations(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "abc", "5 minutes", "-3", "5m3", "m5"])
+def test_bad_durations(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("seconds", [0.25, 5, 90, 300, 5400, 86400])
+def test_format_duration_round_trips(seconds):
+    assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LLM_QUEUE_SIZE": "abc"}, "LLM_QUEUE_SIZE=abc: expected an integer"),
+        ({"LLM_MODEL_FAMILY_MATCHING": "maybe"}, "expected true or false"),
+        ({"WORKERS_HEARTBEAT_EXPIRY": "soon"}, "expected a duration"),
+        ({"SERVER_STATE_STREAM_RATE": "fast"}, "expected a number"),
+    ],
+)
+def test_bad_values_name_source_and_expectation(env, message):
+    with pytest.raises(OptionError, match=message):
+        resolve_options(env=env)
+
+
+def test_bad_secret_value_is_not_echoed():
+    # Secrets are strings, so they cannot be malformed; but a bad flag must not echo one.
+    resolved = resolve_options(env={"SERVER_WORKER_KEY": "hunter2"})
+    described = {p.id: p for p in resolved.describe()}
+    worker_key = next(a for a in described["server"].args if a.id == "worker_key")
+    assert worker_key.value is None and worker_key.is_set and worker_key.source == "env"
+    assert "hunter2" not in repr(resolved.describe())
+
+
+def test_unknown_yaml_keys_suggest_the_right_one():
+    with pytest.raises(OptionError) as info:
+        resolve_options(yaml_doc={"plugin_options": {"llm": {"queue_sise": 3}, "wrokers": {}}})
+    text = str(info.value)
+    assert "plugin_options.llm.queue_sise: unknown option (did you mean 'queue_size'?)" in text
+    assert "plugin_options.wrokers: unknown plugin (did you mean 'workers'?)" in text
+
+
+def test_names_derive_from_plugin_and_id():
+    spec = find_spec("llm", "queue_size")
+    assert (spec.flag, spec.env, spec.yaml) == (
+        "--llm-queue-size",
+        "LLM_QUEUE_SIZE",
+        "plugin_options.llm.queue_size",
+    )
+    every = [(d.id, a.id) for d in DESCRIPTORS for a in d.args]
+    assert len(every) == len(set(every))
+
+
+def test_every_default_parses_and_builds_a_config():
+    config = GatewayConfig.from_options(resolve_options())
+    assert config.host == "127.0.0.1"
+    assert config.heartbeat_expiry == 20.0
+    assert config.scheduler == "least-busy"
+
+
+def test_cross_option_validation():
+    with pytest.raises(ValueError, match=r"llm\.scheduler='random'"):
+        GatewayConfig.build(llm__scheduler="random")
+    with pytest.raises(ValueError, match="state_stream_rate"):
+        GatewayConfig.build(server__state_stream_rate="10")
