@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from gateway_harness import RunningGateway
+from gateway_harness import RunningGateway, SimFleet
 from gatewaytui.gateway.config import GatewayConfig
 
 
@@ -28,3 +28,31 @@ def make_gateway() -> Iterator[Callable[..., RunningGateway]]:
 @pytest.fixture
 def gateway(make_gateway: Callable[..., RunningGateway]) -> RunningGateway:
     return make_gateway()
+
+
+@pytest.fixture
+def sim_workers() -> Iterator[Callable[..., SimFleet]]:
+    """Start shipped simulated workers against a RunningGateway; stopped (drained) after."""
+    from gatewaytui.workers.settings import SimulateSettings, WorkerSettings
+
+    fleets: list[SimFleet] = []
+
+    def start(gw: RunningGateway, *, simulate: dict | None = None, **settings: object) -> SimFleet:
+        simulate = {
+            "latency_s": 0.01,
+            "tokens_per_second": 0,
+            "embedding_dim": 8,
+            **(simulate or {}),
+        }
+        worker_settings = WorkerSettings(
+            gateway_url=gw.ws_url,
+            simulate=SimulateSettings(**simulate),
+            **{"drain_timeout_s": 5, **settings},
+        )
+        fleet = SimFleet(gw, worker_settings)
+        fleets.append(fleet)
+        return fleet
+
+    yield start
+    for fleet in fleets:
+        fleet.stop()

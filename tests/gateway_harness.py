@@ -78,3 +78,29 @@ class RunningGateway:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
         self.sock.close()
+
+
+class SimFleet:
+    """Simulated workers (the shipped ones) running on the gateway's loop over real sockets."""
+
+    def __init__(self, gw: RunningGateway, settings: Any) -> None:
+        from gatewaytui.workers.runner import run_workers
+
+        self.gw = gw
+        self.ids = [worker_id for worker_id, _ in settings.worker_identities()]
+        self._stop: asyncio.Event = gw.call(self._make_event)
+        self._run = gw.spawn(run_workers(settings, self._stop))
+        gw.wait_for(
+            lambda g: all(
+                (w := g.registry.get(i)) is not None and w.gone_at is None and w.heard_from
+                for i in self.ids
+            )
+        )
+
+    @staticmethod
+    async def _make_event() -> asyncio.Event:
+        return asyncio.Event()
+
+    def stop(self) -> int:
+        self.gw.loop.call_soon_threadsafe(self._stop.set)
+        return self._run.result(30)

@@ -25,6 +25,7 @@ from gatewaytui.schema.protocol import (
     ResultFrame,
     StatusFrame,
 )
+from gatewaytui.schema.stream import STREAM_MESSAGE_ADAPTER
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_state.json"
@@ -324,3 +325,34 @@ def test_register_defaults() -> None:
     assert isinstance(frame, RegisterFrame)
     assert frame.max_concurrency == 1 and frame.preferred_batch_size == 32
     assert frame.protocol == 1
+
+
+# ---- examples in docs/ ------------------------------------------------------------------
+
+
+def _json_blocks(path: Path) -> list[Any]:
+    parts = path.read_text(encoding="utf-8").split("```json\n")[1:]
+    return [json.loads(part.split("```", 1)[0]) for part in parts]
+
+
+def test_protocol_doc_examples_are_valid_frames() -> None:
+    """Every JSON example in docs/protocol.md is a valid frame; every frame type has one."""
+    seen: set[tuple[str, str]] = set()
+    for block in _json_blocks(DOCS / "protocol.md"):
+        try:
+            frame = WORKER_FRAME_ADAPTER.validate_python(block)
+            direction = "worker"
+        except ValidationError:
+            frame = GATEWAY_FRAME_ADAPTER.validate_python(block)
+            direction = "gateway"
+        assert not frame.model_extra, f"unknown fields in example {block}"
+        seen.add((direction, frame.type))
+    expected = {("worker", f.type) for f in WORKER_FRAMES}
+    expected |= {("gateway", f.type) for f in GATEWAY_FRAMES}
+    assert seen == expected
+
+
+def test_state_doc_examples_are_valid_messages() -> None:
+    blocks = _json_blocks(DOCS / "state.md")
+    types = {STREAM_MESSAGE_ADAPTER.validate_python(b).type for b in blocks}
+    assert types == {"snapshot", "delta", "keepalive"}

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import anyio
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -65,6 +66,26 @@ class _WsWorkerConnection:
         self.closed = True
         with contextlib.suppress(Exception):
             await self.ws.close(code=code, reason=reason[:120])
+
+
+class EventStreamResponse(StreamingResponse):
+    """SSE that notices a client leaving even while no chunk is due.
+
+    Starlette relies on a failing send under ASGI 2.4, so a stream waiting on a slow worker
+    would not learn of the disconnect until its next chunk; listening for `http.disconnect`
+    cancels the stream (and so the job on the worker) at once.
+    """
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async with anyio.create_task_group() as group:
+
+            async def stream_then_stop() -> None:
+                await self.stream_response(send)
+                group.cancel_scope.cancel()
+
+            group.start_soon(stream_then_stop)
+            await self.listen_for_disconnect(receive)
+            group.cancel_scope.cancel()
 
 
 def _client_addr(scope_client: Any) -> str | None:
@@ -190,7 +211,7 @@ def create_app(gateway: Gateway, auth: Auth | None = None) -> FastAPI:
         job, result = await _unless_client_leaves(request, gateway.chat(body, client=client))
         if isinstance(result, dict):
             return JSONResponse(result)
-        return StreamingResponse(
+        return EventStreamResponse(
             result,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Job-Id": job.id},

@@ -793,8 +793,13 @@ class Gateway:
         worker = await self.acquire(job.model, exclude, timeout=self.config.request_timeout)
         assignment_id = job.id if job.attempt == 1 else f"{job.id}.{job.attempt}"
         assignment = self._assign(job, worker, assignment_id)
+        model = worker.concrete_model(job.model)
         frame = JobFrame(
-            job_id=assignment_id, kind="chat", model=job.model, stream=job.stream, body=body
+            job_id=assignment_id,
+            kind="chat",
+            model=model,
+            stream=job.stream,
+            body=body if model == body.get("model") else {**body, "model": model},
         )
         await self._send_job(assignment, frame)
         return assignment
@@ -966,10 +971,9 @@ class Gateway:
             assignment = self._assign(job, worker, f"{job.id}.c{run.chunk_seq}")
             partition["chunks_inflight"] += 1
             self._touch_job(job)
-            chunk_body = dict(body, input=inputs[start : start + count], model=job.model)
-            frame = JobFrame(
-                job_id=assignment.id, kind="embeddings", model=job.model, body=chunk_body
-            )
+            model = worker.concrete_model(job.model)
+            chunk_body = dict(body, input=inputs[start : start + count], model=model)
+            frame = JobFrame(job_id=assignment.id, kind="embeddings", model=model, body=chunk_body)
             try:
                 await self._send_job(assignment, frame)
                 vectors, tokens = await self._embedding_result(assignment, count, deadline)

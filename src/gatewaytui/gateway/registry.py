@@ -74,6 +74,7 @@ class WorkerRecord:
         "counters",
         "cpu_percent",
         "families",
+        "families_by_model",
         "gen",
         "gone_at",
         "heard_from",
@@ -133,7 +134,18 @@ class WorkerRecord:
 
     def set_models(self, models: list[str]) -> None:
         self.models = tuple(dict.fromkeys(models))
-        self.families = tuple(dict.fromkeys(model_family(m) for m in self.models))
+        self.families_by_model = tuple(model_family(m) for m in self.models)
+        self.families = tuple(dict.fromkeys(self.families_by_model))
+
+    def concrete_model(self, requested: str) -> str:
+        """The model this worker actually serves for `requested` (itself, or a family match)."""
+        if requested in self.models:
+            return requested
+        family = model_family(requested)
+        for model, model_fam in zip(self.models, self.families_by_model, strict=True):
+            if model_fam == family:
+                return model
+        return requested
 
     @property
     def status(self) -> WorkerStatus:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import random
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -252,9 +253,12 @@ class WorkerClient:
                     log.error("worker %s: bad gateway url: %s", self.id, exc)
                     self.exit_code = 2
                     break
+                except Exception as exc:  # a bug must not end a long-running worker
+                    log.exception("worker %s: unexpected error in the connection", self.id)
+                    end = SessionEnd(registered=False, duration_s=0.0, error=repr(exc))
                 self.sessions.append(end)
-                self._log_end(end)
                 if self._stopping or self._draining:
+                    self._log_end(end, None)
                     break
                 if end.registered:
                     failures = 0
@@ -264,6 +268,7 @@ class WorkerClient:
                     failures += 1
                     limit = self.settings.max_connect_failures
                     if limit is not None and failures >= limit:
+                        self._log_end(end, None)
                         log.error(
                             "worker %s: giving up after %d failed connection attempts",
                             self.id,
@@ -273,8 +278,10 @@ class WorkerClient:
                         break
                 delay = self.backoff.next_delay()
                 self.last_delay_s = delay
-                log.info("worker %s: reconnecting in %.2fs", self.id, delay)
+                self._log_end(end, delay)
                 self._wakeup.clear()
+                if self._stopping:
+                    break
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self._wakeup.wait()
@@ -285,21 +292,24 @@ class WorkerClient:
         log.info("worker %s: stopped", self.id)
         return self.exit_code
 
-    def _log_end(self, end: SessionEnd) -> None:
-        if self._stopping and end.code in (1000, 1001):
+    def _log_end(self, end: SessionEnd, delay: float | None) -> None:
+        if self._stopping and end.error is None and end.code in (1000, 1001):
             return
+        retry = f"; reconnecting in {delay:.2f}s" if delay is not None else ""
         if end.error is not None:
-            log.warning("worker %s: cannot connect to %s: %s", self.id, self._safe_url, end.error)
+            log.warning(
+                "worker %s: cannot connect to %s: %s%s", self.id, self._safe_url, end.error, retry
+            )
             return
         hint = _CLOSE_HINTS.get(end.code or 0)
-        where = "" if end.registered else " during registration"
         log.warning(
-            "worker %s: gateway closed the connection%s: code %s, reason %r%s",
+            "worker %s: gateway closed the connection%s: code %s, reason %r%s%s",
             self.id,
-            where,
+            "" if end.registered else " during registration",
             end.code if end.code is not None else "none (connection lost)",
             end.reason,
             f" ({hint})" if hint else "",
+            retry,
         )
 
     @property
@@ -320,8 +330,7 @@ class WorkerClient:
                 open_timeout=self.settings.open_timeout_s,
                 max_size=self.settings.max_frame_bytes,
                 logger=_wire_log,
-                proxy=None,
-                compression=None,
+                compression="deflate" if self.settings.compression else None,
             ) as ws:
                 self._ws = ws
                 try:
@@ -537,12 +546,12 @@ class WorkerClient:
         except ConnectionClosed:
             log.debug("worker %s: connection closed while job %s ran", self.id, job.job_id)
 
-    async def _cancel_jobs(self, tasks: Any) -> None:
-        tasks = [t for t in tasks if not t.done()]
-        for task in tasks:
+    async def _cancel_jobs(self, tasks: Iterable[asyncio.Task[None]]) -> None:
+        running = [t for t in tasks if not t.done()]
+        for task in running:
             task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
 
     async def _send(self, ws: ClientConnection, frame: BaseModel) -> bool:
         try:

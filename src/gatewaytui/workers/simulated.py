@@ -43,6 +43,8 @@ VOCABULARY: tuple[str, ...] = tuple(_WORDS.split())
 # a few chunks per second instead of thousands.
 _MIN_CHUNK_INTERVAL_S = 0.05
 _MAX_EMBEDDING_DIM = 65_536
+# A guard against a request for a billion tokens eating the process's memory.
+MAX_SIMULATED_TOKENS = 100_000
 
 
 def embed_text(text: str | list[int], dim: int) -> list[float]:
@@ -97,7 +99,7 @@ class SimulatedBackend(Backend):
     # ---- chat ---------------------------------------------------------------------------
 
     def _words(self, job: JobFrame) -> list[str]:
-        n = requested_max_tokens(job.body, self.settings.max_tokens)
+        n = min(requested_max_tokens(job.body, self.settings.max_tokens), MAX_SIMULATED_TOKENS)
         return completion_words(job.body, job.model, n, self.settings.seed)
 
     @staticmethod

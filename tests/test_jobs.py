@@ -1,0 +1,220 @@
+"""In-flight jobs: tracking, cancel, client disconnect, worker loss, timeouts, chunk retry."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+
+import httpx
+import openai
+import pytest
+
+from raw_worker import RawWorker, vector_for
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def chat_in_thread(gw, results: list, **body) -> threading.Thread:
+    def run() -> None:
+        results.append(
+            httpx.post(
+                gw.url + "/v1/chat/completions",
+                json={"model": "m", "messages": MESSAGES, **body},
+                timeout=20,
+            )
+        )
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def jobs(gw) -> list[dict]:
+    return httpx.get(gw.url + "/api/state").json()["jobs"]
+
+
+def test_inflight_job_is_tracked_in_state(gateway):
+    worker = RawWorker(gateway.ws_url, "w", ["m"])
+    results: list = []
+    thread = chat_in_thread(gateway, results)
+    job_frame = worker.next_job()
+    (job,) = jobs(gateway)
+    assert job["id"] == job_frame["job_id"]
+    assert (job["kind"], job["model"], job["worker"], job["stream"]) == ("chat", "m", "w", False)
+    assert job["client"].startswith("127.0.0.1:")
+    assert job["state"] == "running"
+    worker.reply_chat(job_frame)
+    thread.join(10)
+    assert results[0].status_code == 200 and jobs(gateway) == []
+
+
+def test_streaming_job_counts_tokens_so_far(gateway):
+    worker = RawWorker(gateway.ws_url, "w", ["m"])
+    lines: list[str] = []
+    done = threading.Event()
+
+    def run() -> None:
+        body = {"model": "m", "messages": MESSAGES, "stream": True}
+        with httpx.stream("POST", gateway.url + "/v1/chat/completions", json=body) as r:
+            lines.extend(line for line in r.iter_lines() if line)
+        done.set()
+
+    threading.Thread(target=run).start()
+    job_frame = worker.next_job()
+    for word in ("a", "b", "c"):
+        worker.chunk(job_frame, word)
+    gateway.wait_for(lambda g: next(iter(g.jobs.values())).tokens_out == 3)
+    (job,) = jobs(gateway)
+    assert job["stream"] is True and job["tokens_out"] == 3
+    worker.finish_stream(job_frame, 3)
+    assert done.wait(10)
+    assert lines[-1] == "data: [DONE]" and len(lines) == 4
+
+
+def test_operator_cancels_a_job(gateway):
+    worker = RawWorker(gateway.ws_url, "w", ["m"])
+    results: list = []
+    thread = chat_in_thread(gateway, results)
+    job_frame = worker.next_job()
+    reply = httpx.post(gateway.url + f"/api/jobs/{job_frame['job_id']}/cancel")
+    assert reply.status_code == 200 and reply.json()["ok"] is True
+    assert worker.cancels.get(timeout=5)["job_id"] == job_frame["job_id"]
+    thread.join(10)
+    assert results[0].status_code == 503
+    assert results[0].json()["error"]["code"] == "job_cancelled"
+    assert jobs(gateway) == []
+    gateway.wait_for(lambda g: g.registry.get("w").inflight == 0)
+
+
+def test_cancel_unknown_job_is_404(gateway):
+    reply = httpx.post(gateway.url + "/api/jobs/nope/cancel")
+    assert reply.status_code == 404
+    assert "no in-flight job with id 'nope'" in reply.json()["error"]["message"]
+
+
+def test_operator_cancels_a_stream_with_an_error_event(gateway):
+    worker = RawWorker(gateway.ws_url, "w", ["m"])
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0)
+    stream = client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+    job_frame = worker.next_job()
+    worker.chunk(job_frame, "partial")
+    first = next(iter(stream))
+    assert first.choices[0].delta.content == "partial"
+    httpx.post(gateway.url + f"/api/jobs/{job_frame['job_id']}/cancel").raise_for_status()
+    with pytest.raises(openai.APIError, match="cancelled"):
+        list(stream)
+    assert worker.cancels.get(timeout=5)["job_id"] == job_frame["job_id"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_client_disconnect_cancels_on_the_worker(gateway, stream):
+    worker = RawWorker(gateway.ws_url, "w", ["m"])
+    body = json.dumps({"model": "m", "messages": MESSAGES, "stream": stream}).encode()
+    sock = socket.create_connection(("127.0.0.1", gateway.port))
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    job_frame = worker.next_job()
+    if stream:
+        worker.chunk(job_frame, "x")
+        received = b""
+        while b"data:" not in received:
+            received += sock.recv(65536)
+    sock.close()  # the client goes away mid-request
+    assert worker.cancels.get(timeout=10)["job_id"] == job_frame["job_id"]
+    gateway.wait_for(lambda g: not g.jobs and g.registry.get("w").inflight == 0)
+
+
+def test_worker_lost_mid_job_non_stream_is_retried_elsewhere(gateway):
+    doomed = RawWorker(gateway.ws_url, "doomed", ["m"])
+    results: list = []
+    thread = chat_in_thread(gateway, results)
+    job_frame = doomed.next_job()
+    backup = RawWorker(gateway.ws_url, "backup", ["m"])
+    doomed.close()
+    retry = backup.next_job()
+    assert retry["job_id"] == job_frame["job_id"] + ".2"
+    backup.reply_chat(retry, "rescued")
+    thread.join(10)
+    assert results[0].status_code == 200
+    assert results[0].json()["choices"][0]["message"]["content"] == "rescued"
+    events = httpx.get(gateway.url + "/api/state").json()["events"]
+    assert any(e["kind"] == "retry" for e in events)
+
+
+def test_worker_lost_mid_stream_ends_with_an_error_event(gateway):
+    worker = RawWorker(gateway.ws_url, "w", ["m"])
+    RawWorker(gateway.ws_url, "spare", ["m"])
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0)
+    stream = client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+    job_frame = worker.next_job()
+    worker.chunk(job_frame, "half")
+    assert next(iter(stream)).choices[0].delta.content == "half"
+    worker.close()
+    with pytest.raises(openai.APIError, match="lost"):
+        list(stream)
+
+
+def test_request_timeout_answers_504_and_cancels(make_gateway):
+    gw = make_gateway(llm__request_timeout="400ms")
+    worker = RawWorker(gw.ws_url, "slow", ["m"])
+    results: list = []
+    thread = chat_in_thread(gw, results)
+    job_frame = worker.next_job()
+    thread.join(10)
+    assert results[0].status_code == 504
+    assert results[0].json()["error"]["code"] == "request_timeout"
+    assert worker.cancels.get(timeout=5)["job_id"] == job_frame["job_id"]
+    state = httpx.get(gw.url + "/api/state").json()
+    assert state["workers"][0]["failures"] == 1
+    assert (
+        "did not answer" in state["workers"][0]["last_error"] or state["workers"][0]["last_error"]
+    )
+
+
+def test_worker_error_is_passed_to_the_client(gateway):
+    worker = RawWorker(gateway.ws_url, "w", ["m"])
+    results: list = []
+    thread = chat_in_thread(gateway, results)
+    worker.error(worker.next_job(), "CUDA out of memory", status=500)
+    thread.join(10)
+    assert results[0].status_code == 500
+    assert results[0].json()["error"]["message"] == "CUDA out of memory"
+    state = httpx.get(gateway.url + "/api/state").json()
+    assert state["workers"][0]["last_error"] == "CUDA out of memory"
+
+
+def test_failed_embedding_chunk_is_retried_on_another_worker(gateway):
+    flaky = RawWorker(gateway.ws_url, "flaky", ["e"], batch_size=4)
+    steady = RawWorker(gateway.ws_url, "steady", ["e"], batch_size=4)
+    texts = [f"t{i}" * (i + 1) for i in range(8)]
+    results: list = []
+
+    def run() -> None:
+        body = {"model": "e", "input": texts}
+        results.append(httpx.post(gateway.url + "/v1/embeddings", json=body, timeout=20))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    served = 0
+    flaky_failed = False
+    while served < 2:
+        for worker in (flaky, steady):
+            try:
+                chunk = worker.next_job(timeout=0.2)
+            except Exception:
+                continue
+            if worker is flaky and not flaky_failed:
+                flaky_failed = True
+                worker.error(chunk, "transient")
+            else:
+                worker.reply_embeddings(chunk)
+                served += 1
+    thread.join(10)
+    assert results[0].status_code == 200
+    vectors = [d["embedding"] for d in results[0].json()["data"]]
+    assert vectors == [vector_for(t) for t in texts]
+    assert flaky_failed
