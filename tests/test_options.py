@@ -113,3 +113,12 @@ def test_cross_option_validation():
         GatewayConfig.build(llm__scheduler="random")
     with pytest.raises(ValueError, match="state_stream_rate"):
         GatewayConfig.build(server__state_stream_rate="10")
+
+
+def test_defaults_are_written_as_they_are_shown():
+    """A view that highlights values differing from the default compares strings."""
+    for plugin in resolve_options().describe():
+        for arg in plugin.args:
+            if not arg.secret:
+                assert arg.value == arg.default, f"{plugin.id}.{arg.id}"
+                assert arg.source == "default"

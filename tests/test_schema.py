@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -147,7 +149,8 @@ def test_sample_timestamps_are_utc_milliseconds(raw: dict[str, Any]) -> None:
 
 def test_sample_models_summary_matches_workers(state: GatewayState) -> None:
     """Recompute the summary as the gateway derives it: non-gone workers only, ready and
-    capacity from serving ones, a worker's whole in-flight count on each of its models."""
+    capacity from serving ones, in-flight from the running jobs (one per chat, one per
+    embeddings chunk in flight)."""
     expected: dict[str, dict[str, Any]] = {}
     for w in state.workers:
         if w.status is WorkerStatus.GONE:
@@ -158,11 +161,13 @@ def test_sample_models_summary_matches_workers(state: GatewayState) -> None:
                 {"workers": 0, "ready_workers": 0, "capacity": 0, "inflight": 0, "owned_by": []},
             )
             m["workers"] += 1
-            m["inflight"] += w.inflight
             m["owned_by"].append(w.id)
             if w.status in SERVING:
                 m["ready_workers"] += 1
                 m["capacity"] += w.max_concurrency
+    for job in state.jobs:
+        if job.state != "queued" and job.worker and job.model in expected:
+            expected[job.model]["inflight"] += job.partition.chunks_inflight if job.partition else 1
     queued = Counter(j.model for j in state.jobs if j.state == "queued")
     assert len(state.models) >= 3
     assert [m.id for m in state.models] == list(expected)
@@ -356,3 +361,13 @@ def test_state_doc_examples_are_valid_messages() -> None:
     blocks = _json_blocks(DOCS / "state.md")
     types = {STREAM_MESSAGE_ADAPTER.validate_python(b).type for b in blocks}
     assert types == {"snapshot", "delta", "keepalive"}
+
+
+def test_sample_state_is_what_the_builder_makes(tmp_path: Path) -> None:
+    """The sample is built from the gateway's own objects; a shape change must rebuild it."""
+    out = tmp_path / "sample.json"
+    builder = Path(__file__).parent / "sample_state_builder.py"
+    subprocess.run([sys.executable, str(builder), str(out)], check=True, capture_output=True)
+    assert out.read_text(encoding="utf-8") == SAMPLE.read_text(encoding="utf-8"), (
+        "sample_state.json is stale: run `python tests/sample_state_builder.py`"
+    )

@@ -7,7 +7,14 @@ import random
 
 import pytest
 
-from gatewaytui.workers import Backoff, WorkerSettings, embed_text, gateway_ws_url
+from gatewaytui.schema.protocol import StatusFrame
+from gatewaytui.workers import (
+    Backoff,
+    SimulatedBackend,
+    WorkerSettings,
+    embed_text,
+    gateway_ws_url,
+)
 from gatewaytui.workers.hostinfo import LoadSampler, host_info
 from gatewaytui.workers.simulated import completion_words
 
@@ -100,3 +107,12 @@ def test_settings_hide_secrets_and_derive_fleet_identities() -> None:
     assert redacted["key"] == "***" and redacted["upstream"]["api_key"] == "***"
     assert settings.worker_identities() == [("w-1", "w-1"), ("w-2", "w-2")]
     assert WorkerSettings(simulate={}).resolved_id().startswith("sim-")
+
+
+def test_backend_state_is_kept_within_the_wire_limits() -> None:
+    backend = SimulatedBackend()
+    backend.set_ready(False, "x" * 5000)
+    backend._update(models=[f"m{i}" for i in range(600)])
+    assert backend.reason is not None and len(backend.reason) == 1024
+    assert len(backend.models) == 512
+    StatusFrame(ready=backend.ready, reason=backend.reason, models=backend.models)  # validates

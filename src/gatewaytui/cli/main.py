@@ -32,6 +32,8 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if level.lower() != "debug":  # httpx logs every request at INFO
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 # ---- config file ------------------------------------------------------------------------
@@ -153,15 +155,12 @@ def cmd_options(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from gatewaytui.schema.protocol import GATEWAY_FRAME_ADAPTER, WORKER_FRAME_ADAPTER
+    from gatewaytui.schema.protocol import protocol_json_schema
     from gatewaytui.schema.state import state_json_schema
 
     documents = {
         "state.schema.json": state_json_schema(),
-        "protocol.schema.json": {
-            "worker_to_gateway": WORKER_FRAME_ADAPTER.json_schema(),
-            "gateway_to_worker": GATEWAY_FRAME_ADAPTER.json_schema(),
-        },
+        "protocol.schema.json": protocol_json_schema(),
     }
     if args.write is None:
         print(json.dumps(documents["state.schema.json"], indent=2))

@@ -63,6 +63,9 @@ from gatewaytui.schema.protocol import (
 
 log = logging.getLogger("gatewaytui.gateway")
 
+# Worker error codes that mean "not this worker, try another" rather than a failed request.
+RETRYABLE_CODES = frozenset({"draining", "over_capacity", "not_ready", "model_not_found"})
+
 SERVING = frozenset({WorkerStatus.CONNECTED, WorkerStatus.IDLE, WorkerStatus.WORKING})
 
 
@@ -244,11 +247,14 @@ class Gateway:
                         "owned_by": [],
                     }
                 m["workers"] += 1
-                m["inflight"] += worker.inflight
                 m["owned_by"].append(worker.id)
                 if is_serving:
                     m["ready_workers"] += 1
                     m["capacity"] += worker.max_concurrency
+        for assignment in self._assignments.values():
+            m = models.get(assignment.model)
+            if m is not None:
+                m["inflight"] += 1
         for waiter in self._waiters:
             m = models.get(waiter.model)
             if m is not None:
@@ -328,8 +334,12 @@ class Gateway:
     def _apply_status(self, worker: WorkerRecord, frame: StatusFrame) -> None:
         before = worker.status
         worker.heard_from = True
-        worker.reported_ready = frame.ready
-        worker.status_reason = frame.reason if not frame.ready or frame.draining else None
+        if frame.ready is not None:
+            worker.reported_ready = frame.ready
+        if frame.ready is not None or frame.draining is not None:
+            worker.status_reason = (
+                frame.reason if not worker.reported_ready or frame.draining else None
+            )
         if frame.draining is not None:
             worker.self_draining = frame.draining
         if frame.max_concurrency is not None:
@@ -687,7 +697,7 @@ class Gateway:
         worker, job = assignment.worker, assignment.job
         seconds = time.monotonic() - assignment.started
         c = worker.counters
-        per_model = c.model(job.model)
+        per_model = c.model(assignment.model)
         per_model.requests += 1
         if ok:
             c.processed += 1
@@ -748,6 +758,7 @@ class Gateway:
         except TimeoutError:
             self._cancel_on_worker(assignment, "request timeout")
             self._account(assignment, False, error="request timeout")
+            self._release(assignment)
             raise UpstreamTimeoutError(
                 f"worker {assignment.worker.id} did not answer within {timeout:g}s"
             ) from None
@@ -756,10 +767,18 @@ class Gateway:
             raise WorkerLostError(f"worker {assignment.worker.id} was lost: {item.reason}")
         if isinstance(item, Cancelled):
             self._cancel_on_worker(assignment, item.reason)
+            self._release(assignment)
             raise JobCancelledError(f"job {assignment.job.id} {item.reason}")
         if isinstance(item, ErrorFrame):
             self._account(assignment, False, error=item.message)
+            self._release(assignment)
+            if item.retryable or item.code in RETRYABLE_CODES:
+                raise WorkerLostError(
+                    f"worker {assignment.worker.id} refused the job: {item.message}"
+                )
             raise WorkerJobError(item.message, status=item.status, code=item.code or "worker_error")
+        if isinstance(item, ResultFrame):
+            self._release(assignment)  # the worker is done with it: no cancel at job end
         return item
 
     async def chat(

@@ -94,12 +94,13 @@ def new_job_id(kind: str) -> str:
 class Assignment:
     """One piece of a job on one worker; frames for it arrive on `queue`."""
 
-    __slots__ = ("id", "job", "queue", "released", "started", "worker")
+    __slots__ = ("id", "job", "model", "queue", "released", "started", "worker")
 
     def __init__(self, assignment_id: str, job: Job, worker: WorkerRecord):
         self.id = assignment_id
         self.job = job
         self.worker = worker
+        self.model = worker.concrete_model(job.model)  # what this worker calls the model
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.started = time.monotonic()
         self.released = False

@@ -46,7 +46,7 @@ class StatusFrame(WireModel):
     """A worker's own report: ready or not (and why), draining itself, models changed."""
 
     type: Literal["status"] = "status"
-    ready: bool = True
+    ready: bool | None = None  # None: unchanged (e.g. a frame that only updates models)
     reason: str | None = Field(default=None, max_length=1024)
     draining: bool | None = None
     models: list[str] | None = Field(default=None, max_length=512)
@@ -83,6 +83,7 @@ class ErrorFrame(WireModel):
     message: str = Field(max_length=4096)
     status: int = Field(default=502, ge=400, le=599)
     code: str | None = None
+    retryable: bool = False  # true: the job may run on another worker (e.g. over capacity)
 
 
 WorkerFrame = Annotated[
@@ -132,3 +133,11 @@ GatewayFrame = Annotated[
     RegisteredFrame | JobFrame | CancelFrame | DrainFrame, Field(discriminator="type")
 ]
 GATEWAY_FRAME_ADAPTER: TypeAdapter[GatewayFrame] = TypeAdapter(GatewayFrame)
+
+
+def protocol_json_schema() -> dict[str, Any]:
+    """The published JSON Schema of both directions (docs/protocol.schema.json)."""
+    return {
+        "worker_to_gateway": WORKER_FRAME_ADAPTER.json_schema(),
+        "gateway_to_worker": GATEWAY_FRAME_ADAPTER.json_schema(),
+    }

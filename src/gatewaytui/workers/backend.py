@@ -16,6 +16,10 @@ from gatewaytui.schema.protocol import JobFrame, Usage
 
 log = logging.getLogger("gatewaytui.workers.backend")
 
+# Limits of StatusFrame/RegisterFrame: larger values would fail validation on the wire.
+MAX_REASON_CHARS = 1024
+MAX_MODELS = 512
+
 ChunkSink = Callable[[dict[str, Any], int], Awaitable[None]]
 """Receives one chat.completion.chunk object and the number of tokens it carries."""
 
@@ -74,8 +78,11 @@ class Backend(ABC):
         models: list[str] | None = None,
     ) -> None:
         changed = False
+        if models is not None and len(models) > MAX_MODELS:
+            log.warning("serving only the first %d of %d models", MAX_MODELS, len(models))
+            models = models[:MAX_MODELS]
         if ready is not None:
-            new_reason = None if ready else reason
+            new_reason = None if ready else (reason or "not ready")[:MAX_REASON_CHARS]
             if ready != self._ready or new_reason != self._reason:
                 self._ready, self._reason = ready, new_reason
                 changed = True

@@ -45,7 +45,7 @@ from gatewaytui.schema.protocol import (
     StatusFrame,
     Usage,
 )
-from gatewaytui.workers.backend import Backend, JobError
+from gatewaytui.workers.backend import MAX_REASON_CHARS, Backend, JobError
 from gatewaytui.workers.backoff import Backoff
 from gatewaytui.workers.hostinfo import LOAD_SAMPLER, host_info
 from gatewaytui.workers.settings import WorkerSettings, gateway_ws_url, redact_url
@@ -442,7 +442,7 @@ class WorkerClient:
             ready, reason = self.backend.ready, self.backend.reason
         return StatusFrame(
             ready=ready,
-            reason=reason,
+            reason=reason[:MAX_REASON_CHARS] if reason else reason,
             draining=self._draining,
             models=self.backend.models,
             max_concurrency=self.settings.concurrency,

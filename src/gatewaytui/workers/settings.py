@@ -41,7 +41,9 @@ class BackoffSettings(_Settings):
 class SimulateSettings(_Settings):
     """A fake inference server: deterministic text and embeddings, timers only."""
 
-    models: list[str] = Field(default_factory=lambda: ["sim-chat", "sim-embed"], min_length=1)
+    models: list[str] = Field(
+        default_factory=lambda: ["sim-chat", "sim-embed"], min_length=1, max_length=512
+    )
     latency_s: float = Field(default=0.2, ge=0, description="Time to first token.")
     latency_jitter_s: float = Field(default=0.0, ge=0, description="Latency varies by ±this.")
     tokens_per_second: float = Field(default=50.0, ge=0, description="0 means no delay.")
@@ -59,7 +61,9 @@ class UpstreamSettings(_Settings):
     url: str = Field(description="Base URL, with or without a trailing /v1.")
     api_key: str | None = Field(default=None, repr=False)
     models: list[str] | None = Field(
-        default=None, description="Advertise exactly these models instead of /v1/models."
+        default=None,
+        max_length=512,
+        description="Advertise exactly these models instead of /v1/models.",
     )
     discovery_interval_s: float = Field(default=30.0, gt=0, description="Re-list models.")
     retry_interval_s: float = Field(default=5.0, gt=0, description="Re-probe while down.")
