@@ -274,6 +274,7 @@ class Gateway:
             "workers_by_status": by_status,
             "draining": self.draining,
             "subscribers": self.hub.subscriber_count,
+            "resyncs": self.hub.resyncs,
         }
 
     # ---- workers --------------------------------------------------------------------------

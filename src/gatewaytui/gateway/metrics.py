@@ -17,7 +17,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 import gatewaytui
@@ -56,6 +56,11 @@ class _LiveCollector(Collector):
         )
         subscribers.add_metric([], live["subscribers"])
         yield subscribers
+        resyncs = CounterMetricFamily(
+            f"{_PREFIX}_state_stream_resyncs", "Slow state stream clients resynced."
+        )
+        resyncs.add_metric([], live["resyncs"])
+        yield resyncs
 
 
 class GatewayMetrics:
@@ -120,9 +125,6 @@ class GatewayMetrics:
             "Worker connects, disconnects, evictions, refusals.",
             ["event"],
             registry=r,
-        )
-        self.stream_resyncs = Counter(
-            f"{_PREFIX}_state_stream_resyncs", "Slow state stream clients resynced.", registry=r
         )
         r.register(_LiveCollector(read_live))
 

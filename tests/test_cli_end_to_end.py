@@ -1,0 +1,227 @@
+"""The shipped commands as an operator runs them: real processes, real ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import openai
+import pytest
+import uvicorn
+from worker_peers import UpstreamState, reserve_port, upstream_app
+
+CLI = [sys.executable, "-m", "gatewaytui.cli.main"]
+
+
+def wait_until(predicate, timeout: float = 20, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def workers_of(url: str) -> dict[str, dict]:
+    return {w["id"]: w for w in httpx.get(url + "/api/state").json()["workers"]}
+
+
+@contextmanager
+def process(*args: str, env: dict | None = None) -> Iterator[subprocess.Popen]:
+    proc = subprocess.Popen(
+        [*CLI, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        proc.stdout.close()
+
+
+@pytest.fixture
+def served() -> Iterator[str]:
+    sock = reserve_port()
+    port = sock.getsockname()[1]
+    sock.close()
+    with process("serve", "--server-port", str(port), "--server-worker-key", "wk") as proc:
+        url = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                return httpx.get(url + "/healthz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(up, what="gateway start")
+        yield url
+
+
+@pytest.fixture
+def upstream() -> Iterator[tuple[str, UpstreamState]]:
+    """A small OpenAI-compatible server on a real port, in a thread of this process."""
+    state = UpstreamState()
+    sock = reserve_port()
+    server = uvicorn.Server(uvicorn.Config(upstream_app(state), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, what="upstream start")
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}", state
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_relay_worker_serves_sdk_requests_from_a_real_upstream(served, upstream):
+    upstream_url, _ = upstream
+    with process(
+        "worker", "--upstream", upstream_url + "/v1", "--id", "relay-1", "--gateway", served,
+        env={"GATEWAYTUI_WORKER_KEY": "wk"},
+    ):  # fmt: skip
+        wait_until(
+            lambda: workers_of(served).get("relay-1", {}).get("status") in ("idle", "connected"),
+            what="relay registration",
+        )
+        relay = workers_of(served)["relay-1"]
+        client = openai.OpenAI(base_url=served + "/v1", api_key="x", max_retries=0)
+        model = relay["models"][0]
+        reply = client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "hello relay"}]
+        )
+        assert reply.choices[0].message.content
+        streamed = client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "stream it"}], stream=True
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+        vectors = client.embeddings.create(model=model, input=["a", "b", "c"])
+        assert [d.index for d in vectors.data] == [0, 1, 2]
+        assert workers_of(served)["relay-1"]["processed"] == 3
+
+
+def test_simulated_worker_drains_itself_on_sigterm(served):
+    with process(
+        "worker", "--simulate", "--models", "sim", "--id", "sim-1", "--gateway", served,
+        "--latency", "1.5", "--tokens-per-second", "0", "--key", "wk",
+    ) as proc:  # fmt: skip
+        wait_until(lambda: workers_of(served).get("sim-1", {}).get("status") == "idle")
+        result: list = []
+        call = threading.Thread(
+            target=lambda: result.append(
+                httpx.post(
+                    served + "/v1/chat/completions",
+                    json={"model": "sim", "messages": [{"role": "user", "content": "x"}]},
+                    timeout=20,
+                )
+            )
+        )
+        call.start()
+        wait_until(lambda: workers_of(served)["sim-1"]["inflight"] == 1)
+        proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: workers_of(served)["sim-1"]["status"] == "draining")
+        call.join(20)
+        assert result[0].status_code == 200  # the in-flight job finished during the drain
+        assert proc.wait(20) == 0
+        wait_until(lambda: workers_of(served)["sim-1"]["status"] == "gone")
+
+
+def test_bad_worker_key_is_reported_without_the_key(served):
+    with process(
+        "worker", "--simulate", "--id", "x", "--gateway", served, "--key", "not-the-key",
+    ) as proc:  # fmt: skip
+        seen = ""
+        deadline = time.monotonic() + 15
+        while "401" not in seen and time.monotonic() < deadline:
+            seen += proc.stdout.readline()
+        assert "401" in seen
+        assert "not-the-key" not in seen
+
+
+def test_metrics_follow_prometheus_conventions(served):
+    with process(
+        "worker", "--simulate", "--models", "m", "--id", "sim-m", "--gateway", served,
+        "--latency", "0", "--tokens-per-second", "0", "--max-tokens", "5", "--key", "wk",
+    ):  # fmt: skip
+        wait_until(lambda: workers_of(served).get("sim-m", {}).get("status") == "idle")
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        assert httpx.post(served + "/v1/chat/completions", json=body).status_code == 200
+        assert httpx.post(served + "/v1/embeddings", json={"model": "m", "input": ["a", "b"]})
+        text = httpx.get(served + "/metrics").text
+    for line in (
+        'gatewaytui_model_requests_total{model="m",outcome="success"} 2.0',
+        'gatewaytui_model_tokens_total{kind="out",model="m"} 5.0',
+        'gatewaytui_model_embeddings_total{model="m"} 2.0',
+        'gatewaytui_worker_jobs_total{outcome="success",worker="sim-m"} 2.0',
+        'gatewaytui_worker_tokens_total{kind="out",worker="sim-m"} 5.0',
+        'gatewaytui_workers{status="idle"} 1.0',
+        "gatewaytui_inflight_jobs 0.0",
+        "gatewaytui_queue_length 0.0",
+        'gatewaytui_build_info{version="0.1.0"} 1.0',
+    ):
+        assert line in text, line
+    assert 'gatewaytui_request_duration_seconds_bucket{kind="chat",le="0.01",model="m"}' in text
+    assert "gatewaytui_worker_processing_seconds_count" in text
+    assert "_created" not in text
+
+
+def test_options_command_masks_secrets(tmp_path):
+    config = tmp_path / "gw.yaml"
+    config.write_text("plugin_options:\n  llm:\n    queue_size: 99\n", encoding="utf-8")
+    out = subprocess.run(
+        [*CLI, "options", "--config", str(config), "--server-port", "9999"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SERVER_API_KEYS": "sk-very-secret", "LLM_QUEUE_TIMEOUT": "5s"},
+        check=True,
+    ).stdout
+    assert "sk-very-secret" not in out
+    assert "api_keys" in out and "<set> " in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert "99" in lines["queue_size"] and "(yaml)" in lines["queue_size"]
+    assert "5s" in lines["queue_timeout"] and "(env)" in lines["queue_timeout"]
+    assert "9999" in lines["port"] and "(flag)" in lines["port"]
+
+
+def test_broken_yaml_is_reported_with_file_and_line(tmp_path):
+    config = tmp_path / "broken.yaml"
+    original = "plugin_options:\n  llm:\n    queue_size: [1, 2\n"
+    config.write_text(original, encoding="utf-8")
+    result = subprocess.run(
+        [*CLI, "serve", "--config", str(config)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert f"{config}:" in result.stderr and "invalid YAML" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert config.read_text(encoding="utf-8") == original
+
+
+def test_bad_option_value_names_the_source():
+    result = subprocess.run(
+        [*CLI, "serve"], capture_output=True, text=True, env={**os.environ, "LLM_QUEUE_SIZE": "abc"}
+    )
+    assert result.returncode == 2
+    assert "LLM_QUEUE_SIZE=abc: expected an integer" in result.stderr
+
+
+def test_demo_runs_headless_for_a_while():
+    result = subprocess.run(
+        [*CLI, "demo", "--duration", "4", "--workers", "6", "--rate", "5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "gatewaytui demo: gateway on http://127.0.0.1:" in result.stdout
+    status_lines = [line for line in result.stdout.splitlines() if line.startswith("workers:")]
+    assert status_lines and "requests" in status_lines[-1]
+    assert int(status_lines[-1].split("requests ")[1].split()[0]) > 0
