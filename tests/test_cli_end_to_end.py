@@ -215,7 +215,7 @@ def test_bad_option_value_names_the_source():
 
 def test_demo_runs_headless_for_a_while():
     result = subprocess.run(
-        [*CLI, "demo", "--duration", "4", "--workers", "6", "--rate", "5"],
+        [*CLI, "demo", "--headless", "--duration", "4", "--workers", "6", "--rate", "5"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -219,3 +219,14 @@ def test_second_sigterm_exits_at_once(served_gateway):
     proc.send_signal(signal.SIGTERM)
     proc.wait(10)
     assert time.monotonic() - started < 8  # well before the 20s drain timeout
+
+
+def test_whoami_names_the_role(make_gateway):
+    gw = make_gateway(server__operator_tokens="op", server__viewer_tokens="view")
+    assert httpx.get(gw.url + "/api/whoami", headers={"Authorization": "Bearer view"}).json() == {
+        "role": "viewer"
+    }
+    assert httpx.get(gw.url + "/api/whoami", headers={"Authorization": "Bearer op"}).json() == {
+        "role": "operator"
+    }
+    assert httpx.get(gw.url + "/api/whoami").status_code == 401

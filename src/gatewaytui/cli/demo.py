@@ -173,3 +173,61 @@ async def run_demo(
         server.should_exit = True
         await serving
     return 0
+
+
+def run_demo_with_tui(
+    *,
+    port: int = 0,
+    workers: int = 10,
+    rate: float = 3.0,
+    theme: str | None = None,
+    read_only: bool = False,
+) -> int:
+    """The headless demo in a child process, and the panel connected to it like any gateway.
+
+    Keeping the gateway and its workers in another process means the panel meets it exactly
+    as it would over SSH, and neither slows the other.
+    """
+    import subprocess
+    import sys
+
+    from gatewaytui.tui.app import GatewayApp
+    from gatewaytui.tui.config import ContextConfig, TuiConfig
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "gatewaytui.cli.main", "--log-level", "error", "demo", "--headless",
+         "--port", str(port), "--workers", str(workers), "--rate", str(rate)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None
+        first = child.stdout.readline()
+        if "gateway on " not in first:
+            print(f"gatewaytui demo: the gateway did not start ({first.strip() or 'no output'})")
+            return 1
+        url = first.split("gateway on ", 1)[1].split()[0]
+        threading_drain(child)
+        context = ContextConfig(name="demo", url=url, color="green")
+        config = TuiConfig(contexts=[context], default_context="demo")
+        GatewayApp(config, context=context, theme=theme, read_only=read_only).run()
+    finally:
+        child.terminate()
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return 0
+
+
+def threading_drain(child: Any) -> None:
+    """Keep reading the child's status lines so its pipe never fills up and blocks it."""
+    import threading
+
+    def drain() -> None:
+        for _ in child.stdout:
+            pass
+
+    threading.Thread(target=drain, daemon=True).start()

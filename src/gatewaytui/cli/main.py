@@ -36,6 +36,22 @@ def setup_logging(level: str) -> None:
         logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+def setup_logging_to_file(level: str) -> None:
+    """While the panel owns the terminal, log lines would corrupt it: send them to a file."""
+    state_home = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    log_dir = state_home / "gatewaytui"
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(log_dir / "gatewaytui.log")
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper(), logging.WARNING))
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 # ---- config file ------------------------------------------------------------------------
 
 
@@ -240,16 +256,57 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gatewaytui.cli.demo import run_demo
+    from gatewaytui.cli.demo import run_demo, run_demo_with_tui
 
-    return asyncio.run(
-        run_demo(
-            port=args.port,
-            workers=args.workers,
-            rate=args.rate,
-            duration=args.duration,
+    if args.headless:
+        return asyncio.run(
+            run_demo(port=args.port, workers=args.workers, rate=args.rate, duration=args.duration)
         )
+    return run_demo_with_tui(
+        port=args.port,
+        workers=args.workers,
+        rate=args.rate,
+        theme=args.theme,
+        read_only=args.read_only,
     )
+
+
+def load_tui_config(args: argparse.Namespace) -> Any:
+    from gatewaytui.tui.config import ConfigError, load_config
+
+    try:
+        return load_config(Path(args.config) if args.config else None)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    """`gatewaytui` with no command: the panel on the configured (or default) context."""
+    from gatewaytui.tui.app import GatewayApp
+    from gatewaytui.tui.config import ConfigError, pick_context
+
+    config = load_tui_config(args)
+    try:
+        context = pick_context(config, args.context)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    GatewayApp(config, context=context, read_only=args.read_only, theme=args.theme).run()
+    return 0
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    """`gatewaytui open FILE`: a saved snapshot, read-only, with no gateway at all."""
+    from gatewaytui.client.errors import ClientError
+    from gatewaytui.tui.app import GatewayApp
+
+    config = load_tui_config(args)
+    path = Path(args.snapshot)
+    try:
+        app = GatewayApp(config, snapshot=path, read_only=True, theme=args.theme)
+    except ClientError as exc:
+        raise CliError(f"cannot open {path}: {exc}") from None
+    app.run()
+    return 0
 
 
 # ---- parser -----------------------------------------------------------------------------
@@ -269,7 +326,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="default: info (demo: warning)",
     )
+    parser.add_argument("--config", help="panel config file (default: XDG config dir)")
+    parser.add_argument("--context", help="gateway context to open (default: the config's)")
+    parser.add_argument("--read-only", action="store_true", help="hide and refuse actions")
+    parser.add_argument("--theme", help="theme name (see themes/)")
+    parser.set_defaults(func=cmd_tui)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    open_cmd = sub.add_parser("open", help="open a saved snapshot read-only (no gateway)")
+    open_cmd.add_argument("snapshot", help="a saved state file, e.g. sample_state.json")
+    open_cmd.set_defaults(func=cmd_open)
 
     serve = sub.add_parser("serve", help="run the gateway core")
     serve.add_argument("--config", help="YAML file with a plugin_options section")
@@ -318,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=10, help="simulated workers")
     demo.add_argument("--rate", type=float, default=3.0, help="requests per second")
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    demo.add_argument("--headless", action="store_true", help="no panel: print status lines")
     demo.set_defaults(func=cmd_demo)
 
     schema = sub.add_parser("schema", help="print (or --write) the published JSON Schemas")
@@ -336,12 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
     if args.log_level is None:
-        args.log_level = "warning" if args.command == "demo" else "info"
-    setup_logging(args.log_level)
+        args.log_level = "warning" if args.command in (None, "demo", "open") else "info"
+    if args.command in (None, "open") or (args.command == "demo" and not args.headless):
+        setup_logging_to_file(args.log_level)  # the terminal belongs to the panel
+    else:
+        setup_logging(args.log_level)
     try:
         return int(args.func(args) or 0)
     except CliError as exc:

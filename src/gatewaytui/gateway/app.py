@@ -232,6 +232,11 @@ def create_app(gateway: Gateway, auth: Auth | None = None) -> FastAPI:
         require_role(request.headers, "viewer")
         return Response(encode(gateway.state()), media_type="application/json")
 
+    @app.get("/api/whoami")
+    async def whoami(request: Request) -> dict[str, Any]:
+        """The role this token grants, so a panel can hide what it may not do."""
+        return {"role": require_role(request.headers, "viewer")}
+
     @app.get("/api/plugins")
     async def get_plugins(request: Request) -> list[dict[str, Any]]:
         require_role(request.headers, "viewer")

@@ -8,12 +8,12 @@ Precedence: flag > env > YAML > default. Nothing else in the gateway reads confi
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from gatewaytui.schema import ArgSpec, ArgState, ArgType, PluginDescriptor, PluginState
+from gatewaytui.schema.durations import format_duration, parse_duration
 from gatewaytui.schema.state import OptionSource
 
 
@@ -255,33 +255,8 @@ DESCRIPTORS: list[PluginDescriptor] = [
 
 # ---- parsing ------------------------------------------------------------------------------
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from `90s`, `5m`, `1h30m`, `250ms` or a bare number of seconds."""
-    raw = text.strip().lower()
-    if not raw:
-        raise ValueError("empty duration")
-    try:
-        value = float(raw)
-    except ValueError:
-        pos, total = 0, 0.0
-        for match in _DURATION_PART.finditer(raw):
-            if match.start() != pos:
-                break
-            total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-            pos = match.end()
-        if pos != len(raw) or pos == 0:
-            raise ValueError(f"not a duration: {text!r}") from None
-        return total
-    if value < 0:
-        raise ValueError("negative duration")
-    return value
-
 
 _EXPECTED = {
     ArgType.INT: "an integer",
@@ -370,23 +345,6 @@ def _format_value(spec: ArgSpec, value: Any) -> str:
     if spec.type == ArgType.NUMBER and float(value).is_integer():
         return str(int(value))
     return str(value)
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest of `250ms`, `90s`, `5m`, `1h30m` that states `seconds` exactly."""
-    if seconds < 1 and seconds != 0:
-        return f"{round(seconds * 1000)}ms"
-    whole = int(seconds)
-    if whole != seconds:
-        return f"{seconds:g}s"
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [
-        f"{hours}h" if hours else "",
-        f"{minutes}m" if minutes else "",
-        f"{secs}s" if secs else "",
-    ]
-    return "".join(parts) or "0s"
 
 
 def find_spec(plugin: str, arg_id: str) -> ArgSpec:
