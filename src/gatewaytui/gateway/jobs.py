@@ -87,8 +87,13 @@ _ids = itertools.count(1)
 _PREFIX = os.urandom(3).hex()
 
 
+_KIND_PREFIX = {"chat": "chat", "embeddings": "emb", "mcp": "mcp"}
+
+
 def new_job_id(kind: str) -> str:
-    return f"{kind[:4]}-{_PREFIX}-{next(_ids):06d}"
+    """`chat-000042-3fa9c1`: the sequence first, so a narrow column still tells jobs apart;
+    the per-process suffix keeps ids unique across gateway restarts."""
+    return f"{_KIND_PREFIX.get(kind, kind[:4])}-{next(_ids):06d}-{_PREFIX}"
 
 
 class Assignment:

@@ -1,0 +1,454 @@
+"""`GatewayConnection`: keeps a `StateStore` in step with `WS /api/state/stream`, for good.
+
+It connects with the operator token, applies the snapshot and the deltas, and tells
+listeners what changed. When the stream breaks it retries with capped exponential backoff
+and full jitter (base 0.5 s, cap 30 s; the attempt counter resets once a connection has
+stayed up for `stable_after` seconds), so a fleet of TUIs does not hammer a gateway that is
+coming back. A sequence gap or a malformed delta means the store is wrong: it reconnects at
+once for a fresh snapshot (with backoff if that keeps happening). A stream silent for
+`dead_after_keepalives` keep-alive intervals is presumed dead. HTTP 401/403 stop the loop in
+`unauthorized`: retrying cannot fix a token.
+
+What a UI reads:
+
+- `state`: a frozen `ConnectionState` (status, since, attempt, next retry, last error).
+  `connecting` until the first snapshot arrives (with `next_retry_at`/`last_error` set while
+  it waits between failed attempts), `live` while current, `reconnecting` after a live
+  stream broke, `unauthorized`, `stopped`; `offline` is what a `Session` opened from a file
+  reports.
+- `on_change(change)` / `on_state(state)` callbacks, called on the event loop for every
+  applied message and every state transition; or
+- `updates()`: an async iterator of `Update`s that coalesces whatever happened while the
+  consumer was busy into one (merged `Change`, latest state), so a UI redraws at its own
+  pace and never for nothing: a keep-alive or a no-op delta produces no update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+import gatewaytui
+from gatewaytui.client.errors import (
+    describe_exception,
+    error_message_from_body,
+)
+from gatewaytui.client.http import auth_headers, normalise_url, websocket_url
+from gatewaytui.client.store import (
+    Change,
+    ResyncNeeded,
+    SnapshotError,
+    StateStore,
+    iter_validate_state,
+)
+
+log = logging.getLogger("gatewaytui.client")
+
+STREAM_PATH = "/api/state/stream"
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # a 10,000-worker snapshot is ~15 MB
+
+
+class ConnectionStatus(StrEnum):
+    CONNECTING = "connecting"
+    LIVE = "live"
+    RECONNECTING = "reconnecting"
+    UNAUTHORIZED = "unauthorized"
+    OFFLINE = "offline"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionState:
+    """Where the connection stands; times are wall-clock epoch seconds (`time.time()`).
+
+    `since` is when this status was entered (a run of failed retries keeps one `since`);
+    `attempt` counts consecutive failed attempts; `next_retry_at` is set while waiting to
+    retry (None while an attempt is under way); `last_error` is short human text;
+    `http_status` is 401 or 403 when `unauthorized`.
+    """
+
+    status: ConnectionStatus
+    since: float
+    attempt: int = 0
+    next_retry_at: float | None = None
+    last_error: str | None = None
+    http_status: int | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.status is ConnectionStatus.LIVE
+
+    def retry_in(self, now: float | None = None) -> float | None:
+        """Seconds until the next attempt (0 when due), or None when none is scheduled."""
+        if self.next_retry_at is None:
+            return None
+        return max(0.0, self.next_retry_at - (time.time() if now is None else now))
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """One wake-up of `updates()`: the latest state and everything that changed since."""
+
+    state: ConnectionState
+    change: Change | None
+    state_changed: bool
+
+
+class Backoff:
+    """Capped exponential backoff with full jitter: uniform(0, min(cap, base * 2**attempt))."""
+
+    def __init__(self, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None):
+        if base <= 0 or cap <= 0:
+            raise ValueError("backoff base and cap must be positive")
+        self.base = base
+        self.cap = cap
+        self._rng = rng or random.Random()
+
+    def ceiling(self, attempt: int) -> float:
+        return min(self.cap, self.base * 2 ** min(attempt, 64))
+
+    def delay(self, attempt: int) -> float:
+        return self._rng.uniform(0, self.ceiling(attempt))
+
+
+ChangeListener = Callable[[Change], None]
+StateListener = Callable[[ConnectionState], None]
+
+
+class _StreamEnded(Exception):
+    def __init__(self, reason: str, *, resync: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.resync = resync
+
+
+class GatewayConnection:
+    """The live state stream of one gateway, mirrored into `store` until `stop()`."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        store: StateStore | None = None,
+        on_change: ChangeListener | None = None,
+        on_state: StateListener | None = None,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        stable_after: float = 10.0,
+        keepalive: float = 5.0,
+        dead_after_keepalives: float = 3.0,
+        open_timeout: float = 10.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.base_url = normalise_url(url)
+        self.ws_url = websocket_url(self.base_url, STREAM_PATH)
+        self._token = token
+        self.store = store if store is not None else StateStore()
+        self._on_change = on_change
+        self._on_state = on_state
+        self.backoff = Backoff(backoff_base, backoff_cap, rng)
+        self.stable_after = stable_after
+        self.dead_after = keepalive * dead_after_keepalives
+        self.open_timeout = open_timeout
+        self.state = ConnectionState(ConnectionStatus.STOPPED, time.time())
+        self.last_message_at: float | None = None  # wall clock of the last frame received
+        self.connections = 0  # successful WebSocket handshakes, for diagnostics and tests
+        self.resyncs = 0
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._state_signal = asyncio.Event()
+        self._update_signal = asyncio.Event()
+        self._pending: Change | None = None
+        self._state_dirty = True
+        self._consuming = False
+        self._ws: ClientConnection | None = None
+        self._live_started: float | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<GatewayConnection {self.base_url} {self.state.status.value}>"
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        """Start the connect/apply/retry loop on the running event loop (idempotent)."""
+        if self.running:
+            return
+        self._closed = False
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"gatewaytui-stream {self.base_url}"
+        )
+
+    async def stop(self) -> None:
+        """Close the stream and end the loop; the store keeps the last state."""
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.state.status is not ConnectionStatus.STOPPED:
+            self._set_state(ConnectionState(ConnectionStatus.STOPPED, time.time()))
+        self._state_dirty = True
+        self._update_signal.set()  # let an `updates()` consumer see the end
+
+    def retry_now(self) -> None:
+        """Skip the current backoff wait (a UI's "retry now"); restarts a stopped loop too."""
+        if self.running:
+            self._wake.set()
+        else:
+            self.start()
+
+    async def __aenter__(self) -> GatewayConnection:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- waiting ----------------------------------------------------------------------------
+
+    async def wait_status(
+        self, *statuses: ConnectionStatus, timeout: float | None = None
+    ) -> ConnectionState:
+        """Wait until the status is one of `statuses`; return that state."""
+
+        async def wait() -> ConnectionState:
+            while self.state.status not in statuses:
+                await self._state_signal.wait()
+            return self.state
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    async def wait_done(self, timeout: float | None = None) -> ConnectionState:
+        """Wait until the loop has ended on its own (`unauthorized`) or been stopped."""
+        task = self._task
+        if task is not None and not task.done():
+            _, pending = await asyncio.wait({task}, timeout=timeout)
+            if pending:
+                raise TimeoutError(f"the connection to {self.base_url} is still running")
+        return self.state
+
+    async def updates(self) -> AsyncIterator[Update]:
+        """Coalesced updates for one consumer, until `stop()` (the last one says `stopped`).
+
+        The first update comes at once with `state_changed=True` and, if the store already
+        holds a state, a `snapshot` change naming every row (so a view that subscribes late
+        misses nothing); later ones name only what changed since the previous one.
+        """
+        self._consuming = True
+        self._state_dirty = True
+        self._pending = self.store.full_change()
+        self._update_signal.set()
+        try:
+            while True:
+                await self._update_signal.wait()
+                self._update_signal.clear()
+                change, self._pending = self._pending, None
+                state_changed, self._state_dirty = self._state_dirty, False
+                if change is None and not state_changed:
+                    continue
+                state = self.state
+                yield Update(state, change, state_changed)
+                if self._closed and state.status is ConnectionStatus.STOPPED:
+                    return
+        finally:
+            self._consuming = False
+            self._pending = None
+
+    # -- notification -----------------------------------------------------------------------
+
+    def _set_state(self, state: ConnectionState) -> None:
+        if state == self.state:
+            return
+        previous, self.state = self.state, state
+        if previous.status is not state.status:
+            log.info(
+                "gateway %s: %s%s",
+                self.base_url,
+                state.status.value,
+                f" ({state.last_error})" if state.last_error else "",
+            )
+        self._state_signal.set()
+        self._state_signal = asyncio.Event()
+        self._state_dirty = True
+        self._update_signal.set()
+        if self._on_state is not None:
+            try:
+                self._on_state(state)
+            except Exception:
+                log.exception("connection state listener failed")
+
+    def _changed(self, change: Change) -> None:
+        if change.empty:
+            return
+        if self._consuming:
+            pending = change if self._pending is None else self._pending.merge(change)
+            limit = self.store.events.maxlen
+            if limit is not None and len(pending.events) > limit:
+                pending = replace(pending, events=pending.events[-limit:])
+            self._pending = pending
+            self._update_signal.set()
+        if self._on_change is not None:
+            try:
+                self._on_change(change)
+            except Exception:
+                log.exception("state change listener failed")
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        attempt = 0
+        ever_live = False
+        failing_since: float | None = None
+        self._set_state(ConnectionState(ConnectionStatus.CONNECTING, time.time()))
+        try:
+            while not self._closed:
+                live_started: float | None = None
+                resync = False
+                try:
+                    ws = await connect(
+                        self.ws_url,
+                        additional_headers=auth_headers(self._token),
+                        user_agent_header=f"gatewaytui/{gatewaytui.__version__}",
+                        open_timeout=self.open_timeout,
+                        max_size=MAX_MESSAGE_BYTES,
+                        max_queue=64,
+                    )
+                except InvalidStatus as exc:
+                    status = exc.response.status_code
+                    if status in (401, 403):
+                        body = bytes(exc.response.body or b"")
+                        message = error_message_from_body(status, body)
+                        self._set_state(
+                            ConnectionState(
+                                ConnectionStatus.UNAUTHORIZED,
+                                time.time(),
+                                attempt=attempt,
+                                last_error=f"HTTP {status}: {message}",
+                                http_status=status,
+                            )
+                        )
+                        return
+                    reason = describe_exception(exc)
+                except (OSError, TimeoutError, WebSocketException) as exc:
+                    reason = describe_exception(exc)
+                except Exception as exc:  # never let the loop die: report and retry
+                    log.exception("connecting to %s failed", self.ws_url)
+                    reason = f"internal error: {describe_exception(exc)}"
+                else:
+                    self.connections += 1
+                    self._ws = ws
+                    try:
+                        await self._consume(ws)
+                    except _StreamEnded as end:
+                        reason, resync = end.reason, end.resync
+                    except Exception as exc:
+                        log.exception("state stream from %s failed", self.ws_url)
+                        reason = f"internal error: {describe_exception(exc)}"
+                    finally:
+                        self._ws = None
+                        live_started = self._live_started
+                        self._live_started = None
+                        with contextlib.suppress(Exception):
+                            async with asyncio.timeout(2):
+                                await ws.close()
+                    if live_started is not None:
+                        ever_live = True
+                        failing_since = None
+                        if time.monotonic() - live_started >= self.stable_after:
+                            attempt = 0
+
+                if resync:
+                    self.resyncs += 1
+                    delay = 0.0 if attempt == 0 else self.backoff.delay(attempt)
+                else:
+                    delay = self.backoff.delay(attempt)
+                attempt += 1
+                now = time.time()
+                if failing_since is None:
+                    failing_since = now
+                status = ConnectionStatus.RECONNECTING if ever_live else ConnectionStatus.CONNECTING
+                waiting = ConnectionState(
+                    status,
+                    failing_since if ever_live else self.state.since,
+                    attempt=attempt,
+                    next_retry_at=now + delay,
+                    last_error=reason,
+                )
+                self._set_state(waiting)
+                await self._sleep(delay)
+                self._set_state(replace(waiting, next_retry_at=None))
+        finally:
+            self._live_started = None
+
+    async def _sleep(self, delay: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
+
+    async def _consume(self, ws: ClientConnection) -> None:
+        """Apply messages until the stream ends; raises `_StreamEnded` with the reason."""
+        got_snapshot = False
+        while True:
+            try:
+                async with asyncio.timeout(self.dead_after):
+                    raw = await ws.recv()
+            except TimeoutError:
+                raise _StreamEnded(
+                    f"no message for {self.dead_after:g} s (keep-alives missed)"
+                ) from None
+            except ConnectionClosed as exc:
+                raise _StreamEnded(describe_exception(exc)) from None
+            self.last_message_at = time.time()
+            try:
+                message = await self._decode(raw)
+            except (ValueError, SnapshotError) as exc:
+                text = exc.message if isinstance(exc, SnapshotError) else "invalid JSON"
+                raise _StreamEnded(f"bad message from gateway: {text}") from None
+            if not got_snapshot and message.get("type") != "snapshot":
+                raise _StreamEnded("stream did not start with a snapshot", resync=True)
+            try:
+                if message.get("type") == "snapshot":
+                    change: Change | None = self.store.apply_snapshot(message, validate=False)
+                    if not got_snapshot:
+                        got_snapshot = True
+                        self._live_started = time.monotonic()
+                        self._set_state(ConnectionState(ConnectionStatus.LIVE, time.time()))
+                else:
+                    change = self.store.apply(message)
+            except ResyncNeeded as exc:
+                log.info("gateway %s: resync: %s", self.base_url, exc.message)
+                raise _StreamEnded(f"resync: {exc.message}", resync=True) from None
+            except SnapshotError as exc:
+                raise _StreamEnded(f"bad snapshot from gateway: {exc.message}") from None
+            if change is not None:
+                self._changed(change)
+
+    @staticmethod
+    async def _decode(raw: str | bytes) -> dict[str, Any]:
+        """Parse one frame; a snapshot is validated here, in steps that let the loop breathe."""
+        message = json.loads(raw)
+        if not isinstance(message, dict):
+            raise ValueError("stream message is not an object")
+        if message.get("type") == "snapshot":
+            for _ in iter_validate_state(message.get("state")):
+                await asyncio.sleep(0)
+        return message

@@ -1,0 +1,220 @@
+"""`GatewayClient`: the gateway's operator HTTP API (reads and actions) over httpx.
+
+Every action returns the gateway's `ActionResult` or raises `ActionError` with the HTTP
+status and the gateway's own message ("no worker with id 'x'", "this token has the viewer
+role; ..."), and a gateway that cannot be reached raises `GatewayUnreachable` with a short
+reason ("connection refused"). The token travels only in the `Authorization` header; it is
+never part of a URL, a message or a repr.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+from pydantic import ValidationError
+
+import gatewaytui
+from gatewaytui.client.errors import (
+    ActionError,
+    GatewayUnreachable,
+    describe_exception,
+    error_detail_from_body,
+    error_message_from_body,
+)
+from gatewaytui.schema.api import ActionResult, ServerDrainRequest
+from gatewaytui.schema.state import GatewayState, PluginState
+
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+def normalise_url(url: str) -> str:
+    """`http(s)://host:port[/prefix]` without a trailing slash; a bare `host:port` gets http.
+
+    `ws://` and `wss://` are accepted too and mapped to their HTTP schemes, so a context can
+    name the gateway either way.
+    """
+    text = url.strip()
+    if "://" not in text:
+        text = "http://" + text
+    parts = urlsplit(text)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme.lower(), parts.scheme.lower())
+    if scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"not a gateway URL: {url!r} (expected http://host:port)")
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def websocket_url(base_url: str, path: str) -> str:
+    """The ws(s):// URL of `path` on the gateway at `base_url`."""
+    parts = urlsplit(normalise_url(base_url))
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return urlunsplit((scheme, parts.netloc, parts.path + path, "", ""))
+
+
+def auth_headers(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """`/healthz` and `/readyz` together: is it up, and can it take jobs (and if not, why)."""
+
+    alive: bool
+    version: str | None
+    ready: bool
+    status: str
+    reason: str | None
+
+
+class GatewayClient:
+    """Async client of one gateway's operator API. Use as `async with`, or call `aclose()`.
+
+    `transport` lets tests swap the network for an `httpx.MockTransport`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = normalise_url(url)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={
+                **auth_headers(token),
+                "User-Agent": f"gatewaytui/{gatewaytui.__version__}",
+                "Accept": "application/json",
+            },
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"<GatewayClient {self.base_url}>"
+
+    async def __aenter__(self) -> GatewayClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _request(
+        self, method: str, path: str, *, json: Any = None, ok_statuses: tuple[int, ...] = ()
+    ) -> httpx.Response:
+        try:
+            response = await self._http.request(method, path, json=json)
+        except httpx.HTTPError as exc:
+            raise GatewayUnreachable(describe_exception(exc)) from None
+        if response.is_success or response.status_code in ok_statuses:
+            return response
+        detail = error_detail_from_body(response.content)
+        raise ActionError(
+            response.status_code,
+            error_message_from_body(response.status_code, response.content, response.reason_phrase),
+            type=detail.get("type"),
+            code=detail.get("code"),
+        )
+
+    @staticmethod
+    def _json(response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise ActionError(
+                response.status_code, "the gateway answered with something that is not JSON"
+            ) from None
+
+    async def _action(self, path: str, body: dict[str, Any] | None = None) -> ActionResult:
+        response = await self._request("POST", path, json=body)
+        try:
+            return ActionResult.model_validate(self._json(response))
+        except ValidationError:
+            raise ActionError(
+                response.status_code, "the gateway's reply is not an action result"
+            ) from None
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def state_json(self) -> dict[str, Any]:
+        """`GET /api/state` as the raw dict (same shape as the store's `to_state_dict()`)."""
+        data = self._json(await self._request("GET", "/api/state"))
+        if not isinstance(data, dict):
+            raise ActionError(200, "GET /api/state did not return an object")
+        return data
+
+    async def state(self) -> GatewayState:
+        """`GET /api/state`, validated."""
+        return GatewayState.model_validate(await self.state_json())
+
+    async def whoami(self) -> str:
+        """`GET /api/whoami`: the role this token grants, "viewer" or "operator"."""
+        data = self._json(await self._request("GET", "/api/whoami"))
+        role = data.get("role") if isinstance(data, dict) else None
+        if role not in ("viewer", "operator"):
+            raise ActionError(200, f"GET /api/whoami returned an unknown role: {role!r}")
+        return str(role)
+
+    async def plugins(self) -> list[PluginState]:
+        """`GET /api/plugins`: every option with its effective value and source."""
+        data = self._json(await self._request("GET", "/api/plugins"))
+        return [PluginState.model_validate(p) for p in data]
+
+    async def health(self) -> Health:
+        """`/healthz` then `/readyz` (a 503 from readyz is an answer, not an error)."""
+        alive = self._json(await self._request("GET", "/healthz"))
+        ready_response = await self._request("GET", "/readyz", ok_statuses=(503,))
+        ready = self._json(ready_response)
+        return Health(
+            alive=alive.get("status") == "ok",
+            version=alive.get("version"),
+            ready=ready_response.status_code == 200,
+            status=str(ready.get("status", "unknown")),
+            reason=ready.get("reason"),
+        )
+
+    # -- actions (operator role) ------------------------------------------------------------
+
+    async def drain_worker(self, worker_id: str) -> ActionResult:
+        """Stop sending new jobs to a worker; its in-flight jobs finish."""
+        return await self._action(f"/api/workers/{_segment(worker_id)}/drain")
+
+    async def undrain_worker(self, worker_id: str) -> ActionResult:
+        """Put a drained worker back in rotation."""
+        return await self._action(f"/api/workers/{_segment(worker_id)}/undrain")
+
+    async def cancel_job(self, job_id: str) -> ActionResult:
+        """Cancel an in-flight job (its client gets an error, its worker a cancel frame)."""
+        return await self._action(f"/api/jobs/{_segment(job_id)}/cancel")
+
+    async def drain_server(
+        self, timeout_s: float | None = None, *, exit_when_done: bool = False
+    ) -> ActionResult:
+        """Refuse new requests and let in-flight jobs finish (up to `timeout_s`)."""
+        body = ServerDrainRequest(timeout_s=timeout_s, exit_when_done=exit_when_done)
+        return await self._action("/api/server/drain", body.model_dump(mode="json"))
+
+    async def undrain_server(self) -> ActionResult:
+        """Cancel a server drain; the gateway accepts requests again."""
+        return await self._action("/api/server/undrain")
+
+
+def _segment(value: str) -> str:
+    """One URL path segment: ids with `/`, `?` or spaces must not change the route."""
+    return quote(value, safe="")

@@ -1,0 +1,755 @@
+"""The gatewaytui panel: a live, keyboard-first view of one gateway context at a time.
+
+It learns about a gateway only through `gatewaytui.client` (exactly as it would over SSH from
+another host). Updates arrive coalesced from the client's stream; the panel applies them at
+most `refresh_rate` times a second, by diff, inside `batch_update()` (Dolphie's habit), and
+redraws nothing when nothing changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.color import Color
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.containers import Container
+from textual.css.query import NoMatches
+from textual.widgets import ContentSwitcher, Footer, Input
+
+from gatewaytui.client.connection import ConnectionStatus
+from gatewaytui.client.errors import ClientError
+from gatewaytui.client.session import Session
+from gatewaytui.client.store import Change, StateStore
+from gatewaytui.schema.durations import parse_duration
+from gatewaytui.tui import views as _views  # noqa: F401  (the package docstring)
+from gatewaytui.tui.config import ContextConfig, TuiConfig, resolve_token
+from gatewaytui.tui.formatting import STATUS_STYLES, age, parse_ts, status_text
+from gatewaytui.tui.screens.confirm import ConfirmScreen
+from gatewaytui.tui.screens.help import HelpScreen
+from gatewaytui.tui.screens.type_confirm import TypeToConfirmScreen
+from gatewaytui.tui.screens.worker_detail import WorkerDetailScreen
+from gatewaytui.tui.themes import load_themes
+from gatewaytui.tui.views.base import VIEWS, View
+from gatewaytui.tui.views.events import EventsView
+from gatewaytui.tui.views.jobs import JobsView
+from gatewaytui.tui.views.overview import OverviewView
+from gatewaytui.tui.views.workers import WorkersView
+from gatewaytui.tui.widgets.banner import ConnectionBanner
+from gatewaytui.tui.widgets.header import GatewayHeader
+from gatewaytui.tui.widgets.virtual_table import VirtualTable
+
+_REGISTERED = (OverviewView, WorkersView, JobsView, EventsView)  # importing registers them
+
+DEFAULT_STALE_AFTER = 15.0
+ACTIONS = frozenset({"drain", "undrain", "cancel_job"})
+
+
+class GatewayCommands(Provider):
+    """Command palette: server drain/undrain, contexts, themes, snapshot, pause."""
+
+    def _commands(self) -> list[tuple[str, Any, str]]:
+        app: GatewayApp = self.app  # type: ignore[assignment]
+        commands: list[tuple[str, Any, str]] = []
+        if app.can_act:
+            commands += [
+                ("Server: drain", app.action_server_drain, "stop taking requests, finish jobs"),
+                ("Server: undrain", app.action_server_undrain, "cancel an unfinished drain"),
+            ]
+        commands.append(("Save snapshot", app.action_save_snapshot, "write the state to a file"))
+        commands.append(("Pause / resume live updates", app.action_pause, "freeze the screen"))
+        for context in app.config.contexts:
+            if context.name != app.context_name:
+                commands.append(
+                    (
+                        f"Context: {context.name}",
+                        _bind(app.switch_context, context.name),
+                        context.url,
+                    )
+                )
+        for theme in sorted(app.gateway_themes):
+            commands.append((f"Theme: {theme}", _bind(app.set_theme, theme), "colours"))
+        return commands
+
+    async def discover(self) -> Hits:
+        for name, callback, help_text in self._commands():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, callback, help_text in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+
+
+def _bind(fn: Any, *args: Any) -> Any:
+    def call() -> None:
+        fn(*args)
+
+    return call
+
+
+class GatewayApp(App[None]):
+    """One context at a time; `contexts` in the config, switchable from the palette."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "gatewaytui"
+    COMMANDS: ClassVar[set[type[Provider]]] = {GatewayCommands}
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *(
+            Binding(
+                entry.key,
+                f"show_view('{entry.view_id}')",
+                entry.title,
+                id=f"app.view_{entry.key}",
+                show=False,
+            )
+            for entry in VIEWS
+        ),
+        Binding("slash", "filter", "Filter", id="app.filter"),
+        Binding("escape", "back", "Back", id="app.back", show=False),
+        Binding("enter", "details", "Details", id="app.details"),
+        Binding("d", "drain", "Drain", id="app.drain"),
+        Binding("u", "undrain", "Re-add", id="app.undrain"),
+        Binding("x", "cancel_job", "Cancel job", id="app.cancel_job"),
+        Binding("p", "pause", "Pause", id="app.pause"),
+        Binding("S", "save_snapshot", "Snapshot", id="app.save_snapshot"),
+        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("q", "quit", "Quit", id="app.quit"),
+    ]
+
+    def __init__(
+        self,
+        config: TuiConfig,
+        *,
+        context: ContextConfig | None = None,
+        snapshot: Path | None = None,
+        read_only: bool = False,
+        theme: str | None = None,
+        connection_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.context = context
+        self.snapshot = snapshot
+        self.forced_read_only = read_only
+        self.connection_options = connection_options or {}
+        self.session = self._make_session()
+        self.paused = False
+        self._pending: Change | None = None
+        self._role: str | None = None
+        self.drain_watch: dict[str, str] = {}  # worker id -> "drain" | "undrain"
+        self.gateway_themes = load_themes()
+        self._wanted_theme = (
+            theme or (context.theme if context and context.theme else None) or config.theme
+        )
+        self._updates_task: Any = None
+
+    # ---- setup ----------------------------------------------------------------------------
+
+    def _make_session(self) -> Session:
+        if self.snapshot is not None:
+            return Session.offline(self.snapshot)
+        assert self.context is not None
+        return Session.live(
+            self.context.name,
+            self.context.url,
+            resolve_token(self.context),
+            **self.connection_options,
+        )
+
+    @property
+    def store(self) -> StateStore:
+        return self.session.store
+
+    @property
+    def context_name(self) -> str:
+        return self.session.name
+
+    def compose(self) -> ComposeResult:
+        yield GatewayHeader(id="header")
+        yield ConnectionBanner(id="banner")
+        with ContentSwitcher(id="views", initial=f"view-{VIEWS[0].view_id}"):
+            for entry in VIEWS:
+                yield entry.factory()
+        with Container(id="filter-bar"):
+            yield Input(
+                placeholder="regex over all columns · enter keeps · esc clears", id="filter"
+            )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for theme in self.gateway_themes.values():
+            self.register_theme(theme)
+        if self._wanted_theme in self.available_themes:
+            self.theme = self._wanted_theme
+        if self.config.keymap:
+            self.set_keymap(dict(self.config.keymap))
+        self.session.start()
+        self._follow_updates()
+        self.set_interval(1.0, self._tick)
+        self.show_everything()
+        self.current_view.focus_main()
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.exit)
+
+    async def on_unmount(self) -> None:
+        await self.session.stop()
+
+    # ---- time, roles, theme-derived styles ------------------------------------------------
+
+    def now(self) -> float:
+        """Wall-clock now; for an offline snapshot, the moment it was taken (ages stay true)."""
+        if self.session.is_offline:
+            return parse_ts(self.store.as_of) or time.time()
+        return time.time()
+
+    @property
+    def read_only(self) -> bool:
+        return (
+            self.forced_read_only
+            or self.session.is_offline
+            or bool(self.context and self.context.read_only)
+            or self._role == "viewer"
+            or bool(self.store.server.get("read_only"))
+        )
+
+    @property
+    def can_act(self) -> bool:
+        return not self.read_only and self.session.state.live
+
+    @property
+    def status_styles(self) -> dict[str, str]:
+        variables = self.theme_variables
+        styles = dict(STATUS_STYLES)
+        for status in STATUS_STYLES:
+            value = variables.get(f"status-{status.replace('_', '-')}")
+            if value:
+                with contextlib.suppress(Exception):
+                    styles[status] = f"bold {Color.parse(value).rich_color.name}"
+        return styles
+
+    @property
+    def heartbeat_stale_after(self) -> float:
+        """Twice the gateway's heartbeat interval (from its plugin options), else 15 s."""
+        plugin = self.store.items["plugins"].get("workers") or {}
+        for arg in plugin.get("args", ()):
+            if arg.get("id") == "heartbeat_interval" and arg.get("value"):
+                with contextlib.suppress(ValueError):
+                    return 2 * parse_duration(str(arg["value"]))
+        return DEFAULT_STALE_AFTER
+
+    def token_history(self, worker_id: str) -> list[float]:
+        return list(self.query_one(WorkersView).rates.history.get(worker_id, ()))
+
+    # ---- views ----------------------------------------------------------------------------
+
+    @property
+    def current_view(self) -> View:
+        switcher = self.query_one("#views", ContentSwitcher)
+        return self.query_one(f"#{switcher.current}", View)
+
+    def views(self) -> Iterable[View]:
+        return self.query(View)
+
+    def action_show_view(self, view_id: str) -> None:
+        switcher = self.query_one("#views", ContentSwitcher)
+        switcher.current = f"view-{view_id}"
+        self._show_filter_bar(bool(self.current_view.filter_text))
+        self.current_view.focus_main()
+        self.refresh_bindings()
+        self._update_header()
+
+    def show_everything(self) -> None:
+        """A full redraw from the store (start, resume, context switch)."""
+        with self.batch_update():
+            for view in self.views():
+                view.show_state(self.store, None)
+            self._update_header()
+            self._update_banner()
+
+    # ---- live updates ---------------------------------------------------------------------
+
+    @work(exclusive=True, group="updates")
+    async def _follow_updates(self) -> None:
+        """Apply coalesced updates; sleeping between them caps the redraw rate (no pile-up)."""
+        interval = 1.0 / self.config.refresh_rate
+        session = self.session
+        async for update in session.updates():
+            if session is not self.session:
+                return
+            if update.change is not None:
+                self._pending = (
+                    update.change if self._pending is None else self._pending.merge(update.change)
+                )
+            if update.state_changed:
+                self._on_connection_change()
+            if not self.paused:
+                self._apply_pending()
+            await asyncio.sleep(interval)
+
+    def _apply_pending(self) -> None:
+        change, self._pending = self._pending, None
+        if change is None or (change.empty and not change.snapshot):
+            return
+        with self.batch_update():
+            for view in self.views():
+                view.show_state(self.store, change)
+            screen = self.screen
+            if hasattr(screen, "show_state"):
+                screen.show_state(self.store, change)
+            self._check_drains()
+            self._update_header()
+
+    def _tick(self) -> None:
+        if self.paused:
+            return
+        with self.batch_update():
+            self.current_view.tick()
+            screen = self.screen
+            if hasattr(screen, "tick") and screen is not self.screen_stack[0]:
+                screen.tick()
+            self._update_header()
+            self._update_banner()
+
+    def _on_connection_change(self) -> None:
+        state = self.session.state
+        if state.status is ConnectionStatus.LIVE and self._role is None:
+            self._learn_role()
+        self._update_banner()
+        self._update_header()
+        self.refresh_bindings()
+
+    @work(exclusive=True, group="role")
+    async def _learn_role(self) -> None:
+        client = self.session.client
+        if client is None:
+            return
+        with contextlib.suppress(Exception):
+            self._role = await client.whoami()
+            self.refresh_bindings()
+            self._update_header()
+
+    # ---- header and banner ----------------------------------------------------------------
+
+    def _update_header(self) -> None:
+        server = self.store.server
+        color = (self.context.color if self.context and self.context.color else None) or "$accent"
+        badge_style = f"bold reverse {color}" if not color.startswith("$") else "bold reverse"
+        line1 = Text()
+        line1.append(f" {self.context_name} ", badge_style)
+        line1.append(" ")
+        status = server.get("status")
+        if status:
+            line1.append_text(status_text(status, self.status_styles))
+            if server.get("draining"):
+                started = parse_ts(server.get("drain_started_at"))
+                since = f" {age(self.now() - started)}" if started else ""
+                line1.append(f"{since} ({server.get('inflight', 0)} left)", "bold yellow")
+            line1.append(" · ")
+        line1.append_text(self._connection_text())
+        workers = self.store.items["workers"]
+        serving = sum(
+            1 for w in workers.values() if w.get("status") in ("idle", "working", "connected")
+        )
+        queue = server.get("queue") or {}
+        line1.append(
+            f" · workers {serving}/{len(workers)} · jobs {len(self.store.items['jobs'])}"
+            f" · queue {queue.get('length', 0)}/{queue.get('capacity', 0)}"
+        )
+        if server.get("version"):
+            line1.append(f" · gateway {server['version']}", "dim")
+        if self.paused:
+            line1.append("  ⏸ PAUSED", "bold reverse yellow")
+        if self.read_only:
+            line1.append("  READ-ONLY", "bold")
+        view = self.current_view
+        line2 = Text.assemble((self.context_name, "bold"), " › ", (view.title, "bold"))
+        if view.filter_text:
+            line2.append("  filter ")
+            line2.append(f"/{view.filter_text}/", "italic")
+        table = self._current_table()
+        if table is not None:
+            line2.append(f"  {table.visible_count}/{table.total_count} rows")
+            if table.marked:
+                line2.append(f"  {len(table.marked)} marked", "bold")
+        if self.drain_watch:
+            parts = []
+            for worker_id, kind in sorted(self.drain_watch.items()):
+                left = (workers.get(worker_id) or {}).get("inflight", 0)
+                parts.append(f"{worker_id} ({left} left)" if kind == "drain" else worker_id)
+            line2.append("  draining: " + ", ".join(parts), "yellow")
+        self.query_one(GatewayHeader).show(line1, line2)
+
+    def _connection_text(self) -> Text:
+        state = self.session.state
+        status = state.status
+        if status is ConnectionStatus.LIVE:
+            return Text("● live", "green")
+        if status is ConnectionStatus.OFFLINE:
+            path = self.session.snapshot_path
+            return Text(f"◆ offline snapshot {path.name if path else ''}", "cyan")
+        if status is ConnectionStatus.UNAUTHORIZED:
+            return Text("✖ not authorized", "bold red")
+        retry = state.retry_in()
+        suffix = f" (retry in {retry:.0f}s)" if retry is not None else ""
+        return Text(f"◌ {status.value}{suffix}", "bold yellow")
+
+    def _update_banner(self) -> None:
+        banner = self.query_one(ConnectionBanner)
+        state = self.session.state
+        status = state.status
+        url = self.session.url
+        if status is ConnectionStatus.UNAUTHORIZED:
+            env_hint = f"GATEWAYTUI_{self.context_name.upper().replace('-', '_')}_TOKEN"
+            banner.show_message(
+                Text.assemble(
+                    ("Not authorized: ", "bold"),
+                    f"gateway context '{self.context_name}' ({url}) refused the token",
+                    f" (HTTP {state.http_status}: {state.last_error}).\n"
+                    if state.http_status
+                    else f" ({state.last_error}).\n",
+                    "Give this context an operator or viewer token: in the config file set ",
+                    (f"token_env: {env_hint}", "bold"),
+                    " (or token_file: …) under the context, then export that variable.",
+                ),
+                error=True,
+            )
+            return
+        if status in (ConnectionStatus.CONNECTING, ConnectionStatus.RECONNECTING) and (
+            state.attempt > 0 or state.last_error
+        ):
+            retry = state.retry_in()
+            when = f"retrying in {retry:.0f}s" if retry is not None else "retrying now"
+            since = datetime.fromtimestamp(state.since).strftime("%H:%M:%S")
+            stale = " Showing the last known state (stale)." if self.store.has_state else ""
+            banner.show_message(
+                Text.assemble(
+                    ("Cannot reach ", "bold"),
+                    (f"'{self.context_name}'", "bold"),
+                    f" at {url}: {state.last_error or 'no answer'}. ",
+                    f"Unreachable since {since}; {when} (attempt {state.attempt + 1}).{stale}",
+                )
+            )
+            return
+        banner.show_message(None)
+
+    # ---- filter ---------------------------------------------------------------------------
+
+    def _current_table(self) -> VirtualTable | None:
+        try:
+            return self.current_view.query_one(VirtualTable)
+        except NoMatches:
+            return None
+
+    def _show_filter_bar(self, visible: bool) -> None:
+        self.query_one("#filter-bar").set_class(visible, "-visible")
+
+    def action_filter(self) -> None:
+        if not self.current_view.filterable:
+            return
+        filter_input = self.query_one("#filter", Input)
+        filter_input.value = self.current_view.filter_text
+        self._show_filter_bar(True)
+        filter_input.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        error = self.current_view.apply_filter(event.value)
+        event.input.set_class(error is not None, "-invalid")
+        event.input.tooltip = error
+        if error:
+            event.input.border_subtitle = error
+        else:
+            event.input.border_subtitle = None
+        self._update_header()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        self._show_filter_bar(bool(self.current_view.filter_text))
+        self.current_view.focus_main()
+
+    def action_back(self) -> None:
+        view = self.current_view
+        filter_input = self.query_one("#filter", Input)
+        table = self._current_table()
+        if filter_input.has_focus or view.filter_text:
+            filter_input.value = ""
+            view.apply_filter("")
+            self._show_filter_bar(False)
+            view.focus_main()
+        elif table is not None and table.marked:
+            table.clear_marks()
+        elif view.view_id != VIEWS[0].view_id:
+            self.action_show_view(VIEWS[0].view_id)
+        self._update_header()
+
+    # ---- actions --------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Actions vanish from the footer where they do not apply (and in read-only mode)."""
+        view_id = self.current_view.view_id if self.is_mounted and self.query("#views") else ""
+        if action in ("drain", "undrain"):
+            return view_id == "workers" and not self.read_only
+        if action == "cancel_job":
+            return view_id == "jobs" and not self.read_only
+        if action == "details":
+            return view_id == "workers"
+        if action == "filter":
+            return True
+        return True
+
+    def _selected_workers(self) -> list[str]:
+        table = self._current_table()
+        if table is None:
+            return []
+        if table.marked:
+            return sorted(table.marked)
+        return [table.cursor_id] if table.cursor_id else []
+
+    def action_details(self) -> None:
+        ids = self._selected_workers()
+        if ids and self.current_view.view_id == "workers":
+            self.push_screen(
+                WorkerDetailScreen(ids[0] if len(ids) == 1 else self._current_table().cursor_id)
+            )
+
+    @on(VirtualTable.RowSelected)
+    def _row_selected(self, event: VirtualTable.RowSelected) -> None:
+        if self.current_view.view_id == "workers":
+            self.push_screen(WorkerDetailScreen(event.row_id))
+
+    @on(VirtualTable.MarksChanged)
+    def _marks_changed(self, event: VirtualTable.MarksChanged) -> None:
+        self._update_header()
+
+    def action_drain(self) -> None:
+        self.request_worker_action("drain", self._selected_workers())
+
+    def action_undrain(self) -> None:
+        self.request_worker_action("undrain", self._selected_workers())
+
+    def _refuse_read_only(self) -> bool:
+        if self.read_only:
+            why = "offline snapshot" if self.session.is_offline else "read-only mode"
+            self.notify(f"Not allowed: this is a {why}.", severity="warning")
+            return True
+        if not self.session.state.live:
+            self.notify("Not connected to the gateway; try again when live.", severity="warning")
+            return True
+        return False
+
+    def request_worker_action(self, kind: str, worker_ids: list[str]) -> None:
+        """Confirm, then drain or re-add workers; progress shows until their jobs reach zero."""
+        if not worker_ids or self._refuse_read_only():
+            return
+        workers = self.store.items["workers"]
+        body = Text()
+        total = 0
+        for worker_id in worker_ids:
+            worker = workers.get(worker_id) or {}
+            inflight = worker.get("inflight", 0)
+            total += inflight
+            body.append("  • ")
+            body.append(worker_id, "bold")
+            body.append(f"  {worker.get('status', '?')}, {inflight} job(s) in flight\n")
+        if kind == "drain":
+            title = f"Drain {len(worker_ids)} worker(s)?"
+            body.append(
+                f"\nNo new jobs will be sent to them; the {total} in-flight job(s) finish normally."
+            )
+            label = "Drain"
+        else:
+            title = f"Re-add {len(worker_ids)} worker(s)?"
+            body.append("\nThey go back into rotation and receive new jobs.")
+            label = "Re-add"
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._run_worker_action(kind, worker_ids)
+
+        self.push_screen(ConfirmScreen(title, body, label), confirmed)
+
+    @work(group="actions")
+    async def _run_worker_action(self, kind: str, worker_ids: list[str]) -> None:
+        call = self.session.drain_worker if kind == "drain" else self.session.undrain_worker
+        done: list[str] = []
+        for worker_id in worker_ids:
+            try:
+                result = await call(worker_id)
+            except ClientError as exc:
+                self.notify(f"{kind} {worker_id} refused: {exc}", severity="error", timeout=10)
+                continue
+            done.append(worker_id)
+            if kind == "drain":
+                self.drain_watch[worker_id] = "drain"
+            else:
+                self.drain_watch.pop(worker_id, None)
+            self.notify(result.message or f"{kind} {worker_id}: ok", timeout=4)
+        table = self._current_table()
+        if table is not None and done:
+            table.clear_marks()
+        self._update_header()
+
+    def _check_drains(self) -> None:
+        """Tell the operator when a drained worker has no jobs left (its maintenance can start)."""
+        workers = self.store.items["workers"]
+        for worker_id in list(self.drain_watch):
+            worker = workers.get(worker_id)
+            if worker is None or worker.get("status") == "gone":
+                self.drain_watch.pop(worker_id)
+                continue
+            if worker.get("draining") and worker.get("inflight", 0) == 0:
+                self.drain_watch.pop(worker_id)
+                self.notify(f"✓ {worker_id} drained: no jobs left", timeout=8)
+
+    def action_cancel_job(self) -> None:
+        if self.current_view.view_id != "jobs" or self._refuse_read_only():
+            return
+        table = self._current_table()
+        job_id = table.cursor_id if table else None
+        job = self.store.items["jobs"].get(job_id or "")
+        if job is None:
+            return
+        started = parse_ts(job.get("started_at"))
+        body = Text.assemble(
+            "  job ",
+            (job["id"], "bold"),
+            f"  {job.get('kind')} {job.get('model')}\n",
+            f"  on {job.get('worker') or job.get('backend') or '-'}, running for ",
+            age(self.now() - started) if started else "-",
+            f", {job.get('tokens_out', 0)} tokens out\n\n",
+            "The client gets an error; the worker stops.",
+        )
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._run_cancel(job["id"])
+
+        self.push_screen(ConfirmScreen("Cancel this job?", body, "Cancel job"), confirmed)
+
+    @work(group="actions")
+    async def _run_cancel(self, job_id: str) -> None:
+        try:
+            result = await self.session.cancel_job(job_id)
+        except ClientError as exc:
+            self.notify(f"cancel {job_id} refused: {exc}", severity="error", timeout=10)
+            return
+        self.notify(result.message or f"job {job_id} cancelled", timeout=4)
+
+    def action_server_drain(self) -> None:
+        if self._refuse_read_only():
+            return
+        inflight = self.store.server.get("inflight", 0)
+        body = Text(
+            f"The gateway stops taking requests (/readyz 503, new requests 503) and waits for its "
+            f"{inflight} in-flight job(s). Undrain cancels it while it is unfinished.\n"
+        )
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._run_server("drain")
+
+        self.push_screen(
+            TypeToConfirmScreen(
+                f"Drain the whole gateway '{self.context_name}'?", body, self.context_name
+            ),
+            confirmed,
+        )
+
+    def action_server_undrain(self) -> None:
+        if self._refuse_read_only():
+            return
+        body = Text("The gateway accepts requests again.\n")
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._run_server("undrain")
+
+        self.push_screen(
+            TypeToConfirmScreen(f"Undrain '{self.context_name}'?", body, self.context_name),
+            confirmed,
+        )
+
+    @work(group="actions")
+    async def _run_server(self, kind: str) -> None:
+        try:
+            if kind == "drain":
+                result = await self.session.drain_server()
+            else:
+                result = await self.session.undrain_server()
+        except ClientError as exc:
+            self.notify(f"server {kind} refused: {exc}", severity="error", timeout=10)
+            return
+        self.notify(result.message or f"server {kind}: ok", timeout=5)
+
+    # ---- misc actions ---------------------------------------------------------------------
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        if not self.paused:
+            self._apply_pending()
+            self.show_everything()
+        self._update_header()
+
+    def action_save_snapshot(self) -> None:
+        directory = (
+            Path(self.config.snapshot_dir).expanduser() if self.config.snapshot_dir else Path.cwd()
+        )
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = directory / f"gatewaytui-{self.context_name}-{stamp}.json"
+        try:
+            saved = self.session.save_snapshot(path)
+        except (OSError, ClientError) as exc:
+            self.notify(f"could not save snapshot: {exc}", severity="error", timeout=10)
+            return
+        self.notify(f"saved {saved}", timeout=6)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def set_theme(self, name: str) -> None:
+        if name in self.available_themes:
+            self.theme = name
+            self.show_everything()
+
+    def switch_context(self, name: str) -> None:
+        context = next((c for c in self.config.contexts if c.name == name), None)
+        if context is None:
+            self.notify(f"no context named {name!r}", severity="error")
+            return
+        self._switch_to(context)
+
+    @work(exclusive=True, group="switch")
+    async def _switch_to(self, context: ContextConfig) -> None:
+        old = self.session
+        self.context = context
+        self.snapshot = None
+        self._role = None
+        self.drain_watch.clear()
+        try:
+            self.session = self._make_session()
+        except ClientError as exc:
+            self.notify(f"cannot open context {context.name}: {exc}", severity="error")
+            self.session = old
+            return
+        await old.stop()
+        if context.theme and context.theme in self.available_themes:
+            self.theme = context.theme
+        self.session.start()
+        self._follow_updates()
+        self.show_everything()
+        self.notify(f"context {context.name} ({context.url})", timeout=3)

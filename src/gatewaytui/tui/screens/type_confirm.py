@@ -1,0 +1,56 @@
+"""For the most dangerous actions (server drain): type the context name to confirm."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Static
+
+
+class TypeToConfirmScreen(ModalScreen[bool]):
+    DEFAULT_CSS = """
+    TypeToConfirmScreen { align: center middle; }
+    TypeToConfirmScreen > Vertical {
+        width: 72; max-width: 95%; height: auto;
+        border: thick $error; background: $panel; padding: 1 2;
+    }
+    TypeToConfirmScreen .title { text-style: bold; margin-bottom: 1; }
+    TypeToConfirmScreen .hint { color: $text-muted; margin-top: 1; }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="type_confirm.cancel"),
+    ]
+
+    def __init__(self, title: str, body: Text, expected: str) -> None:
+        super().__init__()
+        self.title_text = title
+        self.body = body
+        self.expected = expected
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(Text(self.title_text), classes="title")
+            yield Static(self.body)
+            yield Static(Text.assemble("Type ", (self.expected, "bold"), " to confirm:"))
+            yield Input(placeholder=self.expected, id="typed")
+            yield Static("enter confirms · esc cancels", classes="hint")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.value == self.expected:
+            self.dismiss(True)
+        else:
+            self.query_one(".hint", Static).update(
+                Text(f"that is not {self.expected!r}; esc cancels", "bold red")
+            )
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)

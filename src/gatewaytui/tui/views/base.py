@@ -1,0 +1,67 @@
+"""What every view offers the app: a title, a key, full and incremental refresh, a filter."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from textual.containers import Vertical
+
+from gatewaytui.client.store import Change, StateStore
+
+if TYPE_CHECKING:
+    from gatewaytui.tui.app import GatewayApp
+
+
+class View(Vertical):
+    """A full-screen view over the store. Subclasses set `view_id`, `title`, `key`."""
+
+    view_id: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    filterable: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        super().__init__(id=f"view-{self.view_id}", classes="view")
+        self.filter_text = ""
+
+    @property
+    def gateway_app(self) -> GatewayApp:
+        return self.app  # type: ignore[return-value]
+
+    def show_state(self, store: StateStore, change: Change | None) -> None:
+        """Bring the view up to date; `change` None means everything may have changed."""
+
+    def tick(self) -> None:
+        """Once a second: re-render what depends on the clock (ages, elapsed)."""
+
+    def apply_filter(self, pattern: str) -> str | None:
+        """Filter rows by a regex over all columns; returns an error for a bad pattern."""
+        self.filter_text = pattern
+        return None
+
+    def focus_main(self) -> None:
+        """Give focus to the view's main widget (its table)."""
+        self.focus()
+
+
+@dataclass(frozen=True)
+class ViewEntry:
+    key: str
+    view_id: str
+    title: str
+    factory: Callable[[], View]
+
+
+VIEWS: list[ViewEntry] = []
+
+
+def register_view(key: str) -> Callable[[type[View]], type[View]]:
+    """Class decorator: put a view in the registry under a number key."""
+
+    def register(cls: type[View]) -> type[View]:
+        VIEWS.append(ViewEntry(key, cls.view_id, cls.title, cls))
+        VIEWS.sort(key=lambda entry: entry.key)
+        return cls
+
+    return register

@@ -1,0 +1,97 @@
+"""Events: the gateway's event log, filterable, newest at the bottom, with follow mode."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+
+from gatewaytui.client.store import Change, StateStore
+from gatewaytui.tui.views.base import register_view
+from gatewaytui.tui.views.table_view import TableView
+from gatewaytui.tui.widgets.virtual_table import Column
+
+LEVELS = {"info": ("·", ""), "warning": ("▲", "bold yellow"), "error": ("✖", "bold red")}
+
+
+def _level(event: Mapping[str, Any]) -> Text:
+    level = event.get("level", "info")
+    glyph, style = LEVELS.get(level, ("?", ""))
+    return Text(f"{glyph} {level}", style)
+
+
+def _time(event: Mapping[str, Any]) -> str:
+    ts = event.get("ts") or ""
+    return ts[11:19] if len(ts) >= 19 else ts
+
+
+@register_view("4")
+class EventsView(TableView):
+    view_id = "events"
+    title = "Events"
+    collection = "events"
+    default_sort = ("id", False)
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f", "toggle_follow", "Follow", id="events.follow"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.follow = True
+        self._rows: dict[str, dict[str, Any]] = {}
+
+    def columns(self) -> Sequence[Column]:
+        return [
+            Column(
+                "id",
+                "#",
+                lambda e: str(e.get("n", "")),
+                sort_key=lambda e: e.get("n", 0),
+                width=6,
+                align="right",
+                priority=3,
+            ),
+            Column("ts", "TIME", _time, width=8),
+            Column("level", "LEVEL", _level, width=9),
+            Column("kind", "KIND", lambda e: e.get("kind", ""), width=14),
+            Column("worker", "WORKER", lambda e: e.get("worker_id") or "", width=14, priority=2),
+            Column("job", "JOB", lambda e: e.get("job_id") or "", width=18, priority=4),
+            Column("message", "MESSAGE", lambda e: e.get("message", ""), width=30, flex=True),
+        ]
+
+    def compose(self) -> ComposeResult:
+        yield from super().compose()
+
+    def _event_rows(self, store: StateStore) -> dict[str, dict[str, Any]]:
+        return {
+            str(e.get("id")): {**e, "id": str(e.get("id")), "n": e.get("id")} for e in store.events
+        }
+
+    def show_state(self, store: StateStore, change: Change | None) -> None:
+        if (
+            change is not None
+            and not change.events
+            and not change.events_reset
+            and not change.snapshot
+        ):
+            return
+        previous = self._rows
+        self._rows = self._event_rows(store)
+        if change is None or change.snapshot or change.events_reset:
+            self.table.set_rows(self._rows)
+        else:
+            added = self._rows.keys() - previous.keys()
+            removed = previous.keys() - self._rows.keys()
+            self.table.apply(self._rows, added, removed)
+        if self.follow:
+            self.table.move_cursor_to_end()
+
+    def action_toggle_follow(self) -> None:
+        self.follow = not self.follow
+        self.gateway_app.notify(f"follow {'on' if self.follow else 'off'}", timeout=2)
+        if self.follow:
+            self.table.move_cursor_to_end()

@@ -1,0 +1,100 @@
+"""Jobs: what is in flight right now, with elapsed time, tokens and partition progress."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.text import Text
+
+from gatewaytui.tui.formatting import age, bar, count, parse_ts
+from gatewaytui.tui.views.base import register_view
+from gatewaytui.tui.views.table_view import TableView
+from gatewaytui.tui.widgets.virtual_table import Column
+
+
+def _progress(job: Mapping[str, Any]) -> str:
+    partition = job.get("partition")
+    if not partition:
+        return ""
+    return bar(partition.get("done_items", 0), partition.get("total_items", 0), 8)
+
+
+def _where(job: Mapping[str, Any]) -> str:
+    if job.get("backend"):
+        return f"backend:{job['backend']}"
+    workers = job.get("workers") or []
+    if len(workers) > 1:
+        return f"{job.get('worker') or workers[-1]} +{len(workers) - 1}"
+    return job.get("worker") or "-"
+
+
+def _state(job: Mapping[str, Any]) -> Text:
+    state = job.get("state", "running")
+    style = {"queued": "yellow", "cancelling": "bold red"}.get(state, "")
+    return Text(state, style)
+
+
+@register_view("3")
+class JobsView(TableView):
+    view_id = "jobs"
+    title = "Jobs"
+    collection = "jobs"
+    default_sort = ("elapsed", True)
+
+    def columns(self) -> Sequence[Column]:
+        now = self.gateway_app.now
+
+        def elapsed(job: Mapping[str, Any]) -> str:
+            started = parse_ts(job.get("started_at"))
+            return age(now() - started) if started else "-"
+
+        return [
+            Column("id", "JOB", lambda j: j["id"], width=18, min_width=12),
+            Column("kind", "KIND", lambda j: j.get("kind", ""), width=10),
+            Column("model", "MODEL", lambda j: j.get("model", ""), width=20, flex=True),
+            Column("worker", "WORKER", _where, width=16, priority=1),
+            Column("state", "STATE", _state, width=10, priority=2),
+            Column(
+                "elapsed",
+                "ELAPSED",
+                elapsed,
+                sort_key=lambda j: -(parse_ts(j.get("started_at")) or 0),
+                width=8,
+                align="right",
+                ticking=True,
+            ),
+            Column(
+                "tokens_in",
+                "TOK IN",
+                lambda j: count(j.get("tokens_in")),
+                sort_key=lambda j: j.get("tokens_in", 0),
+                width=7,
+                align="right",
+                priority=3,
+            ),
+            Column(
+                "tokens_out",
+                "TOK OUT",
+                lambda j: count(j.get("tokens_out")),
+                sort_key=lambda j: j.get("tokens_out", 0),
+                width=7,
+                align="right",
+            ),
+            Column(
+                "stream",
+                "STREAM",
+                lambda j: "yes" if j.get("stream") else "no",
+                width=6,
+                priority=3,
+            ),
+            Column(
+                "progress",
+                "PROGRESS",
+                _progress,
+                sort_key=lambda j: (j.get("partition") or {}).get("done_items", -1),
+                width=14,
+                priority=1,
+            ),
+            Column("client", "CLIENT", lambda j: j.get("client") or "-", width=21, priority=4),
+        ]

@@ -1,0 +1,218 @@
+"""Overview: capacity per model, throughput sparklines, workers by status, and alerts."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import Counter, deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Sparkline, Static
+
+from gatewaytui.client.store import Change, StateStore
+from gatewaytui.tui.formatting import STATUS_GLYPHS, age, bar, count, parse_ts, status_text
+from gatewaytui.tui.views.base import register_view
+from gatewaytui.tui.views.table_view import TableView
+from gatewaytui.tui.widgets.virtual_table import Column
+
+SAMPLES = 300  # 5 minutes at one sample a second
+QUEUE_GROWTH_SAMPLES = 10
+FAILING_WINDOW_S = 300
+
+
+class Throughput:
+    """Requests/s and tokens/s from the server's running totals, one sample a second."""
+
+    def __init__(self) -> None:
+        self.requests: deque[float] = deque(maxlen=SAMPLES)
+        self.tokens: deque[float] = deque(maxlen=SAMPLES)
+        self.queue: deque[int] = deque(maxlen=SAMPLES)
+        self._last: tuple[float, int, int] | None = None
+
+    def sample(self, server: Mapping[str, Any], now: float) -> None:
+        requests = int(server.get("requests_total", 0))
+        tokens = int(server.get("tokens_out_total", 0))
+        self.queue.append(int((server.get("queue") or {}).get("length", 0)))
+        if self._last is not None:
+            then, r0, t0 = self._last
+            span = max(now - then, 1e-3)
+            self.requests.append(max(requests - r0, 0) / span)
+            self.tokens.append(max(tokens - t0, 0) / span)
+        self._last = (now, requests, tokens)
+
+    def queue_growing(self) -> bool:
+        recent = list(self.queue)[-QUEUE_GROWTH_SAMPLES:]
+        return (
+            len(recent) == QUEUE_GROWTH_SAMPLES
+            and recent[-1] > recent[0] > 0
+            and all(b >= a for a, b in itertools.pairwise(recent))
+        )
+
+
+def alerts(store: StateStore, throughput: Throughput, now: float, stale_after: float) -> list[Text]:
+    """What an on-call operator should look at first."""
+    found: list[Text] = []
+    for model in store.items["models"].values():
+        if model.get("ready_workers", 0) == 0:
+            found.append(
+                Text.assemble(
+                    ("✖ ", "bold red"),
+                    (model["id"], "bold"),
+                    f": no ready worker ({model.get('workers', 0)} listed"
+                    f", {model.get('queued', 0)} queued)",
+                )
+            )
+    if throughput.queue_growing():
+        found.append(Text(f"▲ queue growing: {throughput.queue[-1]} waiting", "bold yellow"))
+    stale = [
+        w["id"]
+        for w in store.items["workers"].values()
+        if w.get("status") not in ("gone",)
+        and now - (parse_ts(w.get("last_heartbeat")) or now) > stale_after
+    ]
+    if stale:
+        shown = ", ".join(sorted(stale)[:5]) + (f" +{len(stale) - 5}" if len(stale) > 5 else "")
+        found.append(Text(f"▲ stale heartbeat (> {stale_after:g}s): {shown}", "bold yellow"))
+    failing = [
+        w
+        for w in store.items["workers"].values()
+        if w.get("last_error_at") and now - (parse_ts(w["last_error_at"]) or 0) < FAILING_WINDOW_S
+    ]
+    for worker in sorted(failing, key=lambda w: w.get("last_error_at") or "", reverse=True)[:5]:
+        found.append(
+            Text.assemble(
+                ("▲ ", "bold yellow"),
+                (worker["id"], "bold"),
+                f" failing: {worker.get('failures', 0)} failures, last "
+                f"{age(now - (parse_ts(worker['last_error_at']) or now))} ago: ",
+                (str(worker.get("last_error") or ""), ""),
+            )
+        )
+    return found
+
+
+@register_view("1")
+class OverviewView(TableView):
+    view_id = "overview"
+    title = "Overview"
+    collection = "models"
+    default_sort = ("id", False)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.throughput = Throughput()
+        self._store: StateStore | None = None
+        self._shown: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
+        self._alerts_shown: str | None = None
+
+    def columns(self) -> Sequence[Column]:
+        def ready(m: Mapping[str, Any]) -> Text:
+            ready_n, total = m.get("ready_workers", 0), m.get("workers", 0)
+            style = "bold red" if ready_n == 0 else ("yellow" if ready_n < total else "")
+            return Text(f"{ready_n}/{total}", style)
+
+        def load(m: Mapping[str, Any]) -> str:
+            return bar(m.get("inflight", 0), max(m.get("capacity", 0), 1), 10)
+
+        return [
+            Column("id", "MODEL", lambda m: m["id"], width=28, flex=True),
+            Column(
+                "ready",
+                "READY",
+                ready,
+                sort_key=lambda m: m.get("ready_workers", 0),
+                width=7,
+                align="right",
+            ),
+            Column(
+                "inflight",
+                "IN-FLIGHT",
+                lambda m: f"{m.get('inflight', 0)}/{m.get('capacity', 0)}",
+                sort_key=lambda m: m.get("inflight", 0),
+                width=10,
+                align="right",
+            ),
+            Column(
+                "load",
+                "LOAD",
+                load,
+                sort_key=lambda m: m.get("inflight", 0) / max(m.get("capacity", 0), 1),
+                width=16,
+                priority=1,
+            ),
+            Column(
+                "queued",
+                "QUEUED",
+                lambda m: str(m.get("queued", 0)),
+                sort_key=lambda m: m.get("queued", 0),
+                width=7,
+                align="right",
+            ),
+        ]
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="overview-top"):
+            with Vertical(classes="overview-panel"):
+                yield Static("requests/s", id="req-label", classes="panel-title")
+                yield Sparkline([], id="req-spark")
+                yield Static("tokens/s", id="tok-label", classes="panel-title")
+                yield Sparkline([], id="tok-spark")
+            with Vertical(classes="overview-panel"):
+                yield Static("workers by status", classes="panel-title")
+                yield Static(id="status-counts")
+        yield Static("models", classes="panel-title")
+        yield from super().compose()
+        yield Static("alerts", classes="panel-title")
+        yield Static(id="alerts")
+
+    def show_state(self, store: StateStore, change: Change | None) -> None:
+        self._store = store
+        super().show_state(store, change)
+        if change is None or change.snapshot or change.touched("workers") or change.server:
+            self._show_counts(store)
+            self._show_alerts()
+
+    def _show_counts(self, store: StateStore) -> None:
+        counts = Counter(w.get("status", "unknown") for w in store.items["workers"].values())
+        styles = self.gateway_app.status_styles
+        text = Text()
+        for status in ("working", "idle", "connected", "draining", "not_ready", "gone"):
+            text.append_text(status_text(status, styles))
+            text.append(f" {counts.get(status, 0)}\n")
+        if text.plain != getattr(self, "_counts_shown", None):
+            self._counts_shown = text.plain
+            self.query_one("#status-counts", Static).update(text)
+
+    def _show_alerts(self) -> None:
+        if self._store is None:
+            return
+        app = self.gateway_app
+        found = alerts(self._store, self.throughput, app.now(), app.heartbeat_stale_after)
+        body = Text("\n").join(found) if found else Text("✓ nothing needs attention", "green")
+        if body.plain != self._alerts_shown:
+            self._alerts_shown = body.plain
+            self.query_one("#alerts", Static).update(body)
+
+    def tick(self) -> None:
+        super().tick()
+        if self._store is None:
+            return
+        self.throughput.sample(self._store.server, time.monotonic())
+        requests, tokens = list(self.throughput.requests), list(self.throughput.tokens)
+        last_r = requests[-1] if requests else 0.0
+        last_t = tokens[-1] if tokens else 0.0
+        shown = (tuple(requests), tuple(tokens))
+        if shown != self._shown:  # nothing is redrawn when nothing changed
+            self._shown = shown
+            self.query_one("#req-spark", Sparkline).data = requests if any(requests) else []
+            self.query_one("#tok-spark", Sparkline).data = tokens if any(tokens) else []
+            self.query_one("#req-label", Static).update(f"requests/s  {last_r:.1f}")
+            self.query_one("#tok-label", Static).update(f"tokens/s  {count(last_t)}")
+        self._show_alerts()
+
+
+__all__ = ["STATUS_GLYPHS", "OverviewView"]

@@ -1,0 +1,61 @@
+"""A view whose body is one VirtualTable fed from one store collection."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+
+from gatewaytui.client.store import Change, StateStore
+from gatewaytui.tui.views.base import View
+from gatewaytui.tui.widgets.virtual_table import Column, VirtualTable
+
+
+class TableView(View):
+    """Rows are the store's `collection`; subclasses give the columns."""
+
+    collection: ClassVar[str] = ""
+    default_sort: ClassVar[tuple[str, bool]] = ("id", False)
+
+    def columns(self) -> Sequence[Column]:
+        raise NotImplementedError
+
+    def compose(self) -> ComposeResult:
+        table = VirtualTable(
+            self.columns(), empty_text=f"no {self.title.lower()}", id=f"{self.view_id}-table"
+        )
+        key, reverse = self.default_sort
+        table.sort_by(key, reverse)
+        yield table
+
+    @property
+    def table(self) -> VirtualTable:
+        return self.query_one(VirtualTable)
+
+    def rows(self, store: StateStore) -> Mapping[str, Mapping[str, Any]]:
+        return store.items[self.collection]
+
+    def show_state(self, store: StateStore, change: Change | None) -> None:
+        rows = self.rows(store)
+        if change is None or change.snapshot:
+            self.table.set_rows(rows)
+            return
+        if not change.touched(self.collection):
+            return
+        changed = set(change.added.get(self.collection, ())) | set(
+            change.changed.get(self.collection, ())
+        )
+        self.table.apply(rows, changed, change.removed.get(self.collection, ()))
+
+    def tick(self) -> None:
+        self.table.tick()
+
+    def apply_filter(self, pattern: str) -> str | None:
+        error = self.table.set_filter(pattern or None)
+        if error is None:
+            self.filter_text = pattern
+        return error
+
+    def focus_main(self) -> None:
+        self.table.focus()

@@ -1,0 +1,181 @@
+"""Workers: every worker with a trustworthy status, load, tokens, latency and heartbeat age."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.text import Text
+
+from gatewaytui.client.store import Change, StateStore
+from gatewaytui.tui.formatting import STATUS_ORDER, age, count, ms, parse_ts, status_text
+from gatewaytui.tui.views.base import register_view
+from gatewaytui.tui.views.table_view import TableView
+from gatewaytui.tui.widgets.virtual_table import Column
+
+RATE_WINDOW_S = 10.0
+HISTORY = 60
+
+
+class TokenRates:
+    """Tokens/s per worker, from how fast `tokens_out` grows between updates."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[float, float]] = {}
+        self.rate: dict[str, float] = {}
+        self.history: dict[str, deque[float]] = {}
+
+    def observe(self, worker_id: str, tokens_out: float, now: float) -> None:
+        previous = self._last.get(worker_id)
+        self._last[worker_id] = (tokens_out, now)
+        if previous is None:
+            return
+        before, then = previous
+        if now > then and tokens_out >= before:
+            rate = (tokens_out - before) / (now - then)
+            old = self.rate.get(worker_id, rate)
+            self.rate[worker_id] = 0.5 * old + 0.5 * rate
+            self.history.setdefault(worker_id, deque(maxlen=HISTORY)).append(self.rate[worker_id])
+
+    def current(self, worker_id: str, now: float) -> float:
+        last = self._last.get(worker_id)
+        if last is None or now - last[1] > RATE_WINDOW_S:
+            return 0.0
+        return self.rate.get(worker_id, 0.0)
+
+    def forget(self, worker_id: str) -> None:
+        self._last.pop(worker_id, None)
+        self.rate.pop(worker_id, None)
+        self.history.pop(worker_id, None)
+
+
+@register_view("2")
+class WorkersView(TableView):
+    view_id = "workers"
+    title = "Workers"
+    collection = "workers"
+    default_sort = ("id", False)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rates = TokenRates()
+
+    def columns(self) -> Sequence[Column]:
+        app = self.gateway_app
+        now = app.now
+        styles = app.status_styles
+
+        def inflight(w: Mapping[str, Any]) -> str:
+            return f"{w.get('inflight', 0)}/{w.get('max_concurrency', 0)}"
+
+        def heartbeat(w: Mapping[str, Any]) -> Text:
+            if w.get("status") == "gone":
+                return Text("gone " + age(now() - (parse_ts(w.get("gone_at")) or now())), "dim")
+            seconds = now() - (parse_ts(w.get("last_heartbeat")) or now())
+            stale = seconds > app.heartbeat_stale_after
+            return Text(age(seconds), "bold red" if stale else "")
+
+        def rate(w: Mapping[str, Any]) -> str:
+            value = self.rates.current(w["id"], time.monotonic())
+            return f"{value:.1f}" if value else "-"
+
+        return [
+            Column("id", "ID", lambda w: w["id"], width=16, min_width=10),
+            Column("name", "NAME", lambda w: w.get("name", ""), width=16, priority=3),
+            Column(
+                "status",
+                "STATUS",
+                lambda w: status_text(w.get("status"), styles),
+                sort_key=lambda w: STATUS_ORDER.get(w.get("status", ""), 99),
+                width=12,
+            ),
+            Column(
+                "models",
+                "MODELS",
+                lambda w: ",".join(w.get("models", ())),
+                width=20,
+                flex=True,
+                priority=2,
+            ),
+            Column(
+                "inflight",
+                "LOAD",
+                inflight,
+                sort_key=lambda w: (w.get("inflight", 0), w.get("max_concurrency", 0)),
+                width=6,
+                align="right",
+            ),
+            Column(
+                "tokens_in",
+                "TOK IN",
+                lambda w: count(w.get("tokens_in")),
+                sort_key=lambda w: w.get("tokens_in", 0),
+                width=7,
+                align="right",
+                priority=4,
+            ),
+            Column(
+                "tokens_out",
+                "TOK OUT",
+                lambda w: count(w.get("tokens_out")),
+                sort_key=lambda w: w.get("tokens_out", 0),
+                width=7,
+                align="right",
+                priority=1,
+            ),
+            Column(
+                "rate",
+                "TOK/S",
+                rate,
+                sort_key=lambda w: self.rates.current(w["id"], time.monotonic()),
+                width=6,
+                align="right",
+                ticking=True,
+                priority=2,
+            ),
+            Column(
+                "latency",
+                "AVG",
+                lambda w: ms(w.get("avg_processing_ms")),
+                sort_key=lambda w: w.get("avg_processing_ms", 0),
+                width=7,
+                align="right",
+                priority=3,
+            ),
+            Column(
+                "failures",
+                "FAIL",
+                lambda w: str(w.get("failures", 0)),
+                sort_key=lambda w: w.get("failures", 0),
+                width=5,
+                align="right",
+                priority=1,
+            ),
+            Column(
+                "heartbeat",
+                "BEAT",
+                heartbeat,
+                sort_key=lambda w: w.get("last_heartbeat") or "",
+                width=8,
+                align="right",
+                ticking=True,
+            ),
+            Column("version", "VERSION", lambda w: w.get("version", ""), width=8, priority=5),
+        ]
+
+    def show_state(self, store: StateStore, change: Change | None) -> None:
+        now = time.monotonic()
+        workers = store.items["workers"]
+        if change is None or change.snapshot:
+            ids = workers.keys()
+        else:
+            ids = set(change.added.get("workers", ())) | set(change.changed.get("workers", ()))
+            for gone in change.removed.get("workers", ()):
+                self.rates.forget(gone)
+        for worker_id in ids:
+            worker = workers.get(worker_id)
+            if worker is not None:
+                self.rates.observe(worker_id, worker.get("tokens_out", 0), now)
+        super().show_state(store, change)

@@ -1,0 +1,1 @@
+"""Reusable widgets of the TUI (tables, headers, banners); no gateway knowledge here."""
