@@ -329,7 +329,7 @@ job("chat", "meta-llama/Llama-3.1-70B-Instruct", t("09:29:49.377"), stream=True,
 seq = 18_205
 for j in sorted(jobs, key=lambda j: j.started_at):
     seq += 1 + (int(j.started_at * 7) % 3)
-    j.id = f"{ {'chat': 'chat', 'embeddings': 'emb'}[j.kind]}-{seq:06d}-{PREFIX}"
+    j.id = f"{ {'chat': 'chat', 'embeddings': 'emb'}[j.kind] }-{seq:06d}-{PREFIX}"
 jobs.sort(key=lambda j: j.started_at)
 for j in jobs:
     gw.jobs[j.id] = j

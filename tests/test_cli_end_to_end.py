@@ -15,6 +15,7 @@ import httpx
 import openai
 import pytest
 import uvicorn
+
 from worker_peers import UpstreamState, reserve_port, upstream_app
 
 CLI = [sys.executable, "-m", "gatewaytui.cli.main"]

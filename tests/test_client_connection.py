@@ -131,7 +131,7 @@ async def test_snapshot_and_deltas_mirror_the_gateway(gateway: RunningGateway):
         assert conn.store.workers["w1"]["processed"] == 1
         assert conn.store.workers["w2"]["draining"] is True
         assert conn.store.models["chat-m"]["ready_workers"] == 1
-        assert conn.connections == 1 and conn.resyncs == 0
+        assert conn.connections == 1 and conn.resyncs == 0 and conn.dead_after == 15
     w1.close()
 
 
@@ -174,7 +174,9 @@ async def test_reconnects_to_a_restarted_gateway_without_stale_rows():
 
 
 async def test_a_wrong_token_is_unauthorized_and_not_retried(make_gateway):
-    gw = make_gateway(server__operator_tokens="act", server__viewer_tokens="look")
+    gw = make_gateway(
+        server__operator_tokens="act", server__viewer_tokens="look", server__state_keepalive="20s"
+    )
     rec = Recorder()
     conn = connection(gw.url, rec, "wrong", backoff_base=0.001, backoff_cap=0.001)
     conn.start()
@@ -187,6 +189,7 @@ async def test_a_wrong_token_is_unauthorized_and_not_retried(make_gateway):
     viewer = GatewayConnection(gw.url, "look")
     async with viewer:
         await viewer.wait_status(LIVE, timeout=5)
+        assert viewer.dead_after == 60  # silence is judged by the gateway's keep-alive (20 s)
 
 
 async def test_unreachable_gateway_reports_the_retry_countdown():

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosedError, InvalidStatus
+from websockets.frames import Close
+from websockets.http11 import Response
 
 from gatewaytui.client import (
     ActionError,
@@ -18,6 +22,7 @@ from gatewaytui.client import (
     Session,
     normalise_url,
 )
+from gatewaytui.client.errors import describe_exception
 from raw_worker import RawWorker
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_state.json"
@@ -165,3 +170,25 @@ async def test_an_offline_session_shows_a_snapshot_and_refuses_actions(tmp_path:
     await session.stop()
     with pytest.raises(StopAsyncIteration):
         await anext(updates)
+
+
+@pytest.mark.parametrize(
+    ("exc", "text"),
+    [
+        (ConnectionRefusedError(111, "Connect call failed"), "connection refused"),
+        (TimeoutError(), "timed out"),
+        (httpx.ReadTimeout("read"), "timed out"),
+        (ConnectionClosedError(Close(1012, ""), None), "gateway restarting (1012)"),
+        (ConnectionClosedError(Close(1011, "bug"), None), "connection closed by gateway (1011"),
+        (ConnectionClosedError(None, None), "connection lost"),
+        (
+            InvalidStatus(
+                Response(401, "Unauthorized", Headers(), b'{"error": {"message": "bad token"}}')
+            ),
+            "HTTP 401: bad token",
+        ),
+        (InvalidStatus(Response(502, "Bad Gateway", Headers(), b"<html>oops</html>")), "HTTP 502"),
+    ],
+)
+def test_failures_read_as_a_few_words(exc: BaseException, text: str):
+    assert describe_exception(exc).startswith(text)

@@ -190,7 +190,11 @@ def test_snapshot_replaces_state_and_diffs_against_it(store: StateStore):
     assert change.added == {"workers": {"c"}}
     assert change.changed == {"workers": {"b"}}
     assert change.removed == {"jobs": {"j1"}}
-    assert not change.server and change.snapshot
+    assert not change.server and change.snapshot and not change.events_reset
+    again = store.apply_snapshot(
+        copy.deepcopy(snapshot(seq=3, workers=list(store.workers.values()), jobs=[]))
+    )
+    assert again.empty and again.snapshot  # a resync to the same state redraws nothing
 
 
 def test_changes_merge_like_one(store: StateStore):

@@ -6,8 +6,9 @@ and full jitter (base 0.5 s, cap 30 s; the attempt counter resets once a connect
 stayed up for `stable_after` seconds), so a fleet of TUIs does not hammer a gateway that is
 coming back. A sequence gap or a malformed delta means the store is wrong: it reconnects at
 once for a fresh snapshot (with backoff if that keeps happening). A stream silent for
-`dead_after_keepalives` keep-alive intervals is presumed dead. HTTP 401/403 stop the loop in
-`unauthorized`: retrying cannot fix a token.
+`dead_after_keepalives` keep-alive intervals (the longer of `keepalive` and the gateway's
+own `server.state_keepalive`, read from the snapshot) is presumed dead. HTTP 401/403 stop
+the loop in `unauthorized`: retrying cannot fix a token.
 
 What a UI reads:
 
@@ -52,10 +53,12 @@ from gatewaytui.client.store import (
     StateStore,
     iter_validate_state,
 )
+from gatewaytui.schema.durations import parse_duration
 
 log = logging.getLogger("gatewaytui.client")
 
 STREAM_PATH = "/api/state/stream"
+KEEPALIVE_ARG = "state_keepalive"
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # a 10,000-worker snapshot is ~15 MB
 
 
@@ -160,6 +163,8 @@ class GatewayConnection:
         self._on_state = on_state
         self.backoff = Backoff(backoff_base, backoff_cap, rng)
         self.stable_after = stable_after
+        self._keepalive = keepalive
+        self._dead_after_keepalives = dead_after_keepalives
         self.dead_after = keepalive * dead_after_keepalives
         self.open_timeout = open_timeout
         self.state = ConnectionState(ConnectionStatus.STOPPED, time.time())
@@ -428,6 +433,7 @@ class GatewayConnection:
             try:
                 if message.get("type") == "snapshot":
                     change: Change | None = self.store.apply_snapshot(message, validate=False)
+                    self._adopt_keepalive()
                     if not got_snapshot:
                         got_snapshot = True
                         self._live_started = time.monotonic()
@@ -441,6 +447,21 @@ class GatewayConnection:
                 raise _StreamEnded(f"bad snapshot from gateway: {exc.message}") from None
             if change is not None:
                 self._changed(change)
+
+    def _adopt_keepalive(self) -> None:
+        """Judge silence by the gateway's own keep-alive interval when it is the longer one
+        (`server.state_keepalive`, as its plugin options in the snapshot say)."""
+        server = self.store.items["plugins"].get("server") or {}
+        args = server.get("args")
+        value = None
+        for arg in args if isinstance(args, list) else ():
+            if isinstance(arg, dict) and arg.get("id") == KEEPALIVE_ARG:
+                value = arg.get("value")
+        try:
+            interval = parse_duration(value) if isinstance(value, str) else self._keepalive
+        except ValueError:
+            interval = self._keepalive
+        self.dead_after = max(self._keepalive, interval) * self._dead_after_keepalives
 
     @staticmethod
     async def _decode(raw: str | bytes) -> dict[str, Any]:

@@ -126,6 +126,9 @@ def describe_exception(exc: BaseException) -> str:
     if isinstance(exc, ConnectionResetError):
         return "connection reset"
     if isinstance(exc, OSError):
+        text = str(exc)
+        if text.startswith("Multiple exceptions") and "Errno 111" in text:  # IPv6 and IPv4
+            return "connection refused"
         return (exc.strerror or str(exc) or type(exc).__name__).lower()
     return str(exc) or type(exc).__name__
 

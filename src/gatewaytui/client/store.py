@@ -181,7 +181,8 @@ class StateStore:
     `events` a bounded deque (oldest first); `seq` the last sequence number applied (None
     before the first snapshot); `as_of` the wire timestamp the state corresponds to. The
     store owns the dicts it is given (a snapshot's or delta's items are kept, not copied);
-    callers read them and must not mutate them.
+    callers read them and must not mutate them. A patch updates its item dict in place, so a
+    row's dict keeps its identity while it lives; the `Change` says which ones moved.
     """
 
     def __init__(self, *, event_limit: int = DEFAULT_EVENT_LIMIT) -> None:
@@ -416,9 +417,16 @@ class StateStore:
         server_changed = server != self.server
         self.server = server
         raw_events = state.get("events")
-        self.events.clear()
-        if isinstance(raw_events, list):
-            self.events.extend(e for e in raw_events if isinstance(e, dict))
+        new_events = (
+            [e for e in raw_events if isinstance(e, dict)] if isinstance(raw_events, list) else []
+        )
+        maxlen = self.events.maxlen
+        if maxlen is not None:
+            new_events = new_events[-maxlen:]
+        events_reset = new_events != list(self.events)
+        if events_reset:
+            self.events.clear()
+            self.events.extend(new_events)
         self.seq = seq
         generated_at = state.get("generated_at")
         self.as_of = generated_at if isinstance(generated_at, str) else None
@@ -439,8 +447,8 @@ class StateStore:
             changed=changed,
             removed=removed,
             server=server_changed,
-            events=tuple(self.events),
-            events_reset=True,
+            events=tuple(self.events) if events_reset else (),
+            events_reset=events_reset,
             snapshot=True,
         )
 

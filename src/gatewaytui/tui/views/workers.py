@@ -20,34 +20,40 @@ HISTORY = 60
 
 
 class TokenRates:
-    """Tokens/s per worker, from how fast `tokens_out` grows between updates."""
+    """Tokens/s per worker over a sliding window of its `tokens_out` counter.
 
-    def __init__(self) -> None:
-        self._last: dict[str, tuple[float, float]] = {}
-        self.rate: dict[str, float] = {}
+    Counters move in steps (a job's tokens land when it ends), so an instant rate would
+    spike; the window averages those steps the way an operator reads throughput.
+    """
+
+    def __init__(self, window: float = RATE_WINDOW_S) -> None:
+        self.window = window
+        self._samples: dict[str, deque[tuple[float, float]]] = {}
         self.history: dict[str, deque[float]] = {}
 
     def observe(self, worker_id: str, tokens_out: float, now: float) -> None:
-        previous = self._last.get(worker_id)
-        self._last[worker_id] = (tokens_out, now)
-        if previous is None:
-            return
-        before, then = previous
-        if now > then and tokens_out >= before:
-            rate = (tokens_out - before) / (now - then)
-            old = self.rate.get(worker_id, rate)
-            self.rate[worker_id] = 0.5 * old + 0.5 * rate
-            self.history.setdefault(worker_id, deque(maxlen=HISTORY)).append(self.rate[worker_id])
+        samples = self._samples.setdefault(worker_id, deque())
+        if samples and tokens_out < samples[-1][1]:
+            samples.clear()  # the counter went backwards: a new worker under the same id
+        samples.append((now, tokens_out))
+        while len(samples) > 1 and now - samples[1][0] >= self.window:
+            samples.popleft()  # keep one sample from before the window: it anchors the rate
+        self.history.setdefault(worker_id, deque(maxlen=HISTORY)).append(
+            self.current(worker_id, now)
+        )
 
     def current(self, worker_id: str, now: float) -> float:
-        last = self._last.get(worker_id)
-        if last is None or now - last[1] > RATE_WINDOW_S:
+        samples = self._samples.get(worker_id)
+        if not samples:
             return 0.0
-        return self.rate.get(worker_id, 0.0)
+        first_t, first_tokens = samples[0]
+        span = now - first_t
+        if span > 3 * self.window:  # no news for long: the worker is not producing
+            return 0.0
+        return (samples[-1][1] - first_tokens) / max(span, 1.0)
 
     def forget(self, worker_id: str) -> None:
-        self._last.pop(worker_id, None)
-        self.rate.pop(worker_id, None)
+        self._samples.pop(worker_id, None)
         self.history.pop(worker_id, None)
 
 
