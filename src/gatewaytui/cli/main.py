@@ -290,7 +290,13 @@ def cmd_tui(args: argparse.Namespace) -> int:
         context = pick_context(config, args.context)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
-    GatewayApp(config, context=context, read_only=args.read_only, theme=args.theme).run()
+    GatewayApp(
+        config,
+        context=context,
+        read_only=args.read_only,
+        theme=args.theme,
+        config_path=Path(args.config) if args.config else None,
+    ).run()
     return 0
 
 

@@ -33,13 +33,24 @@ from gatewaytui.client.session import Session
 from gatewaytui.client.store import Change, StateStore
 from gatewaytui.schema.durations import parse_duration
 from gatewaytui.tui import views as _views  # noqa: F401  (the package docstring)
-from gatewaytui.tui.config import ContextConfig, TuiConfig, resolve_token
+from gatewaytui.tui.config import (
+    ContextConfig,
+    TuiConfig,
+    check_keymap,
+    effective_theme,
+    resolve_token,
+)
 from gatewaytui.tui.formatting import STATUS_STYLES, age, parse_ts, status_text
 from gatewaytui.tui.screens.confirm import ConfirmScreen
 from gatewaytui.tui.screens.help import HelpScreen
 from gatewaytui.tui.screens.type_confirm import TypeToConfirmScreen
 from gatewaytui.tui.screens.worker_detail import WorkerDetailScreen
-from gatewaytui.tui.themes import load_themes
+from gatewaytui.tui.themes import (
+    DEFAULT_THEME,
+    load_themes,
+    status_variable_defaults,
+    user_themes_dir,
+)
 from gatewaytui.tui.views.base import VIEWS, View
 from gatewaytui.tui.views.events import EventsView
 from gatewaytui.tui.views.jobs import JobsView
@@ -52,6 +63,15 @@ from gatewaytui.tui.widgets.virtual_table import VirtualTable
 _REGISTERED = (OverviewView, WorkersView, JobsView, EventsView)  # importing registers them
 
 DEFAULT_STALE_AFTER = 15.0
+# Binding ids of widgets and screens (the app's own are read from its bindings).
+KNOWN_BINDING_IDS = frozenset(
+    {
+        "table.cursor_up", "table.cursor_down", "table.page_up", "table.page_down",
+        "table.first", "table.last", "table.mark", "table.select", "table.sort",
+        "table.reverse", "events.follow", "confirm.yes", "confirm.no",
+        "type_confirm.cancel", "detail.back", "detail.drain", "detail.undrain", "help.close",
+    }
+)  # fmt: skip
 ACTIONS = frozenset({"drain", "undrain", "cancel_job"})
 
 
@@ -100,6 +120,28 @@ def _bind(fn: Any, *args: Any) -> Any:
     return call
 
 
+def worker_action_dialog(
+    kind: str, worker_ids: list[str], workers: dict[str, dict[str, Any]]
+) -> ConfirmScreen:
+    """The drain / re-add confirmation: names every worker and its jobs in flight."""
+    body = Text()
+    total = 0
+    for worker_id in worker_ids:
+        worker = workers.get(worker_id) or {}
+        inflight = worker.get("inflight", 0)
+        total += inflight
+        body.append("  • ")
+        body.append(worker_id, "bold")
+        body.append(f"  {worker.get('status', '?')}, {inflight} job(s) in flight\n")
+    if kind == "drain":
+        body.append(
+            f"\nNo new jobs will be sent to them; the {total} in-flight job(s) finish normally."
+        )
+        return ConfirmScreen(f"Drain {len(worker_ids)} worker(s)?", body, "Drain")
+    body.append("\nThey go back into rotation and receive new jobs.")
+    return ConfirmScreen(f"Re-add {len(worker_ids)} worker(s)?", body, "Re-add")
+
+
 class GatewayApp(App[None]):
     """One context at a time; `contexts` in the config, switchable from the palette."""
 
@@ -140,6 +182,7 @@ class GatewayApp(App[None]):
         read_only: bool = False,
         theme: str | None = None,
         connection_options: dict[str, Any] | None = None,
+        config_path: Path | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -152,11 +195,18 @@ class GatewayApp(App[None]):
         self._pending: Change | None = None
         self._role: str | None = None
         self.drain_watch: dict[str, str] = {}  # worker id -> "drain" | "undrain"
-        self.gateway_themes = load_themes()
-        self._wanted_theme = (
-            theme or (context.theme if context and context.theme else None) or config.theme
+        self.gateway_themes = load_themes([user_themes_dir(config_path)])
+        # The main screen's parts, held directly: a modal on top must not hide them from
+        # the update paths (a query searches the active screen).
+        self._header = GatewayHeader(id="header")
+        self._banner = ConnectionBanner(id="banner")
+        self._switcher = ContentSwitcher(id="views", initial=f"view-{VIEWS[0].view_id}")
+        self._views_by_id = {f"view-{entry.view_id}": entry.factory() for entry in VIEWS}
+        self._filter_bar = Container(id="filter-bar")
+        self._filter_input = Input(
+            placeholder="regex over all columns · enter keeps · esc clears", id="filter"
         )
-        self._updates_task: Any = None
+        self._wanted_theme = effective_theme(config, context, theme)
 
     # ---- setup ----------------------------------------------------------------------------
 
@@ -180,23 +230,36 @@ class GatewayApp(App[None]):
         return self.session.name
 
     def compose(self) -> ComposeResult:
-        yield GatewayHeader(id="header")
-        yield ConnectionBanner(id="banner")
-        with ContentSwitcher(id="views", initial=f"view-{VIEWS[0].view_id}"):
-            for entry in VIEWS:
-                yield entry.factory()
-        with Container(id="filter-bar"):
-            yield Input(
-                placeholder="regex over all columns · enter keeps · esc clears", id="filter"
-            )
+        yield self._header
+        yield self._banner
+        with self._switcher:
+            yield from self._views_by_id.values()
+        with self._filter_bar:
+            yield self._filter_input
         yield Footer()
 
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        """`$status-*` exist under every theme, Textual's built-in ones too."""
+        return status_variable_defaults(self.current_theme)
+
     def on_mount(self) -> None:
+        for problem in self.gateway_themes.problems:
+            self.notify(problem, title="theme skipped", severity="warning", timeout=10)
         for theme in self.gateway_themes.values():
             self.register_theme(theme)
         if self._wanted_theme in self.available_themes:
             self.theme = self._wanted_theme
+        else:
+            self.notify(
+                f"no theme named {self._wanted_theme!r}; using {DEFAULT_THEME}",
+                severity="warning",
+                timeout=10,
+            )
+            self.theme = DEFAULT_THEME
         if self.config.keymap:
+            known = {b.id for _, b in self._bindings if b.id} | KNOWN_BINDING_IDS
+            for warning in check_keymap(self.config.keymap, known):
+                self.notify(warning, severity="warning", timeout=10)
             self.set_keymap(dict(self.config.keymap))
         self.session.start()
         self._follow_updates()
@@ -259,15 +322,13 @@ class GatewayApp(App[None]):
 
     @property
     def current_view(self) -> View:
-        switcher = self.query_one("#views", ContentSwitcher)
-        return self.query_one(f"#{switcher.current}", View)
+        return self._views_by_id[self._switcher.current or ""]
 
     def views(self) -> Iterable[View]:
-        return self.query(View)
+        return self._views_by_id.values()
 
     def action_show_view(self, view_id: str) -> None:
-        switcher = self.query_one("#views", ContentSwitcher)
-        switcher.current = f"view-{view_id}"
+        self._switcher.current = f"view-{view_id}"
         self._show_filter_bar(bool(self.current_view.filter_text))
         self.current_view.focus_main()
         self.refresh_bindings()
@@ -392,7 +453,7 @@ class GatewayApp(App[None]):
                 left = (workers.get(worker_id) or {}).get("inflight", 0)
                 parts.append(f"{worker_id} ({left} left)" if kind == "drain" else worker_id)
             line2.append("  draining: " + ", ".join(parts), "yellow")
-        self.query_one(GatewayHeader).show(line1, line2)
+        self._header.show(line1, line2)
 
     def _connection_text(self) -> Text:
         state = self.session.state
@@ -409,7 +470,7 @@ class GatewayApp(App[None]):
         return Text(f"◌ {status.value}{suffix}", "bold yellow")
 
     def _update_banner(self) -> None:
-        banner = self.query_one(ConnectionBanner)
+        banner = self._banner
         state = self.session.state
         status = state.status
         url = self.session.url
@@ -456,12 +517,12 @@ class GatewayApp(App[None]):
             return None
 
     def _show_filter_bar(self, visible: bool) -> None:
-        self.query_one("#filter-bar").set_class(visible, "-visible")
+        self._filter_bar.set_class(visible, "-visible")
 
     def action_filter(self) -> None:
         if not self.current_view.filterable:
             return
-        filter_input = self.query_one("#filter", Input)
+        filter_input = self._filter_input
         filter_input.value = self.current_view.filter_text
         self._show_filter_bar(True)
         filter_input.focus()
@@ -484,7 +545,7 @@ class GatewayApp(App[None]):
 
     def action_back(self) -> None:
         view = self.current_view
-        filter_input = self.query_one("#filter", Input)
+        filter_input = self._filter_input
         table = self._current_table()
         if filter_input.has_focus or view.filter_text:
             filter_input.value = ""
@@ -501,7 +562,7 @@ class GatewayApp(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Actions vanish from the footer where they do not apply (and in read-only mode)."""
-        view_id = self.current_view.view_id if self.is_mounted and self.query("#views") else ""
+        view_id = self.current_view.view_id if hasattr(self, "_views_by_id") else ""
         if action in ("drain", "undrain"):
             return view_id == "workers" and not self.read_only
         if action == "cancel_job":
@@ -556,32 +617,13 @@ class GatewayApp(App[None]):
         """Confirm, then drain or re-add workers; progress shows until their jobs reach zero."""
         if not worker_ids or self._refuse_read_only():
             return
-        workers = self.store.items["workers"]
-        body = Text()
-        total = 0
-        for worker_id in worker_ids:
-            worker = workers.get(worker_id) or {}
-            inflight = worker.get("inflight", 0)
-            total += inflight
-            body.append("  • ")
-            body.append(worker_id, "bold")
-            body.append(f"  {worker.get('status', '?')}, {inflight} job(s) in flight\n")
-        if kind == "drain":
-            title = f"Drain {len(worker_ids)} worker(s)?"
-            body.append(
-                f"\nNo new jobs will be sent to them; the {total} in-flight job(s) finish normally."
-            )
-            label = "Drain"
-        else:
-            title = f"Re-add {len(worker_ids)} worker(s)?"
-            body.append("\nThey go back into rotation and receive new jobs.")
-            label = "Re-add"
+        dialog = worker_action_dialog(kind, worker_ids, self.store.items["workers"])
 
         def confirmed(yes: bool | None) -> None:
             if yes:
                 self._run_worker_action(kind, worker_ids)
 
-        self.push_screen(ConfirmScreen(title, body, label), confirmed)
+        self.push_screen(dialog, confirmed)
 
     @work(group="actions")
     async def _run_worker_action(self, kind: str, worker_ids: list[str]) -> None:
@@ -706,9 +748,7 @@ class GatewayApp(App[None]):
         self._update_header()
 
     def action_save_snapshot(self) -> None:
-        directory = (
-            Path(self.config.snapshot_dir).expanduser() if self.config.snapshot_dir else Path.cwd()
-        )
+        directory = self.config.snapshot_path
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         path = directory / f"gatewaytui-{self.context_name}-{stamp}.json"
         try:

@@ -1,0 +1,63 @@
+"""How the panel looks: every view at 120x40 and 80x24, from sample_state.json (offline, so
+ages are measured from the snapshot's own time and the pictures are deterministic)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gatewaytui.tui.app import GatewayApp, worker_action_dialog
+from gatewaytui.tui.config import TuiConfig
+
+SAMPLE = Path(__file__).parents[1] / "sample_state.json"
+SIZES = {"wide": (120, 40), "narrow": (80, 24)}
+
+
+def sample_app() -> GatewayApp:
+    return GatewayApp(TuiConfig(), snapshot=SAMPLE, read_only=True)
+
+
+async def _still(pilot) -> None:
+    """No blinking cursor, no animation: the same picture every run."""
+    pilot.app.query_one("#filter").cursor_blink = False
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+@pytest.mark.parametrize(
+    "keys",
+    [("1",), ("2",), ("3",), ("4",)],
+    ids=["overview", "workers", "jobs", "events"],
+)
+def test_views(snap_compare, keys, size):
+    assert snap_compare(sample_app(), press=keys, terminal_size=size, run_before=_still)
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+def test_worker_details(snap_compare, size):
+    assert snap_compare(
+        sample_app(), press=("2", "down", "enter"), terminal_size=size, run_before=_still
+    )
+
+
+def test_filter_and_marks(snap_compare):
+    keys = ("2", "slash", *"gpu-(a|h)100", "enter", "space", "space")
+    assert snap_compare(sample_app(), press=keys, terminal_size=(120, 40), run_before=_still)
+
+
+def test_help(snap_compare):
+    assert snap_compare(sample_app(), press=("question_mark",), terminal_size=(100, 30))
+
+
+def test_drain_dialog(snap_compare):
+    async def open_dialog(pilot) -> None:
+        await _still(pilot)
+        app = pilot.app
+        dialog = worker_action_dialog(
+            "drain", ["gpu-a100-01", "gpu-l4-02"], app.store.items["workers"]
+        )
+        await app.push_screen(dialog)
+        await pilot.pause()
+
+    assert snap_compare(sample_app(), press=("2",), terminal_size=(100, 30), run_before=open_dialog)
