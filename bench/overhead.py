@@ -199,9 +199,13 @@ def line(label: str, r: dict) -> None:
         if v > 0.005 * r["wall_s"]
     ]
     total = sum(r["cpu"].values()) / r["wall_s"]
+    m, cpus = r["machine"], os.cpu_count() or 1
+    # what the machine spent that none of our processes did: other people's work
+    others = max(0.0, (m["busy"] - m["softirq"] - m["steal"]) * cpus - total)
     print(
-        f"   {'':<20} CPU: {', '.join(parts)}; total {total:.2f} of {os.cpu_count()} cores; "
-        f"machine {r['machine']}"
+        f"   {'':<20} CPU: {', '.join(parts)}; total {total:.2f} of {cpus} cores; "
+        f"machine {m['busy']:.0%} busy (softirq {m['softirq']:.0%}, steal {m['steal']:.0%}, "
+        f"other processes ~{others:.2f} cores)"
     )
 
 

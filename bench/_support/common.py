@@ -44,11 +44,11 @@ def busy_share(before: tuple[int, ...], after: tuple[int, ...]) -> float:
     return (after[0] - before[0]) / max(after[1] - before[1], 1)
 
 
-def machine_split(before: tuple[int, ...], after: tuple[int, ...]) -> str:
-    """'85% busy (softirq 20%, steal 3%)' for the interval between two machine_ticks()."""
+def machine_split(before: tuple[int, ...], after: tuple[int, ...]) -> dict[str, float]:
+    """Shares of all CPUs between two machine_ticks(): busy, softirq and steal."""
     total = max(after[1] - before[1], 1)
     busy, softirq, steal = ((after[i] - before[i]) / total for i in (0, 2, 3))
-    return f"{busy:.0%} busy (softirq {softirq:.0%}, steal {steal:.0%})"
+    return {"busy": busy, "softirq": softirq, "steal": steal}
 
 
 def machine_busy(seconds: float = 0.5) -> float:

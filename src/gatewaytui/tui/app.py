@@ -413,6 +413,12 @@ class GatewayApp(App[None]):
         line1 = Text()
         line1.append(f" {self.context_name} ", badge_style)
         line1.append(" ")
+        if self.read_only:
+            line1.append("READ-ONLY", "bold")
+            line1.append(" ")
+        if self.paused:
+            line1.append("⏸ PAUSED", "bold reverse yellow")
+            line1.append(" ")
         status = server.get("status")
         if status:
             line1.append_text(status_text(status, self.status_styles))
@@ -433,10 +439,6 @@ class GatewayApp(App[None]):
         )
         if server.get("version"):
             line1.append(f" · gateway {server['version']}", "dim")
-        if self.paused:
-            line1.append("  ⏸ PAUSED", "bold reverse yellow")
-        if self.read_only:
-            line1.append("  READ-ONLY", "bold")
         view = self.current_view
         line2 = Text.assemble((self.context_name, "bold"), " › ", (view.title, "bold"))
         if view.filter_text:
@@ -462,7 +464,7 @@ class GatewayApp(App[None]):
             return Text("● live", "green")
         if status is ConnectionStatus.OFFLINE:
             path = self.session.snapshot_path
-            return Text(f"◆ offline snapshot {path.name if path else ''}", "cyan")
+            return Text("◆ offline snapshot", "cyan")
         if status is ConnectionStatus.UNAUTHORIZED:
             return Text("✖ not authorized", "bold red")
         retry = state.retry_in()
