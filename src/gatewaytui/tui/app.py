@@ -463,7 +463,6 @@ class GatewayApp(App[None]):
         if status is ConnectionStatus.LIVE:
             return Text("● live", "green")
         if status is ConnectionStatus.OFFLINE:
-            path = self.session.snapshot_path
             return Text("◆ offline snapshot", "cyan")
         if status is ConnectionStatus.UNAUTHORIZED:
             return Text("✖ not authorized", "bold red")
