@@ -411,7 +411,8 @@ class GatewayApp(App[None]):
         color = (self.context.color if self.context and self.context.color else None) or "$accent"
         badge_style = f"bold reverse {color}" if not color.startswith("$") else "bold reverse"
         line1 = Text()
-        line1.append(f" {self.context_name} ", badge_style)
+        label = self.context.display_name if self.context and not self.snapshot else None
+        line1.append(f" {label or self.context_name} ", badge_style)
         line1.append(" ")
         if self.read_only:
             line1.append("READ-ONLY", "bold")

@@ -1,0 +1,1023 @@
+"""The whole panel under load: GatewayApp following a real gateway with 10,000 workers.
+
+The gateway core runs in a separate process (this script with `--role gateway`): `Gateway` +
+`make_server` on loopback, 10,000 workers admitted through `gateway.worker_registered` with a
+stub connection (bench/state_stream.py's fleet), ~5,000 in-flight streaming chat jobs placed
+by the real scheduler. Its state hub is ticked by the driver at 4 Hz, right after each load
+step, so every delta carries one step:
+  churn  1,000 workers change per tick (10 %): the jobs that end (`_account` + `_end_job`:
+         tokens and in-flight change) and start (`scheduler.pick` + `_assign`), then heartbeats
+         with new cpu/mem (with an occasional ready <-> not-ready status frame) for the rest;
+         10 % of the jobs stream tokens each tick and 2 % end and are replaced.
+  idle   nothing changes; the hub still ticks, so keep-alives go out every 5 s.
+  quiet  (a second, small gateway) 100 workers, each heartbeating every 5 s.
+The panel is the real GatewayApp with a live context on that gateway (`Session.live` through
+the client layer: WebSocket state stream, store, coalesced updates), started on the Workers
+view (10,000 rows sorted by id).
+
+Figures, each against the issue's target:
+  initial render   first snapshot received (the WebSocket message complete) until the first
+                   composed frame showing the Workers view with its rows            <= 500 ms
+  churn tick       `GatewayApp._apply_pending` (every view's show_state, header, drains)
+                   + the frame it causes, p50/p95                                   <= 25 ms
+  key to frame     "down" on the Workers table until the frame that shows it, under churn,
+                   p95                                                              <= 50 ms
+  CPU              the panel process, % of one core, from its CPU time over the window
+  terminal bytes   per second, idle (target 0) and under churn; and idle with the quiet fleet
+
+Two ways of running the panel:
+  headless  `app.run_test(size=(120, 40))` in this process, timed as bench/tui_table.py does:
+            the screen's compositor `render_update` (and `_refresh_layout`, outermost only)
+            are wrapped, and each update is turned into the escape sequences a terminal would
+            get (`render_segments`), whose length is the byte estimate. Textual 8.2.8's
+            `App._display` never calls `driver.write` when the driver is headless, so hooking
+            the headless driver's `write` would count nothing.
+  real pty  the same app as a child process (`--role panel`) under `pty.fork()` with a
+            120x40 window and the real Linux driver; this process reads the pty master and
+            counts every byte the panel writes, and reads the child's CPU from /proc.
+Bytes and CPU are reported from the pty (the real thing) and from headless (for comparison).
+
+    python bench/tui_app.py            # about 100 s
+    python bench/tui_app.py --quick    # about 20 s, CI smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import pty
+import random
+import re
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "_support"))
+from common import PYTHON, REPO, cpu_seconds, header, percentile, verdict
+
+SCRIPT = Path(__file__).resolve()
+SIZE = (120, 40)
+TICK = 0.25  # the gateway's state stream rate (4 Hz) and the panel's refresh_rate
+
+
+def ms(seconds: float) -> float:
+    return seconds * 1000
+
+
+def pcts(values: list[float]) -> str:
+    values = sorted(values)
+    if not values:
+        return "n/a"
+    return (
+        f"p50 {percentile(values, 50):.2f} p95 {percentile(values, 95):.2f} max {values[-1]:.2f} ms"
+    )
+
+
+def info(label: str, value: str) -> None:
+    print(f"   {label}: {value} (no target in the issue: informational)")
+
+
+# =============================================================================================
+# The gateway (child process): a real Gateway + server, driven by a load loop.
+# =============================================================================================
+
+
+class Load:
+    """Mutates the gateway the way workers and clients would, one 250 ms step at a time."""
+
+    def __init__(self, gateway: Any, workers: list[Any], seed: int, churn: float) -> None:
+        self.g = gateway
+        self.workers = workers
+        self.rng = random.Random(seed)
+        self.per_tick = max(1, round(len(workers) * churn))
+        self.models = sorted({m for w in workers for m in w.models})
+        self.stats: Counter[str] = Counter()
+
+    def start_job(self, age: float = 0.0) -> bool:
+        from gatewaytui.gateway.jobs import Job
+
+        g, rng = self.g, self.rng
+        model = rng.choice(self.models)
+        worker = g.scheduler.pick(model)
+        if worker is None:
+            return False
+        g._touch_worker(worker)
+        client = f"10.1.{rng.randrange(256)}.{rng.randrange(256)}:{rng.randrange(1024, 65536)}"
+        job: Job = g._new_job("chat", model, rng.random() < 0.8, client)
+        job.started_at -= age
+        job.tokens_in = rng.randrange(20, 4000)
+        job.tokens_out = int(age * rng.uniform(5, 40))
+        g._assign(job, worker, job.id)
+        self.stats["job_start"] += 1
+        return True
+
+    def end_job(self, job: Any) -> None:
+        """As `_finish_chat` does: the worker's counters, then the job ends (slot freed)."""
+        for assignment in list(job.assignments.values()):
+            self.g._account(assignment, True, tokens_in=job.tokens_in, tokens_out=job.tokens_out)
+        self.g._end_job(job, True)
+        self.stats["job_end"] += 1
+
+    def churn_tick(self) -> None:
+        from gatewaytui.schema.protocol import HeartbeatFrame, StatusFrame
+
+        g, rng = self.g, self.rng
+        jobs = list(g.jobs.values())
+        for job in rng.sample(jobs, len(jobs) // 10):  # streaming: tokens arrive
+            job.tokens_out += rng.randrange(1, 60)
+            g._touch_job(job)
+            self.stats["job_tokens"] += 1
+        ending = rng.sample(jobs, max(1, len(jobs) // 50)) if jobs else []
+        for job in ending:
+            self.end_job(job)
+        for _ in ending:
+            self.start_job()
+        touched = set(g.hub._dirty["workers"])
+        for worker in rng.sample(self.workers, min(len(self.workers), 2 * self.per_tick)):
+            if len(touched) >= self.per_tick:
+                break
+            if worker.id in touched:
+                continue
+            touched.add(worker.id)
+            if rng.random() < 0.01:
+                g.worker_frame(
+                    worker,
+                    StatusFrame(ready=True)
+                    if not worker.reported_ready
+                    else StatusFrame(ready=False, reason="bench: model reloading"),
+                )
+                self.stats["status"] += 1
+            else:
+                beat = HeartbeatFrame(
+                    cpu_percent=round(rng.uniform(0, 100), 1),
+                    mem_percent=round(rng.uniform(5, 95), 1),
+                )
+                g.worker_frame(worker, beat)
+                self.stats["heartbeat"] += 1
+        self.stats["workers_touched"] += len(touched)
+
+    def quiet_tick(self, n: int) -> None:
+        """Every worker heartbeats every 5 s (20 ticks), each at its own phase."""
+        from gatewaytui.schema.protocol import HeartbeatFrame
+
+        for i, worker in enumerate(self.workers):
+            if i % 20 == n % 20:
+                cpu = max(0.0, min(100.0, (worker.cpu_percent or 20.0) + self.rng.uniform(-3, 3)))
+                beat = HeartbeatFrame(cpu_percent=round(cpu, 1), mem_percent=worker.mem_percent)
+                self.g.worker_frame(worker, beat)
+                self.stats["heartbeat"] += 1
+
+
+async def gateway_main(args: argparse.Namespace) -> None:
+    import logging
+
+    from gatewaytui.gateway.config import GatewayConfig
+    from gatewaytui.gateway.core import Gateway
+    from gatewaytui.gateway.server import bind_socket, make_server
+    from state_stream import register_fleet  # sibling bench script: the same fleet
+
+    logging.getLogger("gatewaytui").setLevel(logging.ERROR)
+    # The churn heartbeats only some workers per tick and idle none: a long expiry keeps the
+    # sweep from evicting the others (the quiet fleet heartbeats every 5 s: default expiry).
+    overrides = {} if args.mode == "quiet" else {"workers__heartbeat_expiry": "1h"}
+    gateway = Gateway(GatewayConfig.build(**overrides))
+    hub = gateway.hub
+    never = asyncio.Event()
+
+    async def hub_run() -> None:  # the hub is ticked by the load loop below instead
+        await never.wait()
+
+    hub.run = hub_run  # type: ignore[method-assign]
+    flush_ms: list[float] = []
+    delta_bytes: list[int] = []
+    flush = hub.flush
+
+    def timed_flush() -> str | None:
+        start = time.perf_counter()
+        text = flush()
+        flush_ms.append(ms(time.perf_counter() - start))
+        if text is not None:
+            delta_bytes.append(len(text.encode()))
+        return text
+
+    hub.flush = timed_flush  # type: ignore[method-assign]
+
+    sock = bind_socket("127.0.0.1", 0)
+    server = make_server(gateway, handle_signals=False)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    rng = random.Random(args.seed)
+    started = time.perf_counter()
+    workers = register_fleet(gateway, args.workers, rng)
+    load = Load(gateway, workers, args.seed, args.churn)
+    for _ in range(args.jobs):
+        load.start_job(age=rng.uniform(0, 300))
+    hub.tick()  # the registration delta goes out before anyone subscribes
+    flush_ms.clear()
+    delta_bytes.clear()
+    setup_s = time.perf_counter() - started
+
+    mode = args.mode
+    loop = asyncio.get_running_loop()
+    commands: asyncio.Queue[str] = asyncio.Queue()
+
+    def read_stdin() -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(commands.put_nowait, line.strip())
+        loop.call_soon_threadsafe(commands.put_nowait, "quit")
+
+    threading.Thread(target=read_stdin, daemon=True).start()
+    port = sock.getsockname()[1]
+    print(f"ready {port} {setup_s:.2f} {len(gateway.jobs)}", flush=True)
+
+    n = 0
+    cpu0 = time.process_time()
+    next_at = loop.time()
+    while True:
+        while not commands.empty():
+            command = commands.get_nowait()
+            if command == "quit":
+                server.should_exit = True
+                await serving
+                return
+            if command == "stats":
+                print(
+                    json.dumps(
+                        {
+                            "stats": dict(load.stats),
+                            "ticks": len(flush_ms),
+                            "flush_ms": sorted(flush_ms),
+                            "delta_bytes": sum(delta_bytes),
+                            "deltas": len(delta_bytes),
+                            "cpu_s": time.process_time() - cpu0,
+                        }
+                    ),
+                    flush=True,
+                )
+                load.stats.clear()
+                flush_ms.clear()
+                delta_bytes.clear()
+                cpu0 = time.process_time()
+            elif command in ("churn", "idle", "quiet"):
+                mode = command
+        if mode == "churn":
+            load.churn_tick()
+        elif mode == "quiet":
+            load.quiet_tick(n)
+        hub.tick()
+        n += 1
+        next_at += TICK
+        await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+
+class GatewayProc:
+    """The gateway driver as a child process, commanded line by line on its stdin."""
+
+    def __init__(self, workers: int, jobs: int, mode: str, seed: int) -> None:
+        self.log_path = Path(f"/tmp/bench-tui_app-gateway-{os.getpid()}-{workers}.log")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        argv = [PYTHON, str(SCRIPT), "--role", "gateway", "--workers", str(workers)]
+        argv += ["--jobs", str(jobs), "--mode", mode, "--seed", str(seed)]
+        self.popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            cwd=REPO,
+            text=True,
+        )
+        assert self.popen.stdout is not None
+        line = self.popen.stdout.readline().split()
+        if not line or line[0] != "ready":
+            self.stop()
+            raise RuntimeError(f"gateway driver failed; see {self.log_path}")
+        self.port = int(line[1])
+        self.setup_s = float(line[2])
+        self.jobs = int(line[3])
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def send(self, command: str) -> None:
+        assert self.popen.stdin is not None
+        self.popen.stdin.write(command + "\n")
+        self.popen.stdin.flush()
+
+    def stats(self) -> dict[str, Any]:
+        """What the driver did since the last call (blocking: call between windows)."""
+        self.send("stats")
+        assert self.popen.stdout is not None
+        return json.loads(self.popen.stdout.readline())
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.popen.pid)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            with contextlib.suppress(OSError):
+                self.send("quit")
+            try:
+                self.popen.wait(5)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        self._log.close()
+
+
+# =============================================================================================
+# The panel: how it is built, and the measuring hooks.
+# =============================================================================================
+
+
+def make_panel(url: str) -> Any:
+    """GatewayApp on a live context, as `gatewaytui` builds it, opening on the Workers view."""
+    from gatewaytui.tui.app import GatewayApp
+    from gatewaytui.tui.config import ContextConfig, TuiConfig
+
+    context = ContextConfig(name="bench", url=url)
+    app = GatewayApp(TuiConfig(contexts=[context], default_context="bench"), context=context)
+    app._switcher._initial = "view-workers"  # as if "2" had been pressed before data came
+    return app
+
+
+def workers_table(app: Any) -> Any:
+    from gatewaytui.tui.views.workers import WorkersView
+
+    return app._views_by_id[f"view-{WorkersView.view_id}"].table
+
+
+@dataclass
+class Frame:
+    start: float
+    end: float
+    wall: float
+    cpu: float
+    bytes: int
+
+
+@dataclass
+class Tick:
+    """One `_apply_pending` that had something to apply, and the frame it caused."""
+
+    start: float
+    end: float
+    wall: float
+    cpu: float
+    workers: int
+    jobs: int
+    frame_wall: float = 0.0
+    frame_cpu: float = 0.0
+    framed: bool = False
+
+
+class Frames:
+    """Times every frame the panel composes and counts the bytes a terminal would get.
+
+    As bench/tui_table.py's FrameClock: wraps the screen compositor's `render_update` and the
+    screen's `_refresh_layout` (timed outermost only: a layout refresh composes its frame
+    inside), and renders each update to escape sequences as the real driver path would.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.frames: list[Frame] = []
+        self.waiters: list[tuple[Callable[[], bool], asyncio.Future[float]]] = []
+        self.claims: list[Tick] = []
+        self._depth = 0
+        self._bytes = 0
+        screen = app.screen
+        compositor = screen._compositor
+        render_update = compositor.render_update
+        refresh_layout = screen._refresh_layout
+        console = app.console
+
+        def outermost(fn: Callable[..., Any], render: bool) -> Callable[..., Any]:
+            def wrapped(*args: Any, **kwargs: Any) -> Any:
+                self._depth += 1
+                start, cpu = time.perf_counter(), time.thread_time()
+                try:
+                    result = fn(*args, **kwargs)
+                    if render and result is not None:
+                        text = result.render_segments(console)  # what a terminal would get
+                        self._bytes += len(text.encode("utf-8", "replace"))
+                    return result
+                finally:
+                    self._depth -= 1
+                    if self._depth == 0 and self._bytes:
+                        end = time.perf_counter()
+                        frame = Frame(
+                            start, end, end - start, time.thread_time() - cpu, self._bytes
+                        )
+                        self._bytes = 0
+                        self.frames.append(frame)
+                        self._settle(frame)
+
+            return wrapped
+
+        compositor.render_update = outermost(render_update, True)
+        screen._refresh_layout = outermost(refresh_layout, False)
+
+    def _settle(self, frame: Frame) -> None:
+        for tick in self.claims:  # the first frame composed soon after an apply is its frame
+            if frame.start - tick.end <= 0.05:
+                tick.frame_wall, tick.frame_cpu, tick.framed = frame.wall, frame.cpu, True
+        self.claims = []
+        pending = []
+        for predicate, future in self.waiters:
+            if future.done():
+                continue
+            if predicate():
+                future.set_result(frame.end)
+            else:
+                pending.append((predicate, future))
+        self.waiters = pending
+
+    async def frame(self, predicate: Callable[[], bool], timeout: float) -> float | None:
+        """End time of the first frame after now for which `predicate()` holds (None: none)."""
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self.waiters.append((predicate, future))
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return None
+
+    def between(self, t0: float, t1: float) -> list[Frame]:
+        return [f for f in self.frames if t0 <= f.end < t1]
+
+
+class Probe:
+    """Hooks on the panel's update path: stream messages, store applies, `_apply_pending`."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        connection = app.session.connection
+        self.snapshot_at: float | None = None  # the first snapshot's message is complete
+        self.decoded_at: float | None = None  # ... parsed and validated
+        self.snapshot_store_ms = 0.0
+        self.snapshot_apply: Tick | None = None
+        self.ticks: list[Tick] = []
+        self.client_ms: list[float] = []  # per delta: json decode + store apply
+        self.recording = False
+        self.frames: Frames | None = None
+        decode, store = connection._decode, connection.store
+        apply, apply_snapshot = store.apply, store.apply_snapshot
+
+        async def timed_decode(raw: str | bytes) -> dict[str, Any]:
+            start = time.perf_counter()
+            head = raw[:40]
+            snapshot = self.snapshot_at is None and (
+                b"snapshot" in head if isinstance(head, bytes) else "snapshot" in head
+            )
+            if snapshot:
+                self.snapshot_at = start
+            message = await decode(raw)
+            if snapshot:
+                self.decoded_at = time.perf_counter()
+            elif self.recording:
+                self._decode_s = time.perf_counter() - start
+            return message
+
+        def timed_apply(message: Any) -> Any:
+            start = time.perf_counter()
+            change = apply(message)
+            if self.recording and message.get("type") == "delta":
+                self.client_ms.append(ms(time.perf_counter() - start + self._decode_s))
+            return change
+
+        def timed_apply_snapshot(message: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            change = apply_snapshot(message, **kwargs)
+            self.snapshot_store_ms = ms(time.perf_counter() - start)
+            return change
+
+        self._decode_s = 0.0
+        connection._decode = timed_decode
+        store.apply = timed_apply
+        store.apply_snapshot = timed_apply_snapshot
+        original = app._apply_pending
+
+        def timed_apply_pending() -> None:
+            change = app._pending
+            start, cpu = time.perf_counter(), time.thread_time()
+            original()
+            end = time.perf_counter()
+            if change is None or (change.empty and not change.snapshot):
+                return
+            tick = Tick(
+                start,
+                end,
+                end - start,
+                time.thread_time() - cpu,
+                len(change.changed.get("workers", ())) + len(change.added.get("workers", ())),
+                sum(len(ids.get("jobs", ())) for ids in (change.added, change.changed)),
+            )
+            if change.snapshot and self.snapshot_apply is None:
+                self.snapshot_apply = tick
+            elif self.recording:
+                self.ticks.append(tick)
+            if self.frames is not None:
+                self.frames.claims.append(tick)
+
+        app._apply_pending = timed_apply_pending
+
+
+class Refreshes:
+    """Who asks for repaints while installed: widget class -> (calls, regions)."""
+
+    def __init__(self) -> None:
+        from textual.widget import Widget
+
+        self.counts: Counter[str] = Counter()
+        self.regions: Counter[str] = Counter()
+        self._widget = Widget
+        self._original = Widget.refresh
+        original = self._original
+        counts, regions = self.counts, self.regions
+
+        def refresh(widget: Any, *args: Any, **kwargs: Any) -> Any:
+            name = type(widget).__name__
+            if widget.id:
+                name += f"#{widget.id}"
+            counts[name] += 1
+            regions[name] += len(args) or 1
+            return original(widget, *args, **kwargs)
+
+        Widget.refresh = refresh  # type: ignore[method-assign]
+
+    def remove(self) -> None:
+        self._widget.refresh = self._original  # type: ignore[method-assign]
+
+
+class Reticks:
+    """Which ticking columns of a VirtualTable changed text when the clock ticked."""
+
+    def __init__(self, table: Any) -> None:
+        self.changed: Counter[str] = Counter()
+        self.rows = 0
+        self.table = table
+        original = table._retick
+        columns = table.columns
+
+        def retick(row: Any) -> bool:
+            before = list(row.cells) if row.cells is not None else None
+            changed = original(row)
+            if changed and before is not None:
+                self.rows += 1
+                for index, (a, b) in enumerate(zip(before, row.cells, strict=True)):
+                    if a is not b:
+                        self.changed[columns[index].key] += 1
+            return changed
+
+        table._retick = retick
+        self._original = original
+
+    def remove(self) -> None:
+        self.table._retick = self._original
+
+
+class GcPauses:
+    """Garbage-collector pauses by generation while installed (ms)."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._start = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, data: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.pauses[data["generation"]].append(ms(time.perf_counter() - self._start))
+
+    def summary(self) -> str:
+        gc.callbacks.remove(self._callback)
+        parts = [
+            f"gen {gen}: {len(values)} x, max {max(values):.1f} ms"
+            for gen, values in self.pauses.items()
+            if values
+        ]
+        return "; ".join(parts) or "none"
+
+
+def process_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+# =============================================================================================
+# Headless: initial render, churn ticks, key to frame, idle repaints.
+# =============================================================================================
+
+
+@dataclass
+class Figures:
+    rows: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+    def add(
+        self, label: str, value: float, target: float | None, unit: str, fmt: str = ".3g"
+    ) -> None:
+        if target is None:
+            self.rows.append((label, f"{value:{fmt}} {unit}", "-", "info"))
+            return
+        ok = value <= target
+        self.rows.append(
+            (label, f"{value:{fmt}} {unit}", f"<= {target:g} {unit}", "PASS" if ok else "MISS")
+        )
+        verdict(label, value, target, unit, higher_is_better=False)
+
+
+async def headless(args: argparse.Namespace, gw: GatewayProc, figures: Figures) -> None:
+    from textual import events
+
+    app = make_panel(gw.url)
+    probe = Probe(app)
+    start_session = app.session.start
+    app.session.start = lambda: None  # connect only once the frame clock is in place
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        frames = probe.frames = Frames(app)
+        table = workers_table(app)
+        start_session()
+        n_workers = args.workers
+
+        # 1. initial render ----------------------------------------------------------------
+        shown = await frames.frame(
+            lambda: app.current_view.view_id == "workers" and table.total_count >= n_workers,
+            timeout=60,
+        )
+        assert shown is not None and probe.snapshot_at is not None, "no first frame"
+        assert probe.decoded_at is not None and probe.snapshot_apply is not None
+        snap = probe.snapshot_apply
+        print(f"\n-- initial render: {n_workers:,} workers, {gw.jobs:,} jobs")
+        print(
+            f"   snapshot message complete -> parsed + validated"
+            f" {ms(probe.decoded_at - probe.snapshot_at):.0f} ms"
+            f" -> store {probe.snapshot_store_ms:.0f} ms -> waited"
+            f" {ms(snap.start - probe.decoded_at) - probe.snapshot_store_ms:.0f} ms"
+            f" -> _apply_pending (all views) {ms(snap.wall):.0f} ms"
+            f" -> frame {ms(shown - snap.end):.0f} ms"
+        )
+        figures.add("initial render", ms(shown - probe.snapshot_at), 500, "ms", ".0f")
+
+        # 2. churn ticks ---------------------------------------------------------------------
+        await asyncio.sleep(1.0)
+        gw.stats()
+        gw.send("churn")
+        await asyncio.sleep(args.warmup)
+        pauses = GcPauses()
+        probe.recording = True
+        t0, cpu0 = time.perf_counter(), process_cpu()
+        await asyncio.sleep(args.window)
+        t1, cpu1 = time.perf_counter(), process_cpu()
+        probe.recording = False
+        gc_summary = pauses.summary()
+        driver = gw.stats()
+        ticks = [t for t in probe.ticks if t0 <= t.start < t1]
+        window_frames = frames.between(t0, t1)
+        total = [ms(t.wall + t.frame_wall) for t in ticks]
+        total_cpu = [ms(t.cpu + t.frame_cpu) for t in ticks]
+        print(
+            f"\n-- churn at 4 Hz over {t1 - t0:.1f} s: {len(ticks)} updates applied, "
+            f"{sum(t.workers for t in ticks) / max(len(ticks), 1):.0f} workers and "
+            f"{sum(t.jobs for t in ticks) / max(len(ticks), 1):.0f} jobs changed per update"
+        )
+        print(
+            f"   gateway side: {driver['ticks']} hub ticks, {driver['deltas']} deltas, "
+            f"{driver['delta_bytes'] / max(driver['deltas'], 1) / 1e3:.0f} KB per delta, "
+            f"{driver['stats'].get('workers_touched', 0) / max(driver['ticks'], 1):.0f} workers "
+            f"touched per tick; hub flush {pcts(driver['flush_ms'])}"
+        )
+        print(f"   _apply_pending   {pcts([ms(t.wall) for t in ticks])}")
+        print(
+            f"   its frame        {pcts([ms(t.frame_wall) for t in ticks])} "
+            f"({sum(t.framed for t in ticks)} of {len(ticks)} updates repainted something)"
+        )
+        print(f"   apply + frame, CPU time: {pcts(total_cpu)}")
+        print(f"   client side per delta (json decode + store apply): {pcts(probe.client_ms)}")
+        print(f"   GC pauses: {gc_summary}")
+        figures.add("churn tick p50", percentile(sorted(total), 50), 25, "ms", ".1f")
+        figures.add("churn tick p95", percentile(sorted(total), 95), 25, "ms", ".1f")
+        cpu_headless = (cpu1 - cpu0) / (t1 - t0) * 100
+        span = t1 - t0
+        client_s = sum(probe.client_ms) / 1000
+        apply_s = sum(t.wall for t in ticks)
+        frame_s = sum(f.wall for f in window_frames)
+        print(
+            f"   where the time goes, % of one core: client {client_s / span * 100:.0f}, "
+            f"apply {apply_s / span * 100:.0f}, frames {frame_s / span * 100:.0f} "
+            f"(all {len(window_frames)} frames), the rest (event loop, websockets, timers, GC)"
+            f" {(cpu1 - cpu0 - client_s - apply_s - frame_s) / span * 100:.0f}"
+        )
+        bytes_churn_headless = sum(f.bytes for f in window_frames) / (t1 - t0)
+        print(
+            f"   process CPU {cpu_headless:.0f} % of one core; {len(window_frames)} frames, "
+            f"~{bytes_churn_headless / 1e3:.1f} KB/s of escape codes (headless estimate)"
+        )
+        figures.add("CPU under churn, headless", cpu_headless, None, "% of a core", ".0f")
+
+        # 3. key to frame under churn -------------------------------------------------------
+        moves = 0
+        original_down = table.action_cursor_down
+
+        def counted_down() -> None:
+            nonlocal moves
+            moves += 1
+            original_down()
+
+        table.action_cursor_down = counted_down
+        key_rng = random.Random(3)
+        latencies: list[float] = []
+        driver_ = app._driver
+        assert driver_ is not None
+        pauses = GcPauses()
+        for n in range(1, args.presses + 1):
+            await asyncio.sleep(key_rng.uniform(0.02, 0.15))
+            key = events.Key("down", None)
+            key.set_sender(app)
+            start = time.perf_counter()
+            driver_.send_message(key)
+            done = await frames.frame(lambda n=n: moves >= n, timeout=2)
+            latencies.append(2000.0 if done is None else ms(done - start))
+        gc_summary = pauses.summary()
+        latencies.sort()
+        print(f"\n-- 'down' to frame, {args.presses} presses while the churn goes on")
+        print(f"   {pcts(latencies)} (includes the 60 fps screen update timer); GC: {gc_summary}")
+        figures.add("key to frame p95", percentile(latencies, 95), 50, "ms", ".1f")
+
+        # 4. idle: what still repaints ------------------------------------------------------
+        gw.send("idle")
+        await asyncio.sleep(1.5)
+        refreshes = Refreshes()
+        reticks = Reticks(table)
+        t0, cpu0 = time.perf_counter(), process_cpu()
+        await asyncio.sleep(args.idle)
+        t1, cpu1 = time.perf_counter(), process_cpu()
+        refreshes.remove()
+        reticks.remove()
+        idle_frames = frames.between(t0, t1)
+        idle_ticks = [t for t in probe.ticks if t0 <= t.start < t1]
+        span = t1 - t0
+        print(f"\n-- idle (gateway unchanged, keep-alives only) for {span:.1f} s, headless")
+        print(
+            f"   {len(idle_frames)} frames, {sum(f.bytes for f in idle_frames) / span:.0f} B/s of "
+            f"escape codes; {len(idle_ticks)} updates applied; CPU "
+            f"{(cpu1 - cpu0) / span * 100:.1f} % of one core"
+        )
+        if refreshes.counts:
+            who = ", ".join(
+                f"{name} {n / span:.1f}/s ({refreshes.regions[name] / span:.0f} regions/s)"
+                for name, n in refreshes.counts.most_common(6)
+            )
+            print(f"   repaint requests: {who}")
+        if reticks.changed:
+            cols = ", ".join(f"{k} {v / span:.1f}/s" for k, v in reticks.changed.most_common())
+            print(
+                f"   Workers table clock ticks changed {reticks.rows / span:.1f} on-screen "
+                f"rows/s; cells by column: {cols}"
+            )
+        probe.frames = None
+
+
+# =============================================================================================
+# The real terminal: the panel as a child process on a pty.
+# =============================================================================================
+
+
+def panel_main(args: argparse.Namespace) -> int:
+    """Child side: size the terminal, run the panel, say when the Workers table is full."""
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(
+        sys.stdout.fileno(), termios.TIOCSWINSZ, struct.pack("HHHH", SIZE[1], SIZE[0], 0, 0)
+    )
+    app = make_panel(args.url)
+    fd = args.ready_fd
+    original = app._apply_pending
+    told = False
+
+    def apply_pending() -> None:
+        nonlocal told
+        original()
+        if not told and workers_table(app).total_count >= args.workers:
+            told = True
+            os.write(fd, b"ready\n")
+
+    app._apply_pending = apply_pending
+    app.run()
+    return 0
+
+
+class PtyPanel:
+    """The panel on a pseudo-terminal; every byte it writes is read and counted here."""
+
+    def __init__(self, url: str, workers: int) -> None:
+        ready_r, ready_w = os.pipe()
+        argv = [PYTHON, str(SCRIPT), "--role", "panel", "--url", url]
+        argv += ["--workers", str(workers), "--ready-fd", str(ready_w)]
+        env = dict(os.environ, TERM="xterm-256color", COLORTERM="truecolor")
+        env.pop("TEXTUAL", None)
+        pid, master = pty.fork()
+        if pid == 0:  # the child: become the panel
+            try:
+                os.close(ready_r)
+                os.set_inheritable(ready_w, True)
+                os.chdir(REPO)
+                os.execve(argv[0], argv, env)
+            finally:
+                os._exit(127)
+        os.close(ready_w)
+        self.pid, self.master, self.ready_fd = pid, master, ready_r
+        self.chunks: list[tuple[float, int]] = []
+        self.capture: bytearray | None = None
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            self.chunks.append((time.monotonic(), len(data)))
+            if self.capture is not None and len(self.capture) < 200_000:
+                self.capture += data
+
+    def wait_ready(self, timeout: float) -> bool:
+        readable, _, _ = select.select([self.ready_fd], [], [], timeout)
+        return bool(readable)
+
+    def bytes_between(self, t0: float, t1: float) -> int:
+        return sum(n for t, n in list(self.chunks) if t0 <= t < t1)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self.master, b"q")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if os.waitpid(self.pid, os.WNOHANG) != (0, 0):
+                break
+            time.sleep(0.05)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        self._reader.join(2)
+        os.close(self.master)
+        os.close(self.ready_fd)
+
+
+def window(panel: PtyPanel, seconds: float, capture: bool = False) -> tuple[float, float, bytes]:
+    """(bytes/s, CPU % of one core) of the panel over `seconds`; the bytes if captured."""
+    if capture:
+        panel.capture = bytearray()
+    t0, cpu0 = time.monotonic(), panel.cpu_seconds()
+    time.sleep(seconds)
+    t1, cpu1 = time.monotonic(), panel.cpu_seconds()
+    data = bytes(panel.capture or b"")
+    panel.capture = None
+    span = t1 - t0
+    return panel.bytes_between(t0, t1) / span, (cpu1 - cpu0) / span * 100, data
+
+
+_CSI_MOVE = re.compile(rb"\x1b\[(\d+);(\d+)H")
+
+
+def describe_writes(data: bytes, seconds: float) -> str:
+    """Where on the screen the captured bytes went: cursor moves per screen row and column."""
+    moves = _CSI_MOVE.findall(data)
+    if not moves:
+        return "no cursor-addressed writes"
+    rows = Counter(int(r) for r, _ in moves)
+    cols = Counter(int(c) for _, c in moves)
+    top_rows = ", ".join(f"{r}" for r, _ in sorted(rows.items())[:50])
+    top_cols = ", ".join(f"col {c}: {n / seconds:.1f}/s" for c, n in cols.most_common(4))
+    return f"{len(moves) / seconds:.1f} cursor moves/s, to rows {top_rows}; {top_cols}"
+
+
+def real_terminal(args: argparse.Namespace, gw: GatewayProc, figures: Figures) -> None:
+    print(f"\n-- real pty {SIZE[0]}x{SIZE[1]}: the panel as its own process, every byte counted")
+    panel = PtyPanel(gw.url, args.workers)
+    try:
+        if not panel.wait_ready(90):
+            raise RuntimeError("the panel on the pty never showed the workers")
+        time.sleep(2.0)  # the first frames, the role lookup, the footer
+        idle_bps, idle_cpu, data = window(panel, args.idle, capture=True)
+        print(f"   idle ({args.idle:g} s): {idle_bps:.0f} B/s, CPU {idle_cpu:.1f} % of one core")
+        if data:
+            print(f"   where idle bytes go: {describe_writes(data, args.idle)}")
+            sample = data[:160].decode("utf-8", "replace")
+            print(f"   first idle bytes: {sample!r}")
+        figures.add("idle bytes, 10k workers (pty)", idle_bps, 0, "B/s", ".0f")
+        figures.add("idle CPU, 10k workers (pty)", idle_cpu, None, "% of a core", ".1f")
+        gw.stats()
+        gw.send("churn")
+        time.sleep(args.warmup)
+        churn_bps, churn_cpu, _ = window(panel, args.window)
+        gw.send("idle")
+        print(f"   churn ({args.window:g} s): {churn_bps / 1e3:.1f} KB/s, CPU {churn_cpu:.0f} %")
+        figures.add("bytes under churn (pty)", churn_bps / 1e3, None, "KB/s", ".1f")
+        figures.add("CPU under churn (pty)", churn_cpu, None, "% of a core", ".0f")
+    finally:
+        panel.stop()
+
+
+def quiet_terminal(args: argparse.Namespace, figures: Figures) -> None:
+    print(f"\n-- real pty, quiet fleet: {args.quiet_workers} workers heartbeating every 5 s")
+    gw = GatewayProc(args.quiet_workers, 0, "quiet", args.seed)
+    try:
+        panel = PtyPanel(gw.url, args.quiet_workers)
+        try:
+            if not panel.wait_ready(60):
+                raise RuntimeError("the panel on the pty never showed the quiet fleet")
+            time.sleep(2.0)
+            bps, cpu, data = window(panel, args.idle, capture=True)
+            print(f"   {bps:.0f} B/s, CPU {cpu:.1f} % of one core")
+            if data:
+                print(f"   where the bytes go: {describe_writes(data, args.idle)}")
+            figures.add(
+                f"idle bytes, {args.quiet_workers} workers heartbeating (pty)", bps, 0, "B/s", ".0f"
+            )
+        finally:
+            panel.stop()
+    finally:
+        gw.stop()
+
+
+# =============================================================================================
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tiny run for CI smoke")
+    parser.add_argument("--workers", type=int, default=10_000)
+    parser.add_argument("--jobs", type=int, default=5_000)
+    parser.add_argument("--churn", type=float, default=0.10, help="share of workers per tick")
+    parser.add_argument("--window", type=float, default=12.0, help="churn window, seconds")
+    parser.add_argument("--idle", type=float, default=10.0, help="idle windows, seconds")
+    parser.add_argument("--warmup", type=float, default=1.5)
+    parser.add_argument("--presses", type=int, default=60)
+    parser.add_argument("--quiet-workers", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--no-pty", action="store_true", help="headless figures only")
+    parser.add_argument("--role", choices=["bench", "gateway", "panel"], default="bench")
+    parser.add_argument("--mode", default="idle", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role == "gateway":
+        asyncio.run(gateway_main(args))
+        return 0
+    if args.role == "panel":
+        return panel_main(args)
+    if args.quick:
+        args.workers, args.jobs, args.window, args.idle = 1_000, 500, 2.0, 2.0
+        args.warmup, args.presses, args.quiet_workers = 0.5, 10, 20
+
+    header(
+        f"tui_app: the panel on a live gateway, {args.workers:,} workers, {args.jobs:,} jobs, "
+        f"{args.churn:.0%} churn per 250 ms, {SIZE[0]}x{SIZE[1]}"
+    )
+    figures = Figures()
+    gw = GatewayProc(args.workers, args.jobs, "idle", args.seed)
+    try:
+        print(
+            f"   gateway driver: {args.workers:,} workers + {gw.jobs:,} jobs set up in "
+            f"{gw.setup_s:.1f} s at {gw.url}"
+        )
+        asyncio.run(headless(args, gw, figures))
+        if not args.no_pty:
+            real_terminal(args, gw, figures)
+    finally:
+        gw.stop()
+    if not args.no_pty:
+        quiet_terminal(args, figures)
+
+    print("\n== figures")
+    width = max(len(row[0]) for row in figures.rows)
+    for label, value, target, result in figures.rows:
+        print(f"   {label:<{width}}  {value:>16}  {target:>14}  {result}")
+    missed = [row[0] for row in figures.rows if row[3] == "MISS"]
+    print(f"\n{'all targets met' if not missed else 'missed: ' + ', '.join(missed)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
