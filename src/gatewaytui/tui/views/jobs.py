@@ -7,9 +7,9 @@ from typing import Any
 
 from rich.text import Text
 
-from gatewaytui.tui.formatting import age, bar, count, parse_ts
+from gatewaytui.tui.formatting import age, bar, parse_ts
 from gatewaytui.tui.views.base import register_view
-from gatewaytui.tui.views.table_view import TableView
+from gatewaytui.tui.views.table_view import TableView, numeric_column
 from gatewaytui.tui.widgets.virtual_table import Column
 
 
@@ -64,23 +64,8 @@ class JobsView(TableView):
                 align="right",
                 ticking=True,
             ),
-            Column(
-                "tokens_in",
-                "TOK IN",
-                lambda j: count(j.get("tokens_in")),
-                sort_key=lambda j: j.get("tokens_in", 0),
-                width=7,
-                align="right",
-                priority=3,
-            ),
-            Column(
-                "tokens_out",
-                "TOK OUT",
-                lambda j: count(j.get("tokens_out")),
-                sort_key=lambda j: j.get("tokens_out", 0),
-                width=7,
-                align="right",
-            ),
+            numeric_column("tokens_in", "TOK IN", priority=3),
+            numeric_column("tokens_out", "TOK OUT"),
             Column(
                 "stream",
                 "STREAM",

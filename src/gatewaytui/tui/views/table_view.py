@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 
 from gatewaytui.client.store import Change, StateStore
+from gatewaytui.tui.formatting import count
 from gatewaytui.tui.views.base import View
 from gatewaytui.tui.widgets.virtual_table import Column, VirtualTable
+
+
+def numeric_column(
+    key: str,
+    label: str,
+    *,
+    fmt: Callable[[Any], str] = count,
+    width: int = 7,
+    priority: int = 0,
+) -> Column:
+    """A right-aligned number read from `row[key]`, sorted by its value, shown with `fmt`."""
+    return Column(
+        key,
+        label,
+        lambda row: fmt(row.get(key)),
+        sort_key=lambda row: row.get(key) or 0,
+        width=width,
+        align="right",
+        priority=priority,
+    )
 
 
 class TableView(View):

@@ -10,9 +10,9 @@ from typing import Any
 from rich.text import Text
 
 from gatewaytui.client.store import Change, StateStore
-from gatewaytui.tui.formatting import STATUS_ORDER, age, count, ms, parse_ts, status_text
+from gatewaytui.tui.formatting import STATUS_ORDER, age, ms, parse_ts, status_text
 from gatewaytui.tui.views.base import register_view
-from gatewaytui.tui.views.table_view import TableView
+from gatewaytui.tui.views.table_view import TableView, numeric_column
 from gatewaytui.tui.widgets.virtual_table import Column
 
 RATE_WINDOW_S = 10.0
@@ -113,24 +113,8 @@ class WorkersView(TableView):
                 width=6,
                 align="right",
             ),
-            Column(
-                "tokens_in",
-                "TOK IN",
-                lambda w: count(w.get("tokens_in")),
-                sort_key=lambda w: w.get("tokens_in", 0),
-                width=7,
-                align="right",
-                priority=4,
-            ),
-            Column(
-                "tokens_out",
-                "TOK OUT",
-                lambda w: count(w.get("tokens_out")),
-                sort_key=lambda w: w.get("tokens_out", 0),
-                width=7,
-                align="right",
-                priority=1,
-            ),
+            numeric_column("tokens_in", "TOK IN", priority=4),
+            numeric_column("tokens_out", "TOK OUT", priority=1),
             Column(
                 "rate",
                 "TOK/S",
@@ -141,24 +125,8 @@ class WorkersView(TableView):
                 ticking=True,
                 priority=2,
             ),
-            Column(
-                "latency",
-                "AVG",
-                lambda w: ms(w.get("avg_processing_ms")),
-                sort_key=lambda w: w.get("avg_processing_ms", 0),
-                width=7,
-                align="right",
-                priority=3,
-            ),
-            Column(
-                "failures",
-                "FAIL",
-                lambda w: str(w.get("failures", 0)),
-                sort_key=lambda w: w.get("failures", 0),
-                width=5,
-                align="right",
-                priority=1,
-            ),
+            numeric_column("avg_processing_ms", "AVG", fmt=ms, priority=3),
+            numeric_column("failures", "FAIL", fmt=str, width=5, priority=1),
             Column(
                 "heartbeat",
                 "BEAT",
