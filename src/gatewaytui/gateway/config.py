@@ -38,6 +38,16 @@ class GatewayConfig:
     max_frame_bytes: int = 4 * 1024 * 1024
     metrics_enabled: bool = True
     metrics_per_worker: bool = True
+    mcp_max_request_bytes: int = 1024 * 1024
+    mcp_max_response_bytes: int = 8 * 1024 * 1024
+    mcp_heartbeat_interval: float = 10.0
+    mcp_dead_after: float = 30.0
+    mcp_client_concurrency: int = 16
+    mcp_call_timeout: float = 120.0
+    backends_store_path: str = "backends.yaml"
+    backends_probe_interval: float = 30.0
+    backends_failure_threshold: int = 3
+    backends_cooldown: float = 60.0
     options: ResolvedOptions = field(default_factory=resolve_options, compare=False, repr=False)
 
     @classmethod
@@ -59,6 +69,10 @@ class GatewayConfig:
             ("llm", "max_parallel_embeddings"),
             ("llm", "embedding_chunk_attempts"),
             ("workers", "max_frame_bytes"),
+            ("mcp", "max_request_bytes"),
+            ("mcp", "max_response_bytes"),
+            ("mcp", "client_concurrency"),
+            ("backends", "failure_threshold"),
         ):
             if g(plugin, arg) < 1:
                 raise ValueError(f"{plugin}.{arg}: expected a positive integer")
@@ -89,6 +103,16 @@ class GatewayConfig:
             max_frame_bytes=g("workers", "max_frame_bytes"),
             metrics_enabled=g("metrics", "enabled"),
             metrics_per_worker=g("metrics", "per_worker"),
+            mcp_max_request_bytes=g("mcp", "max_request_bytes"),
+            mcp_max_response_bytes=g("mcp", "max_response_bytes"),
+            mcp_heartbeat_interval=g("mcp", "heartbeat_interval"),
+            mcp_dead_after=g("mcp", "dead_after"),
+            mcp_client_concurrency=g("mcp", "client_concurrency"),
+            mcp_call_timeout=g("mcp", "call_timeout"),
+            backends_store_path=g("backends", "store_path"),
+            backends_probe_interval=g("backends", "probe_interval"),
+            backends_failure_threshold=g("backends", "failure_threshold"),
+            backends_cooldown=g("backends", "cooldown"),
             options=options,
         )
 
