@@ -226,3 +226,17 @@ def test_demo_runs_headless_for_a_while():
     status_lines = [line for line in result.stdout.splitlines() if line.startswith("workers:")]
     assert status_lines and "requests" in status_lines[-1]
     assert int(status_lines[-1].split("requests ")[1].split()[0]) > 0
+
+
+def test_options_export_for_pasting():
+    env = {**os.environ, "LLM_QUEUE_SIZE": "42", "SERVER_WORKER_KEY": "wk-secret"}
+    out = subprocess.run(
+        [*CLI, "options", "--export", "env"], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    assert "LLM_QUEUE_SIZE=42" in out
+    assert "wk-secret" not in out and "server.worker_key" in out
+    flags = subprocess.run(
+        [*CLI, "options", "--export", "flags", "--workers-gone-retention", "15m"],
+        capture_output=True, text=True, env=env, check=True,
+    ).stdout  # fmt: skip
+    assert "--workers-gone-retention 15m" in flags and "--llm-queue-size 42" in flags

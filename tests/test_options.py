@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 
@@ -120,5 +121,44 @@ def test_defaults_are_written_as_they_are_shown():
     for plugin in resolve_options().describe():
         for arg in plugin.args:
             if not arg.secret:
-                assert arg.value == arg.default, f"{plugin.id}.{arg.id}"
+                assert (arg.value or "") == arg.default, f"{plugin.id}.{arg.id}"
                 assert arg.source == "default"
+
+
+def test_deprecated_option_feeds_its_replacement_and_warns():
+    resolved = resolve_options(env={"LLM_MAX_QUEUE": "77"})
+    queue = resolved.args["llm"]["queue_size"]
+    assert (queue.value, queue.source) == (77, "env")
+    assert any("LLM_MAX_QUEUE is deprecated" in w for w in resolved.warnings)
+    assert any("sets llm.queue_size" in w for w in resolved.warnings)
+    expiry = resolve_options(
+        yaml_doc={"plugin_options": {"workers": {"heartbeat_timeout": "45s"}}}
+    ).args["workers"]["heartbeat_expiry"]
+    assert (expiry.value, expiry.source) == (45.0, "yaml")
+
+
+def test_replacement_given_as_strongly_wins_over_the_deprecated_one():
+    resolved = resolve_options(flags={"llm.queue_size": "5"}, env={"LLM_MAX_QUEUE": "77"})
+    assert resolved.args["llm"]["queue_size"].value == 5
+    both_env = resolve_options(env={"LLM_MAX_QUEUE": "77", "LLM_QUEUE_SIZE": "9"})
+    assert both_env.args["llm"]["queue_size"].value == 9
+
+
+def test_bad_deprecated_value_names_its_source():
+    with pytest.raises(OptionError, match="LLM_MAX_QUEUE=x: expected an integer"):
+        resolve_options(env={"LLM_MAX_QUEUE": "x"})
+
+
+def test_gateway_config_schema_is_generated_from_the_descriptors():
+    from pathlib import Path
+
+    from gatewaytui.gateway.options import config_json_schema
+
+    schema = config_json_schema()
+    plugins = schema["properties"]["plugin_options"]["properties"]
+    for descriptor in DESCRIPTORS:
+        assert set(plugins[descriptor.id]["properties"]) == {a.id for a in descriptor.args}
+    assert plugins["llm"]["properties"]["max_queue"]["deprecated"] is True
+    assert "default" not in plugins["server"]["properties"]["api_keys"]
+    published = Path(__file__).parents[1] / "docs" / "gateway-config.schema.json"
+    assert json.loads(published.read_text()) == schema, "run `gatewaytui schema --write docs`"

@@ -147,6 +147,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def print_plugin_specs() -> None:
+    """Every ArgSpec: flag, type, default, env, YAML path, description, example, status."""
     for descriptor in DESCRIPTORS:
         print(f"{descriptor.id}: {descriptor.name} — {descriptor.summary}")
         for spec in descriptor.args:
@@ -154,11 +155,21 @@ def print_plugin_specs() -> None:
             print(f"  {spec.flag:<36} {spec.type.value:<9} default {default}")
             print(f"      env {spec.env}, yaml {spec.yaml}")
             print(f"      {spec.description}")
+            if spec.example:
+                print(f"      example: {spec.example}")
+            if spec.deprecated:
+                print(f"      DEPRECATED: {spec.replacement or 'no replacement'}")
         print()
 
 
 def cmd_options(args: argparse.Namespace) -> int:
     resolved = resolve_from_args(args)
+    if args.export:
+        from gatewaytui.schema.options_export import export_config
+
+        plugins = [p.model_dump(mode="json") for p in resolved.describe()]
+        print(export_config(plugins, args.export, changed_only=not args.all), end="")
+        return 0
     for plugin in resolved.describe():
         print(f"[{plugin.id}] {plugin.name}")
         for arg in plugin.args:
@@ -174,9 +185,12 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from gatewaytui.schema.protocol import protocol_json_schema
     from gatewaytui.schema.state import state_json_schema
 
+    from gatewaytui.gateway.options import config_json_schema
+
     documents = {
         "state.schema.json": state_json_schema(),
         "protocol.schema.json": protocol_json_schema(),
+        "gateway-config.schema.json": config_json_schema(),
     }
     if args.write is None:
         print(json.dumps(documents["state.schema.json"], indent=2))
@@ -351,6 +365,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     options = sub.add_parser("options", help="print effective option values and their source")
     options.add_argument("--config", help="YAML file with a plugin_options section")
+    options.add_argument(
+        "--export",
+        choices=["yaml", "env", "flags"],
+        help="print the effective configuration as a YAML snippet, env lines or flags",
+    )
+    options.add_argument(
+        "--all", action="store_true", help="with --export: defaults too, not just changes"
+    )
     add_option_flags(options)
     options.set_defaults(func=cmd_options)
 

@@ -32,9 +32,16 @@ def _arg(
     secret: bool = False,
     deprecated: bool = False,
     replacement: str = "",
+    feeds: str | None = None,
 ) -> ArgSpec:
-    """Derive flag, env and YAML names from the plugin and argument id."""
+    """Derive flag, env and YAML names from the plugin and argument id.
+
+    `feeds` names the argument (same plugin) a deprecated one still sets, so old configs
+    keep working while they warn.
+    """
     dashed = f"{plugin}-{arg_id}".replace("_", "-")
+    if feeds is not None:
+        FEEDS[(plugin, arg_id)] = feeds
     return ArgSpec(
         id=arg_id,
         flag=f"--{dashed}",
@@ -49,6 +56,8 @@ def _arg(
         replacement=replacement,
     )
 
+
+FEEDS: dict[tuple[str, str], str] = {}
 
 STR, INT, BOOL, NUM, DUR = (
     ArgType.STRING,
@@ -190,6 +199,16 @@ DESCRIPTORS: list[PluginDescriptor] = [
             ),
             _arg(
                 "llm",
+                "max_queue",
+                INT,
+                "",
+                "Old name of queue_size.",
+                deprecated=True,
+                replacement="use llm.queue_size (--llm-queue-size, LLM_QUEUE_SIZE)",
+                feeds="queue_size",
+            ),
+            _arg(
+                "llm",
                 "model_family_matching",
                 BOOL,
                 "true",
@@ -217,6 +236,16 @@ DESCRIPTORS: list[PluginDescriptor] = [
                 "20s",
                 "Silence after which a worker is evicted and shown as gone.",
                 example="30s",
+            ),
+            _arg(
+                "workers",
+                "heartbeat_timeout",
+                DUR,
+                "",
+                "Old name of heartbeat_expiry.",
+                deprecated=True,
+                replacement="use workers.heartbeat_expiry (--workers-heartbeat-expiry)",
+                feeds="heartbeat_expiry",
             ),
             _arg(
                 "workers",
@@ -394,6 +423,7 @@ class ResolvedArg:
     spec: ArgSpec
     value: Any
     source: OptionSource
+    label: str = ""  # the flag, env var or YAML path it came from
 
 
 @dataclass
@@ -414,7 +444,12 @@ class ResolvedOptions:
             for spec in descriptor.args:
                 resolved = self.args[descriptor.id][spec.id]
                 is_set = resolved.value not in ("", None)
-                shown = None if spec.secret else _format_value(spec, resolved.value)
+                if spec.secret:
+                    shown = None
+                elif resolved.value is None:
+                    shown = ""
+                else:
+                    shown = _format_value(spec, resolved.value)
                 states.append(
                     ArgState(
                         **spec.model_dump(),
@@ -482,6 +517,9 @@ def resolve_options(
             if isinstance(plugin_yaml, Mapping) and spec.id in plugin_yaml:
                 candidates.append(("yaml", spec.yaml, plugin_yaml[spec.id]))
             source, label, raw = candidates[0] if candidates else ("default", "", spec.default)
+            if source == "default" and spec.deprecated and spec.default == "":
+                bucket[spec.id] = ResolvedArg(spec=spec, value=None, source=source)
+                continue
             try:
                 value = parse_value(spec, raw)
             except ValueError as exc:
@@ -493,11 +531,32 @@ def resolve_options(
                 resolved.warnings.append(
                     f"{label} is deprecated" + (f": {spec.replacement}" if spec.replacement else "")
                 )
-            bucket[spec.id] = ResolvedArg(spec=spec, value=value, source=source)
+            bucket[spec.id] = ResolvedArg(spec=spec, value=value, source=source, label=label)
         resolved.args[descriptor.id] = bucket
     if errors:
         raise OptionError("; ".join(errors))
+    _feed_replacements(resolved)
     return resolved
+
+
+_RANK = {"default": 0, "yaml": 1, "env": 2, "flag": 3}
+
+
+def _feed_replacements(resolved: ResolvedOptions) -> None:
+    """A deprecated option sets its replacement unless that was given as strongly or more."""
+    for (plugin, old_id), new_id in FEEDS.items():
+        old = resolved.args[plugin][old_id]
+        new = resolved.args[plugin][new_id]
+        if old.source == "default" or _RANK[new.source] >= _RANK[old.source]:
+            continue
+        try:
+            value = parse_value(new.spec, old.value)
+        except ValueError as exc:
+            raise OptionError(f"{old.label}: {exc}") from None
+        resolved.args[plugin][new_id] = ResolvedArg(
+            spec=new.spec, value=value, source=old.source, label=old.label
+        )
+        resolved.warnings.append(f"{old.label} sets {plugin}.{new_id} (its replacement)")
 
 
 def _unknown_yaml_keys(section: Mapping[str, Any]) -> list[str]:
@@ -522,3 +581,55 @@ def _unknown_yaml_keys(section: Mapping[str, Any]) -> list[str]:
 def _did_you_mean(word: str, choices: Any) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_JSON_TYPES = {
+    ArgType.INT: {"type": ["integer", "string"]},
+    ArgType.NUMBER: {"type": ["number", "string"]},
+    ArgType.BOOL: {"type": ["boolean", "string"]},
+    ArgType.DURATION: {
+        "type": ["string", "number"],
+        "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+$|^\d+(\.\d+)?$",
+    },
+    ArgType.STRING: {"type": "string"},
+}
+
+
+def config_json_schema() -> dict[str, Any]:
+    """JSON Schema of the gateway's YAML config, generated from the descriptors."""
+    plugins: dict[str, Any] = {}
+    for descriptor in DESCRIPTORS:
+        properties: dict[str, Any] = {}
+        for spec in descriptor.args:
+            prop: dict[str, Any] = dict(_JSON_TYPES[spec.type])
+            prop["description"] = spec.description + (
+                f" Deprecated: {spec.replacement}" if spec.deprecated else ""
+            )
+            if spec.default and not spec.secret:
+                prop["default"] = spec.default
+            if spec.example:
+                prop["examples"] = [spec.example]
+            if spec.deprecated:
+                prop["deprecated"] = True
+            if spec.secret:
+                prop["writeOnly"] = True
+            properties[spec.id] = prop
+        plugins[descriptor.id] = {
+            "type": "object",
+            "title": descriptor.name,
+            "description": descriptor.summary,
+            "properties": properties,
+            "additionalProperties": False,
+        }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "gatewaytui gateway configuration (gatewaytui serve --config)",
+        "type": "object",
+        "properties": {
+            "plugin_options": {
+                "type": "object",
+                "properties": plugins,
+                "additionalProperties": False,
+            }
+        },
+    }

@@ -13,7 +13,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 KEYS: list[tuple[str, str, str]] = [
-    ("1 … 4", "switch view (Overview, Workers, Jobs, Events)", "app.view_N"),
+    (
+        "1 … 7",
+        "switch view (Overview, Workers, Jobs, Events, MCP, Backends, Plugins)",
+        "app.view_N",
+    ),
     ("/", "filter rows (regex over all columns)", "app.filter"),
     ("esc", "back / clear the filter", "app.back"),
     ("o / O", "sort by the next column / reverse", "table.sort, table.reverse"),
@@ -23,6 +27,7 @@ KEYS: list[tuple[str, str, str]] = [
     ("u", "re-add (undrain) the selected or marked workers", "app.undrain"),
     ("x", "cancel the selected job", "app.cancel_job"),
     ("f", "events: follow the newest", "events.follow"),
+    ("e", "plugins: export the effective configuration (YAML, env, flags)", "plugins.export"),
     ("p", "pause / resume live updates", "app.pause"),
     ("S", "save the current state to a snapshot file", "app.save_snapshot"),
     ("ctrl+p", "command palette: server drain, contexts, themes", "app.command_palette"),
