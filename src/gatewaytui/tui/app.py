@@ -55,12 +55,14 @@ from gatewaytui.tui.views.base import VIEWS, View
 from gatewaytui.tui.views.events import EventsView
 from gatewaytui.tui.views.jobs import JobsView
 from gatewaytui.tui.views.overview import OverviewView
+from gatewaytui.tui.views.plugins import PluginsView
 from gatewaytui.tui.views.workers import WorkersView
 from gatewaytui.tui.widgets.banner import ConnectionBanner
 from gatewaytui.tui.widgets.header import GatewayHeader
 from gatewaytui.tui.widgets.virtual_table import VirtualTable
 
-_REGISTERED = (OverviewView, WorkersView, JobsView, EventsView)  # importing registers them
+# Importing a view registers it; this tuple keeps the imports used.
+_REGISTERED = (OverviewView, WorkersView, JobsView, EventsView, PluginsView)
 
 DEFAULT_STALE_AFTER = 15.0
 # Binding ids of widgets and screens (the app's own are read from its bindings).
@@ -70,6 +72,8 @@ KNOWN_BINDING_IDS = frozenset(
         "table.first", "table.last", "table.mark", "table.select", "table.sort",
         "table.reverse", "events.follow", "confirm.yes", "confirm.no",
         "type_confirm.cancel", "detail.back", "detail.drain", "detail.undrain", "help.close",
+        "plugins.export", "export.yaml", "export.env", "export.flags", "export.all",
+        "export.copy", "export.close",
     }
 )  # fmt: skip
 ACTIONS = frozenset({"drain", "undrain", "cancel_job"})
