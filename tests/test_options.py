@@ -162,3 +162,12 @@ def test_gateway_config_schema_is_generated_from_the_descriptors():
     assert "default" not in plugins["server"]["properties"]["api_keys"]
     published = Path(__file__).parents[1] / "docs" / "gateway-config.schema.json"
     assert json.loads(published.read_text()) == schema, "run `gatewaytui schema --write docs`"
+
+
+def test_options_reference_is_current():
+    from pathlib import Path
+
+    from gatewaytui.gateway.options import options_markdown
+
+    published = Path(__file__).parents[1] / "docs" / "options.md"
+    assert published.read_text() == options_markdown(), "run `gatewaytui schema --write docs`"

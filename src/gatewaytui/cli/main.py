@@ -200,6 +200,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
     for name, doc in documents.items():
         (target / name).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {target / name}")
+    from gatewaytui.gateway.options import options_markdown
+
+    (target / "options.md").write_text(options_markdown(), encoding="utf-8")
+    print(f"wrote {target / 'options.md'}")
     return 0
 
 

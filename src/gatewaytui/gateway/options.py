@@ -633,3 +633,32 @@ def config_json_schema() -> dict[str, Any]:
             }
         },
     }
+
+
+def options_markdown() -> str:
+    """docs/options.md: every option, generated from the descriptors (kept in sync by a test)."""
+    lines = [
+        "# Gateway options",
+        "",
+        "Generated from the plugin descriptors by `gatewaytui schema --write docs`; do not edit.",
+        "Every option can be given as a flag, an environment variable or a YAML key;",
+        "precedence is flag > env > YAML > default. See `gateway-config.schema.json` for the",
+        "YAML file's JSON Schema.",
+        "",
+    ]
+    for descriptor in DESCRIPTORS:
+        lines += [f"## `{descriptor.id}`: {descriptor.name}", "", descriptor.summary, ""]
+        lines += ["| option | type | default | flag / env | description |", "|---|---|---|---|---|"]
+        for spec in descriptor.args:
+            default = "(secret)" if spec.secret else f"`{spec.default}`" if spec.default else ""
+            note = spec.description
+            if spec.example:
+                note += f" Example: `{spec.example}`."
+            if spec.deprecated:
+                note += f" **Deprecated**: {spec.replacement}."
+            lines.append(
+                f"| `{spec.id}` | {spec.type.value} | {default} | `{spec.flag}` / `{spec.env}` "
+                f"| {note} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
