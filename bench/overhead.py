@@ -10,8 +10,9 @@ Four processes on loopback, each its own OS process:
 Closed loop at concurrency 64, first against the upstream directly, then through the gateway:
 requests/s, p50/p95/p99 latency, the added p50 and the throughput ratio, plus the CPU each
 process burnt during the window (they all share this machine's cores). Two gateway stacks:
-"shipped" (the CLI as released) and "tuned" (the changes proposed in docs/benchmarks.md, applied
+"shipped" (the CLI as released) and "tuned" (changes weighed in docs/benchmarks.md, applied
 from outside src/: uvloop in gateway and worker, relay HTTP over 8 small connection pools).
+More stacks with --stacks (see --help), among them an aiohttp relay if aiohttp is installed.
 
     python bench/overhead.py            # about 55 s
     python bench/overhead.py --quick    # a few seconds, for CI smoke (shipped stack only)
@@ -226,6 +227,8 @@ STACKS = {
     # experiment, not in the default run (needs `pip install aiohttp`): tuned, but the relay
     # POSTs with aiohttp instead of httpx
     "aiohttp": {"gateway": "uvloop", "relay": ["--client", "aiohttp", "--uvloop"]},
+    # the same with the shipped gateway (stock asyncio loop): isolates the loop's effect
+    "aiohttp-stock": {"gateway": "cli", "relay": ["--client", "aiohttp", "--uvloop"]},
 }
 
 
@@ -293,13 +296,13 @@ def main() -> int:
         "--serial-duration",
         type=float,
         default=3.0,
-        help="seconds per window at concurrency 1 (tuned stack); 0: skip",
+        help="seconds per window at concurrency 1 (all but the shipped stack); 0: skip",
     )
     parser.add_argument(
         "--stacks",
         default="shipped,tuned",
-        help="comma list of: shipped (as released), tuned (proposed changes); also "
-        "stock-gateway (shipped gateway, tuned relay) and aiohttp (needs aiohttp installed)",
+        help="comma list of: shipped (as released), tuned (uvloop + sharded relay pools); also "
+        "stock-gateway (shipped gateway, tuned relay), aiohttp and aiohttp-stock (need aiohttp)",
     )
     parser.add_argument("--loadgen", choices=["auto", "wrk", "httpx"], default="auto")
     parser.add_argument("--workers", type=int, default=1, help="relay workers (one process)")
@@ -310,7 +313,7 @@ def main() -> int:
     for s in stacks:
         if s not in STACKS:
             parser.error(f"unknown stack {s!r}")
-    if "aiohttp" in stacks:
+    if any(s.startswith("aiohttp") for s in stacks):
         try:
             import aiohttp  # noqa: F401
         except ImportError:

@@ -68,6 +68,7 @@ class GatewayMetrics:
 
     def __init__(self, read_live: Callable[[], dict[str, Any]], per_worker: bool = True):
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.per_worker = per_worker
         r = self.registry
         self.model_requests = Counter(
@@ -128,6 +129,19 @@ class GatewayMetrics:
         )
         r.register(_LiveCollector(read_live))
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(...)`, cached: label lookup showed up in per-request profiles."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def forget_worker(self, worker: str) -> None:
+        """Drop a removed worker's cached children (its series stay in the registry)."""
+        for key in [k for k in self._children if worker in k[1]]:
+            del self._children[key]
+
     def job_finished(
         self,
         model: str,
@@ -138,14 +152,15 @@ class GatewayMetrics:
         tokens_out: int = 0,
         embeddings: int = 0,
     ) -> None:
-        self.model_requests.labels(model, "success" if ok else "failure").inc()
-        self.request_duration.labels(model, kind).observe(seconds)
+        child = self._child
+        child(self.model_requests, model, "success" if ok else "failure").inc()
+        child(self.request_duration, model, kind).observe(seconds)
         if tokens_in:
-            self.model_tokens.labels(model, "in").inc(tokens_in)
+            child(self.model_tokens, model, "in").inc(tokens_in)
         if tokens_out:
-            self.model_tokens.labels(model, "out").inc(tokens_out)
+            child(self.model_tokens, model, "out").inc(tokens_out)
         if embeddings:
-            self.model_embeddings.labels(model).inc(embeddings)
+            child(self.model_embeddings, model).inc(embeddings)
 
     def worker_finished(
         self,
@@ -159,14 +174,15 @@ class GatewayMetrics:
     ) -> None:
         if not self.per_worker:
             return
-        self.worker_jobs.labels(worker, "success" if ok else "failure").inc()
-        self.worker_processing.labels(worker, kind).observe(seconds)
+        child = self._child
+        child(self.worker_jobs, worker, "success" if ok else "failure").inc()
+        child(self.worker_processing, worker, kind).observe(seconds)
         if tokens_in:
-            self.worker_tokens.labels(worker, "in").inc(tokens_in)
+            child(self.worker_tokens, worker, "in").inc(tokens_in)
         if tokens_out:
-            self.worker_tokens.labels(worker, "out").inc(tokens_out)
+            child(self.worker_tokens, worker, "out").inc(tokens_out)
         if embeddings:
-            self.worker_embeddings.labels(worker).inc(embeddings)
+            child(self.worker_embeddings, worker).inc(embeddings)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

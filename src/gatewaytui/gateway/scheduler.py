@@ -59,6 +59,10 @@ class Scheduler:
 
     # -- load changes -----------------------------------------------------------------------
 
+    def members(self, key: str) -> dict[str, WorkerRecord]:
+        """Workers listed under a heap key (`m:<model>` or `f:<family>`), eligible or not."""
+        return self._members.get(key, {})
+
     def _entry(self, worker: WorkerRecord) -> Entry:
         load = worker.inflight / worker.max_concurrency
         if self.strategy == "round-robin":

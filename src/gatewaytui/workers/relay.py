@@ -26,6 +26,7 @@ from gatewaytui.workers.backend import (
     usage_from,
     words_in_messages,
 )
+from gatewaytui.workers.http_pool import ShardedTransport
 from gatewaytui.workers.settings import UpstreamSettings
 
 log = logging.getLogger("gatewaytui.workers.relay")
@@ -70,8 +71,9 @@ class RelayBackend(Backend):
         self._client = httpx.AsyncClient(
             headers=headers,
             timeout=httpx.Timeout(self.settings.timeout_s, connect=self.settings.connect_timeout_s),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-            transport=self._transport,
+            # Bounded, sharded pools: one unbounded pool grew past 100 sockets and spent
+            # most of the relay's CPU on its own bookkeeping (bench/overhead.py).
+            transport=self._transport or ShardedTransport(),
             # The relay talks to a server the operator named; proxies from env would surprise.
             trust_env=False,
         )
