@@ -52,6 +52,7 @@ from gatewaytui.tui.themes import (
     status_variable_defaults,
     user_themes_dir,
 )
+from gatewaytui.tui.views.backends import BackendsView
 from gatewaytui.tui.views.base import VIEWS, View
 from gatewaytui.tui.views.events import EventsView
 from gatewaytui.tui.views.jobs import JobsView
@@ -63,7 +64,7 @@ from gatewaytui.tui.widgets.header import GatewayHeader
 from gatewaytui.tui.widgets.virtual_table import VirtualTable
 
 # Importing a view registers it; this tuple keeps the imports used.
-_REGISTERED = (OverviewView, WorkersView, JobsView, EventsView, PluginsView)
+_REGISTERED = (OverviewView, WorkersView, JobsView, EventsView, BackendsView, PluginsView)
 
 DEFAULT_STALE_AFTER = 15.0
 # Binding ids of widgets and screens (the app's own are read from its bindings).
@@ -75,6 +76,8 @@ KNOWN_BINDING_IDS = frozenset(
         "type_confirm.cancel", "detail.back", "detail.drain", "detail.undrain", "help.close",
         "plugins.export", "export.yaml", "export.env", "export.flags", "export.all",
         "export.copy", "export.close",
+        "backends.add", "backends.edit", "backends.toggle", "backends.probe", "backends.delete",
+        "backend_form.cancel", "backend_form.save", "backend_form.test",
     }
 )  # fmt: skip
 ACTIONS = frozenset({"drain", "undrain", "cancel_job"})
@@ -198,6 +201,7 @@ class GatewayApp(App[None]):
         self.session = self._make_session()
         self.paused = False
         self._frozen = False
+        self._serving_count = 0
         self._pending: Change | None = None
         self._role: str | None = None
         self.drain_watch: dict[str, str] = {}  # worker id -> "drain" | "undrain"
@@ -335,15 +339,29 @@ class GatewayApp(App[None]):
 
     def action_show_view(self, view_id: str) -> None:
         self._switcher.current = f"view-{view_id}"
+        view = self.current_view
+        if view.stale:
+            view.stale = False
+            view.show_state(self.store, None)
         self._show_filter_bar(bool(self.current_view.filter_text))
         self.current_view.focus_main()
         self.refresh_bindings()
         self._update_header()
 
+    def _count_workers(self) -> None:
+        """Serving workers for the header: a fleet-wide scan, so once a second, not per update."""
+        self._serving_count = sum(
+            1
+            for w in self.store.items["workers"].values()
+            if w.get("status") in ("idle", "working", "connected")
+        )
+
     def show_everything(self) -> None:
         """A full redraw from the store (start, resume, context switch)."""
+        self._count_workers()
         with self.batch_update():
             for view in self.views():
+                view.stale = False
                 view.show_state(self.store, None)
             self._update_header()
             self._update_banner()
@@ -372,23 +390,31 @@ class GatewayApp(App[None]):
         change, self._pending = self._pending, None
         if change is None or (change.empty and not change.snapshot):
             return
-        if change.snapshot and not self._frozen:
-            # The first big state is long-lived: keep the GC's full passes off it (they
-            # were the tail of key-to-frame latency with 10,000 rows).
-            self._frozen = True
-            gc.freeze()
         with self.batch_update():
+            current = self.current_view
             for view in self.views():
-                view.show_state(self.store, change)
+                if view is current:
+                    view.show_state(self.store, change)
+                else:  # hidden: redraw in full when shown, keep only histories now
+                    view.stale = True
+                    view.observe(self.store, change)
             screen = self.screen
             if hasattr(screen, "show_state"):
                 screen.show_state(self.store, change)
             self._check_drains()
             self._update_header()
+        if change.snapshot and not self._frozen:
+            # The first big state and its rows are long-lived: once drawn, keep the GC's
+            # full passes off them (they were the tail of key-to-frame latency).
+            self._frozen = True
+            self.call_after_refresh(gc.freeze)
 
     def _tick(self) -> None:
+        for view in self.views():
+            view.background_tick(self.store)
         if self.paused:
             return
+        self._count_workers()
         with self.batch_update():
             self.current_view.tick()
             screen = self.screen
@@ -441,9 +467,7 @@ class GatewayApp(App[None]):
             line1.append(" · ")
         line1.append_text(self._connection_text())
         workers = self.store.items["workers"]
-        serving = sum(
-            1 for w in workers.values() if w.get("status") in ("idle", "working", "connected")
-        )
+        serving = self._serving_count
         queue = server.get("queue") or {}
         line1.append(
             f" · workers {serving}/{len(workers)} · jobs {len(self.store.items['jobs'])}"

@@ -76,6 +76,16 @@ def age(seconds: float | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
+def coarse_age(seconds: float) -> str:
+    """Like `age` but whole minutes past a minute: a clock column that changes rarely."""
+    s = max(int(seconds), 0)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    return age(s)
+
+
 def age_since(value: str | None, now: float | None = None) -> str:
     ts = parse_ts(value)
     if ts is None:

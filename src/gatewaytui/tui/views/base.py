@@ -24,6 +24,7 @@ class View(Vertical):
     def __init__(self) -> None:
         super().__init__(id=f"view-{self.view_id}", classes="view")
         self.filter_text = ""
+        self.stale = False  # changes arrived while hidden: redraw in full when shown
 
     @property
     def gateway_app(self) -> GatewayApp:
@@ -31,6 +32,12 @@ class View(Vertical):
 
     def show_state(self, store: StateStore, change: Change | None) -> None:
         """Bring the view up to date; `change` None means everything may have changed."""
+
+    def observe(self, store: StateStore, change: Change | None) -> None:
+        """While hidden: keep history that cannot be rebuilt later (rates), nothing else."""
+
+    def background_tick(self, store: StateStore) -> None:
+        """Once a second, shown or not: sample what becomes a history (sparklines)."""
 
     def tick(self) -> None:
         """Once a second: re-render what depends on the clock (ages, elapsed)."""

@@ -57,13 +57,25 @@ def alerts(store: StateStore, throughput: Throughput, now: float, stale_after: f
     """What an on-call operator should look at first."""
     found: list[Text] = []
     for model in store.items["models"].values():
-        if model.get("ready_workers", 0) == 0:
+        # capacity counts the backends in routing too: a model they serve is not orphaned
+        if model.get("ready_workers", 0) == 0 and not model.get("capacity", 0):
+            backends = any(o.startswith("backend:") for o in model.get("owned_by", ()))
             found.append(
                 Text.assemble(
                     ("✖ ", "bold red"),
                     (model["id"], "bold"),
-                    f": no ready worker ({model.get('workers', 0)} listed"
-                    f", {model.get('queued', 0)} queued)",
+                    f": no ready worker{' or backend' if backends else ''}"
+                    f" ({model.get('workers', 0)} listed, {model.get('queued', 0)} queued)",
+                )
+            )
+    for backend in store.items["backends"].values():
+        if backend.get("enabled", True) and not backend.get("routing", True):
+            found.append(
+                Text.assemble(
+                    ("✖ ", "bold red"),
+                    ("backend " + str(backend["id"]), "bold"),
+                    " out of routing: ",
+                    Text(str(backend.get("last_error") or "failed probes")),
                 )
             )
     if throughput.queue_growing():
@@ -172,7 +184,7 @@ class OverviewView(TableView):
     def show_state(self, store: StateStore, change: Change | None) -> None:
         self._store = store
         super().show_state(store, change)
-        if change is None or change.snapshot or change.touched("workers") or change.server:
+        if change is None or change.snapshot:
             self._show_counts(store)
             self._show_alerts()
 
@@ -197,11 +209,16 @@ class OverviewView(TableView):
             self._alerts_shown = body.plain
             self.query_one("#alerts", Static).update(body)
 
+    def background_tick(self, store: StateStore) -> None:
+        self._store = store
+        self.throughput.sample(store.server, time.monotonic())
+
     def tick(self) -> None:
+        """Fleet-wide scans (status counts, alerts) run here, once a second, not per update."""
         super().tick()
         if self._store is None:
             return
-        self.throughput.sample(self._store.server, time.monotonic())
+        self._show_counts(self._store)
         requests, tokens = list(self.throughput.requests), list(self.throughput.tokens)
         last_r = requests[-1] if requests else 0.0
         last_t = tokens[-1] if tokens else 0.0

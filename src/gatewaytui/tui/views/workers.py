@@ -10,7 +10,7 @@ from typing import Any
 from rich.text import Text
 
 from gatewaytui.client.store import Change, StateStore
-from gatewaytui.tui.formatting import STATUS_ORDER, age, ms, parse_ts, status_text
+from gatewaytui.tui.formatting import STATUS_ORDER, coarse_age, ms, parse_ts, status_text
 from gatewaytui.tui.views.base import register_view
 from gatewaytui.tui.views.table_view import TableView, numeric_column
 from gatewaytui.tui.widgets.virtual_table import Column
@@ -33,6 +33,8 @@ class TokenRates:
 
     def observe(self, worker_id: str, tokens_out: float, now: float) -> None:
         samples = self._samples.setdefault(worker_id, deque())
+        if samples and tokens_out == samples[-1][1]:
+            return  # nothing new: the window's first sample already anchors the decay
         if samples and tokens_out < samples[-1][1]:
             samples.clear()  # the counter went backwards: a new worker under the same id
         samples.append((now, tokens_out))
@@ -77,11 +79,15 @@ class WorkersView(TableView):
             return f"{w.get('inflight', 0)}/{w.get('max_concurrency', 0)}"
 
         def heartbeat(w: Mapping[str, Any]) -> Text:
+            """`ok` while fresh, so a healthy fleet does not repaint every second; the age
+            once it is stale (seconds, then whole minutes)."""
             if w.get("status") == "gone":
-                return Text("gone " + age(now() - (parse_ts(w.get("gone_at")) or now())), "dim")
+                gone = now() - (parse_ts(w.get("gone_at")) or now())
+                return Text("gone " + coarse_age(gone), "dim")
             seconds = now() - (parse_ts(w.get("last_heartbeat")) or now())
-            stale = seconds > app.heartbeat_stale_after
-            return Text(age(seconds), "bold red" if stale else "")
+            if seconds <= app.heartbeat_stale_after:
+                return Text("ok")
+            return Text(coarse_age(seconds), "bold red")
 
         def rate(w: Mapping[str, Any]) -> str:
             value = self.rates.current(w["id"], time.monotonic())
@@ -139,7 +145,7 @@ class WorkersView(TableView):
             Column("version", "VERSION", lambda w: w.get("version", ""), width=8, priority=5),
         ]
 
-    def show_state(self, store: StateStore, change: Change | None) -> None:
+    def observe(self, store: StateStore, change: Change | None) -> None:
         now = time.monotonic()
         workers = store.items["workers"]
         if change is None or change.snapshot:
@@ -152,4 +158,7 @@ class WorkersView(TableView):
             worker = workers.get(worker_id)
             if worker is not None:
                 self.rates.observe(worker_id, worker.get("tokens_out", 0), now)
+
+    def show_state(self, store: StateStore, change: Change | None) -> None:
+        self.observe(store, change)
         super().show_state(store, change)

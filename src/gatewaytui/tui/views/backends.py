@@ -1,0 +1,259 @@
+"""Backends: the OpenAI-compatible endpoints the gateway calls directly — their health, models
+and load — with add/edit forms, probe, enable/disable and delete."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.binding import Binding, BindingType
+
+from gatewaytui.client.errors import ActionError, ClientError
+from gatewaytui.client.store import Change, StateStore
+from gatewaytui.tui.formatting import age, ms, parse_ts, status_text
+from gatewaytui.tui.screens.backend_form import BackendFormScreen
+from gatewaytui.tui.screens.confirm import ConfirmScreen
+from gatewaytui.tui.views.base import register_view
+from gatewaytui.tui.views.table_view import TableView, numeric_column
+from gatewaytui.tui.widgets.virtual_table import Column, VirtualTable
+
+ACTIONS = frozenset({"add", "edit", "delete", "toggle", "probe"})
+STATUS_ORDER = {"unhealthy": 0, "unknown": 1, "healthy": 2}
+
+
+def models_text(backend: Mapping[str, Any]) -> str:
+    models = backend.get("models") or []
+    if not models:
+        return "-"
+    return f"{len(models)}: {', '.join(models)}"
+
+
+def note(backend: Mapping[str, Any], now: float) -> Text:
+    """Why a backend is not serving (disabled, out of routing until …), else its last error."""
+    if not backend.get("enabled", True):
+        return Text("disabled", "dim")
+    error = backend.get("last_error") or ""
+    if not backend.get("routing", True):
+        retry = parse_ts(backend.get("next_retry_at"))
+        when = f", retry {age(retry - now)}" if retry else ""
+        return Text.assemble(("out" + when, "bold red"), " · ", Text(error))
+    return Text(error, "yellow") if error else Text("")
+
+
+@register_view("6")
+class BackendsView(TableView):
+    view_id = "backends"
+    title = "Backends"
+    collection = "backends"
+    default_sort = ("id", False)
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("a", "add", "Add", id="backends.add"),
+        Binding("e", "edit", "Edit", id="backends.edit"),
+        Binding("t", "toggle", "Enable/disable", id="backends.toggle"),
+        Binding("P", "probe", "Probe", id="backends.probe"),
+        Binding("delete", "delete", "Delete", id="backends.delete"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cursor_to: str | None = None
+
+    def columns(self) -> Sequence[Column]:
+        app = self.gateway_app
+        now = app.now
+        styles = app.status_styles
+
+        def probed(b: Mapping[str, Any]) -> str:
+            at = parse_ts(b.get("last_probe_at"))
+            return age(now() - at) if at else "never"
+
+        return [
+            Column("id", "ID", lambda b: b["id"], width=14, min_width=10),
+            Column("type", "TYPE", lambda b: b.get("type", ""), width=12, priority=4),
+            Column("url", "URL", lambda b: b.get("url", ""), width=26, priority=2),
+            Column(
+                "status",
+                "STATUS",
+                lambda b: status_text(b.get("status"), styles),
+                sort_key=lambda b: STATUS_ORDER.get(b.get("status", ""), 9),
+                width=11,
+            ),
+            Column(
+                "enabled",
+                "ON",
+                lambda b: "yes" if b.get("enabled", True) else Text("no", "bold"),
+                width=3,
+            ),
+            Column(
+                "models",
+                "MODELS",
+                models_text,
+                sort_key=lambda b: len(b.get("models") or ()),
+                width=16,
+                flex=True,
+                priority=1,
+            ),
+            Column(
+                "inflight",
+                "LOAD",
+                lambda b: f"{b.get('inflight', 0)}/{b.get('max_concurrency', 0)}",
+                sort_key=lambda b: b.get("inflight", 0),
+                width=5,
+                align="right",
+                priority=5,
+            ),
+            numeric_column("latency_ms", "LATENCY", fmt=ms, width=7, priority=3),
+            Column(
+                "probed",
+                "PROBED",
+                probed,
+                sort_key=lambda b: b.get("last_probe_at") or "",
+                width=6,
+                align="right",
+                ticking=True,
+                priority=2,
+            ),
+            Column(
+                "note",
+                "NOTE",
+                lambda b: note(b, now()),
+                sort_key=lambda b: b.get("last_error") or "",
+                width=16,
+                flex=True,
+                priority=3,
+                ticking=True,
+            ),
+        ]
+
+    # -- actions --------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Edits are hidden in read-only mode (a snapshot, a viewer token, --read-only)."""
+        if action in ACTIONS:
+            return not self.gateway_app.read_only
+        return True
+
+    def _selected(self) -> dict[str, Any] | None:
+        row_id = self.table.cursor_id
+        return dict(self.gateway_app.store.items["backends"].get(row_id or "") or {}) or None
+
+    def _allowed(self) -> bool:
+        return not self.gateway_app._refuse_read_only()
+
+    def action_add(self) -> None:
+        if self._allowed():
+            self.app.push_screen(BackendFormScreen(None), self._saved)
+
+    def action_edit(self) -> None:
+        backend = self._selected()
+        if backend is not None and self._allowed():
+            self._open_editor(backend["id"])
+
+    @on(VirtualTable.RowSelected)
+    def _row_selected(self, event: VirtualTable.RowSelected) -> None:
+        event.stop()
+        self.action_edit()
+
+    @work(exclusive=True, group="backends")
+    async def _open_editor(self, backend_id: str) -> None:
+        """The form starts from the gateway's current version (and its revision)."""
+        try:
+            backend = await self.gateway_app.session.backend(backend_id)
+        except ClientError as exc:
+            self.app.notify(f"cannot edit {backend_id}: {exc}", severity="error", timeout=8)
+            return
+        self.app.push_screen(BackendFormScreen(backend.model_dump(mode="json")), self._saved)
+
+    def _saved(self, backend: dict[str, Any] | None) -> None:
+        if backend is not None:
+            self.app.notify(f"backend {backend['id']} saved (revision {backend['revision']})")
+            if not self.table.move_cursor_to(backend["id"]):
+                self._cursor_to = backend["id"]  # its row arrives with the next update
+
+    def show_state(self, store: StateStore, change: Change | None) -> None:
+        super().show_state(store, change)
+        if self._cursor_to is not None and self.table.move_cursor_to(self._cursor_to):
+            self._cursor_to = None
+
+    def action_delete(self) -> None:
+        backend = self._selected()
+        if backend is None or not self._allowed():
+            return
+        inflight = backend.get("inflight", 0)
+        body = Text.assemble(
+            "  ",
+            (backend["id"], "bold"),
+            "  ",
+            Text(backend.get("url", "")),
+            f"\n  {len(backend.get('models') or [])} model(s), {inflight} call(s) in flight\n\n",
+            "It leaves routing at once and is removed from the backends file; "
+            "its calls in flight finish.",
+        )
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._delete(backend["id"], backend.get("revision"))
+
+        self.app.push_screen(ConfirmScreen("Delete this backend?", body, "Delete"), confirmed)
+
+    @work(group="backends-actions")
+    async def _delete(self, backend_id: str, revision: int | None) -> None:
+        try:
+            result = await self.gateway_app.session.delete_backend(backend_id, revision=revision)
+        except ActionError as exc:
+            self._refused("delete", backend_id, exc)
+            return
+        except ClientError as exc:
+            self.app.notify(f"delete {backend_id} failed: {exc}", severity="error", timeout=10)
+            return
+        self.app.notify(result.message or f"backend {backend_id} deleted", timeout=6)
+
+    def action_toggle(self) -> None:
+        backend = self._selected()
+        if backend is not None and self._allowed():
+            self._toggle(backend["id"], not backend.get("enabled", True), backend.get("revision"))
+
+    @work(group="backends-actions")
+    async def _toggle(self, backend_id: str, enabled: bool, revision: int | None) -> None:
+        try:
+            await self.gateway_app.session.patch_backend(
+                backend_id, {"enabled": enabled}, revision=revision
+            )
+        except ActionError as exc:
+            self._refused("enable" if enabled else "disable", backend_id, exc)
+            return
+        except ClientError as exc:
+            self.app.notify(f"{backend_id}: {exc}", severity="error", timeout=10)
+            return
+        self.app.notify(f"backend {backend_id} {'enabled' if enabled else 'disabled'}", timeout=4)
+
+    def action_probe(self) -> None:
+        backend = self._selected()
+        if backend is not None and self._allowed():
+            self._probe(backend["id"])
+
+    @work(group="backends-actions")
+    async def _probe(self, backend_id: str) -> None:
+        self.app.notify(f"probing {backend_id} …", timeout=2)
+        try:
+            result = await self.gateway_app.session.probe_backend(backend_id)
+        except ClientError as exc:
+            self.app.notify(f"probe {backend_id} failed: {exc}", severity="error", timeout=10)
+            return
+        if result.ok:
+            self.app.notify(
+                f"✓ {backend_id}: {len(result.models)} model(s) in {result.latency_ms:.0f} ms",
+                timeout=6,
+            )
+        else:
+            self.app.notify(f"✖ {backend_id}: {result.error}", severity="error", timeout=10)
+
+    def _refused(self, what: str, backend_id: str, exc: ActionError) -> None:
+        if exc.code == "revision_conflict":
+            message = f"{what} {backend_id}: it changed on the gateway meanwhile; look and retry"
+        else:
+            message = f"{what} {backend_id} refused: {exc}"
+        self.app.notify(message, severity="error", timeout=10)
