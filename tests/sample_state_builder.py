@@ -42,6 +42,8 @@ YAML = {
         "server": {"host": "0.0.0.0"},
         "llm": {"queue_size": 200, "max_parallel_embeddings": 8},
         "workers": {"gone_retention": "15m"},
+        # (does not exist where the sample is built: the backends below are made in code)
+        "backends": {"store_path": "/var/lib/gatewaytui/backends.yaml", "probe_interval": "15s"},
     }
 }
 ENV = {
@@ -334,6 +336,71 @@ jobs.sort(key=lambda j: j.started_at)
 for j in jobs:
     gw.jobs[j.id] = j
 
+# ---- backends: real records through the manager, health from real probe outcomes ------------
+from gatewaytui.gateway.backend_http import ProbeOutcome  # noqa: E402
+from gatewaytui.gateway.backend_store import StoredBackend  # noqa: E402
+from gatewaytui.gateway.jobs import Assignment  # noqa: E402
+from gatewaytui.schema.backends import BackendSpec  # noqa: E402
+
+LLAMA_70B = "meta-llama/Llama-3.1-70B-Instruct"
+
+
+def backend(spec, revision, updated, probes=(), counters=None):
+    stored = StoredBackend(BackendSpec.model_validate(spec), revision, updated)
+    record = gw.backends._install(stored)
+    for probed_at, ok, latency, models, error in probes:
+        gw.backends._apply_probe(
+            record, ProbeOutcome(ok, latency, list(models), error, probed_at=t(probed_at))
+        )
+    if counters:
+        c = record.worker.counters
+        c.processed, c.failures, c.tokens_in, c.tokens_out, c.embeddings = counters
+    return record
+
+
+vllm = backend(
+    {"id": "vllm-prod", "type": "vllm", "url": "http://10.0.4.10:8000/v1",
+     "api_key": "env:VLLM_PROD_KEY", "max_concurrency": 16, "labels": {"zone": "eu-west-1a"},
+     "declared_models": [{"name": LLAMA_70B, "context_length": 131072,
+                          "max_output_tokens": 8192}]},
+    3, t("08:02:17.540"),
+    [("09:29:45.002", True, 42.7, [LLAMA_70B], None)],
+    counters=(1_204, 3, 1_480_112, 402_995, 0),
+)  # fmt: skip
+served = next(j for j in jobs if j.backend == "vllm-prod")
+vllm.worker.inflight = 1
+gw._assignments[served.id] = Assignment(served.id, served, vllm.worker)
+TIMEOUT = "GET /api/tags: connect timeout"
+backend(
+    {"id": "ollama-lab", "type": "ollama", "url": "http://192.168.7.50:11434",
+     "labels": {"site": "lab"}, "timeout_s": "2m"},
+    1, t("14:20:03.118", "2026-11-20"),
+    [("09:25:46.007", True, 8.4, [L8, "mistral-nemo:12b"], None),
+     ("09:26:01.112", False, None, (), TIMEOUT),
+     ("09:26:16.115", False, None, (), TIMEOUT),
+     ("09:26:31.118", False, None, (), TIMEOUT),  # the third: out of routing for 1m
+     ("09:27:31.120", False, None, (), TIMEOUT),
+     ("09:28:31.121", False, None, (), TIMEOUT),
+     ("09:29:31.118", False, None, (), TIMEOUT)],
+    counters=(212, 9, 61_840, 30_211, 0),
+)  # fmt: skip
+backend(
+    {"id": "tei-embed", "type": "openai", "url": "http://10.0.4.21:8080/v1",
+     "max_concurrency": 4, "batch_size": 128,
+     "declared_models": [{"name": "bge-m3", "capabilities": ["embed"],
+                          "embedding_dimension": 1024}]},
+    2, t("07:41:55.903"),
+    [("09:29:52.610", True, 3.1, ["bge-m3"], None)],
+    counters=(5_530, 0, 2_811_406, 0, 707_840),
+)  # fmt: skip
+backend(
+    {"id": "openai-fallback", "type": "openai", "url": "https://api.openai.com/v1",
+     "api_key": "env:OPENAI_API_KEY", "enabled": False, "include_models": ["^gpt-4o-mini$"],
+     "declared_models": [{"name": "gpt-4o-mini", "context_length": 128000,
+                          "max_output_tokens": 16384}]},
+    2, t("16:05:40.222", "2026-11-19"),
+)  # fmt: skip
+
 # queued chats wait in the FIFO queue
 loop = asyncio.new_event_loop()
 for j in jobs:
@@ -349,7 +416,7 @@ gw.totals.tokens_in = 247_113_845
 gw.totals.tokens_out = 27_903_552
 gw.totals.embeddings = 3_061_504
 
-# ---- MCP, backends ------------------------------------------------------------------------------
+# ---- MCP ---------------------------------------------------------------------------------------
 
 mcp = {
     "clients": [
@@ -414,57 +481,6 @@ mcp = {
         },
     ],
 }
-
-backends = [
-    {
-        "id": "vllm-prod",
-        "type": "vllm",
-        "url": "http://10.0.4.10:8000/v1",
-        "enabled": True,
-        "api_key_set": True,
-        "status": "healthy",
-        "models": ["meta-llama/Llama-3.1-70B-Instruct"],
-        "latency_ms": 42.7,
-        "last_probe_at": iso(t("09:29:45.002")),
-        "last_error": None,
-        "consecutive_failures": 0,
-        "next_retry_at": None,
-        "inflight": 1,
-        "revision": 3,
-    },
-    {
-        "id": "ollama-lab",
-        "type": "ollama",
-        "url": "http://192.168.7.50:11434/v1",
-        "enabled": True,
-        "api_key_set": False,
-        "status": "unhealthy",
-        "models": ["llama3.1:8b-instruct-q4_K_M", "mistral-nemo:12b"],
-        "latency_ms": None,
-        "last_probe_at": iso(t("09:29:31.118")),
-        "last_error": "GET http://192.168.7.50:11434/v1/models: connect timeout after 5s",
-        "consecutive_failures": 4,
-        "next_retry_at": iso(t("09:30:31.118")),
-        "inflight": 0,
-        "revision": 1,
-    },
-    {
-        "id": "openai-fallback",
-        "type": "openai",
-        "url": "https://api.openai.com/v1",
-        "enabled": False,
-        "api_key_set": True,
-        "status": "unknown",
-        "models": ["gpt-4o-mini"],
-        "latency_ms": None,
-        "last_probe_at": None,
-        "last_error": None,
-        "consecutive_failures": 0,
-        "next_retry_at": None,
-        "inflight": 0,
-        "revision": 2,
-    },
-]
 
 # ---- events ---------------------------------------------------------------------------------
 
@@ -547,7 +563,7 @@ state = {
     "jobs": [j.to_dict() for j in jobs],
     "models": list(gw._models.values()),
     "mcp": mcp,
-    "backends": backends,
+    "backends": gw.backends.items(),
     "plugins": [p.model_dump(mode="json") for p in options.describe()],
     "events": events,
 }

@@ -123,3 +123,12 @@ def test_pick_at_5000_workers_respects_capacity():
     assert len(picked) == 5000 and set(picked.values()) == {2}
     assert scheduler.pick("m") is None
     assert scheduler.pick("e") is None  # the same slots serve both models
+
+
+def test_job_frames_built_on_the_hot_path_match_the_schema():
+    from gatewaytui.gateway.core import job_frame
+    from gatewaytui.schema.protocol import GATEWAY_FRAME_ADAPTER, JobFrame
+
+    frame = job_frame("chat-1", "chat", "m", True, {"model": "m", "messages": []})
+    parsed = GATEWAY_FRAME_ADAPTER.validate_python(frame)
+    assert isinstance(parsed, JobFrame) and parsed.model_dump() == frame

@@ -147,26 +147,35 @@ def test_sample_timestamps_are_utc_milliseconds(raw: dict[str, Any]) -> None:
         assert key in future or stamp <= raw["generated_at"], f"{key}={stamp} is in the future"
 
 
-def test_sample_models_summary_matches_workers(state: GatewayState) -> None:
+def test_sample_models_summary_matches_workers_and_backends(state: GatewayState) -> None:
     """Recompute the summary as the gateway derives it: non-gone workers only, ready and
-    capacity from serving ones, in-flight from the running jobs (one per chat, one per
-    embeddings chunk in flight)."""
+    capacity from serving ones; enabled backends as `backend:<id>` owners, adding capacity
+    while in routing; in-flight from the running jobs (one per chat, one per embeddings
+    chunk in flight)."""
     expected: dict[str, dict[str, Any]] = {}
+
+    def entry(model: str) -> dict[str, Any]:
+        return expected.setdefault(
+            model, {"workers": 0, "ready_workers": 0, "capacity": 0, "inflight": 0, "owned_by": []}
+        )
+
     for w in state.workers:
         if w.status is WorkerStatus.GONE:
             continue
         for model in w.models:
-            m = expected.setdefault(
-                model,
-                {"workers": 0, "ready_workers": 0, "capacity": 0, "inflight": 0, "owned_by": []},
-            )
+            m = entry(model)
             m["workers"] += 1
             m["owned_by"].append(w.id)
             if w.status in SERVING:
                 m["ready_workers"] += 1
                 m["capacity"] += w.max_concurrency
+    for b in state.backends:
+        for model in b.models if b.enabled else ():
+            m = entry(model)
+            m["owned_by"].append(f"backend:{b.id}")
+            m["capacity"] += b.max_concurrency if b.routing else 0
     for job in state.jobs:
-        if job.state != "queued" and job.worker and job.model in expected:
+        if job.state != "queued" and (job.worker or job.backend) and job.model in expected:
             expected[job.model]["inflight"] += job.partition.chunks_inflight if job.partition else 1
     queued = Counter(j.model for j in state.jobs if j.state == "queued")
     assert len(state.models) >= 3

@@ -61,3 +61,42 @@ def test_drain_dialog(snap_compare):
         await pilot.pause()
 
     assert snap_compare(sample_app(), press=("2",), terminal_size=(100, 30), run_before=open_dialog)
+
+
+# ---- backends ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+def test_backends_view(snap_compare, size):
+    assert snap_compare(sample_app(), press=("6",), terminal_size=size, run_before=_still)
+
+
+def _backend_form(backend_id: str | None, *keys: str):
+    """Open the backend form over the sample (edit `backend_id`, or add), then type `keys`."""
+    from gatewaytui.tui.screens.backend_form import BackendFormScreen
+
+    async def open_form(pilot) -> None:
+        await _still(pilot)
+        await pilot.press("6")
+        app = pilot.app
+        initial = app.store.items["backends"][backend_id] if backend_id else None
+        await app.push_screen(BackendFormScreen(initial))
+        await pilot.pause()
+        for widget in app.screen.query("Input"):
+            widget.cursor_blink = False
+        await pilot.press(*keys)
+        await pilot.pause()
+
+    return open_form
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+def test_backend_edit_form(snap_compare, size):
+    assert snap_compare(sample_app(), terminal_size=size, run_before=_backend_form("vllm-prod"))
+
+
+def test_backend_add_form_with_errors(snap_compare):
+    keys = ("b", "a", "d", " ", "i", "d", "tab", "tab", *"ftp://10.0.0.5")
+    assert snap_compare(
+        sample_app(), terminal_size=(120, 40), run_before=_backend_form(None, *keys)
+    )

@@ -137,7 +137,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ).open_audiences()
         if open_to:
             log.warning("listening on %s with no secret for: %s", config.host, ", ".join(open_to))
-    gateway = Gateway(config)
+    from gatewaytui.gateway.backend_store import BackendStoreError
+
+    try:
+        gateway = Gateway(config)
+    except BackendStoreError as exc:  # a broken backends file: named with its line, untouched
+        raise CliError(f"cannot load backends: {exc}") from None
     server = make_server(gateway, log_level=args.log_level)
     log.info(
         "gatewaytui %s serving on http://%s:%d", gatewaytui.__version__, config.host, config.port
@@ -182,6 +187,7 @@ def cmd_options(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    from gatewaytui.schema.mcp_protocol import mcp_protocol_json_schema
     from gatewaytui.schema.protocol import protocol_json_schema
     from gatewaytui.schema.state import state_json_schema
 
@@ -190,6 +196,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     documents = {
         "state.schema.json": state_json_schema(),
         "protocol.schema.json": protocol_json_schema(),
+        "mcp_protocol.schema.json": mcp_protocol_json_schema(),
         "gateway-config.schema.json": config_json_schema(),
     }
     if args.write is None:
@@ -411,6 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--upstream-key-env", help="env var holding the upstream API key")
     worker.set_defaults(func=cmd_worker)
 
+    from gatewaytui.cli.mcp_relay import add_parser as add_mcp_relay_parser
+
+    add_mcp_relay_parser(sub)
+
     demo = sub.add_parser("demo", help="run the core, simulated workers and steady traffic")
     demo.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     demo.add_argument("--workers", type=int, default=10, help="simulated workers")
@@ -426,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
         const="docs",
         default=None,
         metavar="DIR",
-        help="write state.schema.json and protocol.schema.json to DIR (docs)",
+        help="write state, protocol and mcp_protocol .schema.json files to DIR (docs)",
     )
     schema.set_defaults(func=cmd_schema)
     return parser

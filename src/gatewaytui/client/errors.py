@@ -41,12 +41,31 @@ class ActionError(ClientError):
     """
 
     def __init__(
-        self, status: int, message: str, *, type: str | None = None, code: str | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str | None = None,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.type = type
         self.code = code
+        self.details = details or {}  # the whole `error` object (e.g. `fields`, `current`)
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """Per-field messages of a 422 (`{"url": "must start with http://"}`), else {}."""
+        fields = self.details.get("fields")
+        return {str(k): str(v) for k, v in fields.items()} if isinstance(fields, dict) else {}
+
+    @property
+    def current(self) -> dict[str, Any] | None:
+        """With a 409 `revision_conflict`: the item as it is now on the gateway."""
+        current = self.details.get("current")
+        return current if isinstance(current, dict) else None
 
     @property
     def unauthorized(self) -> bool:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 import gatewaytui
 from gatewaytui.client.errors import (
@@ -26,9 +26,11 @@ from gatewaytui.client.errors import (
     error_message_from_body,
 )
 from gatewaytui.schema.api import ActionResult, ServerDrainRequest
-from gatewaytui.schema.state import GatewayState, PluginState
+from gatewaytui.schema.backends import ProbeResult
+from gatewaytui.schema.state import BackendSnapshot, GatewayState, PluginState
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+M = TypeVar("M", bound=BaseModel)
 
 
 def normalise_url(url: str) -> str:
@@ -116,10 +118,16 @@ class GatewayClient:
     # -- plumbing ---------------------------------------------------------------------------
 
     async def _request(
-        self, method: str, path: str, *, json: Any = None, ok_statuses: tuple[int, ...] = ()
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        ok_statuses: tuple[int, ...] = (),
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         try:
-            response = await self._http.request(method, path, json=json)
+            response = await self._http.request(method, path, json=json, headers=headers)
         except httpx.HTTPError as exc:
             raise GatewayUnreachable(describe_exception(exc)) from None
         if response.is_success or response.status_code in ok_statuses:
@@ -130,6 +138,7 @@ class GatewayClient:
             error_message_from_body(response.status_code, response.content, response.reason_phrase),
             type=detail.get("type"),
             code=detail.get("code"),
+            details=detail,
         )
 
     @staticmethod
@@ -213,6 +222,63 @@ class GatewayClient:
     async def undrain_server(self) -> ActionResult:
         """Cancel a server drain; the gateway accepts requests again."""
         return await self._action("/api/server/undrain")
+
+    # -- backends (reads: viewer; edits and probes: operator) -------------------------------
+
+    def _parsed(self, response: httpx.Response, model: type[M], what: str) -> M:
+        try:
+            return model.model_validate(self._json(response))
+        except ValidationError:
+            raise ActionError(response.status_code, f"the gateway's reply is not {what}") from None
+
+    def _backend(self, response: httpx.Response) -> BackendSnapshot:
+        return self._parsed(response, BackendSnapshot, "a backend")
+
+    async def backends(self) -> list[BackendSnapshot]:
+        """`GET /api/backends`: every backend with its health (never a key)."""
+        data = self._json(await self._request("GET", "/api/backends"))
+        return [BackendSnapshot.model_validate(b) for b in data]
+
+    async def backend(self, backend_id: str) -> BackendSnapshot:
+        """`GET /api/backends/{id}`: fresh, with its current `revision` (for an edit form)."""
+        return self._backend(await self._request("GET", f"/api/backends/{_segment(backend_id)}"))
+
+    async def create_backend(self, spec: dict[str, Any]) -> BackendSnapshot:
+        """`POST /api/backends`. A bad spec raises `ActionError` 422 with `.fields`."""
+        return self._backend(await self._request("POST", "/api/backends", json=spec))
+
+    async def replace_backend(
+        self, backend_id: str, spec: dict[str, Any], *, revision: int | None = None
+    ) -> BackendSnapshot:
+        """`PUT`: the whole spec; without `api_key` the stored key is kept. A stale `revision`
+        raises `ActionError` 409 whose `.current` is the backend as it is now."""
+        body = spec if revision is None else {**spec, "revision": revision}
+        path = f"/api/backends/{_segment(backend_id)}"
+        return self._backend(await self._request("PUT", path, json=body))
+
+    async def patch_backend(
+        self, backend_id: str, changes: dict[str, Any], *, revision: int | None = None
+    ) -> BackendSnapshot:
+        """`PATCH`: only the given fields change (e.g. `{"enabled": false}`)."""
+        body = changes if revision is None else {**changes, "revision": revision}
+        path = f"/api/backends/{_segment(backend_id)}"
+        return self._backend(await self._request("PATCH", path, json=body))
+
+    async def delete_backend(self, backend_id: str, *, revision: int | None = None) -> ActionResult:
+        """`DELETE`: it leaves routing at once; its calls in flight finish."""
+        headers = {"If-Match": f'"{revision}"'} if revision is not None else None
+        path = f"/api/backends/{_segment(backend_id)}"
+        response = await self._request("DELETE", path, headers=headers)
+        return self._parsed(response, ActionResult, "an action result")
+
+    async def probe_backend(
+        self, backend_id: str, spec: dict[str, Any] | None = None
+    ) -> ProbeResult:
+        """`POST /api/backends/{id}/probe`: probe the stored backend now, or with `spec` try
+        that spec without saving it ("Test connection"; the stored key is used if none given)."""
+        path = f"/api/backends/{_segment(backend_id)}/probe"
+        response = await self._request("POST", path, json=spec)
+        return self._parsed(response, ProbeResult, "a probe result")
 
 
 def _segment(value: str) -> str:

@@ -34,6 +34,8 @@ from gatewaytui.client.errors import ClientError
 from gatewaytui.client.http import GatewayClient, Health
 from gatewaytui.client.store import StateStore
 from gatewaytui.schema.api import ActionResult
+from gatewaytui.schema.backends import ProbeResult
+from gatewaytui.schema.state import BackendSnapshot
 
 
 class OfflineError(ClientError):
@@ -192,3 +194,29 @@ class Session:
 
     async def undrain_server(self) -> ActionResult:
         return await self._client().undrain_server()
+
+    # -- backends ---------------------------------------------------------------------------
+
+    async def backend(self, backend_id: str) -> BackendSnapshot:
+        return await self._client().backend(backend_id)
+
+    async def create_backend(self, spec: dict[str, Any]) -> BackendSnapshot:
+        return await self._client().create_backend(spec)
+
+    async def replace_backend(
+        self, backend_id: str, spec: dict[str, Any], *, revision: int | None = None
+    ) -> BackendSnapshot:
+        return await self._client().replace_backend(backend_id, spec, revision=revision)
+
+    async def patch_backend(
+        self, backend_id: str, changes: dict[str, Any], *, revision: int | None = None
+    ) -> BackendSnapshot:
+        return await self._client().patch_backend(backend_id, changes, revision=revision)
+
+    async def delete_backend(self, backend_id: str, *, revision: int | None = None) -> ActionResult:
+        return await self._client().delete_backend(backend_id, revision=revision)
+
+    async def probe_backend(
+        self, backend_id: str, spec: dict[str, Any] | None = None
+    ) -> ProbeResult:
+        return await self._client().probe_backend(backend_id, spec)

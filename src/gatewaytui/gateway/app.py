@@ -19,6 +19,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 import gatewaytui
 from gatewaytui.gateway.auth import Auth, Role, bearer_token
+from gatewaytui.gateway.backend_routes import add_backend_routes
 from gatewaytui.gateway.core import Gateway
 from gatewaytui.gateway.hub import encode
 from gatewaytui.gateway.jobs import GatewayError
@@ -194,6 +195,8 @@ def create_app(gateway: Gateway, auth: Auth | None = None) -> FastAPI:
             if worker.gone_at is None:
                 for model in worker.models:
                     owners.setdefault(model, []).append(worker.id)
+        for model, ids in gateway.backends.model_owners().items():
+            owners.setdefault(model, []).extend(ids)
         created = int(gateway.started_at)
         return {
             "object": "list",
@@ -260,6 +263,7 @@ def create_app(gateway: Gateway, auth: Auth | None = None) -> FastAPI:
     action("/api/workers/{worker_id}/undrain", gateway.undrain_worker)
     action("/api/jobs/{job_id}/cancel", gateway.cancel_job)
     action("/api/server/undrain", gateway.undrain_server)
+    add_backend_routes(app, gateway, require_role)
 
     @app.post("/api/server/drain")
     async def drain_server(request: Request) -> dict[str, Any]:
@@ -329,6 +333,9 @@ def create_app(gateway: Gateway, auth: Auth | None = None) -> FastAPI:
         await ws.accept()
         await _serve_worker(gateway, ws)
 
+    from gatewaytui.gateway.mcp_http import install_mcp_routes  # it uses this module's helpers
+
+    install_mcp_routes(app, gateway, auth)
     return app
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections import Counter, deque
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gatewaytui
+from gatewaytui.gateway.backends import BackendManager
 from gatewaytui.gateway.clock import iso
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.events import EventLog
@@ -37,6 +39,7 @@ from gatewaytui.gateway.jobs import (
     WorkerLostError,
     new_job_id,
 )
+from gatewaytui.gateway.mcp import MCPRelays
 from gatewaytui.gateway.metrics import GatewayMetrics
 from gatewaytui.gateway.registry import (
     DuplicateWorkerError,
@@ -54,7 +57,6 @@ from gatewaytui.schema.protocol import (
     DrainFrame,
     ErrorFrame,
     HeartbeatFrame,
-    JobFrame,
     RegisteredFrame,
     RegisterFrame,
     ResultFrame,
@@ -133,6 +135,8 @@ class Gateway:
         )
         self.events = EventLog(c.event_log_size, on_event=self.hub.add_event)
         self.metrics = GatewayMetrics(self._live_metrics, per_worker=c.metrics_per_worker)
+        self.mcp = MCPRelays(c, self.hub, self.events, self.metrics.registry, lambda: self.draining)
+        self.backends = BackendManager(self)  # loads the store: BackendStoreError if broken
         self._plugins = {p.id: p.model_dump(mode="json") for p in c.options.describe()}
         for plugin_id in self._plugins:
             self.hub.touch("plugins", plugin_id)
@@ -144,10 +148,15 @@ class Gateway:
         self._tasks = [
             asyncio.create_task(self.hub.run(), name="state-hub"),
             asyncio.create_task(self._sweep_loop(), name="worker-sweep"),
+            asyncio.create_task(self.mcp.sweep_loop(), name="mcp-sweep"),
         ]
+        await self.backends.start()
         self.events.add(
             "server_start", f"gateway {gatewaytui.__version__} listening on {self.listen}"
         )
+        # Everything allocated so far lives as long as the process: keep full collections
+        # from walking it (they showed up as the slowest scheduler picks).
+        gc.freeze()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -156,6 +165,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self.backends.stop()
         if self._drain_task is not None:
             self._drain_task.cancel()
 
@@ -210,7 +220,7 @@ class Gateway:
         if self.draining:
             return ServerStatus.DRAINING, "server is draining"
         self._refresh_derived()
-        if self._serving_workers == 0:
+        if self._serving_workers == 0 and not self.backends.routable_count():
             return ServerStatus.NOT_READY, "no worker can take jobs"
         return ServerStatus.READY, None
 
@@ -251,6 +261,7 @@ class Gateway:
                 if is_serving:
                     m["ready_workers"] += 1
                     m["capacity"] += worker.max_concurrency
+        self.backends.add_models(models)
         for assignment in self._assignments.values():
             m = models.get(assignment.model)
             if m is not None:
@@ -321,10 +332,14 @@ class Gateway:
             assignment.queue.put_nowait(frame)
             return
         if isinstance(frame, HeartbeatFrame):
+            was_connected = not worker.heard_from
             worker.heard_from = True
             worker.cpu_percent = frame.cpu_percent
             worker.mem_percent = frame.mem_percent
-            self._touch_worker(worker)
+            # A heartbeat cannot change capacity, so the per-model summary stays valid.
+            self.hub.touch("workers", worker.id)
+            if was_connected:
+                self._derived_dirty = True
             return
         if isinstance(frame, StatusFrame):
             self._apply_status(worker, frame)
@@ -405,6 +420,7 @@ class Gateway:
                         )
             elif now - worker.gone_at > retention:
                 self.registry.remove(worker)
+                self.metrics.forget_worker(worker.id)
                 self._touch_worker(worker)
 
     async def _sweep_loop(self) -> None:
@@ -551,7 +567,8 @@ class Gateway:
     # ---- slots and the wait queue ---------------------------------------------------------
 
     def _check_model(self, model: str) -> None:
-        if not self.registry.knows_model(model, self.config.model_family_matching):
+        known = self.registry.knows_model(model, self.config.model_family_matching)
+        if not known and not self.backends.knows_model(model):
             raise ModelNotFoundError(f"The model {model!r} does not exist or has no worker")
 
     async def acquire(
@@ -616,7 +633,7 @@ class Gateway:
         if self.config.model_family_matching:
             keys.append("f:" + model_family(model))
         return any(
-            wid not in exclude for key in keys for wid in self.scheduler._members.get(key, {})
+            wid not in exclude for key in keys for wid in self.scheduler.members(key)
         )
 
     def _pump_queue(self) -> None:
@@ -645,9 +662,13 @@ class Gateway:
         self._assignments[assignment_id] = assignment
         job.assignments[assignment_id] = assignment
         worker.assignments.add(assignment_id)
-        if worker.id not in job.workers:
-            job.workers.append(worker.id)
-        job.worker = worker.id
+        backend_id = getattr(worker, "backend_id", None)
+        if backend_id is not None:  # a backend, not a connected worker (gateway/backends.py)
+            job.backend = backend_id
+        else:
+            if worker.id not in job.workers:
+                job.workers.append(worker.id)
+            job.worker = worker.id
         job.state = "running" if job.cancel_reason is None else job.state
         self._touch_job(job)
         return assignment
@@ -668,13 +689,13 @@ class Gateway:
                 self.events.add("drained", f"worker {worker.id} drained", worker_id=worker.id)
         self._pump_queue()
 
-    async def _send_job(self, assignment: Assignment, frame: JobFrame) -> None:
+    async def _send_job(self, assignment: Assignment, frame: dict[str, Any]) -> None:
         conn = assignment.worker.conn
         if conn is None:
             assignment.queue.put_nowait(WorkerLost("worker connection closed"))
             return
         try:
-            await conn.send(frame.model_dump())
+            await conn.send(frame)
         except Exception as exc:  # the reader side will notice the broken connection too
             assignment.queue.put_nowait(WorkerLost(f"send failed: {exc}"))
 
@@ -755,7 +776,8 @@ class Gateway:
     async def _next_frame(self, assignment: Assignment, timeout: float) -> Any:
         """The next frame for an assignment; raises for lost worker, cancel and timeout."""
         try:
-            item = await asyncio.wait_for(assignment.queue.get(), timeout=timeout)
+            async with asyncio.timeout(timeout):  # no extra task per frame, unlike wait_for
+                item = await assignment.queue.get()
         except TimeoutError:
             self._cancel_on_worker(assignment, "request timeout")
             self._account(assignment, False, error="request timeout")
@@ -814,12 +836,12 @@ class Gateway:
         assignment_id = job.id if job.attempt == 1 else f"{job.id}.{job.attempt}"
         assignment = self._assign(job, worker, assignment_id)
         model = worker.concrete_model(job.model)
-        frame = JobFrame(
-            job_id=assignment_id,
-            kind="chat",
-            model=model,
-            stream=job.stream,
-            body=body if model == body.get("model") else {**body, "model": model},
+        frame = job_frame(
+            assignment_id,
+            "chat",
+            model,
+            job.stream,
+            body if model == body.get("model") else {**body, "model": model},
         )
         await self._send_job(assignment, frame)
         return assignment
@@ -993,7 +1015,7 @@ class Gateway:
             self._touch_job(job)
             model = worker.concrete_model(job.model)
             chunk_body = dict(body, input=inputs[start : start + count], model=model)
-            frame = JobFrame(job_id=assignment.id, kind="embeddings", model=model, body=chunk_body)
+            frame = job_frame(assignment.id, "embeddings", model, False, chunk_body)
             try:
                 await self._send_job(assignment, frame)
                 vectors, tokens = await self._embedding_result(assignment, count, deadline)
@@ -1054,6 +1076,21 @@ class _PartitionRun:
     chunk_seq: int = 0
     retry: deque[tuple[int, int, int, frozenset[str]]] = field(default_factory=deque)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def job_frame(
+    job_id: str, kind: str, model: str, stream: bool, body: dict[str, Any]
+) -> dict[str, Any]:
+    """A `JobFrame` as the dict that goes on the wire (built directly: this is the hot path;
+    tests check it validates against the schema model)."""
+    return {
+        "type": "job",
+        "job_id": job_id,
+        "kind": kind,
+        "model": model,
+        "stream": stream,
+        "body": body,
+    }
 
 
 def _embedding_inputs(value: Any) -> list[Any]:

@@ -80,6 +80,16 @@ class StateHub:
         self.deltas_sent = 0
         self.resyncs = 0
 
+    def add_collection(self, name: str, collection: Collection) -> None:
+        """Register a collection owned by a subsystem built after the hub (e.g. MCP relays)."""
+        if name not in STREAM_COLLECTIONS:
+            raise ValueError(f"unknown stream collection: {name!r}")
+        if name in self.collections:
+            raise ValueError(f"stream collection {name!r} is already registered")
+        self.collections[name] = collection
+        self._dirty[name] = set()
+        self._sent[name] = {}
+
     # -- marking changes --------------------------------------------------------------------
 
     def touch(self, collection: str, item_id: str) -> None:

@@ -142,7 +142,11 @@ class ModelSummary(WireModel):
 
 
 class MCPClientSnapshot(WireModel):
-    """A relayed MCP server (`id,name,status,inflight,functions` are the SPI's tags)."""
+    """A relayed MCP server (`id,name,status,inflight,functions` are the SPI's tags).
+
+    `status` is `idle`, `working`, `not_ready` (the relay cannot reach its server; see
+    `status_reason`) or `gone`. Counters survive a reconnect of the same id.
+    """
 
     id: str
     name: str
@@ -157,16 +161,35 @@ class MCPClientSnapshot(WireModel):
     errors: int = 0
     errors_by_method: dict[str, int] = Field(default_factory=dict)
     last_error: str | None = None
+    server_title: str | None = None
+    protocol_version: str | None = None
+    status_reason: str | None = None
+    transport: str | None = None
+    token_required: bool = False
+    max_concurrency: int = 0
+    remote_addr: str | None = None
+    last_heartbeat: datetime | None = None
+    gone_at: datetime | None = None
+    last_error_at: datetime | None = None
+    rejected: int = 0
+    reconnects: int = 0
 
 
 class MCPSessionSnapshot(WireModel):
-    """One in-flight MCP call (`id,client_id,method,started_at,duration_ms` per the SPI)."""
+    """One in-flight MCP call (`id,client_id,method,started_at,duration_ms` per the SPI).
+
+    `target` is what the call is about (the tool, resource URI or prompt), `stream` whether
+    its answer is being streamed, `client` the MCP client's address.
+    """
 
     id: str
     client_id: str
     method: str
     started_at: datetime
     duration_ms: int = 0
+    target: str | None = None
+    stream: bool = False
+    client: str | None = None
 
 
 class MCPState(WireModel):
@@ -180,23 +203,55 @@ class BackendStatus(StrEnum):
     UNKNOWN = "unknown"
 
 
+class BackendModelInfo(WireModel):
+    """A model declared for a backend, as served (the input form is `DeclaredModel`)."""
+
+    name: str
+    capabilities: list[str] = Field(default_factory=list)
+    context_length: int = 0
+    max_output_tokens: int = 0
+    embedding_dimension: int | None = None
+    token_modifier: float = 1.0
+
+
 class BackendSnapshot(WireModel):
-    """An operator-defined OpenAI-compatible endpoint. Never carries its key."""
+    """An operator-defined OpenAI-compatible endpoint: its spec and its live health.
+
+    Never carries its key: `api_key_set` says whether one is stored and `api_key_env` names
+    the environment variable of an `env:VAR` reference.
+    """
 
     id: str
     type: str = "openai"
     url: str
     enabled: bool = True
     api_key_set: bool = False
+    api_key_env: str | None = None
+    include_models: list[str] = Field(default_factory=list)
+    exclude_models: list[str] = Field(default_factory=list)
+    declared_models: list[BackendModelInfo] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = 60.0
+    max_concurrency: int = 8
+    batch_size: int = 64
     status: BackendStatus = BackendStatus.UNKNOWN
+    routing: bool = False
     models: list[str] = Field(default_factory=list)
+    discovered_models: list[str] = Field(default_factory=list)
     latency_ms: float | None = None
     last_probe_at: datetime | None = None
+    last_ok_at: datetime | None = None
     last_error: str | None = None
     consecutive_failures: int = 0
     next_retry_at: datetime | None = None
     inflight: int = 0
+    requests: int = 0
+    failures: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    embeddings: int = 0
     revision: int = 1
+    updated_at: datetime | None = None
 
 
 class ArgType(StrEnum):

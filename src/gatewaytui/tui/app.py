@@ -56,6 +56,7 @@ from gatewaytui.tui.views.backends import BackendsView
 from gatewaytui.tui.views.base import VIEWS, View
 from gatewaytui.tui.views.events import EventsView
 from gatewaytui.tui.views.jobs import JobsView
+from gatewaytui.tui.views.mcp import MCPView
 from gatewaytui.tui.views.overview import OverviewView
 from gatewaytui.tui.views.plugins import PluginsView
 from gatewaytui.tui.views.workers import WorkersView
@@ -64,7 +65,15 @@ from gatewaytui.tui.widgets.header import GatewayHeader
 from gatewaytui.tui.widgets.virtual_table import VirtualTable
 
 # Importing a view registers it; this tuple keeps the imports used.
-_REGISTERED = (OverviewView, WorkersView, JobsView, EventsView, BackendsView, PluginsView)
+_REGISTERED = (
+    OverviewView,
+    WorkersView,
+    JobsView,
+    EventsView,
+    MCPView,
+    BackendsView,
+    PluginsView,
+)
 
 DEFAULT_STALE_AFTER = 15.0
 # Binding ids of widgets and screens (the app's own are read from its bindings).

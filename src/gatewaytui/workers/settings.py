@@ -152,7 +152,7 @@ class WorkerSettings(_Settings):
         return data
 
 
-def gateway_ws_url(url: str) -> str:
+def gateway_ws_url(url: str, connect_path: str = WORKERS_CONNECT_PATH) -> str:
     """Turn what a user types (`host:port`, http://…, ws://…/) into the connect endpoint."""
     raw = url.strip()
     if "://" not in raw:
@@ -162,8 +162,8 @@ def gateway_ws_url(url: str) -> str:
     if scheme is None or not parts.netloc:
         raise ValueError(f"gateway url must be ws(s):// or http(s)://host:port, got {url!r}")
     path = parts.path.rstrip("/")
-    if not path.endswith(WORKERS_CONNECT_PATH):
-        path = f"{path}{WORKERS_CONNECT_PATH}"
+    if not path.endswith(connect_path):
+        path = f"{path}{connect_path}"
     return urlunsplit((scheme, parts.netloc, path, parts.query, ""))
 
 

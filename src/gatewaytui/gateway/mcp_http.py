@@ -1,0 +1,405 @@
+"""HTTP and WebSocket shells of the MCP relay: `WS /api/mcp/connect` and `/mcp/{client_id}`.
+
+MCP clients speak Streamable HTTP to `POST /mcp/{client_id}` with the gateway's API key; the
+gateway forwards each JSON-RPC message to the relay registered under that id and answers with
+the relay's reply, as JSON or, when the server streams, as Server-Sent Events. Every failure
+is a JSON-RPC error object with a fitting HTTP status, so an MCP SDK surfaces it as an error
+of the call rather than as a broken transport.
+
+Installed by `create_app` (imported there lazily, since it uses the app module's helpers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.websockets import WebSocketDisconnect
+
+from gatewaytui.gateway.app import (
+    REGISTER_TIMEOUT_S,
+    AuthError,
+    EventStreamResponse,
+    _client_addr,
+    _unless_client_leaves,
+    _WsWorkerConnection,
+    error_response,
+)
+from gatewaytui.gateway.auth import Auth, bearer_token
+from gatewaytui.gateway.core import Gateway
+from gatewaytui.gateway.hub import encode
+from gatewaytui.gateway.jobs import GatewayError
+from gatewaytui.gateway.mcp import (
+    RPC_INVALID_REQUEST,
+    RPC_PARSE_ERROR,
+    RPC_REQUEST_TOO_LARGE,
+    RPC_UNAUTHORIZED,
+    TERMINATE_METHOD,
+    DuplicateRelayError,
+    MCPCall,
+    MCPError,
+    MCPRelays,
+    RelayRecord,
+    call_target,
+)
+from gatewaytui.schema.mcp_protocol import (
+    CLOSE_DUPLICATE_ID,
+    CLOSE_POLICY_VIOLATION,
+    RELAY_FRAME_ADAPTER,
+    RELAY_TOKEN_HEADER,
+    RelayCallFrame,
+    RelayEndFrame,
+    RelayEventFrame,
+    RelayRegisterFrame,
+    RelayReplyFrame,
+)
+
+log = logging.getLogger("gatewaytui.gateway.mcp_http")
+
+MAX_FORWARDED_HEADERS = 16
+MAX_HEADER_VALUE = 1024
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def rpc_response(
+    exc: MCPError, request_id: Any = None, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    extra = dict(headers or {})
+    if exc.status == 401:
+        extra.setdefault("WWW-Authenticate", "Bearer")
+    return JSONResponse(exc.body(request_id), status_code=exc.status, headers=extra)
+
+
+def mcp_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Only `mcp-*` headers travel between client, relay and server (never credentials)."""
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower.startswith("mcp-") and len(out) < MAX_FORWARDED_HEADERS:
+            out[lower] = value[:MAX_HEADER_VALUE]
+    return out
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) anything above `limit` without reading it all."""
+    too_large = MCPError(
+        f"request body exceeds mcp.max_request_bytes ({limit})",
+        status=413,
+        rpc_code=RPC_REQUEST_TOO_LARGE,
+        code="request_too_large",
+    )
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_message(body: bytes) -> dict[str, Any]:
+    """One JSON-RPC 2.0 request, notification or response; anything else is a 400."""
+    try:
+        message = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MCPError(
+            f"request body is not valid JSON: {exc}"[:300],
+            status=400,
+            rpc_code=RPC_PARSE_ERROR,
+            code="parse_error",
+        ) from None
+
+    def invalid(why: str, code: str = "invalid_request") -> MCPError:
+        return MCPError(why, status=400, rpc_code=RPC_INVALID_REQUEST, code=code)
+
+    if isinstance(message, list):
+        raise invalid(
+            "JSON-RPC batches are not supported; send one message per request",
+            "batch_not_supported",
+        )
+    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+        raise invalid('not a JSON-RPC 2.0 message (expected an object with "jsonrpc": "2.0")')
+    method = message.get("method")
+    if method is not None and (not isinstance(method, str) or not 0 < len(method) <= 256):
+        raise invalid('"method" must be a non-empty string of at most 256 characters')
+    request_id = message.get("id")
+    if request_id is not None and (
+        isinstance(request_id, bool) or not isinstance(request_id, str | int)
+    ):
+        raise invalid('"id" must be a string or an integer')
+    if method is None and request_id is None:
+        raise invalid("neither a request, a notification nor a response (no method, no id)")
+    return message
+
+
+def reply_error(frame: RelayReplyFrame) -> str | None:
+    """What went wrong, if the reply is an HTTP error or a JSON-RPC error response."""
+    error = (frame.message or {}).get("error")
+    detail = error.get("message") if isinstance(error, dict) else None
+    if frame.status >= 400:
+        return f"HTTP {frame.status}" + (f": {detail}" if detail else "")
+    if error is not None:
+        return str(detail or error)[:500]
+    return None
+
+
+def _sse(message: dict[str, Any]) -> bytes:
+    return b"event: message\ndata: " + encode(message).encode() + b"\n\n"
+
+
+def _response_headers(frame: RelayReplyFrame | RelayEventFrame) -> dict[str, str]:
+    return mcp_headers(frame.headers)
+
+
+def install_mcp_routes(app: FastAPI, gateway: Gateway, auth: Auth) -> None:
+    """Add the MCP relay endpoints to the gateway's app."""
+    relays = gateway.mcp
+    config = gateway.config
+
+    def check_api_key(request: Request) -> None:
+        if not auth.api_ok(bearer_token(request.headers)):
+            raise MCPError(
+                "invalid or missing API key (send Authorization: Bearer <key>)",
+                status=401,
+                rpc_code=RPC_UNAUTHORIZED,
+                code="invalid_api_key",
+            )
+
+    @app.post("/mcp/{client_id}", response_model=None)
+    async def mcp_post(client_id: str, request: Request) -> Response:
+        request_id: Any = None
+        try:
+            check_api_key(request)
+            message = parse_message(await read_body(request, config.mcp_max_request_bytes))
+            method = message.get("method")
+            if method is not None:
+                request_id = message.get("id")
+            call = relays.open_call(
+                client_id,
+                method or "(response)",
+                request_id=request_id,
+                target=call_target(message) if method else None,
+                client=_client_addr(request.client),
+                token=request.headers.get(RELAY_TOKEN_HEADER),
+            )
+        except MCPError as exc:
+            return rpc_response(exc, request_id)
+        frame = RelayCallFrame(
+            call_id=call.id,
+            message=message,
+            headers=mcp_headers(request.headers),
+            token=request.headers.get(RELAY_TOKEN_HEADER),
+        )
+        return await _run_call(relays, request, call, frame)
+
+    @app.delete("/mcp/{client_id}", response_model=None)
+    async def mcp_delete(client_id: str, request: Request) -> Response:
+        """The client ends its MCP session; the relay passes it to the server."""
+        try:
+            check_api_key(request)
+            call = relays.open_call(
+                client_id,
+                TERMINATE_METHOD,
+                client=_client_addr(request.client),
+                token=request.headers.get(RELAY_TOKEN_HEADER),
+                counted=False,
+            )
+        except MCPError as exc:
+            return rpc_response(exc)
+        frame = RelayCallFrame(
+            call_id=call.id,
+            http_method="DELETE",
+            headers=mcp_headers(request.headers),
+            token=request.headers.get(RELAY_TOKEN_HEADER),
+        )
+        return await _run_call(relays, request, call, frame)
+
+    @app.get("/mcp/{client_id}", response_model=None)
+    async def mcp_get(client_id: str, request: Request) -> Response:
+        """No server-initiated stream through the relay: 405, as the transport allows."""
+        try:
+            check_api_key(request)
+        except MCPError as exc:
+            return rpc_response(exc)
+        exc = MCPError(
+            "the gateway offers no GET stream for MCP clients; use POST",
+            status=405,
+            rpc_code=RPC_INVALID_REQUEST,
+            code="method_not_allowed",
+        )
+        return rpc_response(exc, headers={"Allow": "POST, DELETE"})
+
+    @app.websocket("/api/mcp/connect")
+    async def mcp_connect(ws: WebSocket) -> None:
+        if not auth.worker_ok(bearer_token(ws.headers)):
+            log.warning("mcp relay connection from %s refused: bad key", _client_addr(ws.client))
+            exc = AuthError("invalid or missing worker key", code="invalid_worker_key")
+            if "websocket.http.response" in ws.scope.get("extensions", {}):
+                await ws.send_denial_response(error_response(exc))
+            else:
+                await ws.close(code=CLOSE_POLICY_VIOLATION, reason=exc.message)
+            return
+        await ws.accept()
+        await _serve_relay(relays, ws)
+
+
+async def _run_call(
+    relays: MCPRelays, request: Request, call: MCPCall, frame: RelayCallFrame
+) -> Response:
+    """Send the call and answer with the relay's reply, or start streaming its events."""
+
+    async def first_frame() -> Any:
+        await relays.send_call(call, frame)
+        return await relays.next_frame(call)
+
+    try:
+        first = await _unless_client_leaves(request, first_frame())
+    except MCPError as exc:
+        relays.finish_call(call, error=exc.message)
+        return rpc_response(exc, call.request_id)
+    except GatewayError:  # the client disconnected while it waited
+        relays.abandon(call)
+        return Response(status_code=499)
+    if isinstance(first, RelayReplyFrame):
+        relays.finish_call(call, error=reply_error(first))
+        headers = _response_headers(first)
+        if first.message is None:
+            return Response(status_code=first.status, headers=headers)
+        return JSONResponse(first.message, status_code=first.status, headers=headers)
+    if isinstance(first, RelayEndFrame):  # an empty stream: nothing to say
+        relays.finish_call(call, error="the relay ended the answer without a message")
+        return Response(status_code=202)
+    relays.set_streaming(call)
+    return _CallStream(
+        _stream(relays, call, first),
+        on_close=lambda: relays.abandon(call),
+        media_type="text/event-stream",
+        headers={**_SSE_HEADERS, **_response_headers(first)},
+    )
+
+
+class _CallStream(EventStreamResponse):
+    """An SSE answer that releases its call however it ends, even if never iterated (a client
+    gone before the first event leaves the generator unstarted, so its `finally` never runs)."""
+
+    def __init__(self, content: AsyncIterator[bytes], *, on_close: Callable[[], None], **kw: Any):
+        super().__init__(content, **kw)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
+
+
+async def _stream(relays: MCPRelays, call: MCPCall, first: Any) -> AsyncIterator[bytes]:
+    """SSE events until the relay ends the answer; a failure ends it with a JSON-RPC error."""
+    error: str | None = None
+    finished = False
+    try:
+        frame = first
+        while True:
+            if isinstance(frame, RelayEventFrame | RelayReplyFrame) and frame.message:
+                message = frame.message
+                if "method" not in message and isinstance(message.get("error"), dict):
+                    error = str(message["error"].get("message") or "error")[:500]
+                yield _sse(message)
+            if isinstance(frame, RelayEndFrame | RelayReplyFrame):
+                finished = True
+                return
+            frame = await relays.next_frame(call)
+    except MCPError as exc:
+        error = exc.message
+        finished = True
+        yield _sse(exc.body(call.request_id))
+    finally:
+        if finished:
+            relays.finish_call(call, error=error)
+        else:  # the client went away (the response was cancelled)
+            relays.abandon(call)
+
+
+class _FrameError(Exception):
+    pass
+
+
+def _parse(message: dict[str, Any]) -> tuple[Any, int]:
+    text = message.get("text")
+    if text is None:
+        raise _FrameError("binary frames are not part of the MCP relay protocol")
+    try:
+        frame = RELAY_FRAME_ADAPTER.validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise _FrameError(f"malformed frame: {where}: {first.get('msg')}"[:200]) from None
+    return frame, len(text)
+
+
+async def _serve_relay(relays: MCPRelays, ws: WebSocket) -> None:
+    """One relay connection: register, then frames until it closes or breaks a rule."""
+    conn = _WsWorkerConnection(ws)
+    remote = _client_addr(ws.client)
+    relay: RelayRecord | None = None
+    reason = "connection closed"
+    clean = False
+    try:
+        message = await asyncio.wait_for(ws.receive(), timeout=REGISTER_TIMEOUT_S)
+        if message["type"] == "websocket.disconnect":
+            return
+        frame, _ = _parse(message)
+        if not isinstance(frame, RelayRegisterFrame):
+            raise _FrameError("the first frame must be 'register'")
+        try:
+            relay, reply = relays.register(frame, conn, remote)
+        except DuplicateRelayError as exc:
+            await conn.close(CLOSE_DUPLICATE_ID, str(exc))
+            return
+        await conn.send(reply)
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                code = message.get("code", 1000)
+                clean = code in (1000, 1001)
+                reason = f"connection closed by relay (code {code})"
+                break
+            frame, size = _parse(message)
+            try:
+                relays.relay_frame(relay, frame, size)
+            except ValueError as exc:
+                raise _FrameError(str(exc)) from None
+            if relay.gone_at is not None:  # dropped as dead while we were reading
+                reason = "evicted"
+                break
+    except TimeoutError:
+        reason = f"no register frame within {REGISTER_TIMEOUT_S:g}s"
+        relays.events.add(
+            "mcp_refuse", f"mcp relay connection from {remote} closed: {reason}", level="warning"
+        )
+        await conn.close(CLOSE_POLICY_VIOLATION, reason)
+    except _FrameError as exc:
+        reason = str(exc)
+        who = relay.id if relay is not None else remote
+        relays.events.add("protocol_error", f"mcp relay {who} closed: {reason}", level="error")
+        await conn.close(CLOSE_POLICY_VIOLATION, reason)
+    except WebSocketDisconnect as exc:
+        reason = f"connection lost (code {exc.code})"
+    except Exception as exc:  # never let one connection's bug take the server down
+        log.exception("mcp relay connection handler failed")
+        reason = f"internal error: {type(exc).__name__}"
+        await conn.close(1011, "internal error")
+    finally:
+        conn.closed = True
+        if relay is not None and relay.conn is conn:  # not if a reconnect took the id over
+            relays.relay_disconnected(relay, reason, clean=clean)

@@ -1,0 +1,603 @@
+"""The MCP relay: dials the gateway (`WS /api/mcp/connect`) and carries MCP calls to a local
+MCP server, so a server behind NAT is reachable at the gateway's `POST /mcp/{id}`.
+
+`MCPRelayClient` owns the connection and its reconnect loop (capped exponential backoff with
+full jitter, like the workers); an `Upstream` (stdio command or Streamable HTTP URL) answers
+the calls. Each call runs as its own task, so a slow tool never holds up the others, and a
+`cancel` from the gateway stops exactly that call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import random
+import signal
+from collections import deque
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from gatewaytui import __version__
+from gatewaytui.schema.mcp_protocol import (
+    CLOSE_DEAD,
+    CLOSE_DUPLICATE_ID,
+    CLOSE_POLICY_VIOLATION,
+    GATEWAY_RELAY_FRAME_ADAPTER,
+    RELAY_ID_PATTERN,
+    RelayCallFrame,
+    RelayCancelFrame,
+    RelayErrorFrame,
+    RelayEventFrame,
+    RelayHeartbeatFrame,
+    RelayRegisteredFrame,
+    RelayRegisterFrame,
+    RelayReplyFrame,
+    RelayStatusFrame,
+)
+from gatewaytui.workers.backoff import Backoff
+from gatewaytui.workers.mcp_upstream import (
+    DEFAULT_PROTOCOL_VERSION,
+    HttpUpstream,
+    StdioUpstream,
+    Upstream,
+    UpstreamError,
+)
+from gatewaytui.workers.settings import (
+    DEFAULT_GATEWAY_URL,
+    BackoffSettings,
+    gateway_ws_url,
+    redact_url,
+)
+
+log = logging.getLogger("gatewaytui.workers.mcp_relay")
+
+MCP_CONNECT_PATH = "/api/mcp/connect"
+EXIT_OK, EXIT_CONFIG, EXIT_FORCED = 0, 2, 130
+_CLOSE_HINTS = {
+    CLOSE_DUPLICATE_ID: "another relay with this id is connected; give each relay a unique id",
+    CLOSE_POLICY_VIOLATION: "the gateway rejected a frame (policy violation)",
+    CLOSE_DEAD: "the gateway dropped this relay (missed heartbeats?)",
+    1001: "the gateway is shutting down",
+}
+
+
+class MCPRelaySettings(BaseModel):
+    """Everything a relay needs. Secrets (`key`, `token`, `upstream_headers`) never show in
+    repr or logs."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    gateway_url: str = Field(default=DEFAULT_GATEWAY_URL, description="ws(s)/http(s) address.")
+    key: str | None = Field(default=None, repr=False, description="Worker key (Bearer).")
+    id: str = Field(min_length=1, max_length=128, pattern=RELAY_ID_PATTERN)
+    name: str | None = Field(default=None, max_length=256)
+    command: list[str] | None = Field(default=None, description="MCP server over stdio.")
+    url: str | None = Field(default=None, description="MCP server's Streamable HTTP URL.")
+    upstream_headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    token: str | None = Field(
+        default=None, repr=False, description="Token MCP clients must send in X-Relay-Token."
+    )
+    protocol_version: str = DEFAULT_PROTOCOL_VERSION
+    backoff: BackoffSettings = Field(default_factory=BackoffSettings)
+    open_timeout_s: float = Field(default=10.0, gt=0)
+    register_timeout_s: float = Field(default=10.0, gt=0)
+    init_timeout_s: float = Field(default=30.0, gt=0)
+    upstream_timeout_s: float = Field(default=300.0, gt=0)
+    drain_timeout_s: float = Field(default=30.0, ge=0)
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                f"the MCP server url must be http(s)://host[:port]/path, got {value!r}"
+            )
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _one_upstream(self) -> MCPRelaySettings:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give exactly one MCP server: a command (stdio) or a url (http)")
+        if self.command is not None and not self.command:
+            raise ValueError("the MCP server command is empty")
+        return self
+
+
+def build_upstream(settings: MCPRelaySettings) -> Upstream:
+    """The bridge `settings` asks for: a stdio command or a Streamable HTTP URL."""
+    if settings.command is not None:
+        return StdioUpstream(
+            settings.command,
+            protocol_version=settings.protocol_version,
+            init_timeout_s=settings.init_timeout_s,
+            max_message_bytes=settings.max_message_bytes,
+            restart_base_s=settings.backoff.base_s,
+            restart_cap_s=settings.backoff.cap_s,
+        )
+    assert settings.url is not None
+    return HttpUpstream(
+        settings.url,
+        headers=settings.upstream_headers,
+        protocol_version=settings.protocol_version,
+        timeout_s=settings.upstream_timeout_s,
+        retry_base_s=settings.backoff.base_s,
+        retry_cap_s=settings.backoff.cap_s,
+        max_message_bytes=settings.max_message_bytes,
+    )
+
+
+@dataclass(slots=True)
+class SessionEnd:
+    """How one connection attempt ended, for logs, backoff and tests."""
+
+    registered: bool
+    duration_s: float
+    code: int | None = None
+    reason: str = ""
+    error: str | None = None
+
+
+class MCPRelayClient:
+    """Dials the gateway and serves calls with `upstream` until stopped.
+
+    Observable for tests and the CLI: `connected` (set while registered), `registered`,
+    `idle` (set when no call is in flight), `stopped`, `sessions`, `calls_served`.
+    """
+
+    def __init__(
+        self, settings: MCPRelaySettings, upstream: Upstream, *, rng: random.Random | None = None
+    ) -> None:
+        self.settings = settings
+        self.upstream = upstream
+        self.id = settings.id
+        self.url = gateway_ws_url(settings.gateway_url, MCP_CONNECT_PATH)
+        self.backoff = Backoff(settings.backoff.base_s, settings.backoff.cap_s, rng)
+        self.connected = asyncio.Event()
+        self.stopped = asyncio.Event()
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.registered: RelayRegisteredFrame | None = None
+        self.sessions: deque[SessionEnd] = deque(maxlen=64)
+        self.connect_attempts = 0
+        self.calls_served = 0
+        self.calls_failed = 0
+        self.exit_code = EXIT_OK
+        self._ws: ClientConnection | None = None
+        self._calls: dict[str, asyncio.Task[None]] = {}
+        self._draining = False
+        self._stopping = False
+        self._wakeup = asyncio.Event()
+        self._status_dirty = asyncio.Event()
+        self._task: asyncio.Task[int] | None = None
+
+    def __repr__(self) -> str:
+        return f"MCPRelayClient(id={self.id!r}, url={redact_url(self.url)!r})"
+
+    @property
+    def inflight(self) -> int:
+        return len(self._calls)
+
+    # ---- control --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name=f"mcp-relay:{self.id}")
+
+    async def wait(self) -> int:
+        if self._task is None:
+            raise RuntimeError("MCPRelayClient.start() was not called")
+        return await asyncio.shield(self._task)
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Refuse new calls, let the in-flight ones finish (up to `timeout`), close 1000."""
+        self._draining = True
+        limit = self.settings.drain_timeout_s if timeout is None else timeout
+        calls = list(self._calls.values())
+        if calls:
+            log.info("mcp relay %s: draining %d call(s)", self.id, len(calls))
+            _, pending = await asyncio.wait(calls, timeout=limit)
+            for task in pending:
+                task.cancel()
+        await self._shutdown(1000, "relay stopping")
+
+    async def stop(self) -> None:
+        """Stop now: in-flight calls are cancelled (their clients get an error at once)."""
+        for task in list(self._calls.values()):
+            task.cancel()
+        await self._shutdown(1001, "relay stopping", timeout=1.0)
+
+    async def _shutdown(self, code: int, reason: str, timeout: float | None = None) -> None:
+        self._stopping = True
+        self._wakeup.set()
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await ws.close(code, reason)
+        if self._task is not None and self._task is not asyncio.current_task():
+            await asyncio.shield(self._task)
+
+    # ---- connect / reconnect --------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Connect, serve, and reconnect with backoff until stopped; returns an exit code."""
+        unsubscribe = self.upstream.subscribe(self._status_dirty.set)
+        try:
+            while not self._stopping:
+                self.connect_attempts += 1
+                try:
+                    end = await self._session()
+                except InvalidURI as exc:
+                    log.error("mcp relay %s: bad gateway url: %s", self.id, exc)
+                    self.exit_code = EXIT_CONFIG
+                    break
+                except Exception as exc:  # a bug must not end a long-running relay
+                    log.exception("mcp relay %s: unexpected error in the connection", self.id)
+                    end = SessionEnd(registered=False, duration_s=0.0, error=repr(exc))
+                self.sessions.append(end)
+                if self._stopping:
+                    break
+                if end.registered and end.duration_s >= self.settings.backoff.stable_after_s:
+                    self.backoff.reset()
+                delay = self.backoff.next_delay()
+                self._log_end(end, delay)
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._wakeup.wait()
+        finally:
+            unsubscribe()
+            self.connected.clear()
+            self.stopped.set()
+        log.info("mcp relay %s: stopped", self.id)
+        return self.exit_code
+
+    def _log_end(self, end: SessionEnd, delay: float) -> None:
+        retry = f"; reconnecting in {delay:.2f}s"
+        if end.error is not None:
+            log.warning(
+                "mcp relay %s: cannot connect to %s: %s%s",
+                self.id,
+                redact_url(self.url),
+                end.error,
+                retry,
+            )
+            return
+        hint = _CLOSE_HINTS.get(end.code or 0)
+        log.warning(
+            "mcp relay %s: gateway closed the connection: code %s, reason %r%s%s",
+            self.id,
+            end.code if end.code is not None else "none (connection lost)",
+            end.reason,
+            f" ({hint})" if hint else "",
+            retry,
+        )
+
+    async def _session(self) -> SessionEnd:
+        """One connection: register, then serve until it closes. Never raises for I/O."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        registered_at: float | None = None
+        key = self.settings.key
+        headers = {"Authorization": f"Bearer {key}"} if key else None
+        try:
+            async with connect(
+                self.url,
+                additional_headers=headers,
+                user_agent_header=f"gatewaytui-mcp-relay/{__version__}",
+                open_timeout=self.settings.open_timeout_s,
+                max_size=max(self.settings.max_message_bytes, 1 << 20) * 2,
+                compression=None,
+            ) as ws:
+                self._ws = ws
+                try:
+                    if self._stopping:
+                        await ws.close(1000, "relay stopping")
+                    registered = await self._register(ws)
+                    registered_at = loop.time()
+                    await self._serve(ws, registered)
+                except ConnectionClosed:
+                    pass
+                finally:
+                    self._ws = None
+                    self.connected.clear()
+                    for task in list(self._calls.values()):
+                        task.cancel()
+            duration = loop.time() - (registered_at if registered_at is not None else started)
+            return SessionEnd(
+                registered=registered_at is not None,
+                duration_s=duration,
+                code=ws.close_code,
+                reason=ws.close_reason or "",
+            )
+        except InvalidURI:
+            raise
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            hint = {401: " (bad or missing worker key)", 403: " (forbidden)"}.get(status, "")
+            error = f"gateway refused the connection: HTTP {status}{hint}"
+        except _ProtocolError as exc:
+            error = f"protocol error: {exc}"
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        duration = loop.time() - (registered_at if registered_at is not None else started)
+        return SessionEnd(registered=registered_at is not None, duration_s=duration, error=error)
+
+    def _register_frame(self) -> RelayRegisterFrame:
+        up = self.upstream
+        return RelayRegisterFrame(
+            id=self.id,
+            name=self.settings.name or self.id,
+            transport="stdio" if up.transport == "stdio" else "http",
+            version=__version__,
+            token_required=bool(self.settings.token),
+            ready=up.ready,
+            reason=(up.reason or "")[:1024] or None,
+            server=up.server,
+        )
+
+    async def _register(self, ws: ClientConnection) -> RelayRegisteredFrame:
+        self._status_dirty.clear()
+        await ws.send(self._register_frame().model_dump_json())
+        try:
+            async with asyncio.timeout(self.settings.register_timeout_s):
+                raw = await ws.recv()
+        except TimeoutError:
+            await ws.close(1002, "no registered frame")
+            raise _ProtocolError("the gateway did not answer register in time") from None
+        try:
+            answer = GATEWAY_RELAY_FRAME_ADAPTER.validate_json(raw)
+        except ValidationError:
+            await ws.close(1002, "expected a registered frame")
+            raise _ProtocolError("bad answer to register") from None
+        if not isinstance(answer, RelayRegisteredFrame):
+            await ws.close(1002, "expected a registered frame")
+            raise _ProtocolError(f"expected registered, got {answer.type}")
+        self.registered = answer
+        log.info(
+            "mcp relay %s: registered with %s as %s (%s)",
+            self.id,
+            redact_url(self.url),
+            answer.client_id,
+            self.upstream.describe()
+            if self.upstream.ready
+            else f"not ready: {self.upstream.reason}",
+        )
+        return answer
+
+    async def _serve(self, ws: ClientConnection, registered: RelayRegisteredFrame) -> None:
+        self.connected.set()
+        ticker = asyncio.create_task(self._ticker(ws, registered), name=f"mcp-ticker:{self.id}")
+        try:
+            async for raw in ws:
+                self._dispatch(ws, raw, registered)
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await ticker
+
+    async def _ticker(self, ws: ClientConnection, registered: RelayRegisteredFrame) -> None:
+        """Heartbeats on a timer, and a status frame whenever the MCP server comes or goes."""
+        interval = max(registered.heartbeat_interval_s, 0.01)
+        loop = asyncio.get_running_loop()
+        next_beat = loop.time() + interval
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, next_beat - loop.time())):
+                    await self._status_dirty.wait()
+            if self._status_dirty.is_set():
+                self._status_dirty.clear()
+                up = self.upstream
+                status = RelayStatusFrame(
+                    ready=up.ready, reason=(up.reason or "")[:1024] or None, server=up.server
+                )
+                await ws.send(status.model_dump_json())
+            if loop.time() >= next_beat:
+                await ws.send(RelayHeartbeatFrame().model_dump_json())
+                next_beat = loop.time() + interval
+
+    def _dispatch(
+        self, ws: ClientConnection, raw: str | bytes, registered: RelayRegisteredFrame
+    ) -> None:
+        try:
+            frame = GATEWAY_RELAY_FRAME_ADAPTER.validate_json(raw)
+        except ValidationError as exc:
+            log.warning("mcp relay %s: ignoring a frame that does not parse: %s", self.id, exc)
+            return
+        if isinstance(frame, RelayCallFrame):
+            if frame.call_id in self._calls:
+                log.warning("mcp relay %s: ignoring duplicate call id %s", self.id, frame.call_id)
+                return
+            task = asyncio.create_task(self._run_call(ws, frame, registered), name=frame.call_id)
+            self._calls[frame.call_id] = task
+            self.idle.clear()
+            task.add_done_callback(lambda _t, call_id=frame.call_id: self._call_done(call_id))
+        elif isinstance(frame, RelayCancelFrame):
+            task = self._calls.get(frame.call_id)
+            if task is not None:
+                log.info(
+                    "mcp relay %s: call %s cancelled: %s", self.id, frame.call_id, frame.reason
+                )
+                task.cancel()
+
+    def _call_done(self, call_id: str) -> None:
+        self._calls.pop(call_id, None)
+        if not self._calls:
+            self.idle.set()
+
+    def _check_token(self, call: RelayCallFrame) -> None:
+        wanted = self.settings.token
+        if not wanted:
+            return
+        if not call.token:
+            raise UpstreamError(
+                401, "this MCP relay requires its token in X-Relay-Token", "relay_token_required"
+            )
+        if not hmac.compare_digest(call.token.encode(), wanted.encode()):
+            raise UpstreamError(
+                403, "the MCP relay refused the token in X-Relay-Token", "relay_token_invalid"
+            )
+
+    async def _run_call(
+        self, ws: ClientConnection, call: RelayCallFrame, registered: RelayRegisteredFrame
+    ) -> None:
+        limit = registered.max_response_bytes
+        sent = 0
+
+        async def emit(frame: BaseModel) -> None:
+            nonlocal sent
+            text = frame.model_dump_json()
+            if isinstance(frame, RelayReplyFrame | RelayEventFrame):
+                sent += len(text)
+                if sent > limit:
+                    raise UpstreamError(
+                        502,
+                        f"the MCP server's answer exceeds the gateway's limit ({limit} bytes)",
+                        "response_too_large",
+                    )
+            await ws.send(text)
+
+        try:
+            try:
+                if self._draining:
+                    raise UpstreamError(503, "the MCP relay is draining", "relay_draining")
+                self._check_token(call)
+                await self.upstream.handle(call, emit)
+                self.calls_served += 1
+            except UpstreamError as exc:
+                self.calls_failed += 1
+                log.info("mcp relay %s: call %s failed: %s", self.id, call.call_id, exc.message)
+                error = RelayErrorFrame(
+                    call_id=call.call_id, message=exc.message, status=exc.status, code=exc.code
+                )
+                await ws.send(error.model_dump_json())
+            except (asyncio.CancelledError, ConnectionClosed):
+                raise
+            except Exception as exc:
+                self.calls_failed += 1
+                log.exception("mcp relay %s: call %s crashed", self.id, call.call_id)
+                error = RelayErrorFrame(
+                    call_id=call.call_id,
+                    message=f"relay error: {type(exc).__name__}: {exc}"[:4096],
+                    status=500,
+                    code="relay_error",
+                )
+                await ws.send(error.model_dump_json())
+        except ConnectionClosed:
+            log.debug("mcp relay %s: connection closed while call %s ran", self.id, call.call_id)
+
+
+class _ProtocolError(Exception):
+    """The gateway said something the protocol does not allow."""
+
+
+async def run_mcp_relay(
+    settings: MCPRelaySettings,
+    stop: asyncio.Event | None = None,
+    *,
+    install_signal_handlers: bool = False,
+    upstream: Upstream | None = None,
+) -> int:
+    """Run a relay until `stop` is set or a signal arrives; returns an exit code.
+
+    The first SIGTERM/SIGINT (or `stop`) drains: new calls are refused, in-flight ones finish
+    (up to `drain_timeout_s`), then the connection closes with 1000. A second signal stops at
+    once. 0: clean; 2: configuration error (e.g. the server command does not exist); 130:
+    forced stop.
+    """
+    from gatewaytui.workers.mcp_upstream import UpstreamConfigError
+
+    upstream = upstream or build_upstream(settings)
+    stop = stop or asyncio.Event()
+    force = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+
+    def on_signal(signum: signal.Signals) -> None:
+        if not stop.is_set():
+            log.warning("received %s: draining (send it again to exit at once)", signum.name)
+            stop.set()
+        else:
+            log.warning("received %s again: stopping now", signum.name)
+            force.set()
+
+    if install_signal_handlers:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, on_signal, signum)
+                installed.append(signum)
+    client = MCPRelayClient(settings, upstream)
+    forced = False
+    try:
+        try:
+            await upstream.start()
+        except UpstreamConfigError as exc:
+            log.error("mcp relay %s: %s", settings.id, exc)
+            return EXIT_CONFIG
+        try:
+            log.info(
+                "mcp relay %s: bridging %s for %s",
+                settings.id,
+                _what(settings),
+                redact_url(client.url),
+            )
+            await client.start()
+            done = asyncio.ensure_future(client.wait())
+            stop_wait = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({done, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                if not done.done():
+                    draining = asyncio.ensure_future(client.drain())
+                    force_wait = asyncio.ensure_future(force.wait())
+                    await asyncio.wait({draining, force_wait}, return_when=asyncio.FIRST_COMPLETED)
+                    if not draining.done():
+                        forced = True
+                        await client.stop()
+                    force_wait.cancel()
+                    await asyncio.gather(draining, return_exceptions=True)
+                await done
+            finally:
+                stop_wait.cancel()
+                if not done.done():
+                    await client.stop()
+        finally:
+            await upstream.close()
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+    if forced:
+        return EXIT_FORCED
+    return client.exit_code
+
+
+def _what(settings: MCPRelaySettings) -> str:
+    if settings.command is not None:
+        return f"stdio command {settings.command[0]!r}"
+    return f"Streamable HTTP server {redact_url(settings.url or '')}"
+
+
+def relay_settings_error(exc: ValidationError) -> str:
+    """A one-line description of what is wrong with the settings, for the CLI."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+    )
+
+
+__all__ = [
+    "MCPRelayClient",
+    "MCPRelaySettings",
+    "SessionEnd",
+    "build_upstream",
+    "relay_settings_error",
+    "run_mcp_relay",
+]

@@ -1,0 +1,242 @@
+"""A real OpenAI-compatible upstream for the backend tests: a small Starlette app served by
+uvicorn on a real loopback port, in its own thread (tests drive it with blocking calls).
+
+It serves `/v1/models` (or Ollama's `/api/tags`), `/v1/chat/completions` (JSON and SSE) and
+`/v1/embeddings`; checks a Bearer key if given (and, like a careless server, echoes the key it
+got in its 401); records what it received; can hold requests at a gate, fail on demand and
+tell when a client went away mid-stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+WAIT_S = 10.0
+
+
+class Upstream:
+    """Start with `Upstream(...)`, stop with `stop()`; `url` is the OpenAI base (`…/v1`)."""
+
+    def __init__(
+        self,
+        *,
+        models: list[str] | None = None,
+        key: str | None = None,
+        ollama: bool = False,
+        sock: socket.socket | None = None,
+        dimension: int = 2,
+    ) -> None:
+        self.models = list(models or ["up-chat", "up-embed"])
+        self.key = key
+        self.ollama = ollama
+        self.dimension = dimension
+        self.fail_status: int | None = None
+        self.hold = False  # chat requests wait at the gate until release()
+        self.requests: list[dict[str, Any]] = []  # {"path", "auth", "body"}
+        self.arrived = threading.Semaphore(0)  # one release per request that reached the gate
+        self.disconnected = threading.Event()  # a client left in the middle of a stream
+        self.completed = 0
+        self._gate: asyncio.Event | None = None
+        self.loop = asyncio.new_event_loop()
+        self.sock = sock or _bound_socket()
+        self.port = self.sock.getsockname()[1]
+        self.root = f"http://127.0.0.1:{self.port}"
+        self.url = self.root + "/v1"
+        config = uvicorn.Config(self.app(), log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        started = asyncio.run_coroutine_threadsafe(self._started(), self.loop)
+        started.result(WAIT_S)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self._gate = asyncio.Event()
+        self._serve = self.loop.create_task(self.server.serve(sockets=[self.sock]))
+        self.loop.run_forever()
+
+    async def _started(self) -> None:
+        while not self.server.started:
+            if self._serve.done():
+                self._serve.result()
+            await asyncio.sleep(0.005)  # uvicorn offers only this flag for readiness
+
+    def release(self) -> None:
+        """Open the gate: held requests go on (and later ones pass)."""
+        self.hold = False
+        self.loop.call_soon_threadsafe(self._gate.set)  # type: ignore[union-attr]
+
+    def wait_arrived(self, timeout: float = WAIT_S) -> None:
+        if not self.arrived.acquire(timeout=timeout):
+            raise AssertionError("no request reached the upstream's gate")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.loop.call_soon_threadsafe(self._gate.set)  # type: ignore[union-attr]
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self._finish(), self.loop).result(WAIT_S)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(WAIT_S)
+        self.sock.close()
+
+    async def _finish(self) -> None:
+        await asyncio.wait_for(self._serve, WAIT_S)
+
+    def bodies(self, path: str) -> list[dict[str, Any]]:
+        return [r["body"] for r in self.requests if r["path"] == path]
+
+    # ---- the app ------------------------------------------------------------------------
+
+    def app(self) -> Starlette:
+        up = self
+
+        def denied(request: Request) -> Response | None:
+            got = request.headers.get("authorization")
+            if up.key is not None and got != f"Bearer {up.key}":
+                # A careless server: it repeats the credentials it received.
+                message = f"invalid api key: {got}"
+                return JSONResponse({"error": {"message": message}}, status_code=401)
+            return None
+
+        async def record(request: Request) -> dict[str, Any]:
+            body = await request.json() if request.method == "POST" else {}
+            up.requests.append(
+                {
+                    "path": request.url.path,
+                    "auth": request.headers.get("authorization"),
+                    "body": body,
+                }
+            )
+            return body
+
+        async def gate() -> None:
+            if up.hold:
+                up.arrived.release()
+                await up._gate.wait()  # type: ignore[union-attr]
+
+        def failure() -> Response | None:
+            if up.fail_status is None:
+                return None
+            body = {"error": {"message": "upstream exploded", "type": "server_error"}}
+            return JSONResponse(body, status_code=up.fail_status)
+
+        async def models(request: Request) -> Response:
+            await record(request)
+            if (no := denied(request) or failure()) is not None:
+                return no
+            data = [{"id": m, "object": "model", "owned_by": "upstream"} for m in up.models]
+            return JSONResponse({"object": "list", "data": data})
+
+        async def tags(request: Request) -> Response:
+            await record(request)
+            if (no := denied(request) or failure()) is not None:
+                return no
+            entries = [{"name": m, "model": m, "size": 1, "digest": "d"} for m in up.models]
+            return JSONResponse({"models": entries})
+
+        async def chat(request: Request) -> Response:
+            body = await record(request)
+            if (no := denied(request) or failure()) is not None:
+                return no
+            base = {"id": "chatcmpl-up", "created": 1, "model": body["model"]}
+            usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+            if not body.get("stream"):
+                await gate()
+                up.completed += 1
+                message = {"role": "assistant", "content": "Hello from upstream"}
+                choice = {"index": 0, "message": message, "finish_reason": "stop"}
+                return JSONResponse(
+                    base | {"object": "chat.completion", "choices": [choice], "usage": usage}
+                )
+
+            async def events() -> AsyncIterator[str]:
+                finished = False
+                try:
+                    for delta in ({"role": "assistant", "content": ""}, {"content": "Hel"}):
+                        yield _chunk(base, delta)
+                    await gate()  # a stream is held after its first bytes
+                    for delta in ({"content": "lo"}, {"content": "!"}):
+                        yield _chunk(base, delta)
+                    yield _chunk(base, {}, finish="stop")
+                    if (body.get("stream_options") or {}).get("include_usage"):
+                        yield f"data: {json.dumps(base | {'choices': [], 'usage': usage})}\n\n"
+                    yield ": keep-alive\n\ndata: [DONE]\n\n"
+                    finished = True
+                    up.completed += 1
+                finally:
+                    if not finished:
+                        up.disconnected.set()
+
+            return StreamingResponse(events(), media_type="text/event-stream")
+
+        async def embeddings(request: Request) -> Response:
+            body = await record(request)
+            if (no := denied(request) or failure()) is not None:
+                return no
+            inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            data = [
+                {
+                    "object": "embedding",
+                    "index": i,
+                    "embedding": [float(len(text))] + [1.0] * (up.dimension - 1),
+                }
+                for i, text in enumerate(inputs)
+            ]
+            up.completed += 1
+            usage = {"prompt_tokens": 2 * len(data), "total_tokens": 2 * len(data)}
+            return JSONResponse(
+                {"object": "list", "data": data, "model": body["model"], "usage": usage}
+            )
+
+        routes = [
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/embeddings", embeddings, methods=["POST"]),
+        ]
+        routes.append(Route("/api/tags", tags) if up.ollama else Route("/v1/models", models))
+        return Starlette(routes=routes)
+
+
+def _chunk(base: dict[str, Any], delta: dict[str, Any], finish: str | None = None) -> str:
+    chunk = base | {
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(chunk)}\n\n"
+
+
+def _bound_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def reserve_port() -> socket.socket:
+    """A bound, not listening socket: connections are refused until an Upstream uses it."""
+    return _bound_socket()
+
+
+def upstreams() -> Iterator[Callable[..., Upstream]]:
+    """The body of an `upstream` fixture: `upstream(**Upstream kwargs)` starts one; all are
+    stopped after the test."""
+    started: list[Upstream] = []
+
+    def start(**kwargs: Any) -> Upstream:
+        up = Upstream(**kwargs)
+        started.append(up)
+        return up
+
+    yield start
+    for up in started:
+        up.stop()

@@ -1,0 +1,294 @@
+"""The Backends view and its form, driven as an operator would: a real gateway on a loopback
+port, a real OpenAI-compatible upstream, the panel reaching the gateway only through the
+client layer."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from textual.widgets import Input, Static, Switch
+
+from backend_upstream import upstreams
+from gatewaytui.schema import BackendStatus
+from gatewaytui.tui.app import GatewayApp
+from gatewaytui.tui.config import ContextConfig, TuiConfig
+from gatewaytui.tui.screens.backend_form import (
+    BackendFormScreen,
+    describe_changes,
+    format_models,
+    parse_models,
+)
+from gatewaytui.tui.screens.confirm import ConfirmScreen
+from gatewaytui.tui.widgets.virtual_table import VirtualTable
+
+SAMPLE = Path(__file__).parents[1] / "sample_state.json"
+KEY = "sk-panel-9b1c2d3e4f5a-SECRET"
+FAST = {"backoff_base": 0.05, "backoff_cap": 0.2}
+
+
+@pytest.fixture
+def upstream():
+    yield from upstreams()
+
+
+@pytest.fixture
+def gw(make_gateway, tmp_path):
+    return make_gateway(
+        backends__store_path=str(tmp_path / "backends.yaml"), backends__probe_interval="1h"
+    )
+
+
+def live_app(url: str) -> GatewayApp:
+    context = ContextConfig(name="test", url=url)
+    config = TuiConfig(contexts=[context], default_context="test")
+    return GatewayApp(config, context=context, connection_options=FAST)
+
+
+async def until(pilot, predicate, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+def table(app: GatewayApp) -> VirtualTable:
+    found = app._current_table()
+    assert found is not None
+    return found
+
+
+def screen_text(app: GatewayApp) -> str:
+    """Everything drawn on the terminal right now (the SVG export holds every glyph)."""
+    return app.export_screenshot()
+
+
+def error_of(form: BackendFormScreen, field: str) -> str:
+    widget = form.query_one(f"#err-{field}", Static)
+    return str(widget.render()) if widget.has_class("-shown") else ""
+
+
+def status_of(form: BackendFormScreen) -> str:
+    return str(form.query_one("#form-status", Static).render())
+
+
+async def type_into(pilot, form: BackendFormScreen, field: str, text: str) -> None:
+    widget = form.query_one(f"#{field}", Input)
+    widget.focus()
+    widget.value = ""
+    await pilot.press(*text) if text else await pilot.pause()
+
+
+async def open_view(pilot, app: GatewayApp, rows: int) -> None:
+    await pilot.press("6")
+    await until(pilot, lambda: app.session.state.live, what="live")
+    await until(pilot, lambda: app._role is not None, what="role")
+    await until(pilot, lambda: table(app).total_count == rows, what=f"{rows} backend rows")
+
+
+def test_model_lines_round_trip() -> None:
+    text = "llama3:8b chat,stream,think ctx=8192 max_out=4096\nbge-m3 embed dim=1024 tm=1.5"
+    models = parse_models(text)
+    assert models == [
+        {
+            "name": "llama3:8b",
+            "capabilities": ["chat", "stream", "think"],
+            "context_length": 8192,
+            "max_output_tokens": 4096,
+        },
+        {"name": "bge-m3", "capabilities": ["embed"], "embedding_dimension": 1024,
+         "token_modifier": 1.5},
+    ]  # fmt: skip
+    assert parse_models(format_models(models)) == models
+    changes = describe_changes(
+        {"url": "http://a/v1", "timeout_s": 60.0, "labels": {}, "api_key_set": True},
+        {"url": "http://b/v1", "timeout_s": 120.0, "labels": {"k": "v"}, "api_key_set": False},
+    )
+    assert changes == [
+        "url: http://a/v1 → http://b/v1",
+        "timeout_s: 1m → 2m",
+        "labels: (none) → k=v",
+        "the key was changed",
+    ]
+
+
+async def test_add_validates_tests_the_connection_and_saves(gw, upstream):
+    up = upstream(key=KEY, models=["llama3.1:8b", "qwen2.5:7b"])
+    app = live_app(gw.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_view(pilot, app, 0)
+        await pilot.press("a")
+        form = app.screen
+        assert isinstance(form, BackendFormScreen) and not form.editing
+        await type_into(pilot, form, "id", "gpu-box")
+        await type_into(pilot, form, "url", "ftp://10.0.0.5")
+        assert "http://" in error_of(form, "url")  # as you type, with the gateway's model
+        assert error_of(form, "labels") == ""  # untouched fields stay quiet
+        await type_into(pilot, form, "url", up.root)
+        assert error_of(form, "url") == ""
+        await type_into(pilot, form, "api_key", KEY)
+        await type_into(pilot, form, "labels", "rack-r1")
+        assert "key=value" in error_of(form, "labels")
+        await type_into(pilot, form, "labels", "rack=r1")
+
+        await pilot.press("ctrl+t")
+        await until(pilot, lambda: "connected" in status_of(form), what="test connection")
+        assert "llama3.1:8b" in status_of(form) and "2 model(s)" in status_of(form)
+        assert gw.sync(lambda: "gpu-box" not in gw.gateway.backends.records)  # not saved
+
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: not isinstance(app.screen, BackendFormScreen), what="saved")
+        await until(pilot, lambda: table(app).total_count == 1, what="row")
+        assert table(app).cursor_id == "gpu-box"
+        record = gw.sync(lambda: gw.gateway.backends.records["gpu-box"].to_dict())
+        assert record["api_key_set"] and record["labels"] == {"rack": "r1"}
+        assert record["url"] == up.url
+        assert KEY not in screen_text(app)
+
+
+async def test_the_gateways_own_messages_are_shown_next_to_the_fields(gw):
+    httpx.post(gw.url + "/api/backends", json={"id": "taken", "url": "http://h:1"})
+    app = live_app(gw.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_view(pilot, app, 1)
+        await pilot.press("a")
+        form = app.screen
+        assert isinstance(form, BackendFormScreen)
+        await type_into(pilot, form, "id", "taken")
+        await type_into(pilot, form, "url", "http://h:2")
+        await pilot.press("ctrl+s")  # valid here; the gateway refuses the duplicate id
+        await until(pilot, lambda: error_of(form, "id") != "", what="id error")
+        assert "exists" in error_of(form, "id")
+        assert isinstance(app.screen, BackendFormScreen)  # still open, nothing lost
+        assert form.query_one("#url", Input).value == "http://h:2"
+
+        # A body the gateway finds wrong field by field (a model line too).
+        body = form.spec_body() | {
+            "id": "fresh",
+            "timeout_s": -1,
+            "declared_models": [{"name": "m"}, {"name": "n", "max_output_tokens": -5}],
+        }
+        form._save(body)
+        await until(pilot, lambda: error_of(form, "timeout_s") != "", what="server 422")
+        assert "greater than 0" in error_of(form, "timeout_s")
+        assert error_of(form, "declared_models").startswith("↑ model 2: max_output_tokens")
+        assert "refused" in status_of(form)
+        assert gw.sync(lambda: set(gw.gateway.backends.records)) == {"taken"}
+
+
+async def test_edit_keeps_the_key_unless_a_new_one_is_typed(gw, upstream):
+    up = upstream(key=KEY)
+    httpx.post(gw.url + "/api/backends", json={"id": "up", "url": up.url, "api_key": KEY})
+    app = live_app(gw.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_view(pilot, app, 1)
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, BackendFormScreen), what="form")
+        form = app.screen
+        key = form.query_one("#api_key", Input)
+        assert key.value == "" and key.placeholder.startswith("set")
+        assert form.query_one("#id", Input).disabled  # the id is the backend's name
+        assert KEY not in screen_text(app)
+        await type_into(pilot, form, "max_concurrency", "3")
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: not isinstance(app.screen, BackendFormScreen), what="saved")
+        saved = gw.sync(lambda: gw.gateway.backends.records["up"])
+        assert (saved.revision, saved.spec.max_concurrency) == (2, 3)
+        assert saved.spec.api_key.get_secret_value() == KEY  # kept
+        probe = httpx.post(gw.url + "/api/backends/up/probe").json()
+        assert probe["ok"] and up.requests[-1]["auth"] == f"Bearer {KEY}"
+
+        await pilot.press("enter")  # enter edits too
+        await until(pilot, lambda: isinstance(app.screen, BackendFormScreen), what="form")
+        form = app.screen
+        await type_into(pilot, form, "api_key", "sk-replacement-key-42")
+        assert "sk-replacement-key-42" not in screen_text(app)  # typed keys are masked
+        form.query_one("#remove_key", Switch).value = True  # a typed key wins over remove
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: not isinstance(app.screen, BackendFormScreen), what="saved")
+        saved = gw.sync(lambda: gw.gateway.backends.records["up"])
+        assert saved.spec.api_key.get_secret_value() == "sk-replacement-key-42"
+
+
+async def test_a_conflict_shows_what_changed_and_offers_to_reload(gw):
+    httpx.post(gw.url + "/api/backends", json={"id": "b", "url": "http://10.0.0.1:8000/v1"})
+    app = live_app(gw.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_view(pilot, app, 1)
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, BackendFormScreen), what="form")
+        form = app.screen
+        await type_into(pilot, form, "max_concurrency", "2")
+        colleague = httpx.patch(
+            gw.url + "/api/backends/b",
+            json={"url": "http://10.0.0.2:8000/v1", "labels": {"owner": "bob"}},
+        )
+        assert colleague.json()["revision"] == 2
+        await pilot.press("ctrl+s")
+        conflict = form.query_one("#conflict")
+        await until(pilot, lambda: conflict.has_class("-shown"), what="conflict panel")
+        text = str(form.query_one("#conflict-text", Static).render())
+        assert "revision 1 → 2" in text
+        assert "url: http://10.0.0.1:8000/v1 → http://10.0.0.2:8000/v1" in text
+        assert "labels: (none) → owner=bob" in text
+        assert gw.sync(lambda: gw.gateway.backends.records["b"].spec.max_concurrency) == 8
+
+        await pilot.click("#reload")
+        assert not conflict.has_class("-shown")
+        assert form.query_one("#url", Input).value == "http://10.0.0.2:8000/v1"
+        assert form.query_one("#labels", Input).value == "owner=bob"
+        assert form.query_one("#max_concurrency", Input).value == "8"  # theirs
+        await type_into(pilot, form, "max_concurrency", "2")
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: not isinstance(app.screen, BackendFormScreen), what="saved")
+        saved = gw.sync(lambda: gw.gateway.backends.records["b"])
+        assert saved.revision == 3 and saved.spec.max_concurrency == 2
+        assert saved.spec.labels == {"owner": "bob"}  # their edit survived
+
+
+async def test_probe_enable_disable_and_delete_from_the_view(gw, upstream):
+    up = upstream(models=["m1"])
+    httpx.post(gw.url + "/api/backends", json={"id": "up", "url": up.url})
+    gw.wait_for(lambda g: g.backends.records["up"].status is BackendStatus.HEALTHY)
+    app = live_app(gw.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_view(pilot, app, 1)
+        probes = len(up.bodies("/v1/models"))
+        await pilot.press("P")
+        await until(
+            pilot,
+            lambda: any("✓ up: 1 model(s)" in n.message for n in app._notifications),
+            what="probe notice",
+        )
+        assert len(up.bodies("/v1/models")) == probes + 1
+
+        await pilot.press("t")
+        await until(pilot, lambda: app.store.items["backends"]["up"]["enabled"] is False)
+        assert "disabled" in screen_text(app)
+        await pilot.press("t")
+        await until(pilot, lambda: app.store.items["backends"]["up"]["enabled"] is True)
+
+        await pilot.press("delete")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.focused.id == "cancel"  # the default is Cancel
+        await pilot.press("n")
+        assert gw.sync(lambda: "up" in gw.gateway.backends.records)
+        await pilot.press("delete", "y")
+        await until(pilot, lambda: table(app).total_count == 0, what="row removed")
+        assert gw.sync(lambda: "up" not in gw.gateway.backends.records)
+
+
+async def test_read_only_hides_and_refuses_backend_edits():
+    app = GatewayApp(TuiConfig(), snapshot=SAMPLE, read_only=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("6")
+        assert table(app).total_count == 4
+        view = app.current_view
+        for action in ("add", "edit", "delete", "toggle", "probe"):
+            assert view.check_action(action, ()) is False
+        await pilot.press("a")
+        await pilot.press("e")
+        assert not isinstance(app.screen, BackendFormScreen)
