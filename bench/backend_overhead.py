@@ -25,7 +25,18 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "_support"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PYTHON, SUPPORT, Proc, free_port, gateway_argv, header, processes, verdict
+from common import (
+    PYTHON,
+    SUPPORT,
+    Proc,
+    free_port,
+    gateway_argv,
+    header,
+    processes,
+    verdict,
+    wait_http,
+)
+
 from overhead import LoadGen, line, set_service
 
 
@@ -63,7 +74,6 @@ def main() -> int:
             [PYTHON, str(SUPPORT / "upstream.py"), "--port", str(up_port), "--service-ms", "0"],
         )
         procs.append(upstream)
-        from common import wait_http
 
         wait_http(f"{upstream_url}/v1/models", 20, proc=upstream)
         store = Path(tmp) / "backends.yaml"

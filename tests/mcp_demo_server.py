@@ -50,6 +50,11 @@ def build_server() -> MCPServer:
         return os.getpid()
 
     @server.tool()
+    def getenv(name: str) -> str:
+        """An environment variable of the server process ("" when unset)."""
+        return os.environ.get(name, "")
+
+    @server.tool()
     def crash(code: int = 3) -> str:
         """Exit the server process at once, mid-call."""
         os._exit(code)

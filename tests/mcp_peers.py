@@ -33,9 +33,8 @@ def relay_settings(gw: RunningGateway, relay_id: str = "demo", **extra: Any) -> 
     """A relay for `gw` that bridges the demo server over stdio unless `url=` is given."""
     if "url" not in extra and "command" not in extra:
         extra["command"] = STDIO_COMMAND
-    return MCPRelaySettings(
-        gateway_url=gw.ws_url, id=relay_id, backoff=FAST_BACKOFF, drain_timeout_s=2, **extra
-    )
+    extra.setdefault("drain_timeout_s", 2)
+    return MCPRelaySettings(gateway_url=gw.ws_url, id=relay_id, backoff=FAST_BACKOFF, **extra)
 
 
 class InProcessRelay:
@@ -49,9 +48,13 @@ class InProcessRelay:
         if wait_ready:
             gw.wait_for(lambda g: _relay_status(g, self.id) in ("idle", "working"), timeout=20)
 
+    def request_stop(self) -> None:
+        """What the first SIGTERM does: the relay drains, then exits."""
+        self.gw.loop.call_soon_threadsafe(self._stop.set)
+
     def stop(self) -> int:
         if not self.run.done():
-            self.gw.loop.call_soon_threadsafe(self._stop.set)
+            self.request_stop()
         return self.run.result(30)
 
 

@@ -416,70 +416,97 @@ gw.totals.tokens_in = 247_113_845
 gw.totals.tokens_out = 27_903_552
 gw.totals.embeddings = 3_061_504
 
-# ---- MCP ---------------------------------------------------------------------------------------
+# ---- MCP: real relay records and calls through the gateway's MCP registry --------------------
+from gatewaytui.gateway.mcp import MCPCall  # noqa: E402
+from gatewaytui.schema.mcp_protocol import MCPServerInfo, RelayRegisterFrame  # noqa: E402
+
+
+def mcp_relay(rid, transport, server, remote, connected, heartbeat, *, ready=True, reason=None,
+              token=False):  # fmt: skip
+    frame = RelayRegisterFrame(
+        id=rid, name=rid, transport=transport, version="0.1.0", token_required=token,
+        ready=ready, reason=reason, server=MCPServerInfo(**server),
+    )  # fmt: skip
+    record, _ = gw.mcp.register(frame, None, remote)
+    record.connected_at, record.last_heartbeat = connected, heartbeat
+    return record
+
+
+def mcp_counts(record, functions, errors=None, *, last_error=None, at=None, rejected=0,
+               reconnects=0):  # fmt: skip
+    c = record.counters
+    c.functions, c.errors_by_method = dict(functions), dict(errors or {})
+    c.calls, c.errors = sum(functions.values()), sum((errors or {}).values())
+    c.last_error, c.last_error_at = last_error, at
+    c.rejected, c.reconnects = rejected, reconnects
+
+
+def mcp_call(record, seq, method, target, started, client, *, stream=False):
+    call = MCPCall(record, method, target=target, client=client, started_at=started,
+                   call_id=f"mcps-{seq:06d}-{PREFIX}")  # fmt: skip
+    call.stream = stream
+    record.calls[call.id] = gw.mcp.calls[call.id] = call
+
+
+r = mcp_relay(
+    "jira-tools", "stdio",
+    {"name": "mcp-atlassian", "title": "Atlassian", "version": "0.11.9",
+     "protocol_version": "2025-06-18", "capabilities": ["prompts", "tools"]},
+    "10.0.6.21:51022", t("07:58:03.914"), t("09:29:57.318"), token=True,
+)  # fmt: skip
+mcp_counts(
+    r,
+    {"initialize": 3, "notifications/initialized": 3, "tools/list": 8, "tools/call": 120,
+     "prompts/list": 2},
+    {"tools/call": 4},
+    last_error="tools/call jira_search: HTTP 502: upstream answered 429 Too Many Requests",
+    at=t("09:12:40.226"),
+    rejected=1,
+)  # fmt: skip
+mcp_call(r, 871, "tools/call", "jira_search", t("09:29:58.310"), "10.0.9.80:40210")
+mcp_call(r, 874, "tools/list", None, t("09:29:59.902"), "10.0.9.81:52233")
+
+r = mcp_relay(
+    "k8s-readonly", "http",
+    {"name": "mcp-server-kubernetes", "version": "2.4.0", "protocol_version": "2025-11-25",
+     "capabilities": ["logging", "resources", "tools"]},
+    "10.0.7.5:38814", t("06:14:20.007", "2026-11-19"), t("09:29:55.902"),
+)  # fmt: skip
+mcp_counts(
+    r,
+    {"initialize": 5, "notifications/initialized": 5, "tools/list": 15, "tools/call": 342,
+     "resources/list": 6, "resources/read": 41},
+    reconnects=1,
+)  # fmt: skip
+mcp_call(r, 869, "tools/call", "pods_log", t("09:29:51.118"), "10.0.9.80:40188", stream=True)
+mcp_call(r, 873, "resources/read", "k8s://default/pods", t("09:29:59.541"), "10.0.9.82:33017")
+
+r = mcp_relay(
+    "notion-notes", "stdio",
+    {"name": "notion-mcp", "version": "1.8.1", "protocol_version": "2025-11-25",
+     "capabilities": ["resources", "tools"]},
+    "192.168.7.41:61120", t("08:40:12.775"), t("09:29:58.001"),
+    ready=False, reason="MCP server 'npx' exited with code 1",
+)  # fmt: skip
+mcp_counts(
+    r,
+    {"initialize": 1, "notifications/initialized": 1, "tools/list": 2, "tools/call": 9},
+    {"tools/call": 2},
+    last_error="tools/call search: the MCP server exited (code 1) during the call",
+    at=t("09:27:02.513"),
+)  # fmt: skip
+
+r = mcp_relay(
+    "docs-search", "http",
+    {"name": "docs-search", "title": "Docs search", "version": "0.3.0",
+     "protocol_version": "2025-06-18", "capabilities": ["completions", "prompts", "tools"]},
+    "10.0.7.9:44120", t("09:02:44.150"), t("09:29:59.077"),
+)  # fmt: skip
+mcp_counts(r, {"initialize": 2, "notifications/initialized": 2, "tools/call": 17})
 
 mcp = {
-    "clients": [
-        {
-            "id": "jira-tools",
-            "name": "jira-tools",
-            "status": "connected",
-            "inflight": 2,
-            "functions": {"initialize": 3, "tools/list": 8, "tools/call": 120},
-            "connected_at": iso(t("07:58:03.914")),
-            "server_name": "mcp-atlassian",
-            "server_version": "0.11.9",
-            "capabilities": ["tools", "prompts"],
-            "calls": 131,
-            "errors": 4,
-            "errors_by_method": {"tools/call": 4},
-            "last_error": "tools/call jira_search: upstream answered 429 Too Many Requests",
-        },
-        {
-            "id": "k8s-readonly",
-            "name": "k8s-readonly",
-            "status": "connected",
-            "inflight": 1,
-            "functions": {
-                "initialize": 5,
-                "tools/list": 15,
-                "tools/call": 342,
-                "resources/list": 6,
-                "resources/read": 41,
-            },
-            "connected_at": iso(t("06:14:20.007", "2026-11-19")),
-            "server_name": "mcp-server-kubernetes",
-            "server_version": "2.4.0",
-            "capabilities": ["tools", "resources", "logging"],
-            "calls": 409,
-            "errors": 0,
-            "errors_by_method": {},
-            "last_error": None,
-        },
-    ],
-    "sessions": [
-        {
-            "id": "mcps-7c41e2-000871",
-            "client_id": "jira-tools",
-            "method": "tools/call",
-            "started_at": iso(t("09:29:58.310")),
-            "duration_ms": 1690,
-        },
-        {
-            "id": "mcps-7c41e2-000873",
-            "client_id": "k8s-readonly",
-            "method": "resources/read",
-            "started_at": iso(t("09:29:59.541")),
-            "duration_ms": 459,
-        },
-        {
-            "id": "mcps-7c41e2-000874",
-            "client_id": "jira-tools",
-            "method": "tools/list",
-            "started_at": iso(t("09:29:59.902")),
-            "duration_ms": 98,
-        },
-    ],
+    "clients": [r.to_dict(config.mcp_client_concurrency) for r in gw.mcp.relays.values()],
+    "sessions": [c.to_dict(NOW) for c in gw.mcp.calls.values()],
 }
 
 # ---- events ---------------------------------------------------------------------------------

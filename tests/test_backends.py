@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import threading
 from pathlib import Path
@@ -23,6 +24,7 @@ from gatewaytui.gateway.backend_store import BackendStoreError, parse_store
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.core import Gateway
 from gatewaytui.schema import BackendStatus
+from gatewaytui.schema.backends import ProbeResult
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -300,6 +302,8 @@ def test_probe_lists_models_with_latency_and_a_dry_run_saves_nothing(gw, upstrea
         assert probe["discovered_models"] == ["llama3:8b", "llama3:70b", "nomic-embed-text"]
         assert probe["models"] == ["llama3:8b", "nomic-embed-text"]  # the exclude regex
         assert probe["latency_ms"] > 0
+        assert ProbeResult.model_validate(probe).backend.status is BackendStatus.HEALTHY
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", probe["probed_at"])
         backend = c.get("/api/backends/up").json()
         assert backend["status"] == "healthy" and backend["last_probe_at"]
         assert backend["models"] == ["llama3:8b", "nomic-embed-text"]
@@ -452,6 +456,21 @@ def test_workers_and_backends_serving_the_same_model_share_the_load(gw, upstream
     assert worker["processed"] >= 3 and backend["requests"] >= 3  # least-busy alternates
     (summary,) = [m for m in state["models"] if m["id"] == "shared"]
     assert summary["capacity"] == 4 and set(summary["owned_by"]) == {"sim", "backend:up"}
+
+
+def test_a_worker_cannot_take_a_backends_name_in_the_scheduler(gw, upstream):
+    from raw_worker import RawWorker
+
+    up = upstream(models=["m"])
+    running = gw()
+    with api(running) as c:
+        c.post("/api/backends", json={"id": "up", "url": up.url})
+    healthy(running, "up")
+    impostor = RawWorker(running.ws_url, "backend:up", ["m"], register=False)
+    impostor.send({"type": "register", "id": "backend:up", "models": ["m"]})
+    assert impostor.closed.wait(5)
+    assert impostor.close_code == 4009 and "name backends" in impostor.close_reason
+    assert sdk(running).chat.completions.create(model="m", messages=MESSAGES).choices
 
 
 def test_calls_are_in_flight_jobs_and_a_client_that_leaves_cancels_the_upstream(gw, upstream):
@@ -672,3 +691,35 @@ def test_no_response_stream_event_or_log_line_ever_contains_a_key(gw, upstream, 
     for secret in (KEY, WRONG, KEY[:20], WRONG[:20]):
         assert not [m for m in seen if secret in m], secret
         assert secret not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("POST", "/api/backends", {"id": 5, "url": ["x"]}),
+        ("POST", "/api/backends", {"id": "a", "url": "http://h:1", "labels": "k=v"}),
+        ("POST", "/api/backends", {"id": "a", "url": "http://h:1", "declared_models": "m"}),
+        ("POST", "/api/backends", {"id": "a", "url": "http://h:1", "timeout_s": True}),
+        ("POST", "/api/backends", {"id": "a", "url": "http://h:1", "timeout_s": float("nan")}),
+        ("POST", "/api/backends", {"id": "a", "url": "http://h:99999"}),
+        ("POST", "/api/backends", {"id": "a", "url": "http://user:pw@h:1"}),
+        ("POST", "/api/backends", {"id": "a", "url": "http://h:1", "api_key": 42}),
+        ("POST", "/api/backends", {"id": "a", "url": "http://h:1", "api_key": "env:1BAD"}),
+        ("POST", "/api/backends", {"id": "a", "url": "http://h:1", "include_models": [None]}),
+        ("POST", "/api/backends", {"id": "a" * 64, "url": "http://h:1"}),
+        ("PUT", "/api/backends/b", {"url": "http://h:1", "revision": "soon"}),
+        ("PUT", "/api/backends/b", {"url": "http://h:1", "revision": True}),
+        ("PATCH", "/api/backends/b", {"declared_models": [{"name": "x y"}]}),
+        ("PATCH", "/api/backends/b", {"declared_models": [{"name": "m"}, {"name": "m"}]}),
+        ("POST", "/api/backends/b/probe", {"url": 3}),
+    ],
+)
+def test_odd_bodies_get_a_4xx_and_the_gateway_carries_on(gw, method, path, body):
+    running = gw()
+    with api(running) as c:
+        c.post("/api/backends", json={"id": "b", "url": "http://h:1"})
+        answer = c.request(method, path, content=json.dumps(body))
+        assert 400 <= answer.status_code < 500, answer.text
+        assert answer.json()["error"]["message"]
+        assert c.get("/api/backends/b").json()["revision"] == 1  # nothing changed
+        assert [b["id"] for b in c.get("/api/backends").json()] == ["b"]

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import sys
 import time
 
 import httpx
@@ -257,6 +258,9 @@ async def test_relay_killed_mid_call_fails_the_call_at_once(keyed):
         )
         async with mcp_client(gw, headers=API) as session:
             await session.initialize()
+            for name, value in (("GATEWAYTUI_WORKER_KEY", ""), ("PYTHONUNBUFFERED", "1")):
+                env = await session.call_tool("getenv", {"name": name})
+                assert env.structured_content == {"result": value}  # no secrets inherited
             call = asyncio.create_task(session.call_tool("hold", {"seconds": 60}))
             await asyncio.to_thread(gw.wait_for, lambda g: calls_in_flight(g, "tools/call") == 1)
             killed = time.monotonic()
@@ -495,3 +499,78 @@ async def test_gateway_holds_its_limits_against_a_relay_that_ignores_them(make_g
         assert events == [progress, {"jsonrpc": "2.0", "id": 7, "result": {}}]
     client = gw.sync(lambda: gw.gateway.mcp.relays["raw"].to_dict(16))
     assert (client["calls"], client["errors"], client["status"]) == (3, 2, "gone")
+
+
+def test_a_server_that_does_not_start_shows_not_ready_with_the_reason(gateway):
+    gw = gateway
+    settings = relay_settings(gw, "broken", command=[sys.executable, "-c", "pass"])
+    relay = InProcessRelay(gw, settings, wait_ready=False)
+    try:
+        gw.wait_for(
+            lambda g: "did not start" in (getattr(g.mcp.relays.get("broken"), "reason", 0) or ""),
+            20,
+        )
+        response = post(gw, "broken", PING, {})
+        assert response.status_code == 503
+        error = response.json()["error"]
+        assert error["data"]["code"] == "relay_not_ready"
+        assert "did not start: it exited with code 0 before initializing" in error["message"]
+        client = httpx.get(f"{gw.url}/api/state").json()["mcp"]["clients"][0]
+        assert client["status"] == "not_ready" and "did not start" in client["status_reason"]
+    finally:
+        relay.stop()
+
+
+async def test_server_drain_refuses_new_mcp_calls_and_waits_for_those_in_flight(gateway):
+    gw = gateway
+    relay = InProcessRelay(gw, relay_settings(gw))
+    hold = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "hold", "arguments": {"seconds": 60}}}  # fmt: skip
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+            held = asyncio.create_task(http.post(f"{gw.url}/mcp/demo", json=hold))
+            await asyncio.to_thread(gw.wait_for, lambda g: calls_in_flight(g, "tools/call") == 1)
+            drain = await http.post(f"{gw.url}/api/server/drain", json={"timeout_s": 30})
+            assert drain.json()["ok"] is True
+            refused = await http.post(f"{gw.url}/mcp/demo", json=PING)
+            assert refused.status_code == 503
+            assert refused.json()["error"]["data"]["code"] == "server_draining"
+            kinds = [e["kind"] for e in (await http.get(f"{gw.url}/api/state")).json()["events"]]
+            assert "server_drained" not in kinds  # the call in flight holds the drain open
+            held.cancel()  # its client leaves: the call ends, and with it the drain
+            await asyncio.gather(held, return_exceptions=True)
+
+            def drained(g) -> bool:
+                return any(e["kind"] == "server_drained" for e in g.events.all())
+
+            await asyncio.to_thread(gw.wait_for, drained)
+            (event,) = [e for e in gw.sync(gw.gateway.events.all) if e["kind"] == "server_drained"]
+            assert event["message"] == "server drained"
+    finally:
+        relay.stop()
+
+
+async def test_relay_drain_finishes_calls_in_flight_and_refuses_new_ones(gateway):
+    gw = gateway
+    relay = InProcessRelay(gw, relay_settings(gw, drain_timeout_s=20))
+    hold = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "hold", "arguments": {"seconds": 3}}}  # fmt: skip
+    async with httpx.AsyncClient(timeout=30) as http:
+        held = asyncio.create_task(http.post(f"{gw.url}/mcp/demo", json=hold))
+        await asyncio.to_thread(gw.wait_for, lambda g: calls_in_flight(g, "tools/call") == 1)
+        relay.request_stop()  # what SIGTERM does
+        await asyncio.to_thread(
+            gw.wait_for, lambda g: g.mcp.relays["demo"].reason == "relay draining"
+        )
+        refused = await http.post(f"{gw.url}/mcp/demo", json=PING)
+        assert refused.status_code == 503
+        assert refused.json()["error"]["data"]["code"] == "relay_not_ready"
+        done = await held
+        assert done.status_code == 200 and done.json()["result"]["structuredContent"] == {
+            "result": "held"
+        }
+    assert await asyncio.to_thread(relay.stop) == 0
+    client = gw.sync(lambda: gw.gateway.mcp.relays["demo"].to_dict(16))
+    assert client["status"] == "gone"
+    events = [e for e in gw.sync(gw.gateway.events.all) if e["kind"] == "mcp_disconnect"]
+    assert events[-1]["level"] == "info"  # a clean close (1000)

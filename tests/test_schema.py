@@ -13,6 +13,11 @@ import pytest
 from pydantic import ValidationError
 
 from gatewaytui.schema import GatewayState, JobKind, WorkerStatus, state_json_schema
+from gatewaytui.schema.mcp_protocol import (
+    GATEWAY_RELAY_FRAME_ADAPTER,
+    RELAY_FRAME_ADAPTER,
+    mcp_protocol_json_schema,
+)
 from gatewaytui.schema.protocol import (
     GATEWAY_FRAME_ADAPTER,
     WORKER_FRAME_ADAPTER,
@@ -219,14 +224,19 @@ def test_sample_has_partitioned_embeddings_job(state: GatewayState) -> None:
 
 def test_sample_mcp_clients_and_sessions(state: GatewayState) -> None:
     clients = state.mcp.clients
-    assert len(clients) == 2
+    assert {c.status for c in clients} == {"working", "idle", "not_ready"}
+    assert {c.transport for c in clients} == {"stdio", "http"}
     sessions = Counter(s.client_id for s in state.mcp.sessions)
     for client in clients:
-        assert client.functions
-        assert client.inflight == sessions[client.id] > 0, client.id
+        assert client.functions and client.server_name and client.capabilities, client.id
+        assert client.inflight == sessions[client.id], client.id
+        assert (client.status == "working") == (client.inflight > 0), client.id
+        assert (client.status == "not_ready") == bool(client.status_reason), client.id
         assert client.calls == sum(client.functions.values()), client.id
         assert client.errors == sum(client.errors_by_method.values()), client.id
+        assert set(client.errors_by_method) <= set(client.functions), client.id
     assert set(sessions) <= {c.id for c in clients}
+    assert all(s.started_at <= state.generated_at for s in state.mcp.sessions)
 
 
 def test_sample_backends(state: GatewayState, raw: dict[str, Any]) -> None:
@@ -344,15 +354,26 @@ def test_register_defaults() -> None:
 # ---- examples in docs/ ------------------------------------------------------------------
 
 
-def _json_blocks(path: Path) -> list[Any]:
-    parts = path.read_text(encoding="utf-8").split("```json\n")[1:]
+def _json_blocks(path: Path | str) -> list[Any]:
+    text = path.read_text(encoding="utf-8") if isinstance(path, Path) else path
+    parts = text.split("```json\n")[1:]
     return [json.loads(part.split("```", 1)[0]) for part in parts]
+
+
+MCP_HEADING = "\n# MCP relay protocol"
+
+
+def _protocol_doc(part: str) -> str:
+    """docs/protocol.md holds the worker protocol, then (after MCP_HEADING) the MCP relay's."""
+    worker, found, mcp = (DOCS / "protocol.md").read_text(encoding="utf-8").partition(MCP_HEADING)
+    assert found, f"docs/protocol.md has no {MCP_HEADING.strip()!r} section"
+    return worker if part == "worker" else mcp
 
 
 def test_protocol_doc_examples_are_valid_frames() -> None:
     """Every JSON example in docs/protocol.md is a valid frame; every frame type has one."""
     seen: set[tuple[str, str]] = set()
-    for block in _json_blocks(DOCS / "protocol.md"):
+    for block in _json_blocks(_protocol_doc("worker")):
         try:
             frame = WORKER_FRAME_ADAPTER.validate_python(block)
             direction = "worker"
@@ -364,6 +385,32 @@ def test_protocol_doc_examples_are_valid_frames() -> None:
     expected = {("worker", f.type) for f in WORKER_FRAMES}
     expected |= {("gateway", f.type) for f in GATEWAY_FRAMES}
     assert seen == expected
+
+
+def test_mcp_protocol_doc_examples_are_valid_frames() -> None:
+    """Every JSON example of the MCP relay section is a valid frame; every type has one."""
+    seen: set[tuple[str, str]] = set()
+    for block in _json_blocks(_protocol_doc("mcp")):
+        try:
+            frame = RELAY_FRAME_ADAPTER.validate_python(block)
+            direction = "relay"
+        except ValidationError:
+            frame = GATEWAY_RELAY_FRAME_ADAPTER.validate_python(block)
+            direction = "gateway"
+        assert not frame.model_extra, f"unknown fields in example {block}"
+        seen.add((direction, frame.type))
+    relay_types = RELAY_FRAME_ADAPTER.json_schema()["discriminator"]["mapping"]
+    gateway_types = GATEWAY_RELAY_FRAME_ADAPTER.json_schema()["discriminator"]["mapping"]
+    expected = {("relay", t) for t in relay_types} | {("gateway", t) for t in gateway_types}
+    assert seen == expected
+
+
+def test_mcp_protocol_schema_file_is_current() -> None:
+    path = DOCS / "mcp_protocol.schema.json"
+    assert path.exists(), f"{path} is missing; {REGENERATE}"
+    assert path.read_text(encoding="utf-8") == _dump(mcp_protocol_json_schema()), (
+        f"{path} is out of date with gatewaytui.schema.mcp_protocol; {REGENERATE}"
+    )
 
 
 def test_state_doc_examples_are_valid_messages() -> None:

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import random
 import signal
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -119,7 +120,11 @@ async def run_demo(
 ) -> int:
     sock = bind_socket("127.0.0.1", port)
     port = sock.getsockname()[1]
-    config = GatewayConfig.build(server__port=str(port))
+    # Backends added while playing with the demo live in a temporary file, not the cwd.
+    scratch = tempfile.TemporaryDirectory(prefix="gatewaytui-demo-")  # removed at exit
+    config = GatewayConfig.build(
+        server__port=str(port), backends__store_path=f"{scratch.name}/backends.yaml"
+    )
     gateway = Gateway(config)
     server = make_server(gateway, handle_signals=False)
     serving = asyncio.create_task(server.serve(sockets=[sock]))

@@ -187,11 +187,10 @@ def cmd_options(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    from gatewaytui.gateway.options import config_json_schema
     from gatewaytui.schema.mcp_protocol import mcp_protocol_json_schema
     from gatewaytui.schema.protocol import protocol_json_schema
     from gatewaytui.schema.state import state_json_schema
-
-    from gatewaytui.gateway.options import config_json_schema
 
     documents = {
         "state.schema.json": state_json_schema(),

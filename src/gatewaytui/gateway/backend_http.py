@@ -63,10 +63,10 @@ class ShardedTransport(httpx.AsyncBaseTransport):
     """Several small connection pools; a request goes to the least busy one.
 
     httpcore's pool does work quadratic in its connection count on every request start and
-    end (it re-checks every idle connection, a syscall each); one pool of 64 connections cost
-    the gateway milliseconds of CPU per backend call (bench/backend_overhead.py). Small pools
-    keep that bookkeeping flat. (The relay worker does the same: workers/http_pool.py; the
-    layers keep gateway and workers from sharing code.)
+    end (it re-checks every idle connection, syscalls each); at 64 concurrent calls one pool
+    cost the gateway ~8 ms of CPU per backend call, pools of 8 ~1.5 ms, pools of one or two
+    connections ~1 ms (bench/backend_overhead.py). (The relay worker does the same in
+    workers/http_pool.py; the layers keep gateway and workers from sharing code.)
     """
 
     def __init__(self, shards: int, per_shard: int) -> None:
@@ -119,8 +119,8 @@ def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-PER_SHARD = 8
-MAX_SHARDS = 32
+PER_SHARD = 1  # connections per pool (bench/backend_overhead.py: 1 beat 2, 4 and 8)
+MAX_SHARDS = 128
 
 
 class BackendClient:

@@ -36,7 +36,7 @@ from gatewaytui.gateway.backend_store import (
 from gatewaytui.gateway.clock import iso
 from gatewaytui.gateway.hub import Collection
 from gatewaytui.gateway.jobs import GatewayError
-from gatewaytui.gateway.registry import WorkerRecord, model_family
+from gatewaytui.gateway.registry import RESERVED_PREFIX, WorkerRecord, model_family
 from gatewaytui.gateway.scheduler import Scheduler
 from gatewaytui.schema import BackendStatus, HostInfo
 from gatewaytui.schema.backends import (
@@ -44,7 +44,6 @@ from gatewaytui.schema.backends import (
     BackendSpec,
     DeclaredModel,
     ModelCapability,
-    ProbeResult,
     clamp_max_output_tokens,
     describe_field_errors,
     field_errors,
@@ -63,7 +62,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gatewaytui.gateway.backends")
 
-BACKEND_PREFIX = "backend:"
+BACKEND_PREFIX = RESERVED_PREFIX  # a backend's id in the scheduler: `backend:<id>`
 PASSIVE_PROBE_GAP_S = 1.0  # a failing call asks for a probe at most this often
 
 
@@ -808,7 +807,13 @@ class BackendManager:
             return self._probe_result(spec, outcome, None, saved=False)
         if record is None:
             raise BackendNotFoundError(f"no backend with id {backend_id!r}")
-        outcome = await self._probe_now(record)
+        try:
+            outcome = await self._probe_now(record)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the request itself is being cancelled
+            raise BackendNotFoundError(f"backend {backend_id!r} was deleted or changed") from None
         return self._probe_result(record.spec, outcome, record, saved=True)
 
     def _probe_result(
@@ -821,19 +826,19 @@ class BackendManager:
     ) -> dict[str, Any]:
         names = [m.name for m in spec.declared_models]
         names += [m for m in outcome.models if m not in names and spec.admits(m)]
-        result = ProbeResult(
-            ok=outcome.ok,
-            backend_id=spec.id,
-            status=BackendStatus.HEALTHY if outcome.ok else BackendStatus.UNHEALTHY,
-            latency_ms=outcome.latency_ms,
-            models=names,
-            discovered_models=outcome.models,
-            error=outcome.error,
-            probed_at=iso(outcome.probed_at),  # type: ignore[arg-type]
-            saved=saved,
-            backend=record.to_dict() if record is not None else None,  # type: ignore[arg-type]
-        )
-        return result.model_dump(mode="json")
+        status = BackendStatus.HEALTHY if outcome.ok else BackendStatus.UNHEALTHY
+        return {  # the shape of ProbeResult, with the wire's millisecond timestamps
+            "ok": outcome.ok,
+            "backend_id": spec.id,
+            "status": status.value,
+            "latency_ms": outcome.latency_ms,
+            "models": names,
+            "discovered_models": outcome.models,
+            "error": outcome.error,
+            "probed_at": iso(outcome.probed_at),
+            "saved": saved,
+            "backend": record.to_dict() if record is not None else None,
+        }
 
     async def _probe_now(self, record: BackendRecord) -> ProbeOutcome:
         task = record.probe_task

@@ -528,9 +528,9 @@ class Gateway:
 
     async def _finish_drain(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while self.jobs and time.monotonic() < deadline:
+        while (self.jobs or self.mcp.calls) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        left = len(self.jobs)
+        left = len(self.jobs) + len(self.mcp.calls)  # MCP calls in flight finish too
         self.events.add(
             "server_drained",
             "server drained" if not left else f"drain timeout with {left} job(s) left",

@@ -461,7 +461,10 @@ class MCPRelays:
             relay.server = frame.server
         self._touch(relay)
         if was_ready != frame.ready:
+            server = relay.server
             why = f": {frame.reason}" if frame.reason else ""
+            if frame.ready and server is not None and server.name:
+                why = f" ({server.name} {server.version or ''})".replace(" )", ")")
             self.events.add(
                 "mcp_status",
                 f"mcp relay {relay.id} is {'ready' if frame.ready else 'not ready'}{why}",

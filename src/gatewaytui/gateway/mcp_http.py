@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 from starlette.websockets import WebSocketDisconnect
 
 from gatewaytui.gateway.app import (
@@ -194,6 +195,8 @@ def install_mcp_routes(app: FastAPI, gateway: Gateway, auth: Auth) -> None:
             )
         except MCPError as exc:
             return rpc_response(exc, request_id)
+        except ClientDisconnect:  # gone while sending its body: nobody to answer
+            return Response(status_code=499)
         frame = RelayCallFrame(
             call_id=call.id,
             message=message,

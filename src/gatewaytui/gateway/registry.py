@@ -13,6 +13,7 @@ from gatewaytui.schema import WorkerStatus
 from gatewaytui.schema.protocol import RegisterFrame
 
 COUNTER_ARCHIVE_SIZE = 10_000
+RESERVED_PREFIX = "backend:"  # backends sit in the scheduler under `backend:<id>`
 
 
 def model_family(name: str) -> str:
@@ -248,6 +249,10 @@ class WorkerRegistry:
         self, frame: RegisterFrame, conn: WorkerConnection | None, remote: str | None
     ) -> tuple[WorkerRecord, bool]:
         """Add or revive a worker; returns (record, reconnected). Refuses a live duplicate."""
+        if frame.id.startswith(RESERVED_PREFIX):
+            raise DuplicateWorkerError(
+                f"worker id {frame.id!r}: ids starting with {RESERVED_PREFIX!r} name backends"
+            )
         existing = self.workers.get(frame.id)
         if existing is not None:
             if existing.gone_at is None:

@@ -130,10 +130,11 @@ class DeclaredModel(SpecModel):
     capabilities: list[ModelCapability] = Field(
         default_factory=lambda: [ModelCapability.CHAT, ModelCapability.STREAM], min_length=1
     )
-    context_length: int = Field(default=0, ge=0, le=100_000_000)
-    max_output_tokens: int = Field(default=0, ge=0, le=100_000_000)
-    embedding_dimension: int | None = Field(default=None, ge=1, le=1_000_000)
-    token_modifier: float = Field(default=1.0, gt=0, le=100)
+    # strict: `true` or "8" is a mistake, not 1 or 8
+    context_length: int = Field(default=0, ge=0, le=100_000_000, strict=True)
+    max_output_tokens: int = Field(default=0, ge=0, le=100_000_000, strict=True)
+    embedding_dimension: int | None = Field(default=None, ge=1, le=1_000_000, strict=True)
+    token_modifier: float = Field(default=1.0, gt=0, le=100, strict=True)
 
     @field_validator("capabilities")
     @classmethod
@@ -168,9 +169,9 @@ class BackendSpec(SpecModel):
     exclude_models: list[str] = Field(default_factory=list, max_length=64)
     declared_models: list[DeclaredModel] = Field(default_factory=list, max_length=512)
     labels: dict[str, str] = Field(default_factory=dict, max_length=64)
-    timeout_s: float = Field(default=60.0, gt=0, le=3600)
-    max_concurrency: int = Field(default=8, ge=1, le=100_000)
-    batch_size: int = Field(default=64, ge=1, le=100_000)
+    timeout_s: float = Field(default=60.0, gt=0, le=3600, strict=True)
+    max_concurrency: int = Field(default=8, ge=1, le=100_000, strict=True)
+    batch_size: int = Field(default=64, ge=1, le=100_000, strict=True)
 
     @field_validator("id")
     @classmethod

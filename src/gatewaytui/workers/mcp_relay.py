@@ -13,9 +13,11 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import os
 import random
 import signal
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -41,6 +43,7 @@ from gatewaytui.schema.mcp_protocol import (
     RelayStatusFrame,
 )
 from gatewaytui.workers.backoff import Backoff
+from gatewaytui.workers.client import _RedactAuthorization
 from gatewaytui.workers.mcp_upstream import (
     DEFAULT_PROTOCOL_VERSION,
     HttpUpstream,
@@ -56,9 +59,15 @@ from gatewaytui.workers.settings import (
 )
 
 log = logging.getLogger("gatewaytui.workers.mcp_relay")
+# websockets logs handshake headers at DEBUG: a logger of our own masks the worker key there.
+_wire_log = logging.getLogger("gatewaytui.workers.mcp_wire")
+_wire_log.addFilter(_RedactAuthorization())
+# Secrets of the relay itself that the MCP server it starts must not inherit.
+RELAY_SECRET_ENV = ("GATEWAYTUI_WORKER_KEY", "GATEWAYTUI_MCP_RELAY_TOKEN")
 
 MCP_CONNECT_PATH = "/api/mcp/connect"
 EXIT_OK, EXIT_CONFIG, EXIT_FORCED = 0, 2, 130
+DRAINING_REASON = "relay draining"
 _CLOSE_HINTS = {
     CLOSE_DUPLICATE_ID: "another relay with this id is connected; give each relay a unique id",
     CLOSE_POLICY_VIOLATION: "the gateway rejected a frame (policy violation)",
@@ -113,11 +122,18 @@ class MCPRelaySettings(BaseModel):
         return self
 
 
-def build_upstream(settings: MCPRelaySettings) -> Upstream:
-    """The bridge `settings` asks for: a stdio command or a Streamable HTTP URL."""
+def build_upstream(settings: MCPRelaySettings, *, secret_env: Sequence[str] = ()) -> Upstream:
+    """The bridge `settings` asks for: a stdio command or a Streamable HTTP URL.
+
+    A stdio server inherits the relay's environment minus its secrets (`RELAY_SECRET_ENV`
+    and the names in `secret_env`): a third-party server has no business with the worker key.
+    """
     if settings.command is not None:
+        hidden = {*RELAY_SECRET_ENV, *secret_env}
+        env = {name: value for name, value in os.environ.items() if name not in hidden}
         return StdioUpstream(
             settings.command,
+            env=env,
             protocol_version=settings.protocol_version,
             init_timeout_s=settings.init_timeout_s,
             max_message_bytes=settings.max_message_bytes,
@@ -201,6 +217,10 @@ class MCPRelayClient:
     async def drain(self, timeout: float | None = None) -> None:
         """Refuse new calls, let the in-flight ones finish (up to `timeout`), close 1000."""
         self._draining = True
+        ws = self._ws
+        if ws is not None and self.connected.is_set():  # the gateway stops sending calls
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(self._status_frame().model_dump_json())
         limit = self.settings.drain_timeout_s if timeout is None else timeout
         calls = list(self._calls.values())
         if calls:
@@ -298,6 +318,7 @@ class MCPRelayClient:
                 open_timeout=self.settings.open_timeout_s,
                 max_size=max(self.settings.max_message_bytes, 1 << 20) * 2,
                 compression=None,
+                logger=_wire_log,
             ) as ws:
                 self._ws = ws
                 try:
@@ -333,17 +354,27 @@ class MCPRelayClient:
         duration = loop.time() - (registered_at if registered_at is not None else started)
         return SessionEnd(registered=registered_at is not None, duration_s=duration, error=error)
 
-    def _register_frame(self) -> RelayRegisterFrame:
+    def _readiness(self) -> tuple[bool, str | None]:
+        if self._draining:
+            return False, DRAINING_REASON
         up = self.upstream
+        return up.ready, (up.reason or "")[:1024] or None
+
+    def _status_frame(self) -> RelayStatusFrame:
+        ready, reason = self._readiness()
+        return RelayStatusFrame(ready=ready, reason=reason, server=self.upstream.server)
+
+    def _register_frame(self) -> RelayRegisterFrame:
+        ready, reason = self._readiness()
         return RelayRegisterFrame(
             id=self.id,
             name=self.settings.name or self.id,
-            transport="stdio" if up.transport == "stdio" else "http",
+            transport="stdio" if self.upstream.transport == "stdio" else "http",
             version=__version__,
             token_required=bool(self.settings.token),
-            ready=up.ready,
-            reason=(up.reason or "")[:1024] or None,
-            server=up.server,
+            ready=ready,
+            reason=reason,
+            server=self.upstream.server,
         )
 
     async def _register(self, ws: ClientConnection) -> RelayRegisteredFrame:
@@ -397,11 +428,7 @@ class MCPRelayClient:
                     await self._status_dirty.wait()
             if self._status_dirty.is_set():
                 self._status_dirty.clear()
-                up = self.upstream
-                status = RelayStatusFrame(
-                    ready=up.ready, reason=(up.reason or "")[:1024] or None, server=up.server
-                )
-                await ws.send(status.model_dump_json())
+                await ws.send(self._status_frame().model_dump_json())
             if loop.time() >= next_beat:
                 await ws.send(RelayHeartbeatFrame().model_dump_json())
                 next_beat = loop.time() + interval
@@ -411,8 +438,15 @@ class MCPRelayClient:
     ) -> None:
         try:
             frame = GATEWAY_RELAY_FRAME_ADAPTER.validate_json(raw)
-        except ValidationError as exc:
-            log.warning("mcp relay %s: ignoring a frame that does not parse: %s", self.id, exc)
+        except ValidationError as exc:  # not `exc` itself: it would echo the frame's token
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first.get("loc", ()))
+            log.warning(
+                "mcp relay %s: ignoring a frame that does not parse: %s: %s",
+                self.id,
+                where,
+                first.get("msg"),
+            )
             return
         if isinstance(frame, RelayCallFrame):
             if frame.call_id in self._calls:
@@ -544,6 +578,11 @@ async def run_mcp_relay(
         except UpstreamConfigError as exc:
             log.error("mcp relay %s: %s", settings.id, exc)
             return EXIT_CONFIG
+        # Register with the server's verdict when it comes soon (the usual case), so the
+        # gateway learns who the server is at once rather than one status frame later.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(settings.init_timeout_s, 10.0)):
+                await upstream.settled.wait()
         try:
             log.info(
                 "mcp relay %s: bridging %s for %s",

@@ -44,6 +44,7 @@ from gatewaytui.schema.mcp_protocol import (
     server_info_from_initialize,
 )
 from gatewaytui.workers.backoff import Backoff
+from gatewaytui.workers.settings import redact_url
 
 log = logging.getLogger("gatewaytui.workers.mcp_upstream")
 server_log = logging.getLogger("gatewaytui.workers.mcp_server")
@@ -84,8 +85,9 @@ class Upstream(ABC):
 
     def __init__(self) -> None:
         self.ready = False
-        self.reason: str | None = "not started"
+        self.reason: str | None = "starting"
         self.server: MCPServerInfo | None = None
+        self.settled = asyncio.Event()  # set at the first ready / not ready verdict
         self._listeners: list[Callable[[], None]] = []
 
     def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
@@ -100,6 +102,7 @@ class Upstream(ABC):
         self.ready, self.reason = ready, None if ready else reason
         if server is not None:
             self.server = server
+        self.settled.set()
         if changed:
             if ready:
                 log.info("mcp server ready: %s", self.describe())
@@ -240,15 +243,20 @@ class StdioUpstream(Upstream):
             try:
                 await self._initialize(process)
             except (UpstreamError, OSError, TimeoutError) as exc:
-                why = exc.message if isinstance(exc, UpstreamError) else _describe(exc)
-                self._update(False, f"MCP server {self.name!r} did not initialize: {why}")
                 await self._stop_process()
+                if isinstance(exc, TimeoutError):
+                    why = f"no answer to initialize within {self.init_timeout_s:g}s"
+                elif isinstance(exc, UpstreamError) and exc.code == "upstream_exited":
+                    why = f"it exited with code {process.returncode} before initializing"
+                else:
+                    why = exc.message if isinstance(exc, UpstreamError) else _describe(exc)
+                self._update(False, f"MCP server {self.name!r} did not start: {why}")
             code = await process.wait()
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             self._fail_pending(f"the MCP server exited (code {code}) during the call")
-            if self.ready or code != 0:
+            if self.ready:  # it was serving (a failed start already said why)
                 self._update(False, f"MCP server {self.name!r} exited with code {code}")
             process = None
             self.process = None
@@ -537,6 +545,7 @@ class HttpUpstream(Upstream):
     ) -> None:
         super().__init__()
         self.url = url
+        self.safe_url = redact_url(url)  # for messages: no user:password from the URL
         self.headers = dict(headers or {})
         self.protocol_version = protocol_version
         self.connect_timeout_s = connect_timeout_s
@@ -584,7 +593,7 @@ class HttpUpstream(Upstream):
                 info = await self.probe()
             except (httpx.HTTPError, UpstreamError) as exc:
                 why = exc.message if isinstance(exc, UpstreamError) else _describe(exc)
-                self._update(False, f"MCP server at {self.url} unreachable: {why}")
+                self._update(False, f"MCP server at {self.safe_url} unreachable: {why}")
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.backoff.next_delay()):
                         await self._recheck.wait()
@@ -646,10 +655,10 @@ class HttpUpstream(Upstream):
             return UpstreamError(
                 504, f"the MCP server timed out: {_describe(exc)}", "upstream_timeout"
             )
-        self._update(False, f"MCP server at {self.url} unreachable: {_describe(exc)}")
+        self._update(False, f"MCP server at {self.safe_url} unreachable: {_describe(exc)}")
         return UpstreamError(
             502,
-            f"cannot reach the MCP server at {self.url}: {_describe(exc)}",
+            f"cannot reach the MCP server at {self.safe_url}: {_describe(exc)}",
             "upstream_unreachable",
         )
 

@@ -202,7 +202,7 @@ class BackendFormScreen(ModalScreen[dict[str, Any] | None]):
     }
     BackendFormScreen #form-title { text-style: bold; height: 1; }
     BackendFormScreen #form-fields { height: auto; max-height: 70vh; }
-    BackendFormScreen.-conflict #form-fields { max-height: 40vh; }
+    BackendFormScreen.-conflict #form-fields { max-height: 30vh; }
     BackendFormScreen .row { height: auto; }
     BackendFormScreen .row > Label { width: 18; height: 1; color: $text-muted; }
     BackendFormScreen .row > Input, BackendFormScreen .row > Select { width: 1fr; }
@@ -214,7 +214,7 @@ class BackendFormScreen(ModalScreen[dict[str, Any] | None]):
         color: $error; text-style: bold; height: auto; padding-left: 18; display: none;
     }
     BackendFormScreen .error.-shown { display: block; }
-    BackendFormScreen #form-status { height: auto; margin-top: 1; }
+    BackendFormScreen #form-status { height: auto; }
     BackendFormScreen #conflict {
         display: none; height: auto; border: round $warning; padding: 0 1;
     }

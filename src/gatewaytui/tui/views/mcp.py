@@ -4,19 +4,19 @@ with their live duration, and for the selected client its calls and per-method c
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static
 
 from gatewaytui.client.store import Change, StateStore
 from gatewaytui.tui.formatting import age, count, parse_ts, status_text
 from gatewaytui.tui.views.base import View, register_view
 from gatewaytui.tui.views.table_view import numeric_column
-from gatewaytui.tui.widgets.virtual_table import Column, VirtualTable
+from gatewaytui.tui.widgets.virtual_table import Column, VirtualTable, clean_text
 
 STATUS_ORDER = {"not_ready": 0, "working": 1, "idle": 2, "gone": 3}
 BUSIEST = 3
@@ -59,6 +59,15 @@ def duration_ms(session: Mapping[str, Any], now: float) -> float:
     return max((now - started) * 1000, 0.0)
 
 
+def _w(value: Any) -> str:
+    """A wire string made safe to draw: control characters cannot move the cursor."""
+    return clean_text(str(value))
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def duration_text(milliseconds: float) -> str:
     if milliseconds < 10_000:
         return f"{milliseconds / 1000:.1f}s"
@@ -70,30 +79,32 @@ def client_detail(
     sessions: Sequence[Mapping[str, Any]],
     now: float,
     styles: dict[str, str],
+    width: int = 52,
 ) -> Text:
-    """The selected client: who its server is, per-method counts, its calls in flight."""
+    """The selected client: who its server is, per-method counts, its calls in flight.
+    `width` is the space there is: the method and call columns shrink to fit it."""
     if client is None:
         return Text(NO_RELAY_HINT, "dim")
     text = Text()
-    text.append(str(client["id"]), "bold")
+    text.append(_w(client["id"]), "bold")
     text.append("  ")
     text.append_text(status_text(client.get("status"), styles))
     if client.get("status_reason"):
         text.append("\n")
-        text.append(str(client["status_reason"]), "yellow")
+        text.append(_w(client["status_reason"]), "yellow")
     text.append("\n")
     title = client.get("server_title")
     server = server_text(client)
-    text.append(server if server != "-" else "server not initialized yet")
+    text.append(_w(server) if server != "-" else "server not initialized yet")
     if title and title != client.get("server_name"):
-        text.append(f' "{title}"', "italic")
+        text.append(f' "{_w(title)}"', "italic")
     via = client.get("transport") or "?"
     protocol = client.get("protocol_version")
-    text.append(f" · {via}" + (f" · {protocol}" if protocol else ""), "dim")
+    text.append(_w(f" · {via}" + (f" · {protocol}" if protocol else "")), "dim")
     capabilities = client.get("capabilities") or []
     text.append("\n")
     text.append("capabilities ", "dim")
-    text.append(", ".join(str(c) for c in capabilities) or "none reported")
+    text.append(_w(", ".join(str(c) for c in capabilities)) or "none reported")
     text.append("\n")
     connected = parse_ts(client.get("connected_at"))
     if client.get("status") == "gone":
@@ -102,7 +113,7 @@ def client_detail(
     else:
         text.append(f"up {age(now - connected) if connected else '?'}", "dim")
     if client.get("remote_addr"):
-        text.append(f" from {client['remote_addr']}", "dim")
+        text.append(f" from {_w(client['remote_addr'])}", "dim")
     limit = client.get("max_concurrency") or 0
     text.append(f" · {client.get('inflight', 0)}/{limit} in flight")
     if client.get("rejected"):
@@ -111,11 +122,12 @@ def client_detail(
         text.append(" · token", "dim")
     functions: Mapping[str, int] = client.get("functions") or {}
     errors: Mapping[str, int] = client.get("errors_by_method") or {}
+    name_width = min(max(width - 13, 12), 40)
     text.append("\n\n")
-    text.append(f"{'METHOD':<26}{'CALLS':>7}{'ERR':>6}\n", "bold")
+    text.append(f"{'METHOD':<{name_width}}{'CALLS':>7}{'ERR':>6}\n", "bold")
     for method, calls in busiest(functions, DETAIL_METHODS):
         failed = errors.get(method, 0)
-        text.append(f"{method[:25]:<26}{count(calls):>7}")
+        text.append(f"{_clip(_w(method), name_width - 1):<{name_width}}{count(calls):>7}")
         text.append(f"{count(failed) if failed else '':>6}\n", "bold red" if failed else "")
     if len(functions) > DETAIL_METHODS:
         text.append(f"… {len(functions) - DETAIL_METHODS} more methods\n", "dim")
@@ -128,13 +140,14 @@ def client_detail(
     text.append("\n")
     text.append(f"in flight ({len(mine)})\n", "bold")
     for session in mine[:DETAIL_METHODS]:
-        what = f"{session.get('method', '')} {session.get('target') or ''}".strip()
-        text.append(f"{what[:31]:<32}{duration_text(duration_ms(session, now)):>7}\n")
+        what = _w(f"{session.get('method', '')} {session.get('target') or ''}".strip())
+        text.append(f"{_clip(what, name_width + 5):<{name_width + 6}}")
+        text.append(f"{duration_text(duration_ms(session, now)):>7}\n")
     if client.get("last_error"):
         at = parse_ts(client.get("last_error_at"))
         text.append("\n")
         text.append(f"last error{f' ({age(now - at)} ago)' if at else ''}: ", "bold red")
-        text.append(str(client["last_error"]))
+        text.append(_w(client["last_error"]))
     return text
 
 
@@ -144,13 +157,13 @@ class MCPView(View):
     title = "MCP"
 
     DEFAULT_CSS = """
-    MCPView #mcp-clients-table { height: 1fr; min-height: 4; }
+    MCPView #mcp-clients-table { height: auto; max-height: 60%; min-height: 4; }
     MCPView #mcp-bottom { height: 1fr; min-height: 6; }
     MCPView #mcp-sessions-pane { width: 1fr; }
-    MCPView #mcp-detail {
+    MCPView #mcp-detail-pane {
         width: 52; max-width: 50%; height: 100%;
-        padding: 0 1; border-left: solid $primary 40%;
-        overflow-y: auto;
+        padding: 0 1; border-left: solid $primary 40%; scrollbar-size-vertical: 1;
+        &:focus { background-tint: $foreground 5%; }
     }
     """
 
@@ -262,7 +275,8 @@ class MCPView(View):
                 )
                 sessions.sort_by("duration", True)
                 yield sessions
-            yield Static(id="mcp-detail")
+            with VerticalScroll(id="mcp-detail-pane"):  # tab to it, then arrows scroll
+                yield Static(id="mcp-detail")
 
     @property
     def clients_table(self) -> VirtualTable:
@@ -311,13 +325,18 @@ class MCPView(View):
             self.selected = self.clients_table.cursor_id
         client = clients.get(self.selected or "")
         sessions = list(self._store.items["mcp_sessions"].values())
-        text = client_detail(
-            client, sessions, self.gateway_app.now(), self.gateway_app.status_styles
-        )
+        detail = self.query_one("#mcp-detail", Static)
+        pane_width = self.query_one("#mcp-detail-pane").content_size.width
+        width = pane_width - 1 if pane_width else 50  # room for the scrollbar
+        app = self.gateway_app
+        text = client_detail(client, sessions, app.now(), app.status_styles, width)
         shown = (text.plain, list(text.spans))
         if shown != self._detail_shown:  # an idle view redraws nothing
             self._detail_shown = shown
-            self.query_one("#mcp-detail", Static).update(text)
+            detail.update(text)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.call_after_refresh(self._show_detail)  # the detail's columns follow its width
 
     @on(VirtualTable.CursorMoved, "#mcp-clients-table")
     def _client_moved(self, event: VirtualTable.CursorMoved) -> None:
@@ -326,7 +345,20 @@ class MCPView(View):
 
     @on(VirtualTable.CursorMoved, "#mcp-sessions-table")
     def _session_moved(self, event: VirtualTable.CursorMoved) -> None:
-        row = self.sessions_table.get_row(event.row_id) if event.row_id else None
+        if self.sessions_table.has_focus:  # not when rows arrive while the clients have it
+            self._follow_session(event.row_id)
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        table = self.sessions_table
+        if event.widget is table:
+            self._follow_session(table.cursor_id)
+        elif event.widget is self.clients_table:
+            self.selected = self.clients_table.cursor_id
+            self._show_detail()
+
+    def _follow_session(self, session_id: str | None) -> None:
+        """The detail shows the client of the call under the cursor."""
+        row = self.sessions_table.get_row(session_id) if session_id else None
         if row is not None:
             self.selected = row.get("client_id")
             self._show_detail()
