@@ -8,11 +8,9 @@ the backend's key (an upstream that echoes the key in an error body gets it reda
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import math
 import os
-import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ from typing import Any
 import httpx
 
 import gatewaytui
+from gatewaytui.net.pool import ShardedTransport, tls_context
 from gatewaytui.schema.backends import ENV_REF_PREFIX, BackendSpec, backend_root_url
 
 MAX_ERROR_CHARS = 300
@@ -51,72 +50,12 @@ def make_client(transport: httpx.AsyncBaseTransport | None = None) -> httpx.Asyn
     return httpx.AsyncClient(
         headers={"User-Agent": f"gatewaytui-gateway/{gatewaytui.__version__}"},
         limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
-        verify=_tls_context(),
+        verify=tls_context(),
         transport=transport,
         follow_redirects=False,
         # The operator named these servers; proxies from the environment would surprise.
         trust_env=False,
     )
-
-
-class ShardedTransport(httpx.AsyncBaseTransport):
-    """Several small connection pools; a request goes to the least busy one.
-
-    httpcore's pool does work quadratic in its connection count on every request start and
-    end (it re-checks every idle connection, syscalls each); at 64 concurrent calls one pool
-    cost the gateway ~8 ms of CPU per backend call, pools of 8 ~1.5 ms, pools of one or two
-    connections ~1 ms (bench/backend_overhead.py). (The relay worker does the same in
-    workers/http_pool.py; the layers keep gateway and workers from sharing code.)
-    """
-
-    def __init__(self, shards: int, per_shard: int) -> None:
-        limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
-        verify = _tls_context()  # one CA bundle load, not one per pool (~20 ms each)
-        self._pools = [
-            httpx.AsyncHTTPTransport(limits=limits, verify=verify, trust_env=False)
-            for _ in range(shards)
-        ]
-        self._busy = [0] * shards
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        index = min(range(len(self._pools)), key=self._busy.__getitem__)
-        self._busy[index] += 1
-        try:
-            response = await self._pools[index].handle_async_request(request)
-        except BaseException:
-            self._busy[index] -= 1
-            raise
-        response.stream = _ReleasingStream(response.stream, self._busy, index)  # type: ignore[arg-type]
-        return response
-
-    async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
-
-
-class _ReleasingStream(httpx.AsyncByteStream):
-    """A response body; closing it gives the request's place back to its pool's count."""
-
-    def __init__(self, stream: httpx.AsyncByteStream, busy: list[int], index: int) -> None:
-        self._stream = stream
-        self._busy = busy
-        self._index = index
-        self._released = False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._stream:
-            yield chunk
-
-    async def aclose(self) -> None:
-        if not self._released:
-            self._released = True
-            self._busy[self._index] -= 1
-        await self._stream.aclose()
-
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    return httpx.create_ssl_context()
 
 
 PER_SHARD = 1  # connections per pool (bench/backend_overhead.py: 1 beat 2, 4 and 8)

@@ -632,9 +632,7 @@ class Gateway:
         keys = ["m:" + model]
         if self.config.model_family_matching:
             keys.append("f:" + model_family(model))
-        return any(
-            wid not in exclude for key in keys for wid in self.scheduler.members(key)
-        )
+        return any(wid not in exclude for key in keys for wid in self.scheduler.members(key))
 
     def _pump_queue(self) -> None:
         """Hand freed slots to waiters in FIFO order (skipping models with no free slot)."""

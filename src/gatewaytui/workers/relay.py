@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from gatewaytui import __version__
+from gatewaytui.net.pool import ShardedTransport
 from gatewaytui.schema.protocol import JobFrame, Usage
 from gatewaytui.workers.backend import (
     Backend,
@@ -26,7 +27,6 @@ from gatewaytui.workers.backend import (
     usage_from,
     words_in_messages,
 )
-from gatewaytui.workers.http_pool import ShardedTransport
 from gatewaytui.workers.settings import UpstreamSettings
 
 log = logging.getLogger("gatewaytui.workers.relay")

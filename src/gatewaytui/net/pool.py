@@ -1,13 +1,16 @@
 """An httpx transport over several small connection pools.
 
 httpcore's pool does work proportional to the square of its connection count on every request
-start and finish; at 64 concurrent relay requests one big pool cost the relay worker milliseconds
-of CPU per request (bench/overhead.py). Spreading requests over a few bounded pools keeps each
-pool small: same connections in total, a fraction of the bookkeeping.
+start and finish; at 64 concurrent requests one big pool cost the relay worker and the gateway's
+backend calls milliseconds of CPU per request (bench/overhead.py, bench/backend_overhead.py).
+Spreading requests over a few bounded pools keeps each pool small: the same connections in
+total, a fraction of the bookkeeping.
 """
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import AsyncIterator
 
 import httpx
@@ -18,8 +21,10 @@ class ShardedTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, shards: int = 8, per_shard: int = 16) -> None:
         limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
+        verify = tls_context()  # one CA bundle load, not one per pool (~20 ms each)
         self._pools = [
-            httpx.AsyncHTTPTransport(limits=limits, trust_env=False) for _ in range(shards)
+            httpx.AsyncHTTPTransport(limits=limits, verify=verify, trust_env=False)
+            for _ in range(shards)
         ]
         self._busy = [0] * shards
 
@@ -57,3 +62,9 @@ class _ReleasingStream(httpx.AsyncByteStream):
             self._released = True
             self._busy[self._index] -= 1
         await self._stream.aclose()
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One shared TLS context: loading the CA bundle costs ~20 ms each time."""
+    return httpx.create_ssl_context()

@@ -1,0 +1,1 @@
+"""Networking pieces shared by the gateway, the workers and the client (below them all)."""
