@@ -14,10 +14,8 @@ UI redraws only those rows, and nothing at all for a keep-alive or a no-op patch
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +38,7 @@ from gatewaytui.schema.state import (
     WorkerSnapshot,
 )
 from gatewaytui.schema.stream import STREAM_COLLECTIONS
+from gatewaytui.shared.files import atomic_write
 
 Item = dict[str, Any]
 COLLECTIONS: tuple[str, ...] = tuple(STREAM_COLLECTIONS)
@@ -486,22 +485,8 @@ class StateStore:
             raise SnapshotError("nothing to save: no state received yet")
         state = self.to_state_dict()
         validate_state(state)
-        target = Path(path).expanduser()
-        directory = target.parent if str(target.parent) else Path(".")
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(state, handle, indent=2, ensure_ascii=False)
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
-            raise
-        _fsync_dir(directory)
-        return target
+        text = json.dumps(state, indent=2, ensure_ascii=False) + "\n"
+        return atomic_write(Path(path).expanduser(), text.encode("utf-8"))
 
     @classmethod
     def load(
@@ -658,17 +643,3 @@ def _set_path(state: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
 
 def _iso_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 
 import gatewaytui
-from gatewaytui.net.pool import ShardedTransport, tls_context
 from gatewaytui.schema.backends import ENV_REF_PREFIX, BackendSpec, backend_root_url
+from gatewaytui.shared.pool import ShardedTransport, tls_context
 
 MAX_ERROR_CHARS = 300
 PROBE_TIMEOUT_CAP_S = 15.0

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pydantic import ValidationError
 
 from gatewaytui.gateway.clock import iso
 from gatewaytui.schema.backends import BackendSpec, describe_field_errors, field_errors
+from gatewaytui.shared.files import atomic_write
 
 STORE_VERSION = 1
 HEADER = (
@@ -115,20 +115,7 @@ class BackendStore:
                 "outside change)"
             )
         text = render_store(backends).encode("utf-8")
-        directory = self.path.parent
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as handle:  # mkstemp: mode 0600, the file may hold keys
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
-            raise
-        _fsync_dir(directory)
+        atomic_write(self.path, text)  # mode 0600: the file may hold keys
         self._seen = _fingerprint(text)
 
 
@@ -219,17 +206,3 @@ def _parse_item(item: Any, index: int, where: str) -> StoredBackend:
             f"{where}: {label}: {describe_field_errors(field_errors(exc))}"
         ) from None
     return StoredBackend(spec, revision, updated_at)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 
 from gatewaytui import __version__
-from gatewaytui.net.pool import ShardedTransport
 from gatewaytui.schema.protocol import JobFrame, Usage
+from gatewaytui.shared.pool import ShardedTransport
 from gatewaytui.workers.backend import (
     Backend,
     ChunkSink,

@@ -1,1 +1,0 @@
-"""Networking pieces shared by the gateway, the workers and the client (below them all)."""

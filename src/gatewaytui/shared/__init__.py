@@ -1,0 +1,1 @@
+"""Pieces shared by the gateway, the workers and the client: below them all, above schema."""
