@@ -49,10 +49,9 @@ class TokenRates:
         if not samples:
             return 0.0
         first_t, first_tokens = samples[0]
-        span = now - first_t
-        if span > 3 * self.window:  # no news for long: the worker is not producing
+        if now - samples[-1][0] > self.window:  # no tokens for a whole window: not producing
             return 0.0
-        return (samples[-1][1] - first_tokens) / max(span, 1.0)
+        return (samples[-1][1] - first_tokens) / max(now - first_t, 1.0)
 
     def forget(self, worker_id: str) -> None:
         self._samples.pop(worker_id, None)
