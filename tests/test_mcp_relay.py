@@ -554,7 +554,7 @@ async def test_relay_drain_finishes_calls_in_flight_and_refuses_new_ones(gateway
     gw = gateway
     relay = InProcessRelay(gw, relay_settings(gw, drain_timeout_s=20))
     hold = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": "hold", "arguments": {"seconds": 3}}}  # fmt: skip
+            "params": {"name": "hold", "arguments": {"seconds": 8}}}  # fmt: skip
     async with httpx.AsyncClient(timeout=30) as http:
         held = asyncio.create_task(http.post(f"{gw.url}/mcp/demo", json=hold))
         await asyncio.to_thread(gw.wait_for, lambda g: calls_in_flight(g, "tools/call") == 1)

@@ -67,7 +67,9 @@ class StateHub:
         self.keepalive = keepalive
         self._before_flush = before_flush
         self.seq = 0
-        self._dirty: dict[str, set[str]] = {name: set() for name in collections}
+        # Insertion-ordered (dicts as ordered sets): new items reach clients in the order
+        # they appeared, so a fresh panel lists plugins, workers and events as they came.
+        self._dirty: dict[str, dict[str, None]] = {name: {} for name in collections}
         self._server_dirty = True
         self._sent: dict[str, dict[str, Item]] = {name: {} for name in collections}
         self._sent_server: Item = {}
@@ -87,18 +89,18 @@ class StateHub:
         if name in self.collections:
             raise ValueError(f"stream collection {name!r} is already registered")
         self.collections[name] = collection
-        self._dirty[name] = set()
+        self._dirty[name] = {}
         self._sent[name] = {}
 
     # -- marking changes --------------------------------------------------------------------
 
     def touch(self, collection: str, item_id: str) -> None:
-        self._dirty[collection].add(item_id)
+        self._dirty[collection][item_id] = None
 
     def touch_all(self, collection: str) -> None:
         dirty = self._dirty[collection]
-        dirty.update(self._sent[collection])
-        dirty.update(item["id"] for item in self.collections[collection].all())
+        dirty.update(dict.fromkeys(self._sent[collection]))
+        dirty.update(dict.fromkeys(item["id"] for item in self.collections[collection].all()))
 
     def touch_server(self) -> None:
         self._server_dirty = True
