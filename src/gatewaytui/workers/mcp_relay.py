@@ -59,6 +59,9 @@ from gatewaytui.workers.settings import (
 )
 
 log = logging.getLogger("gatewaytui.workers.mcp_relay")
+
+# How long after announcing a drain the relay still serves calls already on their way.
+DRAIN_GRACE_S = 0.5
 # websockets logs handshake headers at DEBUG: a logger of our own masks the worker key there.
 _wire_log = logging.getLogger("gatewaytui.workers.mcp_wire")
 _wire_log.addFilter(_RedactAuthorization())
@@ -191,6 +194,7 @@ class MCPRelayClient:
         self._ws: ClientConnection | None = None
         self._calls: dict[str, asyncio.Task[None]] = {}
         self._draining = False
+        self._drain_started = 0.0
         self._stopping = False
         self._wakeup = asyncio.Event()
         self._status_dirty = asyncio.Event()
@@ -217,11 +221,15 @@ class MCPRelayClient:
     async def drain(self, timeout: float | None = None) -> None:
         """Refuse new calls, let the in-flight ones finish (up to `timeout`), close 1000."""
         self._draining = True
+        self._drain_started = asyncio.get_running_loop().time()
         ws = self._ws
         if ws is not None and self.connected.is_set():  # the gateway stops sending calls
             with contextlib.suppress(ConnectionClosed):
                 await ws.send(self._status_frame().model_dump_json())
         limit = self.settings.drain_timeout_s if timeout is None else timeout
+        # Calls the gateway sent before it read our draining status are still on the wire;
+        # they are served, not refused, if they arrive within the grace period.
+        await asyncio.sleep(DRAIN_GRACE_S)
         calls = list(self._calls.values())
         if calls:
             log.info("mcp relay %s: draining %d call(s)", self.id, len(calls))
@@ -229,6 +237,9 @@ class MCPRelayClient:
             for task in pending:
                 task.cancel()
         await self._shutdown(1000, "relay stopping")
+
+    def _drain_grace_over(self) -> bool:
+        return asyncio.get_running_loop().time() - self._drain_started > DRAIN_GRACE_S
 
     async def stop(self) -> None:
         """Stop now: in-flight calls are cancelled (their clients get an error at once)."""
@@ -503,7 +514,7 @@ class MCPRelayClient:
 
         try:
             try:
-                if self._draining:
+                if self._draining and self._drain_grace_over():
                     raise UpstreamError(503, "the MCP relay is draining", "relay_draining")
                 self._check_token(call)
                 await self.upstream.handle(call, emit)
