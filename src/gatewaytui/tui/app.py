@@ -424,7 +424,7 @@ class GatewayApp(App[None]):
         if self.paused:
             return
         self._count_workers()
-        with self.batch_update():
+        with self.batch_update(), contextlib.suppress(NoMatches):  # a tick during teardown
             self.current_view.tick()
             screen = self.screen
             if hasattr(screen, "tick") and screen is not self.screen_stack[0]:

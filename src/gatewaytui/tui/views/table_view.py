@@ -48,11 +48,14 @@ class TableView(View):
         )
         key, reverse = self.default_sort
         table.sort_by(key, reverse)
+        self._table = table
         yield table
 
     @property
     def table(self) -> VirtualTable:
-        return self.query_one(VirtualTable)
+        """The view's table, held directly: a clock tick during teardown must not query."""
+        table = getattr(self, "_table", None)
+        return table if table is not None else self.query_one(VirtualTable)
 
     def rows(self, store: StateStore) -> Mapping[str, Mapping[str, Any]]:
         return store.items[self.collection]
