@@ -21,6 +21,7 @@ import httpx
 import gatewaytui
 from gatewaytui.schema.backends import ENV_REF_PREFIX, BackendSpec, backend_root_url
 from gatewaytui.shared.pool import ShardedTransport, tls_context
+from gatewaytui.shared.sse import sse_data
 
 MAX_ERROR_CHARS = 300
 PROBE_TIMEOUT_CAP_S = 15.0
@@ -317,7 +318,7 @@ async def stream_chat(
             if isinstance(whole, dict):
                 yield whole
             return
-        async for payload in _sse_data(response.aiter_lines()):
+        async for payload in sse_data(response.aiter_lines()):
             if payload.strip() == "[DONE]":
                 return
             try:
@@ -339,21 +340,3 @@ async def stream_chat(
         raise _transport_error(spec, exc, key) from None
     finally:
         await response.aclose()
-
-
-async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
-    """The `data` payload of each server-sent event (multi-line data joined with newlines)."""
-    buffer: list[str] = []
-    async for line in lines:
-        if not line:
-            if buffer:
-                yield "\n".join(buffer)
-                buffer = []
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        if name == "data":
-            buffer.append(value[1:] if value.startswith(" ") else value)
-    if buffer:
-        yield "\n".join(buffer)

@@ -43,6 +43,7 @@ from gatewaytui.schema.mcp_protocol import (
     RelayReplyFrame,
     server_info_from_initialize,
 )
+from gatewaytui.shared.sse import EventTooLarge, sse_data
 from gatewaytui.workers.backoff import Backoff
 from gatewaytui.workers.settings import redact_url
 
@@ -756,23 +757,11 @@ async def _read_limited(response: httpx.Response, limit: int) -> bytes:
 
 
 async def _sse_data(response: httpx.Response, limit: int = 16 * 1024 * 1024) -> AsyncIterator[str]:
-    """The `data` of each Server-Sent Event (events without data, e.g. primers, are skipped)."""
-    data: list[str] = []
-    size = 0
-    async for line in response.aiter_lines():
-        if not line:
-            if data:
-                yield "\n".join(data)
-            data, size = [], 0
-            continue
-        if line.startswith("data:"):
-            value = line[5:]
-            value = value[1:] if value.startswith(" ") else value
-            size += len(value)
-            if size > limit:
-                raise UpstreamError(
-                    502, f"the MCP server's answer exceeds {limit} bytes", "response_too_large"
-                )
-            data.append(value)
-    if data:
-        yield "\n".join(data)
+    """The `data` of each Server-Sent Event; an oversized one fails the call (502)."""
+    try:
+        async for data in sse_data(response.aiter_lines(), limit):
+            yield data
+    except EventTooLarge:
+        raise UpstreamError(
+            502, f"the MCP server's answer exceeds {limit} bytes", "response_too_large"
+        ) from None

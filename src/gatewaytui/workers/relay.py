@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -20,6 +19,7 @@ import httpx
 from gatewaytui import __version__
 from gatewaytui.schema.protocol import JobFrame, Usage
 from gatewaytui.shared.pool import ShardedTransport
+from gatewaytui.shared.sse import sse_data
 from gatewaytui.workers.backend import (
     Backend,
     ChunkSink,
@@ -219,24 +219,6 @@ class RelayBackend(Backend):
                 prompt_tokens=prompt, completion_tokens=tokens_out, total_tokens=prompt + tokens_out
             )
         return usage
-
-
-async def sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
-    """The `data` payload of each server-sent event (multi-line data joined with newlines)."""
-    buffer: list[str] = []
-    async for line in lines:
-        if not line:
-            if buffer:
-                yield "\n".join(buffer)
-                buffer = []
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        if field == "data":
-            buffer.append(value[1:] if value.startswith(" ") else value)
-    if buffer:
-        yield "\n".join(buffer)
 
 
 def _parse_chunk(payload: str) -> dict[str, Any]:
