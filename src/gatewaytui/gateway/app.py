@@ -8,6 +8,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
@@ -21,9 +22,10 @@ import gatewaytui
 from gatewaytui.gateway.auth import Auth, Role, bearer_token
 from gatewaytui.gateway.backend_routes import add_backend_routes
 from gatewaytui.gateway.core import Gateway
+from gatewaytui.gateway.events import EventLog
 from gatewaytui.gateway.hub import encode
 from gatewaytui.gateway.jobs import GatewayError
-from gatewaytui.gateway.registry import DuplicateWorkerError, WorkerRecord
+from gatewaytui.gateway.registry import DuplicateWorkerError
 from gatewaytui.schema.api import ServerDrainRequest
 from gatewaytui.schema.protocol import (
     CLOSE_DUPLICATE_ID,
@@ -331,7 +333,7 @@ def create_app(gateway: Gateway, auth: Auth | None = None) -> FastAPI:
             await deny(ws, AuthError("invalid or missing worker key", code="invalid_worker_key"))
             return
         await ws.accept()
-        await _serve_worker(gateway, ws)
+        await serve_dial_in(ws, _worker_dial_in(gateway))
 
     from gatewaytui.gateway.mcp_http import install_mcp_routes  # it uses this module's helpers
 
@@ -348,16 +350,16 @@ async def _drain_incoming(ws: WebSocket) -> None:
                 return
 
 
-class _FrameError(Exception):
-    pass
+class FrameError(Exception):
+    """A frame that breaks the protocol: the connection is closed with 1008 and why."""
 
 
 def _frame_text(message: dict[str, Any], limit: int) -> str:
     text = message.get("text")
     if text is None:
-        raise _FrameError("binary frames are not part of the worker protocol")
+        raise FrameError("binary frames are not part of the worker protocol")
     if len(text) > limit // 4 and len(text.encode()) > limit:
-        raise _FrameError(f"frame of {len(text.encode())} bytes exceeds max_frame_bytes={limit}")
+        raise FrameError(f"frame of {len(text.encode())} bytes exceeds max_frame_bytes={limit}")
     return text
 
 
@@ -367,27 +369,43 @@ def _parse_frame(text: str) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
-        raise _FrameError(f"malformed frame: {where}: {first.get('msg')}"[:200]) from None
+        raise FrameError(f"malformed frame: {where}: {first.get('msg')}"[:200]) from None
 
 
-async def _serve_worker(gateway: Gateway, ws: WebSocket) -> None:
-    """One worker connection: register, then frames until it closes or breaks a rule."""
+@dataclass(frozen=True)
+class DialIn:
+    """What differs between the peers that dial in (workers, MCP relays): everything else
+    about a connection — register first, then frames, closing codes, events — is shared."""
+
+    noun: str  # "worker", "mcp relay": in close reasons and events
+    parse: Callable[[dict[str, Any]], tuple[Any, int]]  # frame and its size; raises FrameError
+    register_type: type
+    register: Callable[[Any, Any, str | None], tuple[Any, dict[str, Any]]]
+    duplicate_error: type[Exception]
+    on_frame: Callable[[Any, Any, int], None]  # raises ValueError for a frame out of place
+    disconnected: Callable[..., None]  # (record, reason, clean=...)
+    events: EventLog
+    refuse_kind: str = "refuse"
+    tag_events: bool = False  # events carry worker_id
+
+
+async def serve_dial_in(ws: WebSocket, peer: DialIn) -> None:
+    """One dial-in connection: register, then frames until it closes or breaks a rule."""
     conn = _WsWorkerConnection(ws)
     remote = _client_addr(ws.client)
-    limit = gateway.config.max_frame_bytes
-    worker: WorkerRecord | None = None
+    record: Any = None
     reason = "connection closed"
     clean = False
     try:
         message = await asyncio.wait_for(ws.receive(), timeout=REGISTER_TIMEOUT_S)
         if message["type"] == "websocket.disconnect":
             return
-        frame = _parse_frame(_frame_text(message, limit))
-        if not isinstance(frame, RegisterFrame):
-            raise _FrameError("the first frame must be 'register'")
+        frame, _ = peer.parse(message)
+        if not isinstance(frame, peer.register_type):
+            raise FrameError("the first frame must be 'register'")
         try:
-            worker, reply = gateway.worker_registered(frame, conn, remote)
-        except DuplicateWorkerError as exc:
+            record, reply = peer.register(frame, conn, remote)
+        except peer.duplicate_error as exc:
             await conn.close(CLOSE_DUPLICATE_ID, str(exc))
             return
         await conn.send(reply)
@@ -396,37 +414,58 @@ async def _serve_worker(gateway: Gateway, ws: WebSocket) -> None:
             if message["type"] == "websocket.disconnect":
                 code = message.get("code", 1000)
                 clean = code in (1000, 1001)
-                reason = f"connection closed by worker (code {code})"
+                reason = f"connection closed by {peer.noun} (code {code})"
                 break
-            frame = _parse_frame(_frame_text(message, limit))
+            frame, size = peer.parse(message)
             try:
-                gateway.worker_frame(worker, frame)
+                peer.on_frame(record, frame, size)
             except ValueError as exc:
-                raise _FrameError(str(exc)) from None
-            if worker.gone_at is not None:  # evicted while we were reading
+                raise FrameError(str(exc)) from None
+            if record.gone_at is not None:  # evicted while we were reading
                 reason = "evicted"
                 break
     except TimeoutError:
-        reason = "no register frame within 10s"
-        gateway.events.add("refuse", f"connection from {remote} closed: {reason}", level="warning")
+        reason = f"no register frame within {REGISTER_TIMEOUT_S:g}s"
+        peer.events.add(
+            peer.refuse_kind, f"{peer.noun} connection from {remote} closed: {reason}",
+            level="warning",
+        )  # fmt: skip
         await conn.close(CLOSE_POLICY_VIOLATION, reason)
-    except _FrameError as exc:
+    except FrameError as exc:
         reason = str(exc)
-        who = worker.id if worker is not None else remote
-        gateway.events.add(
-            "protocol_error",
-            f"worker {who} closed: {reason}",
-            level="error",
-            worker_id=worker.id if worker is not None else None,
+        who = record.id if record is not None else remote
+        tags = {"worker_id": record.id if record is not None else None} if peer.tag_events else {}
+        peer.events.add(
+            "protocol_error", f"{peer.noun} {who} closed: {reason}", level="error", **tags
         )
         await conn.close(CLOSE_POLICY_VIOLATION, reason)
     except WebSocketDisconnect as exc:
         reason = f"connection lost (code {exc.code})"
     except Exception as exc:  # never let one connection's bug take the server down
-        log.exception("worker connection handler failed")
-        reason = f"internal error: {exc}"
+        log.exception("%s connection handler failed", peer.noun)
+        reason = f"internal error: {type(exc).__name__}"
         await conn.close(1011, "internal error")
     finally:
         conn.closed = True
-        if worker is not None and worker.conn is conn:  # not if a reconnect took the id over
-            gateway.worker_disconnected(worker, reason, clean=clean)
+        if record is not None and record.conn is conn:  # not if a reconnect took the id over
+            peer.disconnected(record, reason, clean=clean)
+
+
+def _worker_dial_in(gateway: Gateway) -> DialIn:
+    limit = gateway.config.max_frame_bytes
+
+    def parse(message: dict[str, Any]) -> tuple[Any, int]:
+        text = _frame_text(message, limit)
+        return _parse_frame(text), len(text)
+
+    return DialIn(
+        noun="worker",
+        parse=parse,
+        register_type=RegisterFrame,
+        register=gateway.worker_registered,
+        duplicate_error=DuplicateWorkerError,
+        on_frame=lambda worker, frame, _size: gateway.worker_frame(worker, frame),
+        disconnected=gateway.worker_disconnected,
+        events=gateway.events,
+        tag_events=True,
+    )

@@ -11,7 +11,6 @@ Installed by `create_app` (imported there lazily, since it uses the app module's
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -21,16 +20,16 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
-from starlette.websockets import WebSocketDisconnect
 
 from gatewaytui.gateway.app import (
-    REGISTER_TIMEOUT_S,
     AuthError,
+    DialIn,
     EventStreamResponse,
+    FrameError,
     _client_addr,
     _unless_client_leaves,
-    _WsWorkerConnection,
     error_response,
+    serve_dial_in,
 )
 from gatewaytui.gateway.auth import Auth, bearer_token
 from gatewaytui.gateway.core import Gateway
@@ -46,11 +45,9 @@ from gatewaytui.gateway.mcp import (
     MCPCall,
     MCPError,
     MCPRelays,
-    RelayRecord,
     call_target,
 )
 from gatewaytui.schema.mcp_protocol import (
-    CLOSE_DUPLICATE_ID,
     CLOSE_POLICY_VIOLATION,
     RELAY_FRAME_ADAPTER,
     RELAY_TOKEN_HEADER,
@@ -253,7 +250,7 @@ def install_mcp_routes(app: FastAPI, gateway: Gateway, auth: Auth) -> None:
                 await ws.close(code=CLOSE_POLICY_VIOLATION, reason=exc.message)
             return
         await ws.accept()
-        await _serve_relay(relays, ws)
+        await serve_dial_in(ws, _relay_dial_in(relays))
 
 
 async def _run_call(
@@ -333,76 +330,28 @@ async def _stream(relays: MCPRelays, call: MCPCall, first: Any) -> AsyncIterator
             relays.abandon(call)
 
 
-class _FrameError(Exception):
-    pass
-
-
 def _parse(message: dict[str, Any]) -> tuple[Any, int]:
     text = message.get("text")
     if text is None:
-        raise _FrameError("binary frames are not part of the MCP relay protocol")
+        raise FrameError("binary frames are not part of the MCP relay protocol")
     try:
         frame = RELAY_FRAME_ADAPTER.validate_json(text)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
-        raise _FrameError(f"malformed frame: {where}: {first.get('msg')}"[:200]) from None
+        raise FrameError(f"malformed frame: {where}: {first.get('msg')}"[:200]) from None
     return frame, len(text)
 
 
-async def _serve_relay(relays: MCPRelays, ws: WebSocket) -> None:
-    """One relay connection: register, then frames until it closes or breaks a rule."""
-    conn = _WsWorkerConnection(ws)
-    remote = _client_addr(ws.client)
-    relay: RelayRecord | None = None
-    reason = "connection closed"
-    clean = False
-    try:
-        message = await asyncio.wait_for(ws.receive(), timeout=REGISTER_TIMEOUT_S)
-        if message["type"] == "websocket.disconnect":
-            return
-        frame, _ = _parse(message)
-        if not isinstance(frame, RelayRegisterFrame):
-            raise _FrameError("the first frame must be 'register'")
-        try:
-            relay, reply = relays.register(frame, conn, remote)
-        except DuplicateRelayError as exc:
-            await conn.close(CLOSE_DUPLICATE_ID, str(exc))
-            return
-        await conn.send(reply)
-        while True:
-            message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
-                code = message.get("code", 1000)
-                clean = code in (1000, 1001)
-                reason = f"connection closed by relay (code {code})"
-                break
-            frame, size = _parse(message)
-            try:
-                relays.relay_frame(relay, frame, size)
-            except ValueError as exc:
-                raise _FrameError(str(exc)) from None
-            if relay.gone_at is not None:  # dropped as dead while we were reading
-                reason = "evicted"
-                break
-    except TimeoutError:
-        reason = f"no register frame within {REGISTER_TIMEOUT_S:g}s"
-        relays.events.add(
-            "mcp_refuse", f"mcp relay connection from {remote} closed: {reason}", level="warning"
-        )
-        await conn.close(CLOSE_POLICY_VIOLATION, reason)
-    except _FrameError as exc:
-        reason = str(exc)
-        who = relay.id if relay is not None else remote
-        relays.events.add("protocol_error", f"mcp relay {who} closed: {reason}", level="error")
-        await conn.close(CLOSE_POLICY_VIOLATION, reason)
-    except WebSocketDisconnect as exc:
-        reason = f"connection lost (code {exc.code})"
-    except Exception as exc:  # never let one connection's bug take the server down
-        log.exception("mcp relay connection handler failed")
-        reason = f"internal error: {type(exc).__name__}"
-        await conn.close(1011, "internal error")
-    finally:
-        conn.closed = True
-        if relay is not None and relay.conn is conn:  # not if a reconnect took the id over
-            relays.relay_disconnected(relay, reason, clean=clean)
+def _relay_dial_in(relays: MCPRelays) -> DialIn:
+    return DialIn(
+        noun="mcp relay",
+        parse=_parse,
+        register_type=RelayRegisterFrame,
+        register=relays.register,
+        duplicate_error=DuplicateRelayError,
+        on_frame=relays.relay_frame,
+        disconnected=relays.relay_disconnected,
+        events=relays.events,
+        refuse_kind="mcp_refuse",
+    )
