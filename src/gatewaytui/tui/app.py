@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import signal
 import time
 from collections.abc import Iterable
@@ -42,6 +43,7 @@ from gatewaytui.tui.config import (
     resolve_token,
 )
 from gatewaytui.tui.formatting import STATUS_STYLES, age, parse_ts, status_text
+from gatewaytui.tui.hangup import HANGUP_EXIT_CODE, resume_only_after_suspend, start_exit_watchdog
 from gatewaytui.tui.screens.confirm import ConfirmScreen
 from gatewaytui.tui.screens.help import HelpScreen
 from gatewaytui.tui.screens.type_confirm import TypeToConfirmScreen
@@ -90,6 +92,8 @@ KNOWN_BINDING_IDS = frozenset(
     }
 )  # fmt: skip
 ACTIONS = frozenset({"drain", "undrain", "cancel_job"})
+
+log = logging.getLogger(__name__)
 
 
 class GatewayCommands(Provider):
@@ -285,8 +289,15 @@ class GatewayApp(App[None]):
         self.set_interval(1.0, self._tick)
         self.show_everything()
         self.current_view.focus_main()
+        resume_only_after_suspend()
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.exit)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._terminal_gone)
+
+    def _terminal_gone(self) -> None:
+        """SIGHUP: nobody is watching; exit, and make sure of it (see `tui.hangup`)."""
+        log.info("terminal hung up; exiting")
+        start_exit_watchdog()
+        self.exit(return_code=HANGUP_EXIT_CODE)
 
     async def on_unmount(self) -> None:
         await self.session.stop()
