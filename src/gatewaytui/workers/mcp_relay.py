@@ -16,14 +16,12 @@ import logging
 import os
 import random
 import signal
-from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from gatewaytui import __version__
 from gatewaytui.schema.mcp_protocol import (
@@ -42,8 +40,14 @@ from gatewaytui.schema.mcp_protocol import (
     RelayReplyFrame,
     RelayStatusFrame,
 )
-from gatewaytui.workers.backoff import Backoff
-from gatewaytui.workers.client import _RedactAuthorization
+from gatewaytui.workers.dial_out import (
+    EXIT_CONFIG,
+    DialOutClient,
+    DialOutSettings,
+    SessionEnd,
+    invalid_frame,
+    wire_logger,
+)
 from gatewaytui.workers.mcp_upstream import (
     DEFAULT_PROTOCOL_VERSION,
     HttpUpstream,
@@ -63,20 +67,13 @@ log = logging.getLogger("gatewaytui.workers.mcp_relay")
 # How long after announcing a drain the relay still serves calls already on their way.
 DRAIN_GRACE_S = 0.5
 # websockets logs handshake headers at DEBUG: a logger of our own masks the worker key there.
-_wire_log = logging.getLogger("gatewaytui.workers.mcp_wire")
-_wire_log.addFilter(_RedactAuthorization())
+_wire_log = wire_logger("gatewaytui.workers.mcp_wire")
 # Secrets of the relay itself that the MCP server it starts must not inherit.
 RELAY_SECRET_ENV = ("GATEWAYTUI_WORKER_KEY", "GATEWAYTUI_MCP_RELAY_TOKEN")
 
 MCP_CONNECT_PATH = "/api/mcp/connect"
-EXIT_OK, EXIT_CONFIG, EXIT_FORCED = 0, 2, 130
+EXIT_FORCED = 130
 DRAINING_REASON = "relay draining"
-_CLOSE_HINTS = {
-    CLOSE_DUPLICATE_ID: "another relay with this id is connected; give each relay a unique id",
-    CLOSE_POLICY_VIOLATION: "the gateway rejected a frame (policy violation)",
-    CLOSE_DEAD: "the gateway dropped this relay (missed heartbeats?)",
-    1001: "the gateway is shutting down",
-}
 
 
 class MCPRelaySettings(BaseModel):
@@ -155,215 +152,76 @@ def build_upstream(settings: MCPRelaySettings, *, secret_env: Sequence[str] = ()
     )
 
 
-@dataclass(slots=True)
-class SessionEnd:
-    """How one connection attempt ended, for logs, backoff and tests."""
-
-    registered: bool
-    duration_s: float
-    code: int | None = None
-    reason: str = ""
-    error: str | None = None
-
-
-class MCPRelayClient:
+class MCPRelayClient(DialOutClient[RelayRegisteredFrame]):
     """Dials the gateway and serves calls with `upstream` until stopped.
 
     Observable for tests and the CLI: `connected` (set while registered), `registered`,
     `idle` (set when no call is in flight), `stopped`, `sessions`, `calls_served`.
     """
 
+    kind = "mcp relay"
+    close_hints = {
+        CLOSE_DUPLICATE_ID: "another relay with this id is connected; give each relay a unique id",
+        CLOSE_POLICY_VIOLATION: "the gateway rejected a frame (policy violation)",
+        CLOSE_DEAD: "the gateway dropped this relay (missed heartbeats?)",
+        1001: "the gateway is shutting down",
+    }
+
     def __init__(
         self, settings: MCPRelaySettings, upstream: Upstream, *, rng: random.Random | None = None
     ) -> None:
+        dial = DialOutSettings(
+            url=gateway_ws_url(settings.gateway_url, MCP_CONNECT_PATH),
+            key=settings.key,
+            backoff=settings.backoff,
+            user_agent="gatewaytui-mcp-relay",
+            open_timeout_s=settings.open_timeout_s,
+            register_timeout_s=settings.register_timeout_s,
+            max_frame_bytes=max(settings.max_message_bytes, 1 << 20) * 2,
+        )
+        super().__init__(
+            settings.id,
+            dial,
+            answers=GATEWAY_RELAY_FRAME_ADAPTER,
+            registered_type=RelayRegisteredFrame,
+            logger=log,
+            wire_log=_wire_log,
+            rng=rng,
+        )
         self.settings = settings
         self.upstream = upstream
-        self.id = settings.id
-        self.url = gateway_ws_url(settings.gateway_url, MCP_CONNECT_PATH)
-        self.backoff = Backoff(settings.backoff.base_s, settings.backoff.cap_s, rng)
-        self.connected = asyncio.Event()
-        self.stopped = asyncio.Event()
-        self.idle = asyncio.Event()
-        self.idle.set()
-        self.registered: RelayRegisteredFrame | None = None
-        self.sessions: deque[SessionEnd] = deque(maxlen=64)
-        self.connect_attempts = 0
         self.calls_served = 0
         self.calls_failed = 0
-        self.exit_code = EXIT_OK
-        self._ws: ClientConnection | None = None
-        self._calls: dict[str, asyncio.Task[None]] = {}
-        self._draining = False
         self._drain_started = 0.0
-        self._stopping = False
-        self._wakeup = asyncio.Event()
-        self._status_dirty = asyncio.Event()
-        self._task: asyncio.Task[int] | None = None
-
-    def __repr__(self) -> str:
-        return f"MCPRelayClient(id={self.id!r}, url={redact_url(self.url)!r})"
-
-    @property
-    def inflight(self) -> int:
-        return len(self._calls)
 
     # ---- control --------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name=f"mcp-relay:{self.id}")
-
-    async def wait(self) -> int:
-        if self._task is None:
-            raise RuntimeError("MCPRelayClient.start() was not called")
-        return await asyncio.shield(self._task)
 
     async def drain(self, timeout: float | None = None) -> None:
         """Refuse new calls, let the in-flight ones finish (up to `timeout`), close 1000."""
         self._draining = True
         self._drain_started = asyncio.get_running_loop().time()
-        ws = self._ws
-        if ws is not None and self.connected.is_set():  # the gateway stops sending calls
-            with contextlib.suppress(ConnectionClosed):
-                await ws.send(self._status_frame().model_dump_json())
+        await self._announce_status()  # the gateway stops sending calls
         limit = self.settings.drain_timeout_s if timeout is None else timeout
         # Calls the gateway sent before it read our draining status are still on the wire;
         # they are served, not refused, if they arrive within the grace period.
         await asyncio.sleep(DRAIN_GRACE_S)
-        calls = list(self._calls.values())
+        calls = list(self._tasks.values())
         if calls:
             log.info("mcp relay %s: draining %d call(s)", self.id, len(calls))
             _, pending = await asyncio.wait(calls, timeout=limit)
-            for task in pending:
-                task.cancel()
-        await self._shutdown(1000, "relay stopping")
+            await self._cancel_tasks(pending)
+        await self._shutdown(1000, "relay drained")
 
     def _drain_grace_over(self) -> bool:
         return asyncio.get_running_loop().time() - self._drain_started > DRAIN_GRACE_S
 
-    async def stop(self) -> None:
-        """Stop now: in-flight calls are cancelled (their clients get an error at once)."""
-        for task in list(self._calls.values()):
-            task.cancel()
-        await self._shutdown(1001, "relay stopping", timeout=1.0)
+    # ---- the frames this client sends -----------------------------------------------------
 
-    async def _shutdown(self, code: int, reason: str, timeout: float | None = None) -> None:
-        self._stopping = True
-        self._wakeup.set()
-        ws = self._ws
-        if ws is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await ws.close(code, reason)
-        if self._task is not None and self._task is not asyncio.current_task():
-            await asyncio.shield(self._task)
+    def _subscribe(self, changed: Callable[[], None]) -> Callable[[], None]:
+        return self.upstream.subscribe(changed)
 
-    # ---- connect / reconnect --------------------------------------------------------------
-
-    async def run(self) -> int:
-        """Connect, serve, and reconnect with backoff until stopped; returns an exit code."""
-        unsubscribe = self.upstream.subscribe(self._status_dirty.set)
-        try:
-            while not self._stopping:
-                self.connect_attempts += 1
-                try:
-                    end = await self._session()
-                except InvalidURI as exc:
-                    log.error("mcp relay %s: bad gateway url: %s", self.id, exc)
-                    self.exit_code = EXIT_CONFIG
-                    break
-                except Exception as exc:  # a bug must not end a long-running relay
-                    log.exception("mcp relay %s: unexpected error in the connection", self.id)
-                    end = SessionEnd(registered=False, duration_s=0.0, error=repr(exc))
-                self.sessions.append(end)
-                if self._stopping:
-                    break
-                if end.registered and end.duration_s >= self.settings.backoff.stable_after_s:
-                    self.backoff.reset()
-                delay = self.backoff.next_delay()
-                self._log_end(end, delay)
-                self._wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._wakeup.wait()
-        finally:
-            unsubscribe()
-            self.connected.clear()
-            self.stopped.set()
-        log.info("mcp relay %s: stopped", self.id)
-        return self.exit_code
-
-    def _log_end(self, end: SessionEnd, delay: float) -> None:
-        retry = f"; reconnecting in {delay:.2f}s"
-        if end.error is not None:
-            log.warning(
-                "mcp relay %s: cannot connect to %s: %s%s",
-                self.id,
-                redact_url(self.url),
-                end.error,
-                retry,
-            )
-            return
-        hint = _CLOSE_HINTS.get(end.code or 0)
-        log.warning(
-            "mcp relay %s: gateway closed the connection: code %s, reason %r%s%s",
-            self.id,
-            end.code if end.code is not None else "none (connection lost)",
-            end.reason,
-            f" ({hint})" if hint else "",
-            retry,
-        )
-
-    async def _session(self) -> SessionEnd:
-        """One connection: register, then serve until it closes. Never raises for I/O."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        registered_at: float | None = None
-        key = self.settings.key
-        headers = {"Authorization": f"Bearer {key}"} if key else None
-        try:
-            async with connect(
-                self.url,
-                additional_headers=headers,
-                user_agent_header=f"gatewaytui-mcp-relay/{__version__}",
-                open_timeout=self.settings.open_timeout_s,
-                max_size=max(self.settings.max_message_bytes, 1 << 20) * 2,
-                compression=None,
-                logger=_wire_log,
-            ) as ws:
-                self._ws = ws
-                try:
-                    if self._stopping:
-                        await ws.close(1000, "relay stopping")
-                    registered = await self._register(ws)
-                    registered_at = loop.time()
-                    await self._serve(ws, registered)
-                except ConnectionClosed:
-                    pass
-                finally:
-                    self._ws = None
-                    self.connected.clear()
-                    for task in list(self._calls.values()):
-                        task.cancel()
-            duration = loop.time() - (registered_at if registered_at is not None else started)
-            return SessionEnd(
-                registered=registered_at is not None,
-                duration_s=duration,
-                code=ws.close_code,
-                reason=ws.close_reason or "",
-            )
-        except InvalidURI:
-            raise
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            hint = {401: " (bad or missing worker key)", 403: " (forbidden)"}.get(status, "")
-            error = f"gateway refused the connection: HTTP {status}{hint}"
-        except _ProtocolError as exc:
-            error = f"protocol error: {exc}"
-        except (OSError, InvalidHandshake, TimeoutError) as exc:
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        duration = loop.time() - (registered_at if registered_at is not None else started)
-        return SessionEnd(registered=registered_at is not None, duration_s=duration, error=error)
+    def _heartbeat_frame(self) -> RelayHeartbeatFrame:
+        return RelayHeartbeatFrame()
 
     def _readiness(self) -> tuple[bool, str | None]:
         if self._draining:
@@ -388,24 +246,7 @@ class MCPRelayClient:
             server=self.upstream.server,
         )
 
-    async def _register(self, ws: ClientConnection) -> RelayRegisteredFrame:
-        self._status_dirty.clear()
-        await ws.send(self._register_frame().model_dump_json())
-        try:
-            async with asyncio.timeout(self.settings.register_timeout_s):
-                raw = await ws.recv()
-        except TimeoutError:
-            await ws.close(1002, "no registered frame")
-            raise _ProtocolError("the gateway did not answer register in time") from None
-        try:
-            answer = GATEWAY_RELAY_FRAME_ADAPTER.validate_json(raw)
-        except ValidationError:
-            await ws.close(1002, "expected a registered frame")
-            raise _ProtocolError("bad answer to register") from None
-        if not isinstance(answer, RelayRegisteredFrame):
-            await ws.close(1002, "expected a registered frame")
-            raise _ProtocolError(f"expected registered, got {answer.type}")
-        self.registered = answer
+    def _on_registered(self, answer: RelayRegisteredFrame) -> None:
         log.info(
             "mcp relay %s: registered with %s as %s (%s)",
             self.id,
@@ -415,70 +256,33 @@ class MCPRelayClient:
             if self.upstream.ready
             else f"not ready: {self.upstream.reason}",
         )
-        return answer
 
-    async def _serve(self, ws: ClientConnection, registered: RelayRegisteredFrame) -> None:
-        self.connected.set()
-        ticker = asyncio.create_task(self._ticker(ws, registered), name=f"mcp-ticker:{self.id}")
-        try:
-            async for raw in ws:
-                self._dispatch(ws, raw, registered)
-        finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                await ticker
+    # ---- frames from the gateway ------------------------------------------------------------
 
-    async def _ticker(self, ws: ClientConnection, registered: RelayRegisteredFrame) -> None:
-        """Heartbeats on a timer, and a status frame whenever the MCP server comes or goes."""
-        interval = max(registered.heartbeat_interval_s, 0.01)
-        loop = asyncio.get_running_loop()
-        next_beat = loop.time() + interval
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, next_beat - loop.time())):
-                    await self._status_dirty.wait()
-            if self._status_dirty.is_set():
-                self._status_dirty.clear()
-                await ws.send(self._status_frame().model_dump_json())
-            if loop.time() >= next_beat:
-                await ws.send(RelayHeartbeatFrame().model_dump_json())
-                next_beat = loop.time() + interval
-
-    def _dispatch(
+    async def _dispatch(
         self, ws: ClientConnection, raw: str | bytes, registered: RelayRegisteredFrame
     ) -> None:
         try:
             frame = GATEWAY_RELAY_FRAME_ADAPTER.validate_json(raw)
-        except ValidationError as exc:  # not `exc` itself: it would echo the frame's token
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first.get("loc", ()))
+        except ValidationError as exc:  # never `exc` itself: it would echo the frame's token
             log.warning(
-                "mcp relay %s: ignoring a frame that does not parse: %s: %s",
+                "mcp relay %s: ignoring a frame that does not parse: %s",
                 self.id,
-                where,
-                first.get("msg"),
+                invalid_frame(exc),
             )
             return
         if isinstance(frame, RelayCallFrame):
-            if frame.call_id in self._calls:
+            if frame.call_id in self._tasks:
                 log.warning("mcp relay %s: ignoring duplicate call id %s", self.id, frame.call_id)
                 return
-            task = asyncio.create_task(self._run_call(ws, frame, registered), name=frame.call_id)
-            self._calls[frame.call_id] = task
-            self.idle.clear()
-            task.add_done_callback(lambda _t, call_id=frame.call_id: self._call_done(call_id))
+            self._track(frame.call_id, self._run_call(ws, frame, registered))
         elif isinstance(frame, RelayCancelFrame):
-            task = self._calls.get(frame.call_id)
+            task = self._tasks.get(frame.call_id)
             if task is not None:
                 log.info(
                     "mcp relay %s: call %s cancelled: %s", self.id, frame.call_id, frame.reason
                 )
                 task.cancel()
-
-    def _call_done(self, call_id: str) -> None:
-        self._calls.pop(call_id, None)
-        if not self._calls:
-            self.idle.set()
 
     def _check_token(self, call: RelayCallFrame) -> None:
         wanted = self.settings.token
@@ -540,10 +344,6 @@ class MCPRelayClient:
                 await ws.send(error.model_dump_json())
         except ConnectionClosed:
             log.debug("mcp relay %s: connection closed while call %s ran", self.id, call.call_id)
-
-
-class _ProtocolError(Exception):
-    """The gateway said something the protocol does not allow."""
 
 
 async def run_mcp_relay(
