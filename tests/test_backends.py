@@ -456,6 +456,8 @@ def test_workers_and_backends_serving_the_same_model_share_the_load(gw, upstream
     assert worker["processed"] >= 3 and backend["requests"] >= 3  # least-busy alternates
     (summary,) = [m for m in state["models"] if m["id"] == "shared"]
     assert summary["capacity"] == 4 and set(summary["owned_by"]) == {"sim", "backend:up"}
+    assert (summary["workers"], summary["ready_workers"]) == (1, 1)
+    assert (summary["backends"], summary["ready_backends"]) == (1, 1)
 
 
 def test_a_worker_cannot_take_a_backends_name_in_the_scheduler(gw, upstream):

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import openai
@@ -226,6 +227,41 @@ def test_demo_runs_headless_for_a_while():
     status_lines = [line for line in result.stdout.splitlines() if line.startswith("workers:")]
     assert status_lines and "requests" in status_lines[-1]
     assert int(status_lines[-1].split("requests ")[1].split()[0]) > 0
+
+
+def test_demo_shows_backends_and_an_mcp_relay():
+    sock = reserve_port()
+    port = sock.getsockname()[1]
+    sock.close()
+    url = f"http://127.0.0.1:{port}"
+    args = ("demo", "--headless", "--port", str(port), "--workers", "3", "--rate", "8")
+    with process(*args) as proc:
+        assert "gateway on" in proc.stdout.readline()
+
+        def state() -> dict:
+            return httpx.get(url + "/api/state", timeout=5).json()
+
+        def backends_busy() -> bool:
+            backends = {b["id"]: b for b in state()["backends"]}
+            sim, down = backends.get("vllm-sim"), backends.get("ollama-lab")
+            return bool(sim and down and sim["status"] == "healthy" and sim["requests"] > 0
+                        and down["status"] == "unhealthy")  # fmt: skip
+
+        wait_until(backends_busy, timeout=40, what="a busy healthy backend and a down one")
+
+        def relay_called() -> bool:
+            clients = {c["id"]: c for c in state()["mcp"]["clients"]}
+            relay = clients.get("ops-toolbox")
+            return bool(relay and relay["server_name"] == "ops-toolbox"
+                        and relay["functions"].get("tools/call", 0) > 0)  # fmt: skip
+
+        wait_until(relay_called, timeout=40, what="MCP calls through the demo relay")
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert children, "the MCP server runs as the demo's child"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    left = [pid for pid in children if Path(f"/proc/{pid}").exists()]
+    assert not left, f"the demo left processes behind: {left}"
 
 
 def test_options_export_for_pasting():

@@ -14,7 +14,13 @@ from textual.widgets import Static
 
 from gatewaytui.tui.app import GatewayApp
 from gatewaytui.tui.config import ContextConfig, TuiConfig
-from gatewaytui.tui.views.mcp import MCPView, busiest, client_detail, duration_text
+from gatewaytui.tui.views.mcp import (
+    MCPView,
+    busiest,
+    busiest_text,
+    client_detail,
+    duration_text,
+)
 from mcp_peers import InProcessRelay, relay_settings
 
 SAMPLE = Path(__file__).parents[1] / "sample_state.json"
@@ -124,6 +130,8 @@ async def test_live_mcp_view_follows_a_call_through_a_real_relay(make_gateway):
 
 def test_detail_helpers_are_plain_and_stable():
     assert busiest({"b": 2, "a": 2, "c": 9}) == [("c", 9), ("a", 2), ("b", 2)]
+    functions = {"notifications/initialized": 9, "initialize": 9, "tools/call": 4, "ping": 1}
+    assert busiest_text({"functions": functions}) == "initialize 9 · tools/call 4 · ping 1"
     assert duration_text(1234) == "1.2s" and duration_text(125_000) == "2m05s"
     hint = client_detail(None, [], 0.0, {}).plain
     assert "gatewaytui mcp-relay --id NAME -- COMMAND" in hint

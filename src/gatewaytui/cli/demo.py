@@ -1,5 +1,6 @@
-"""`gatewaytui demo`: the gateway core on loopback, a fleet of simulated workers and steady
-client traffic, so every part of the panel has something real to show."""
+"""`gatewaytui demo`: the gateway core on loopback, a fleet of simulated workers, backends (a
+simulated OpenAI-compatible server and one that is down), an MCP relay and steady client
+traffic, so every part of the panel has something real to show."""
 
 from __future__ import annotations
 
@@ -15,6 +16,14 @@ from typing import Any
 
 import httpx
 
+from gatewaytui.cli.demo_services import (
+    BACKEND_MODEL,
+    mcp_available,
+    mcp_traffic,
+    register_demo_backends,
+    run_demo_mcp_relay,
+    start_simulated_backend,
+)
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.core import Gateway
 from gatewaytui.gateway.server import bind_socket, make_server
@@ -84,7 +93,7 @@ async def _one_request(client: httpx.AsyncClient, rng: random.Random) -> None:
             ]
             await client.post("/v1/embeddings", json={"model": EMBED, "input": inputs})
             return
-        model = rng.choice([CHAT_8B, CHAT_8B, CODER, CHAT_70B])
+        model = rng.choice([CHAT_8B, CHAT_8B, CODER, CHAT_70B, BACKEND_MODEL])
         body = {
             "model": model,
             "messages": [
@@ -163,7 +172,14 @@ async def run_demo(
             ),
         )
         fleets.append(asyncio.create_task(run_workers(settings, stop)))
-    load = asyncio.create_task(traffic(base, rate, stop))
+    simulated = await start_simulated_backend([BACKEND_MODEL, CHAT_8B])
+    await register_demo_backends(base, simulated.url, CHAT_8B)
+    helpers = [asyncio.create_task(traffic(base, rate, stop))]
+    if mcp_available():
+        helpers.append(asyncio.create_task(run_demo_mcp_relay(port, stop)))
+        helpers.append(asyncio.create_task(mcp_traffic(base, max(rate / 4, 0.1), stop)))
+    else:
+        print("the mcp package is not installed: the demo runs no MCP relay")
     started = time.monotonic()
     try:
         while not stop.is_set():
@@ -174,7 +190,8 @@ async def run_demo(
                 stop.set()
     finally:
         stop.set()
-        await asyncio.gather(load, *fleets, return_exceptions=True)
+        await asyncio.gather(*helpers, *fleets, return_exceptions=True)
+        await simulated.stop()
         server.should_exit = True
         await serving
     return 0

@@ -38,7 +38,7 @@ from gatewaytui.gateway.hub import Collection
 from gatewaytui.gateway.jobs import GatewayError
 from gatewaytui.gateway.registry import RESERVED_PREFIX, WorkerRecord, model_family
 from gatewaytui.gateway.scheduler import Scheduler
-from gatewaytui.schema import BackendStatus, HostInfo
+from gatewaytui.schema import BackendStatus, HostInfo, ModelSummary
 from gatewaytui.schema.backends import (
     READ_ONLY_FIELDS,
     BackendSpec,
@@ -545,17 +545,11 @@ class BackendManager:
             for model in worker.models:
                 summary = models.get(model)
                 if summary is None:
-                    summary = models[model] = {
-                        "id": model,
-                        "workers": 0,
-                        "ready_workers": 0,
-                        "capacity": 0,
-                        "inflight": 0,
-                        "queued": 0,
-                        "owned_by": [],
-                    }
+                    summary = models[model] = ModelSummary(id=model).model_dump()
                 summary["owned_by"].append(worker.id)
+                summary["backends"] += 1
                 if record.routing:
+                    summary["ready_backends"] += 1
                     summary["capacity"] += worker.max_concurrency
         for record in self.records.values():
             self.touch(record)  # in-flight counts move with every pick and release

@@ -49,7 +49,7 @@ from gatewaytui.gateway.registry import (
     model_family,
 )
 from gatewaytui.gateway.scheduler import Scheduler
-from gatewaytui.schema import ServerStatus, WorkerStatus
+from gatewaytui.schema import ModelSummary, ServerStatus, WorkerStatus
 from gatewaytui.schema.protocol import (
     CLOSE_EVICTED,
     CancelFrame,
@@ -247,15 +247,7 @@ class Gateway:
             for model in worker.models:
                 m = models.get(model)
                 if m is None:
-                    m = models[model] = {
-                        "id": model,
-                        "workers": 0,
-                        "ready_workers": 0,
-                        "capacity": 0,
-                        "inflight": 0,
-                        "queued": 0,
-                        "owned_by": [],
-                    }
+                    m = models[model] = ModelSummary(id=model).model_dump()
                 m["workers"] += 1
                 m["owned_by"].append(worker.id)
                 if is_serving:

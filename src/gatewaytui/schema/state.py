@@ -130,11 +130,15 @@ class JobSnapshot(WireModel):
 
 
 class ModelSummary(WireModel):
-    """Capacity of one model across its workers, derived by the gateway."""
+    """Capacity of one model across its workers and backends, derived by the gateway.
+
+    `capacity` sums the max concurrency of the ready workers and the backends in routing."""
 
     id: str
     workers: int = 0
     ready_workers: int = 0
+    backends: int = Field(default=0, description="Enabled backends serving the model.")
+    ready_backends: int = Field(default=0, description="Those of them in routing.")
     capacity: int = 0
     inflight: int = 0
     queued: int = 0

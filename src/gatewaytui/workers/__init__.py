@@ -1,8 +1,9 @@
 """Workers shipped with gatewaytui: a simulated one and a relay to a real OpenAI server.
 
 A worker dials out to the gateway (`WS /api/workers/connect`), registers, heartbeats and runs
-the jobs it is sent. This layer imports only `gatewaytui.schema`, websockets, httpx and the
-standard library.
+the jobs it is sent; an MCP relay dials out the same way (`dial_out`) to bridge an MCP server.
+`openai_sim` puts the simulator behind the OpenAI HTTP API (the demo's backend). This layer
+imports only `gatewaytui.schema` and `gatewaytui.shared` of the project.
 """
 
 from gatewaytui.workers.backend import Backend, ChunkSink, JobError

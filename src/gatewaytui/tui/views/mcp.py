@@ -36,7 +36,10 @@ def busiest(functions: Mapping[str, int], n: int = BUSIEST) -> list[tuple[str, i
 
 
 def busiest_text(client: Mapping[str, Any]) -> str:
-    top = busiest(client.get("functions") or {})
+    """The hot methods, leaving out notifications (one `initialized` per session says little;
+    the detail pane still counts them)."""
+    functions = client.get("functions") or {}
+    top = busiest({m: n for m, n in functions.items() if not m.startswith("notifications/")})
     return " · ".join(f"{method} {count(n)}" for method, n in top) or "-"
 
 

@@ -53,29 +53,49 @@ class Throughput:
         )
 
 
+def servers(model: Mapping[str, Any]) -> tuple[int, int]:
+    """(ready, listed) workers and backends serving a model: what READY shows."""
+    return (
+        model.get("ready_workers", 0) + model.get("ready_backends", 0),
+        model.get("workers", 0) + model.get("backends", 0),
+    )
+
+
 def alerts(store: StateStore, throughput: Throughput, now: float, stale_after: float) -> list[Text]:
     """What an on-call operator should look at first."""
     found: list[Text] = []
     for model in store.items["models"].values():
-        # capacity counts the backends in routing too: a model they serve is not orphaned
-        if model.get("ready_workers", 0) == 0 and not model.get("capacity", 0):
-            backends = any(o.startswith("backend:") for o in model.get("owned_by", ()))
+        ready_n, total = servers(model)
+        if ready_n == 0:
+            backends = model.get("backends", 0)
             found.append(
                 Text.assemble(
                     ("✖ ", "bold red"),
                     (model["id"], "bold"),
                     f": no ready worker{' or backend' if backends else ''}"
-                    f" ({model.get('workers', 0)} listed, {model.get('queued', 0)} queued)",
+                    f" ({total} listed, {model.get('queued', 0)} queued)",
                 )
             )
     for backend in store.items["backends"].values():
-        if backend.get("enabled", True) and not backend.get("routing", True):
+        if not backend.get("enabled", True):
+            continue
+        if not backend.get("routing", True):
             found.append(
                 Text.assemble(
                     ("✖ ", "bold red"),
                     ("backend " + str(backend["id"]), "bold"),
                     " out of routing: ",
                     Text(str(backend.get("last_error") or "failed probes")),
+                )
+            )
+        elif backend.get("status") == "unhealthy":  # still in routing: one bad probe so far
+            failures = backend.get("consecutive_failures", 0)
+            found.append(
+                Text.assemble(
+                    ("▲ ", "bold yellow"),
+                    ("backend " + str(backend["id"]), "bold"),
+                    f" unhealthy ({failures} failed probe{'s' if failures != 1 else ''}): ",
+                    Text(str(backend.get("last_error") or "probe failed")),
                 )
             )
     if throughput.queue_growing():
@@ -123,7 +143,7 @@ class OverviewView(TableView):
 
     def columns(self) -> Sequence[Column]:
         def ready(m: Mapping[str, Any]) -> Text:
-            ready_n, total = m.get("ready_workers", 0), m.get("workers", 0)
+            ready_n, total = servers(m)
             style = "bold red" if ready_n == 0 else ("yellow" if ready_n < total else "")
             return Text(f"{ready_n}/{total}", style)
 
@@ -136,7 +156,7 @@ class OverviewView(TableView):
                 "ready",
                 "READY",
                 ready,
-                sort_key=lambda m: m.get("ready_workers", 0),
+                sort_key=lambda m: servers(m)[0],
                 width=7,
                 align="right",
             ),
