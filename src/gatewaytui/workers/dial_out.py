@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import logging
 import random
+import signal
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -26,7 +27,7 @@ from gatewaytui import __version__
 from gatewaytui.workers.backoff import Backoff
 from gatewaytui.workers.settings import BackoffSettings, redact_url
 
-EXIT_OK, EXIT_GAVE_UP, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_GAVE_UP, EXIT_CONFIG, EXIT_FORCED = 0, 1, 2, 130
 _DEFAULT_HEARTBEAT_S = 5.0
 _MIN_HEARTBEAT_S = 0.01
 _FORCED_CLOSE_TIMEOUT_S = 1.0
@@ -187,6 +188,10 @@ class DialOutClient(Generic[RegisteredT]):
         if self._task is None:
             raise RuntimeError(f"{type(self).__name__}.start() was not called")
         return await asyncio.shield(self._task)
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Finish what runs for the gateway (up to `timeout`), refusing new work, then stop."""
+        raise NotImplementedError
 
     async def stop(self) -> None:
         """Stop now: cancel what runs for the gateway (it retries or fails those) and close
@@ -431,6 +436,69 @@ class DialOutClient(Generic[RegisteredT]):
             # Without heartbeats the gateway would drop us anyway; reconnect cleanly instead.
             self._log.exception("%s: heartbeat loop failed; reconnecting", self.label)
             await ws.close(1011, f"{self.kind} heartbeat loop failed")
+
+
+@contextlib.contextmanager
+def drain_on_signals(
+    stop: asyncio.Event, force: asyncio.Event, what: str, *, enabled: bool = True
+) -> Iterator[None]:
+    """While inside: the first SIGTERM/SIGINT sets `stop` (drain), a second sets `force`."""
+    log = logging.getLogger("gatewaytui.workers")
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+
+    def on_signal(signum: signal.Signals) -> None:
+        if not stop.is_set():
+            log.warning(
+                "received %s: draining %s (send it again to exit at once)", signum.name, what
+            )
+            stop.set()
+        else:
+            log.warning("received %s again: stopping now", signum.name)
+            force.set()
+
+    if enabled:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, on_signal, signum)
+                installed.append(signum)
+    try:
+        yield
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+async def run_until_stopped(
+    clients: Sequence[DialOutClient[Any]], stop: asyncio.Event, force: asyncio.Event
+) -> int:
+    """Start `clients` and run them until they all end or `stop` is set; then drain them, or
+    stop them at once when `force` is set meanwhile. Returns EXIT_FORCED after a forced stop,
+    else the worst exit code of the clients."""
+    forced = False
+    for client in clients:
+        await client.start()
+    all_done = asyncio.ensure_future(asyncio.gather(*(c.wait() for c in clients)))
+    stop_wait = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({all_done, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if not all_done.done():
+            draining = asyncio.ensure_future(asyncio.gather(*(c.drain() for c in clients)))
+            force_wait = asyncio.ensure_future(force.wait())
+            await asyncio.wait({draining, force_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if not draining.done():
+                forced = True
+                await asyncio.gather(*(c.stop() for c in clients))
+            force_wait.cancel()
+            await asyncio.gather(draining, return_exceptions=True)
+        await all_done
+    finally:
+        stop_wait.cancel()
+        if not all_done.done():
+            await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
+    if forced:
+        return EXIT_FORCED
+    return max((c.exit_code for c in clients), default=EXIT_OK)
 
 
 def invalid_frame(exc: ValidationError) -> str:

@@ -15,7 +15,6 @@ import hmac
 import logging
 import os
 import random
-import signal
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
@@ -45,7 +44,9 @@ from gatewaytui.workers.dial_out import (
     DialOutClient,
     DialOutSettings,
     SessionEnd,
+    drain_on_signals,
     invalid_frame,
+    run_until_stopped,
     wire_logger,
 )
 from gatewaytui.workers.mcp_upstream import (
@@ -72,7 +73,6 @@ _wire_log = wire_logger("gatewaytui.workers.mcp_wire")
 RELAY_SECRET_ENV = ("GATEWAYTUI_WORKER_KEY", "GATEWAYTUI_MCP_RELAY_TOKEN")
 
 MCP_CONNECT_PATH = "/api/mcp/connect"
-EXIT_FORCED = 130
 DRAINING_REASON = "relay draining"
 
 
@@ -365,69 +365,28 @@ async def run_mcp_relay(
     upstream = upstream or build_upstream(settings)
     stop = stop or asyncio.Event()
     force = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-
-    def on_signal(signum: signal.Signals) -> None:
-        if not stop.is_set():
-            log.warning("received %s: draining (send it again to exit at once)", signum.name)
-            stop.set()
-        else:
-            log.warning("received %s again: stopping now", signum.name)
-            force.set()
-
-    if install_signal_handlers:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signum, on_signal, signum)
-                installed.append(signum)
     client = MCPRelayClient(settings, upstream)
-    forced = False
-    try:
+    with drain_on_signals(stop, force, f"mcp relay {settings.id}", enabled=install_signal_handlers):
         try:
-            await upstream.start()
-        except UpstreamConfigError as exc:
-            log.error("mcp relay %s: %s", settings.id, exc)
-            return EXIT_CONFIG
-        # Register with the server's verdict when it comes soon (the usual case), so the
-        # gateway learns who the server is at once rather than one status frame later.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(min(settings.init_timeout_s, 10.0)):
-                await upstream.settled.wait()
-        try:
+            try:
+                await upstream.start()
+            except UpstreamConfigError as exc:
+                log.error("mcp relay %s: %s", settings.id, exc)
+                return EXIT_CONFIG
+            # Register with the server's verdict when it comes soon (the usual case), so the
+            # gateway learns who the server is at once rather than one status frame later.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(settings.init_timeout_s, 10.0)):
+                    await upstream.settled.wait()
             log.info(
                 "mcp relay %s: bridging %s for %s",
                 settings.id,
                 _what(settings),
                 redact_url(client.url),
             )
-            await client.start()
-            done = asyncio.ensure_future(client.wait())
-            stop_wait = asyncio.ensure_future(stop.wait())
-            try:
-                await asyncio.wait({done, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                if not done.done():
-                    draining = asyncio.ensure_future(client.drain())
-                    force_wait = asyncio.ensure_future(force.wait())
-                    await asyncio.wait({draining, force_wait}, return_when=asyncio.FIRST_COMPLETED)
-                    if not draining.done():
-                        forced = True
-                        await client.stop()
-                    force_wait.cancel()
-                    await asyncio.gather(draining, return_exceptions=True)
-                await done
-            finally:
-                stop_wait.cancel()
-                if not done.done():
-                    await client.stop()
+            return await run_until_stopped([client], stop, force)
         finally:
             await upstream.close()
-    finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
-    if forced:
-        return EXIT_FORCED
-    return client.exit_code
 
 
 def _what(settings: MCPRelaySettings) -> str:

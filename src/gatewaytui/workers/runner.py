@@ -8,22 +8,33 @@ A second signal stops at once, cancelling whatever is still running.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 
 from gatewaytui.workers.backend import Backend
 from gatewaytui.workers.client import WorkerClient
+from gatewaytui.workers.dial_out import (
+    EXIT_CONFIG,
+    EXIT_FORCED,
+    EXIT_GAVE_UP,
+    EXIT_OK,
+    drain_on_signals,
+    run_until_stopped,
+)
 from gatewaytui.workers.relay import RelayBackend
 from gatewaytui.workers.settings import WorkerSettings, redact_url
 from gatewaytui.workers.simulated import SimulatedBackend
 
 log = logging.getLogger("gatewaytui.workers.runner")
 
-EXIT_OK = 0
-EXIT_GAVE_UP = 1
-EXIT_CONFIG = 2
-EXIT_FORCED = 130
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_FORCED",
+    "EXIT_GAVE_UP",
+    "EXIT_OK",
+    "build_backend",
+    "build_clients",
+    "run_workers",
+]
 
 
 def build_backend(settings: WorkerSettings) -> Backend:
@@ -60,60 +71,13 @@ async def run_workers(
     clients = build_clients(settings, backend)
     stop = stop or asyncio.Event()
     force = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-
-    def on_signal(signum: signal.Signals) -> None:
-        if not stop.is_set():
-            log.warning(
-                "received %s: draining %d worker(s) (send it again to exit at once)",
-                signum.name,
-                len(clients),
-            )
-            stop.set()
-        else:
-            log.warning("received %s again: stopping now", signum.name)
-            force.set()
-
-    if install_signal_handlers:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signum, on_signal, signum)
-                installed.append(signum)
-
     log.info(
         "starting %d %s worker(s) for %s",
         len(clients),
         type(backend).__name__,
         redact_url(clients[0].url),
     )
-    forced = False
-    try:
+    what = f"{len(clients)} worker(s)"
+    with drain_on_signals(stop, force, what, enabled=install_signal_handlers):
         async with backend:
-            for client in clients:
-                await client.start()
-            all_done = asyncio.ensure_future(asyncio.gather(*(c.wait() for c in clients)))
-            stop_wait = asyncio.ensure_future(stop.wait())
-            try:
-                await asyncio.wait({all_done, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                if not all_done.done():
-                    draining = asyncio.ensure_future(asyncio.gather(*(c.drain() for c in clients)))
-                    force_wait = asyncio.ensure_future(force.wait())
-                    await asyncio.wait({draining, force_wait}, return_when=asyncio.FIRST_COMPLETED)
-                    if not draining.done():
-                        forced = True
-                        await asyncio.gather(*(c.stop() for c in clients))
-                    force_wait.cancel()
-                    await asyncio.gather(draining, return_exceptions=True)
-                await all_done
-            finally:
-                stop_wait.cancel()
-                if not all_done.done():
-                    await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
-    finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
-    if forced:
-        return EXIT_FORCED
-    codes = [c.exit_code for c in clients]
-    return max(codes, default=EXIT_OK)
+            return await run_until_stopped(clients, stop, force)
