@@ -10,9 +10,9 @@ Four processes on loopback, each its own OS process:
 Closed loop at concurrency 64, first against the upstream directly, then through the gateway:
 requests/s, p50/p95/p99 latency, the added p50 and the throughput ratio, plus the CPU each
 process burnt during the window (they all share this machine's cores). Two gateway stacks:
-"shipped" (the CLI as released) and "tuned" (changes weighed in docs/benchmarks.md, applied
-from outside src/: uvloop in gateway and worker, relay HTTP over 8 small connection pools).
-More stacks with --stacks (see --help), among them an aiohttp relay if aiohttp is installed.
+"shipped" (the CLI as released: the relay worker's HTTP client is aiohttp) and "httpx-relay"
+(the same with the relay's previous client, httpx over sharded pools, for comparison); one
+more with --stacks uvloop (gateway and worker on uvloop).
 
     python bench/overhead.py            # about 55 s
     python bench/overhead.py --quick    # a few seconds, for CI smoke (shipped stack only)
@@ -218,17 +218,10 @@ def set_service(upstream_url: str, ms: float) -> None:
 STACKS = {
     # what ships: `gatewaytui serve` and `gatewaytui worker --upstream` as they are
     "shipped": {"gateway": "cli", "relay": "cli"},
-    # the changes proposed in docs/benchmarks.md, applied from outside src/: gateway and
-    # worker on uvloop, relay HTTP spread over 8 small connection pools
-    "tuned": {"gateway": "uvloop", "relay": ["--shards", "8", "--uvloop"]},
-    # not in the default run: the shipped gateway (stock asyncio loop) behind the tuned relay,
-    # to tell the gateway's share from the relay's
-    "stock-gateway": {"gateway": "cli", "relay": ["--shards", "8", "--uvloop"]},
-    # experiment, not in the default run (needs `pip install aiohttp`): tuned, but the relay
-    # POSTs with aiohttp instead of httpx
-    "aiohttp": {"gateway": "uvloop", "relay": ["--client", "aiohttp", "--uvloop"]},
-    # the same with the shipped gateway (stock asyncio loop): isolates the loop's effect
-    "aiohttp-stock": {"gateway": "cli", "relay": ["--client", "aiohttp", "--uvloop"]},
+    # the shipped gateway behind the relay's previous HTTP client (httpx over sharded pools)
+    "httpx-relay": {"gateway": "cli", "relay": ["--client", "httpx"]},
+    # not in the default run: gateway and worker on uvloop (uvicorn[standard] brings it)
+    "uvloop": {"gateway": "uvloop", "relay": ["--uvloop"]},
 }
 
 
@@ -300,9 +293,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--stacks",
-        default="shipped,tuned",
-        help="comma list of: shipped (as released), tuned (uvloop + sharded relay pools); also "
-        "stock-gateway (shipped gateway, tuned relay), aiohttp and aiohttp-stock (need aiohttp)",
+        default="shipped,httpx-relay",
+        help="comma list of: shipped (as released), httpx-relay (the relay's previous HTTP "
+        "client), uvloop (gateway and worker on uvloop)",
     )
     parser.add_argument("--loadgen", choices=["auto", "wrk", "httpx"], default="auto")
     parser.add_argument("--workers", type=int, default=1, help="relay workers (one process)")
@@ -313,11 +306,6 @@ def main() -> int:
     for s in stacks:
         if s not in STACKS:
             parser.error(f"unknown stack {s!r}")
-    if any(s.startswith("aiohttp") for s in stacks):
-        try:
-            import aiohttp  # noqa: F401
-        except ImportError:
-            parser.error("the aiohttp stack needs `pip install aiohttp`")
     if args.quick:
         args.duration, args.warmup, args.serial_duration = 1.0, 1.0, 0
         stacks = stacks[:1]

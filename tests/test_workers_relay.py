@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from gatewaytui.schema.protocol import ErrorFrame, ResultFrame, StatusFrame
@@ -138,6 +140,60 @@ async def test_upstream_http_errors_become_error_frames(stream: bool) -> None:
     assert isinstance(error, ErrorFrame)
     assert (error.status, error.code) == (500, "upstream_error")
     assert "upstream exploded" in error.message and "HTTP 500" in error.message
+
+
+async def test_an_upstream_that_does_not_answer_in_time_is_a_504() -> None:
+    state = UpstreamState()
+    state.hold = asyncio.Event()
+    async with (
+        run_upstream(state) as url,
+        FakeGateway() as gw,
+        running_worker(worker_settings(gw.url, simulate=None), relay(url, timeout_s=0.2)),
+    ):
+        conn = await gw.accept()
+        await conn.status()
+        await conn.job("slow", {"messages": MESSAGES}, model="up-chat")
+        _, error = await conn.outcome("slow")
+        state.hold.set()
+    assert isinstance(error, ErrorFrame)
+    assert (error.status, error.code) == (504, "upstream_timeout")
+
+
+async def test_a_stream_the_upstream_breaks_off_ends_with_an_error_after_its_chunks() -> None:
+    state = UpstreamState()
+    state.cut_stream = True
+    async with (
+        run_upstream(state) as url,
+        FakeGateway() as gw,
+        running_worker(worker_settings(gw.url, simulate=None), relay(url)),
+    ):
+        conn = await gw.accept()
+        await conn.status()
+        await conn.job("cut", {"messages": MESSAGES}, model="up-chat", stream=True)
+        chunks, error = await conn.outcome("cut")
+    assert len(chunks) == 1  # what arrived before the break was passed on
+    assert isinstance(error, ErrorFrame)
+    assert (error.status, error.code) == (502, "upstream_unreachable")
+
+
+async def test_a_stream_line_too_long_to_buffer_fails_the_job_not_the_worker() -> None:
+    state = UpstreamState()
+    state.stream_chunks = [{"content": "x" * (9 * 1024 * 1024)}, {"content": "after"}]
+    async with (
+        run_upstream(state) as url,
+        FakeGateway() as gw,
+        running_worker(worker_settings(gw.url, simulate=None), relay(url)),
+    ):
+        conn = await gw.accept()
+        await conn.status()
+        await conn.job("huge", {"messages": MESSAGES}, model="up-chat", stream=True)
+        _, error = await conn.outcome("huge")
+        assert isinstance(error, ErrorFrame)
+        assert (error.status, error.code) == (502, "bad_upstream")
+        state.stream_chunks = [{"content": "fine"}]
+        await conn.job("next", {"messages": MESSAGES}, model="up-chat", stream=True)
+        chunks, final = await conn.outcome("next")
+    assert isinstance(final, ResultFrame) and chunks
 
 
 @pytest.mark.parametrize(

@@ -219,6 +219,8 @@ class UpstreamState:
             {"content": "Hello"},
             {"content": " there"},
         ]
+        self.hold: asyncio.Event | None = None  # chat answers only once this is set
+        self.cut_stream = False  # the stream breaks off (no chunked-encoding end) mid-way
 
 
 def upstream_app(state: UpstreamState) -> Starlette:
@@ -244,6 +246,8 @@ def upstream_app(state: UpstreamState) -> Starlette:
         state.bodies.append(body)
         if (fail := failure()) is not None:
             return fail
+        if state.hold is not None:
+            await state.hold.wait()
         base = {"id": "chatcmpl-up", "created": 1, "model": body["model"]}
         if not body.get("stream"):
             return JSONResponse(
@@ -268,6 +272,8 @@ def upstream_app(state: UpstreamState) -> Starlette:
                     "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
                 }
                 yield f"data: {json.dumps(chunk)}\n\n"
+                if state.cut_stream:
+                    raise ConnectionAbortedError("the upstream broke off the stream")
             last = base | {
                 "object": "chat.completion.chunk",
                 "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],

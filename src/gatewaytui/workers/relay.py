@@ -4,6 +4,10 @@ Ollama's /v1) and keeps the gateway told whether that server is answering.
 Models come from `GET /v1/models`, re-listed periodically (and sooner while the upstream is
 down, or right after a request could not reach it). Streams are parsed from the upstream's
 SSE and forwarded chunk by chunk; usage-only chunks are folded into the final result frame.
+
+The HTTP client is aiohttp: on the relay's hot path (every job is one upstream POST) it costs
+a third to a quarter of the CPU httpx did, which tripled the relay's throughput
+(bench/overhead.py, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -12,13 +16,15 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
+from aiohttp.http_exceptions import LineTooLong
 
 from gatewaytui import __version__
 from gatewaytui.schema.protocol import JobFrame, Usage
-from gatewaytui.shared.pool import ShardedTransport
+from gatewaytui.shared.pool import tls_context
 from gatewaytui.shared.sse import sse_data
 from gatewaytui.workers.backend import (
     Backend,
@@ -32,6 +38,8 @@ from gatewaytui.workers.settings import UpstreamSettings
 log = logging.getLogger("gatewaytui.workers.relay")
 
 _MAX_ERROR_CHARS = 1000
+# aiohttp reads a stream line by line within twice this; a longer SSE line fails the job.
+_READ_BUFFER_BYTES = 4 * 1024 * 1024
 
 
 def upstream_base_url(url: str) -> str:
@@ -43,16 +51,13 @@ def upstream_base_url(url: str) -> str:
 
 
 class RelayBackend(Backend):
-    """Forwards jobs to `settings.url` with an `httpx.AsyncClient`."""
+    """Forwards jobs to `settings.url` with one `aiohttp.ClientSession`."""
 
-    def __init__(
-        self, settings: UpstreamSettings, *, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
+    def __init__(self, settings: UpstreamSettings) -> None:
         super().__init__(settings.models or [])
         self.settings = settings
         self.base_url = upstream_base_url(settings.url)
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._session: aiohttp.ClientSession | None = None
         self._discovery: asyncio.Task[None] | None = None
         self._recheck = asyncio.Event()
         self.discoveries = 0
@@ -62,20 +67,25 @@ class RelayBackend(Backend):
     # ---- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the HTTP client, probe the upstream once, then keep re-probing in the back."""
-        if self._client is not None:
+        """Open the HTTP session, probe the upstream once, then keep re-probing in the back."""
+        if self._session is not None:
             return
         headers = {"User-Agent": f"gatewaytui-worker/{__version__}"}
         if self.settings.api_key:
             headers["Authorization"] = f"Bearer {self.settings.api_key}"
-        self._client = httpx.AsyncClient(
+        self._session = aiohttp.ClientSession(
             headers=headers,
-            timeout=httpx.Timeout(self.settings.timeout_s, connect=self.settings.connect_timeout_s),
-            # Bounded, sharded pools: one unbounded pool grew past 100 sockets and spent
-            # most of the relay's CPU on its own bookkeeping (bench/overhead.py).
-            transport=self._transport or ShardedTransport(),
+            # No cap of its own: the gateway never sends more jobs than the worker's slots.
+            connector=aiohttp.TCPConnector(limit=0, ssl=tls_context(), keepalive_timeout=30),
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                sock_connect=self.settings.connect_timeout_s,
+                sock_read=self.settings.timeout_s,
+            ),
             # The relay talks to a server the operator named; proxies from env would surprise.
             trust_env=False,
+            raise_for_status=False,
+            read_bufsize=_READ_BUFFER_BYTES,
         )
         await self.discover()
         self._discovery = asyncio.create_task(self._discovery_loop(), name="relay-discovery")
@@ -86,15 +96,15 @@ class RelayBackend(Backend):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._discovery
             self._discovery = None
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
             raise RuntimeError("RelayBackend.start() was not called")
-        return self._client
+        return self._session
 
     # ---- discovery ----------------------------------------------------------------------
 
@@ -113,17 +123,19 @@ class RelayBackend(Backend):
         """List the upstream's models; sets ready/not-ready with a reason. True if it answered."""
         self.discoveries += 1
         url = f"{self.base_url}/models"
+        probe_timeout = aiohttp.ClientTimeout(total=self.settings.connect_timeout_s * 2)
         try:
-            response = await self.client.get(url, timeout=self.settings.connect_timeout_s * 2)
-        except httpx.HTTPError as exc:
+            async with self.session.get(url, timeout=probe_timeout) as response:
+                status, text = response.status, await response.text(errors="replace")
+        except (aiohttp.ClientError, TimeoutError) as exc:
             self._set_down(f"upstream unreachable at {self.base_url}: {_describe(exc)}")
             return False
-        if response.status_code >= 400:
-            message = _error_message(response.status_code, response.text)
+        if status >= 400:
+            message = _error_message(status, text)
             self._set_down(f"upstream GET /v1/models failed: {message}")
             return False
         try:
-            listed = [m["id"] for m in response.json()["data"] if isinstance(m.get("id"), str)]
+            listed = [m["id"] for m in json.loads(text)["data"] if isinstance(m.get("id"), str)]
         except (ValueError, KeyError, TypeError, AttributeError):
             self._set_down("upstream GET /v1/models returned an unexpected body")
             return False
@@ -141,10 +153,10 @@ class RelayBackend(Backend):
             log.warning("%s", reason)
         self._update(ready=False, reason=reason)
 
-    def _unreachable(self, exc: httpx.HTTPError) -> JobError:
+    def _unreachable(self, exc: aiohttp.ClientError | TimeoutError) -> JobError:
         """A request could not reach the upstream: re-probe now and tell the gateway why."""
         self._recheck.set()
-        if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, TimeoutError):
             return JobError(504, f"upstream timed out: {_describe(exc)}", "upstream_timeout")
         return JobError(502, f"upstream unreachable: {_describe(exc)}", "upstream_unreachable")
 
@@ -165,13 +177,14 @@ class RelayBackend(Backend):
 
     async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            response = await self.client.post(f"{self.base_url}{path}", json=body)
-        except httpx.HTTPError as exc:
+            async with self.session.post(f"{self.base_url}{path}", json=body) as response:
+                status, raw = response.status, await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._unreachable(exc) from exc
-        if response.status_code >= 400:
-            raise _upstream_error(response.status_code, response.text)
+        if status >= 400:
+            raise _upstream_error(status, raw.decode("utf-8", "replace"))
         try:
-            data = response.json()
+            data = json.loads(raw)
         except ValueError as exc:
             raise JobError(502, "upstream body is not JSON", "bad_upstream") from exc
         if not isinstance(data, dict):
@@ -193,13 +206,13 @@ class RelayBackend(Backend):
         usage: Usage | None = None
         tokens_out = 0
         try:
-            async with self.client.stream(
-                "POST", f"{self.base_url}/chat/completions", json=body
+            async with self.session.post(
+                f"{self.base_url}/chat/completions", json=body
             ) as response:
-                if response.status_code >= 400:
-                    text = (await response.aread()).decode("utf-8", "replace")
-                    raise _upstream_error(response.status_code, text)
-                async for payload in sse_data(response.aiter_lines()):
+                if response.status >= 400:
+                    text = (await response.read()).decode("utf-8", "replace")
+                    raise _upstream_error(response.status, text)
+                async for payload in sse_data(_lines(response.content)):
                     if payload.strip() == "[DONE]":
                         break
                     chunk = _parse_chunk(payload)
@@ -211,14 +224,23 @@ class RelayBackend(Backend):
                     tokens = 1 if _has_output(choices) else 0
                     tokens_out += tokens
                     await emit(chunk, tokens)
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._unreachable(exc) from exc
+        except LineTooLong as exc:  # never the line itself: it is the upstream's output
+            message = f"upstream stream: a line longer than {2 * _READ_BUFFER_BYTES} bytes"
+            raise JobError(502, message, "bad_upstream") from exc
         if usage is None:
             prompt = words_in_messages(job.body)
             usage = Usage(
                 prompt_tokens=prompt, completion_tokens=tokens_out, total_tokens=prompt + tokens_out
             )
         return usage
+
+
+async def _lines(body: aiohttp.StreamReader) -> AsyncIterator[str]:
+    """The body's lines without their line ends (what an SSE parser reads)."""
+    async for raw in body:
+        yield raw.decode("utf-8", "replace").rstrip("\r\n")
 
 
 def _parse_chunk(payload: str) -> dict[str, Any]:
