@@ -218,3 +218,46 @@ def test_failed_embedding_chunk_is_retried_on_another_worker(gateway):
     vectors = [d["embedding"] for d in results[0].json()["data"]]
     assert vectors == [vector_for(t) for t in texts]
     assert flaky_failed
+
+
+def embeddings_in_thread(gw, results: list, texts: list[str]) -> threading.Thread:
+    def run() -> None:
+        body = {"model": "e", "input": texts}
+        results.append(httpx.post(gw.url + "/v1/embeddings", json=body, timeout=20))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_client_disconnect_cancels_every_open_embeddings_chunk(gateway):
+    worker = RawWorker(gateway.ws_url, "w", ["e"], max_concurrency=2, batch_size=2)
+    body = json.dumps({"model": "e", "input": ["a", "b", "c", "d"]}).encode()
+    sock = socket.create_connection(("127.0.0.1", gateway.port))
+    sock.sendall(
+        b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    chunks = {worker.next_job()["job_id"], worker.next_job()["job_id"]}
+    gateway.wait_for(lambda g: g.registry.get("w").inflight == 2)
+    sock.close()  # the client goes away while both chunks are computing
+    cancelled = {worker.cancels.get(timeout=10)["job_id"], worker.cancels.get(timeout=10)["job_id"]}
+    assert cancelled == chunks
+    gateway.wait_for(lambda g: not g.jobs and g.registry.get("w").inflight == 0)
+    assert worker.cancels.empty() and worker.frames.empty()
+
+
+def test_chunk_failing_for_good_cancels_the_other_chunks_on_their_workers(make_gateway):
+    gw = make_gateway(llm__embedding_chunk_attempts=1)
+    worker = RawWorker(gw.ws_url, "w", ["e"], max_concurrency=2, batch_size=2)
+    results: list = []
+    thread = embeddings_in_thread(gw, results, ["a", "b", "c", "d"])
+    first, second = worker.next_job(), worker.next_job()
+    worker.error(first, "GPU fell off the bus")
+    assert worker.cancels.get(timeout=10)["job_id"] == second["job_id"]
+    thread.join(10)
+    assert results[0].status_code == 502
+    assert "GPU fell off the bus" in results[0].json()["error"]["message"]
+    gw.wait_for(lambda g: not g.jobs and g.registry.get("w").inflight == 0)
+    assert worker.cancels.empty()  # the failed chunk itself is not cancelled

@@ -1034,6 +1034,10 @@ class Gateway:
                 self._account(assignment, True, tokens_in=tokens, embeddings=count)
             finally:
                 partition["chunks_inflight"] -= 1
+                # Still assigned means no answer came: the client left, another chunk failed
+                # for good (the task group cancelled this runner) or the job was cancelled.
+                # Tell the worker before freeing its slot, or it computes on for nothing.
+                self._cancel_on_worker(assignment, job.cancel_reason or "request ended")
                 self._release(assignment)
                 self._touch_job(job)
                 run.changed.set()
