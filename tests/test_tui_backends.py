@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from textual.widgets import Input, Static, Switch
+from textual.widgets import Input, Static, Switch, TextArea
 
 from backend_upstream import upstreams
 from gatewaytui.schema import BackendStatus
@@ -17,8 +17,12 @@ from gatewaytui.tui.app import GatewayApp
 from gatewaytui.tui.config import ContextConfig, TuiConfig
 from gatewaytui.tui.screens.backend_form import (
     BackendFormScreen,
+    FormError,
     describe_changes,
+    format_labels,
     format_models,
+    parse_labels,
+    parse_lines,
     parse_models,
 )
 from gatewaytui.tui.screens.confirm import ConfirmScreen
@@ -77,9 +81,13 @@ def status_of(form: BackendFormScreen) -> str:
 
 async def type_into(pilot, form: BackendFormScreen, field: str, text: str) -> None:
     """Fill an input (as typing would: one Changed event, live validation) and settle."""
-    widget = form.query_one(f"#{field}", Input)
+    widget = form.query_one(f"#{field}")
     widget.focus()
-    widget.value = text
+    if isinstance(widget, TextArea):
+        widget.text = text
+    else:
+        assert isinstance(widget, Input)
+        widget.value = text
     await pilot.pause()
 
 
@@ -150,6 +158,41 @@ async def test_add_validates_tests_the_connection_and_saves(gw, upstream):
         assert record["api_key_set"] and record["labels"] == {"rack": "r1"}
         assert record["url"] == up.url
         assert KEY not in screen_text(app)
+
+
+async def test_a_spec_made_by_the_api_survives_an_unchanged_save_from_the_form(gw):
+    """Regexes with spaces and label values with spaces (or `=`) round-trip exactly."""
+    spec = {
+        "id": "rt",
+        "url": "http://10.0.0.9:8000/v1",
+        "include_models": ["^llama 3", "qwen"],
+        "exclude_models": ["-instruct$", "embed v2"],
+        "labels": {"owner": "team a", "note": "x=y z", "rack": "r1"},
+    }
+    assert httpx.post(gw.url + "/api/backends", json=spec).status_code == 201
+    app = live_app(gw.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_view(pilot, app, 1)
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, BackendFormScreen), what="form")
+        form = app.screen
+        assert form.query_one("#include_models", TextArea).text == "^llama 3\nqwen"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: not isinstance(app.screen, BackendFormScreen), what="saved")
+        saved = gw.sync(lambda: gw.gateway.backends.records["rt"])
+        assert saved.revision == 1  # nothing changed: no new revision
+        assert saved.spec.include_models == ["^llama 3", "qwen"]
+        assert saved.spec.exclude_models == ["-instruct$", "embed v2"]
+        assert saved.spec.labels == {"owner": "team a", "note": "x=y z", "rack": "r1"}
+        assert saved.spec.admits("llama 3.1") and not saved.spec.admits("llama3")
+
+
+def test_label_and_pattern_lines() -> None:
+    assert parse_labels("a=b c\n\n k = v=w \n") == {"a": "b c", "k": "v=w"}
+    assert parse_labels(format_labels({"x": "1 2", "y": ""})) == {"x": "1 2", "y": ""}
+    with pytest.raises(FormError, match="line 2: expected key=value"):
+        parse_labels("a=1\nrack r1")
+    assert parse_lines("^llama 3\n\n  qwen  \n") == ["^llama 3", "qwen"]
 
 
 async def test_the_gateways_own_messages_are_shown_next_to_the_fields(gw):
@@ -242,7 +285,7 @@ async def test_a_conflict_shows_what_changed_and_offers_to_reload(gw):
         await pilot.click("#reload")
         assert not conflict.has_class("-shown")
         assert form.query_one("#url", Input).value == "http://10.0.0.2:8000/v1"
-        assert form.query_one("#labels", Input).value == "owner=bob"
+        assert form.query_one("#labels", TextArea).text == "owner=bob"
         assert form.query_one("#max_concurrency", Input).value == "8"  # theirs
         await type_into(pilot, form, "max_concurrency", "2")
         await pilot.press("ctrl+s")

@@ -10,7 +10,7 @@ they changed and offers to reload their version or to save over it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ValidationError
@@ -62,6 +62,11 @@ SWITCH_TEXT = {
     "enabled": {True: "yes — in routing when healthy", False: "no — disabled, not probed"},
     "remove_key": {False: "keep", True: "remove the stored key on save"},
 }
+LINES_HINT = {
+    "include_models": "regexes, one per line (empty: all)",
+    "exclude_models": "regexes, one per line",
+    "labels": "key=value, one per line",
+}
 MODELS_HINT = "one per line: NAME [chat,embed,stream,think] [ctx=N] [max_out=N] [dim=N] [tm=X]"
 
 
@@ -94,18 +99,31 @@ def _number(text: str) -> int | float | str:
     return text
 
 
+def parse_lines(text: str) -> list[str]:
+    """One entry per line (a regex may hold spaces); blank lines are skipped."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def format_lines(values: Sequence[str]) -> str:
+    return "\n".join(values)
+
+
 def parse_labels(text: str) -> dict[str, str]:
+    """`key=value` per line; the value is the rest of the line (it may hold spaces or `=`)."""
     labels: dict[str, str] = {}
-    for word in text.split():
-        key, sep, value = word.partition("=")
-        if not sep or not key:
-            raise FormError("labels", f"{word!r}: expected key=value (separated by spaces)")
-        labels[key] = value
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise FormError("labels", f"line {number}: expected key=value (one per line)")
+        labels[key.strip()] = value.strip()
     return labels
 
 
 def format_labels(labels: Mapping[str, str]) -> str:
-    return " ".join(f"{k}={v}" for k, v in labels.items())
+    """The form's text: one `key=value` per line (what parse_labels reads back)."""
+    return "\n".join(f"{k}={v}" for k, v in labels.items())
 
 
 def parse_models(text: str) -> list[dict[str, Any]]:
@@ -182,9 +200,9 @@ def _show(value: Any, name: str = "") -> str:
     if name == "timeout_s" and isinstance(value, int | float):
         return format_duration(float(value))
     if isinstance(value, dict):
-        return format_labels(value) or "(none)"
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "(none)"
     if isinstance(value, list):
-        return " ".join(map(str, value)) or "(none)"
+        return ", ".join(repr(v) if " " in str(v) else str(v) for v in value) or "(none)"
     return str(value)
 
 
@@ -209,6 +227,8 @@ class BackendFormScreen(ModalScreen[dict[str, Any] | None]):
     BackendFormScreen .row > Switch { height: 1; border: none; padding: 0; width: auto; }
     BackendFormScreen .row > .after { width: auto; height: 1; padding: 0 1; color: $text-muted; }
     BackendFormScreen #declared_models { height: 4; width: 1fr; }
+    BackendFormScreen #include_models, BackendFormScreen #exclude_models,
+    BackendFormScreen #labels { height: 2; width: 1fr; }
     BackendFormScreen .hint { color: $text-muted; height: auto; padding-left: 18; }
     BackendFormScreen .error {
         color: $error; text-style: bold; height: auto; padding-left: 18; display: none;
@@ -252,6 +272,18 @@ class BackendFormScreen(ModalScreen[dict[str, Any] | None]):
             yield Label(label)
             yield from widgets
         yield Static(id=f"err-{name}", classes="error")
+
+    @staticmethod
+    def _lines_box(name: str, text: str) -> TextArea:
+        """A few lines of text, one entry per line (regexes and label values keep spaces)."""
+        return TextArea(
+            text,
+            id=name,
+            compact=True,
+            show_line_numbers=False,
+            tab_behavior="focus",
+            placeholder=LINES_HINT[name],
+        )
 
     def compose(self) -> ComposeResult:
         b = self.initial or {}
@@ -337,32 +369,17 @@ class BackendFormScreen(ModalScreen[dict[str, Any] | None]):
                 yield from self._row(
                     "include_models",
                     "Include models",
-                    Input(
-                        " ".join(b.get("include_models") or ()),
-                        placeholder="regexes, space-separated (empty: all)",
-                        id="include_models",
-                        compact=True,
-                    ),
+                    self._lines_box("include_models", format_lines(b.get("include_models") or ())),
                 )
                 yield from self._row(
                     "exclude_models",
                     "Exclude models",
-                    Input(
-                        " ".join(b.get("exclude_models") or ()),
-                        placeholder="regexes, space-separated",
-                        id="exclude_models",
-                        compact=True,
-                    ),
+                    self._lines_box("exclude_models", format_lines(b.get("exclude_models") or ())),
                 )
                 yield from self._row(
                     "labels",
                     "Labels",
-                    Input(
-                        format_labels(b.get("labels") or {}),
-                        placeholder="key=value …",
-                        id="labels",
-                        compact=True,
-                    ),
+                    self._lines_box("labels", format_labels(b.get("labels") or {})),
                 )
                 yield from self._row(
                     "declared_models",
@@ -396,6 +413,9 @@ class BackendFormScreen(ModalScreen[dict[str, Any] | None]):
     def _value(self, name: str) -> str:
         return self.query_one(f"#{name}", Input).value.strip()
 
+    def _text(self, name: str) -> str:
+        return self.query_one(f"#{name}", TextArea).text
+
     def _key_change(self) -> str | None:
         """The key to send: a typed one, "" to remove the stored one, None to keep it."""
         typed = self.query_one("#api_key", Input).value.strip()
@@ -416,10 +436,10 @@ class BackendFormScreen(ModalScreen[dict[str, Any] | None]):
             "max_concurrency": _whole("max_concurrency", self._value("max_concurrency")),
             "timeout_s": self._value("timeout_s") or "60s",
             "batch_size": _whole("batch_size", self._value("batch_size")),
-            "include_models": self._value("include_models").split(),
-            "exclude_models": self._value("exclude_models").split(),
-            "labels": parse_labels(self._value("labels")),
-            "declared_models": parse_models(self.query_one("#declared_models", TextArea).text),
+            "include_models": parse_lines(self._text("include_models")),
+            "exclude_models": parse_lines(self._text("exclude_models")),
+            "labels": parse_labels(self._text("labels")),
+            "declared_models": parse_models(self._text("declared_models")),
         }
         key = self._key_change()
         if key is not None:
@@ -658,13 +678,13 @@ class BackendFormScreen(ModalScreen[dict[str, Any] | None]):
             float(backend.get("timeout_s", 60.0))
         )
         self.query_one("#batch_size", Input).value = str(backend.get("batch_size", 64))
-        self.query_one("#include_models", Input).value = " ".join(
+        self.query_one("#include_models", TextArea).text = format_lines(
             backend.get("include_models") or ()
         )
-        self.query_one("#exclude_models", Input).value = " ".join(
+        self.query_one("#exclude_models", TextArea).text = format_lines(
             backend.get("exclude_models") or ()
         )
-        self.query_one("#labels", Input).value = format_labels(backend.get("labels") or {})
+        self.query_one("#labels", TextArea).text = format_labels(backend.get("labels") or {})
         self.query_one("#declared_models", TextArea).text = format_models(
             backend.get("declared_models") or []
         )
