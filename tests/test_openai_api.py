@@ -155,3 +155,51 @@ def test_queue_timeout_is_a_503(make_gateway):
     thread.join(10)
     assert results[0].status_code == 200
     assert gw.sync(lambda: len(gw.gateway._waiters)) == 0
+
+
+def test_streamed_usage_when_the_client_asks_for_it(gateway):
+    worker = RawWorker(gateway.ws_url, "w", ["m"])
+    client = sdk(gateway)
+    stream = client.chat.completions.create(
+        model="m", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    job = worker.next_job()
+    assert job["body"]["stream_options"] == {"include_usage": True}
+    for word in ("one", "two", "three"):
+        worker.chunk(job, word)
+    worker.finish_stream(job, completion_tokens=3)  # usage on the result frame: 5 in, 3 out
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "onetwothree"
+    last = chunks[-1]
+    assert last.choices == [] and last.object == "chat.completion.chunk"
+    assert last.id == chunks[0].id and last.model == "m"
+    assert (last.usage.prompt_tokens, last.usage.completion_tokens) == (5, 3)
+    assert last.usage.total_tokens == 8
+    assert all(c.usage is None for c in chunks[:-1])
+
+
+def test_no_usage_chunk_unless_asked(gateway):
+    worker = RawWorker(gateway.ws_url, "w", ["m"])
+    stream = sdk(gateway).chat.completions.create(model="m", messages=MESSAGES, stream=True)
+    job = worker.next_job()
+    worker.chunk(job, "hi")
+    worker.finish_stream(job, completion_tokens=1)
+    chunks = list(stream)
+    assert len(chunks) == 1 and chunks[0].choices and chunks[0].usage is None
+
+
+def test_streamed_usage_from_a_simulated_worker(gateway, sim_workers):
+    sim_workers(gateway, id="sim", simulate={"models": ["llama3:8b"], "max_tokens": 7})
+    stream = sdk(gateway).chat.completions.create(
+        model="llama3:8b",
+        messages=MESSAGES,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    usage = chunks[-1].usage
+    assert chunks[-1].choices == [] and usage.completion_tokens == 7
+    assert usage.prompt_tokens > 0
+    assert usage.total_tokens == usage.prompt_tokens + 7
+    state = httpx.get(gateway.url + "/api/state").json()
+    assert state["server"]["tokens_in_total"] == usage.prompt_tokens

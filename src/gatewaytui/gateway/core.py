@@ -876,6 +876,8 @@ class Gateway:
     ) -> AsyncIterator[bytes]:
         ok = False
         sent_any = False
+        wants_usage = _wants_stream_usage(body)
+        last_chunk: dict[str, Any] = {}
         try:
             while True:
                 try:
@@ -895,6 +897,7 @@ class Gateway:
                     return
                 if isinstance(item, ChunkFrame):
                     sent_any = True
+                    last_chunk = item.data
                     job.tokens_out += item.tokens
                     self._touch_job(job)
                     yield b"data: " + encode(item.data).encode() + b"\n\n"
@@ -906,8 +909,13 @@ class Gateway:
                         assignment, True, tokens_in=job.tokens_in, tokens_out=job.tokens_out
                     )
                     ok = True
-                    if item.data:
-                        yield b"data: " + encode(item.data).encode() + b"\n\n"
+                    data = item.data
+                    if wants_usage and not (data and data.get("usage")):
+                        # Workers fold the usage-only chunk into the result frame's usage; the
+                        # client asked for it (stream_options.include_usage), so it gets one.
+                        data = _usage_chunk(last_chunk, job, usage.get("total_tokens"))
+                    if data:
+                        yield b"data: " + encode(data).encode() + b"\n\n"
                     yield b"data: [DONE]\n\n"
                     return
         except GatewayError as exc:  # a failed retry start (queue full, timeout)
@@ -1100,6 +1108,28 @@ def _embedding_inputs(value: Any) -> list[Any]:
         ):
             return list(value)
     raise BadRequestError("'input' must be a non-empty string, list of strings or token lists")
+
+
+def _wants_stream_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
+def _usage_chunk(last_chunk: dict[str, Any], job: Job, total: Any) -> dict[str, Any]:
+    """The final usage-only chunk of an OpenAI stream (`choices: []`), with the stream's
+    id, created and model taken from its last chunk."""
+    return {
+        "id": last_chunk.get("id") or f"chatcmpl-{job.id}",
+        "object": "chat.completion.chunk",
+        "created": last_chunk.get("created") or int(job.started_at),
+        "model": last_chunk.get("model") or job.model,
+        "choices": [],
+        "usage": {
+            "prompt_tokens": job.tokens_in,
+            "completion_tokens": job.tokens_out,
+            "total_tokens": int(total or 0) or job.tokens_in + job.tokens_out,
+        },
+    }
 
 
 def _sse_error(exc: GatewayError) -> bytes:
