@@ -114,7 +114,7 @@ def test_heaps_stay_bounded_under_churn():
     for _ in range(20_000):
         worker = scheduler.pick("m")
         scheduler.release(worker)
-    assert len(scheduler._heaps["m:m"]) <= 2 * 50 + 64
+    assert len(scheduler._heaps["m:m"]) == 50  # one entry per eligible worker, never more
 
 
 def test_pick_at_5000_workers_respects_capacity():
@@ -132,3 +132,37 @@ def test_job_frames_built_on_the_hot_path_match_the_schema():
     frame = job_frame("chat-1", "chat", "m", True, {"model": "m", "messages": []})
     parsed = GATEWAY_FRAME_ADAPTER.validate_python(frame)
     assert isinstance(parsed, JobFrame) and parsed.model_dump() == frame
+
+
+def test_indexed_heap_keeps_order_through_random_moves_and_removals():
+    import random
+
+    from gatewaytui.gateway.scheduler import IndexedHeap
+
+    rng = random.Random(7)
+    _, _, workers = fleet("least-busy", {f"w{i}": (["m"], 4) for i in range(200)})
+    heap, ranks = IndexedHeap(), {}
+    for step in range(20_000):
+        worker = workers[f"w{rng.randrange(200)}"]
+        if rng.random() < 0.2:
+            heap.discard(worker.id)
+            ranks.pop(worker.id, None)
+        else:
+            ranks[worker.id] = (rng.randrange(50) / 10, step)
+            heap.set(worker, ranks[worker.id])
+        if step % 500 == 0:
+            ordered = [ranks[w.id] for w in heap.in_order()]
+            assert ordered == sorted(ranks.values())
+        assert len(heap) == len(ranks)
+        if ranks:
+            assert ranks[heap.top().id] == min(ranks.values())
+
+
+def test_a_worker_made_ineligible_behind_the_schedulers_back_is_not_picked():
+    _, scheduler, w = fleet("least-busy", {"a": (["m"], 5), "b": (["m"], 5)})
+    w["a"].counters.draining = True  # no scheduler.update: the pick must still skip it
+    w["b"].counters.draining = True
+    assert scheduler.pick("m") is None
+    w["b"].counters.draining = False
+    scheduler.update(w["b"])
+    assert scheduler.pick("m").id == "b"
