@@ -83,6 +83,62 @@ def test_bad_secret_value_is_not_echoed():
     assert "hunter2" not in repr(resolved.describe())
 
 
+def test_yaml_list_of_keys_is_accepted_for_list_options(make_gateway):
+    """`api_keys: [sk-a, sk-b]` means two keys (not the texts "['sk-a'" and "'sk-b']")."""
+    import openai
+
+    from gateway_harness import RunningGateway
+
+    doc = {"plugin_options": {"server": {"api_keys": ["sk-a", "sk-b"], "viewer_tokens": []}}}
+    resolved = resolve_options(yaml_doc=doc)
+    assert resolved.get("server", "api_keys") == "sk-a,sk-b"
+    config = GatewayConfig.from_options(resolved)
+    assert config.api_keys == ("sk-a", "sk-b") and config.viewer_tokens == ()
+    running = RunningGateway(config)
+    try:
+        for key in ("sk-a", "sk-b"):
+            client = openai.OpenAI(base_url=running.url + "/v1", api_key=key, max_retries=0)
+            assert client.models.list().data == []
+        wrong = openai.OpenAI(base_url=running.url + "/v1", api_key="['sk-a'", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            wrong.models.list()
+    finally:
+        running.stop()
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (
+            {"server": {"host": ["0.0.0.0"]}},
+            "plugin_options.server.host: expected a string, not a list",
+        ),
+        (
+            {"llm": {"scheduler": {"name": "x"}}},
+            "plugin_options.llm.scheduler: expected a string, not a mapping",
+        ),
+        (
+            {"server": {"api_keys": {"a": 1}}},
+            "plugin_options.server.api_keys: expected a string (or a list of them), not a mapping",
+        ),
+        (
+            {"server": {"operator_tokens": ["t1", ["t2"]]}},
+            "plugin_options.server.operator_tokens: item 2: expected a string, not list",
+        ),
+        (
+            {"server": {"api_keys": ["a,b"]}},
+            "plugin_options.server.api_keys: item 1: must be non-empty and hold no comma",
+        ),
+        ({"llm": {"queue_size": [1, 2]}}, "plugin_options.llm.queue_size: expected an integer"),
+    ],
+)
+def test_yaml_lists_and_mappings_elsewhere_are_refused_by_path(section, message):
+    with pytest.raises(OptionError) as info:
+        resolve_options(yaml_doc={"plugin_options": section})
+    assert message in str(info.value)
+    assert "sk-" not in str(info.value)
+
+
 def test_unknown_yaml_keys_suggest_the_right_one():
     with pytest.raises(OptionError) as info:
         resolve_options(yaml_doc={"plugin_options": {"llm": {"queue_sise": 3}, "wrokers": {}}})

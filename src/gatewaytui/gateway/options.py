@@ -33,15 +33,19 @@ def _arg(
     deprecated: bool = False,
     replacement: str = "",
     feeds: str | None = None,
+    listed: bool = False,
 ) -> ArgSpec:
     """Derive flag, env and YAML names from the plugin and argument id.
 
     `feeds` names the argument (same plugin) a deprecated one still sets, so old configs
-    keep working while they warn.
+    keep working while they warn. `listed`: a comma-separated list (a string option) that
+    YAML may also give as a list.
     """
     dashed = f"{plugin}-{arg_id}".replace("_", "-")
     if feeds is not None:
         FEEDS[(plugin, arg_id)] = feeds
+    if listed:
+        LISTED.add(f"{plugin}.{arg_id}")
     return ArgSpec(
         id=arg_id,
         flag=f"--{dashed}",
@@ -58,6 +62,8 @@ def _arg(
 
 
 FEEDS: dict[tuple[str, str], str] = {}
+# `plugin.arg` of the comma-separated list options (YAML may give them as a list).
+LISTED: set[str] = set()
 
 STR, INT, BOOL, NUM, DUR = (
     ArgType.STRING,
@@ -118,6 +124,7 @@ DESCRIPTORS: list[PluginDescriptor] = [
                 "Comma-separated API keys for OpenAI clients; empty means no auth.",
                 example="sk-team-a,sk-team-b",
                 secret=True,
+                listed=True,
             ),
             _arg(
                 "server",
@@ -134,6 +141,7 @@ DESCRIPTORS: list[PluginDescriptor] = [
                 "",
                 "Comma-separated tokens with the operator role (read and act).",
                 secret=True,
+                listed=True,
             ),
             _arg(
                 "server",
@@ -142,6 +150,7 @@ DESCRIPTORS: list[PluginDescriptor] = [
                 "",
                 "Comma-separated tokens with the viewer role (read only).",
                 secret=True,
+                listed=True,
             ),
         ],
     ),
@@ -390,8 +399,41 @@ _EXPECTED = {
 }
 
 
-def parse_value(spec: ArgSpec, raw: Any) -> Any:
-    """Convert a raw value (string from flag/env, or a YAML scalar) to the spec's type."""
+class ShapeError(ValueError):
+    """A YAML list or mapping where a single value belongs (never turned into text)."""
+
+
+def _kind(raw: Any) -> str:
+    return "a mapping" if isinstance(raw, Mapping) else "a list"
+
+
+def _scalar(spec: ArgSpec, raw: Any, *, listed: bool = False) -> Any:
+    """A YAML list for a list option becomes its comma-separated text; any other list or
+    mapping is refused (turning `[sk-a, sk-b]` into the text "['sk-a', 'sk-b']" would
+    silently break auth)."""
+    if not isinstance(raw, list | tuple | Mapping | set):
+        return raw
+    if not listed or isinstance(raw, Mapping):
+        want = _EXPECTED[spec.type] + (" (or a list of them)" if listed else "")
+        raise ShapeError(f"expected {want}, not {_kind(raw)}")
+    items: list[str] = []
+    for number, item in enumerate(raw, 1):
+        if isinstance(item, bool) or not isinstance(item, str | int):
+            raise ShapeError(f"item {number}: expected a string, not {type(item).__name__}")
+        text = str(item).strip()
+        if not text or "," in text:
+            raise ShapeError(f"item {number}: must be non-empty and hold no comma")
+        items.append(text)
+    return ",".join(items)
+
+
+def parse_value(spec: ArgSpec, raw: Any, *, listed: bool = False) -> Any:
+    """Convert a raw value (string from flag/env, or a YAML scalar) to the spec's type.
+
+    `listed`: the option is a comma-separated list, so a YAML list of strings is accepted.
+    Raises ShapeError for a list or mapping that cannot stand for the value.
+    """
+    raw = _scalar(spec, raw, listed=listed)
     text = str(raw).strip() if not isinstance(raw, bool) else ("true" if raw else "false")
     try:
         match spec.type:
@@ -521,7 +563,10 @@ def resolve_options(
                 bucket[spec.id] = ResolvedArg(spec=spec, value=None, source=source)
                 continue
             try:
-                value = parse_value(spec, raw)
+                value = parse_value(spec, raw, listed=key in LISTED)
+            except ShapeError as exc:  # not a value to echo: name where it is
+                errors.append(f"{label}: {exc}")
+                continue
             except ValueError as exc:
                 shown = "***" if spec.secret else raw
                 where = f"{label}={shown}" if source != "default" else f"default of {key}"
@@ -602,6 +647,11 @@ def config_json_schema() -> dict[str, Any]:
         properties: dict[str, Any] = {}
         for spec in descriptor.args:
             prop: dict[str, Any] = dict(_JSON_TYPES[spec.type])
+            if f"{descriptor.id}.{spec.id}" in LISTED:
+                prop = {
+                    "type": ["string", "array"],
+                    "items": {"type": "string", "pattern": "^[^,]+$"},
+                }
             prop["description"] = spec.description + (
                 f" Deprecated: {spec.replacement}" if spec.deprecated else ""
             )
