@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import io
 import json
 import os
@@ -68,15 +67,11 @@ from typing import Any
 from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "_support"))
-from common import PYTHON, REPO, cpu_seconds, header, percentile, verdict
+from common import PYTHON, REPO, GcPauses, cpu_seconds, header, ms, percentile, verdict
 
 SCRIPT = Path(__file__).resolve()
 SIZE = (120, 40)
 TICK = 0.25  # the gateway's state stream rate (4 Hz) and the panel's refresh_rate
-
-
-def ms(seconds: float) -> float:
-    return seconds * 1000
 
 
 def pcts(values: list[float]) -> str:
@@ -585,30 +580,6 @@ class Reticks:
 
     def remove(self) -> None:
         self.table._retick = self._original
-
-
-class GcPauses:
-    """Garbage-collector pauses by generation while installed (ms)."""
-
-    def __init__(self) -> None:
-        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
-        self._start = 0.0
-        gc.callbacks.append(self._callback)
-
-    def _callback(self, phase: str, data: dict[str, int]) -> None:
-        if phase == "start":
-            self._start = time.perf_counter()
-        else:
-            self.pauses[data["generation"]].append(ms(time.perf_counter() - self._start))
-
-    def summary(self) -> str:
-        gc.callbacks.remove(self._callback)
-        parts = [
-            f"gen {gen}: {len(values)} x, max {max(values):.1f} ms"
-            for gen, values in self.pauses.items()
-            if values
-        ]
-        return "; ".join(parts) or "none"
 
 
 def process_cpu() -> float:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import random
 import sys
 import time
@@ -44,7 +43,7 @@ from textual import events
 from textual.app import App, ComposeResult
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "_support"))
-from common import header, percentile, verdict
+from common import GcPauses, header, ms, percentile, verdict
 
 from gatewaytui.tui.widgets.virtual_table import Column, VirtualTable
 
@@ -231,10 +230,6 @@ class BenchApp(App[None]):
         yield VirtualTable(columns(), empty_text="no jobs")
 
 
-def ms(seconds: float) -> float:
-    return seconds * 1000
-
-
 async def run(n_rows: int, ticks: int, presses: int) -> bool:
     ok = True
     app = BenchApp()
@@ -348,31 +343,6 @@ async def run(n_rows: int, ticks: int, presses: int) -> bool:
     return ok
 
 
-class GcPauses:
-    """Garbage-collector pauses: with 10,000 live rows a full (gen 2) collection is what
-    produces the long tail of key-to-frame, so it is shown next to the figures."""
-
-    def __init__(self) -> None:
-        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
-        self._start = 0.0
-        gc.callbacks.append(self._callback)
-
-    def _callback(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._start = time.perf_counter()
-        else:
-            self.pauses[info["generation"]].append(ms(time.perf_counter() - self._start))
-
-    def report(self) -> None:
-        gc.callbacks.remove(self._callback)
-        parts = [
-            f"gen {generation}: {len(values)} x, max {max(values):.1f} ms"
-            for generation, values in self.pauses.items()
-            if values
-        ]
-        print(f"\n-- GC pauses during the run: {'; '.join(parts) or 'none'}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny run for CI smoke")
@@ -383,7 +353,7 @@ def main() -> int:
     header(f"VirtualTable: {n_rows:,} rows, headless {SIZE[0]}x{SIZE[1]}")
     pauses = GcPauses()
     ok = asyncio.run(run(n_rows, ticks, presses))
-    pauses.report()
+    print(f"\n-- GC pauses during the run: {pauses.summary()}")
     print(f"\n{'all targets met' if ok else 'some targets missed'}")
     return 0
 

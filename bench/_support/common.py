@@ -8,6 +8,7 @@ this sub-folder so that CI's `for script in bench/*.py; ... --quick` runs only t
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import os
 import platform
@@ -29,6 +30,36 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 # ---- output -----------------------------------------------------------------------------
+
+
+def ms(seconds: float) -> float:
+    return seconds * 1000
+
+
+class GcPauses:
+    """Garbage-collector pauses by generation while installed: with 10,000 live rows a full
+    (gen 2) collection is what produces a long tail, so it is shown next to the figures."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._start = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append(ms(time.perf_counter() - self._start))
+
+    def summary(self) -> str:
+        """Uninstall and describe: `gen 0: 12 x, max 0.3 ms; ...` or `none`."""
+        gc.callbacks.remove(self._callback)
+        parts = [
+            f"gen {generation}: {len(values)} x, max {max(values):.1f} ms"
+            for generation, values in self.pauses.items()
+            if values
+        ]
+        return "; ".join(parts) or "none"
 
 
 def machine_ticks() -> tuple[int, ...]:
