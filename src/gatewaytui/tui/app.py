@@ -27,6 +27,7 @@ from textual.color import Color
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Container
 from textual.css.query import NoMatches
+from textual.notifications import SeverityLevel
 from textual.widgets import ContentSwitcher, Footer, Input
 
 from gatewaytui.client.connection import ConnectionStatus
@@ -233,6 +234,19 @@ class GatewayApp(App[None]):
 
     # ---- setup ----------------------------------------------------------------------------
 
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Like `App.notify`, but plain text unless asked: messages carry the gateway's words
+        (refusal reasons, ids, errors such as `GET [/v1/models]`), which are never markup."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
     def _make_session(self) -> Session:
         if self.snapshot is not None:
             return Session.offline(self.snapshot)
@@ -267,7 +281,9 @@ class GatewayApp(App[None]):
 
     def on_mount(self) -> None:
         for problem in self.gateway_themes.problems:
-            self.notify(problem, title="theme skipped", severity="warning", timeout=10)
+            self.notify(
+                problem, title="theme skipped", severity="warning", timeout=10, markup=False
+            )
         for theme in self.gateway_themes.values():
             self.register_theme(theme)
         if self._wanted_theme in self.available_themes:
@@ -277,12 +293,13 @@ class GatewayApp(App[None]):
                 f"no theme named {self._wanted_theme!r}; using {DEFAULT_THEME}",
                 severity="warning",
                 timeout=10,
+                markup=False,
             )
             self.theme = DEFAULT_THEME
         if self.config.keymap:
             known = {b.id for _, b in self._bindings if b.id} | KNOWN_BINDING_IDS
             for warning in check_keymap(self.config.keymap, known):
-                self.notify(warning, severity="warning", timeout=10)
+                self.notify(warning, severity="warning", timeout=10, markup=False)
             self.set_keymap(dict(self.config.keymap))
         self.session.start()
         self._follow_updates()
@@ -663,10 +680,14 @@ class GatewayApp(App[None]):
     def _refuse_read_only(self) -> bool:
         if self.read_only:
             why = "offline snapshot" if self.session.is_offline else "read-only mode"
-            self.notify(f"Not allowed: this is a {why}.", severity="warning")
+            self.notify(f"Not allowed: this is a {why}.", severity="warning", markup=False)
             return True
         if not self.session.state.live:
-            self.notify("Not connected to the gateway; try again when live.", severity="warning")
+            self.notify(
+                "Not connected to the gateway; try again when live.",
+                severity="warning",
+                markup=False,
+            )
             return True
         return False
 
@@ -690,14 +711,16 @@ class GatewayApp(App[None]):
             try:
                 result = await call(worker_id)
             except ClientError as exc:
-                self.notify(f"{kind} {worker_id} refused: {exc}", severity="error", timeout=10)
+                self.notify(
+                    f"{kind} {worker_id} refused: {exc}", severity="error", timeout=10, markup=False
+                )
                 continue
             done.append(worker_id)
             if kind == "drain":
                 self.drain_watch[worker_id] = "drain"
             else:
                 self.drain_watch.pop(worker_id, None)
-            self.notify(result.message or f"{kind} {worker_id}: ok", timeout=4)
+            self.notify(result.message or f"{kind} {worker_id}: ok", timeout=4, markup=False)
         table = self._current_table()
         if table is not None and done:
             table.clear_marks()
@@ -713,7 +736,7 @@ class GatewayApp(App[None]):
                 continue
             if worker.get("draining") and worker.get("inflight", 0) == 0:
                 self.drain_watch.pop(worker_id)
-                self.notify(f"✓ {worker_id} drained: no jobs left", timeout=8)
+                self.notify(f"✓ {worker_id} drained: no jobs left", timeout=8, markup=False)
 
     def action_cancel_job(self) -> None:
         if self.current_view.view_id != "jobs" or self._refuse_read_only():
@@ -745,9 +768,11 @@ class GatewayApp(App[None]):
         try:
             result = await self.session.cancel_job(job_id)
         except ClientError as exc:
-            self.notify(f"cancel {job_id} refused: {exc}", severity="error", timeout=10)
+            self.notify(
+                f"cancel {job_id} refused: {exc}", severity="error", timeout=10, markup=False
+            )
             return
-        self.notify(result.message or f"job {job_id} cancelled", timeout=4)
+        self.notify(result.message or f"job {job_id} cancelled", timeout=4, markup=False)
 
     def action_server_drain(self) -> None:
         if self._refuse_read_only():
@@ -791,9 +816,9 @@ class GatewayApp(App[None]):
             else:
                 result = await self.session.undrain_server()
         except ClientError as exc:
-            self.notify(f"server {kind} refused: {exc}", severity="error", timeout=10)
+            self.notify(f"server {kind} refused: {exc}", severity="error", timeout=10, markup=False)
             return
-        self.notify(result.message or f"server {kind}: ok", timeout=5)
+        self.notify(result.message or f"server {kind}: ok", timeout=5, markup=False)
 
     # ---- misc actions ---------------------------------------------------------------------
 
@@ -811,9 +836,11 @@ class GatewayApp(App[None]):
         try:
             saved = self.session.save_snapshot(path)
         except (OSError, ClientError) as exc:
-            self.notify(f"could not save snapshot: {exc}", severity="error", timeout=10)
+            self.notify(
+                f"could not save snapshot: {exc}", severity="error", timeout=10, markup=False
+            )
             return
-        self.notify(f"saved {saved}", timeout=6)
+        self.notify(f"saved {saved}", timeout=6, markup=False)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
@@ -826,7 +853,7 @@ class GatewayApp(App[None]):
     def switch_context(self, name: str) -> None:
         context = next((c for c in self.config.contexts if c.name == name), None)
         if context is None:
-            self.notify(f"no context named {name!r}", severity="error")
+            self.notify(f"no context named {name!r}", severity="error", markup=False)
             return
         self._switch_to(context)
 
@@ -840,7 +867,9 @@ class GatewayApp(App[None]):
         try:
             self.session = self._make_session()
         except ClientError as exc:
-            self.notify(f"cannot open context {context.name}: {exc}", severity="error")
+            self.notify(
+                f"cannot open context {context.name}: {exc}", severity="error", markup=False
+            )
             self.session = old
             return
         await old.stop()
@@ -849,4 +878,4 @@ class GatewayApp(App[None]):
         self.session.start()
         self._follow_updates()
         self.show_everything()
-        self.notify(f"context {context.name} ({context.url})", timeout=3)
+        self.notify(f"context {context.name} ({context.url})", timeout=3, markup=False)

@@ -81,7 +81,7 @@ class ExportScreen(ModalScreen[None]):
 
     def action_copy(self) -> None:
         self.app.copy_to_clipboard(self.text)
-        self.notify(f"copied {LABELS[self.fmt]} to the clipboard (OSC 52)", timeout=4)
+        self.notify(f"copied {LABELS[self.fmt]} to the clipboard (OSC 52)", timeout=4, markup=False)
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -1,0 +1,42 @@
+"""The panel's rough edges, driven with Pilot: notifications that carry gateway text, context
+colours, broken token files, the palette's binding id and the keymap, the footer and header
+at 80 columns, the job detail screen, heartbeat ages, context switches, follow mode."""
+
+from __future__ import annotations
+
+from textual.widgets._toast import Toast
+
+from gatewaytui.client.errors import ActionError
+from gatewaytui.tui.app import GatewayApp
+from raw_worker import RawWorker
+from test_tui_app import header_text, live_app, table, until
+
+
+def toast_texts(app: GatewayApp) -> list[str]:
+    return [str(toast.render()) for toast in app.screen.query(Toast)]
+
+
+# ---- 1. notifications are never markup ------------------------------------------------------
+
+
+async def test_a_refused_drain_shows_the_reason_literally(gateway, monkeypatch):
+    RawWorker(gateway.ws_url, "w", ["m"])
+    reason = "worker 'w' refused: GET [/x] failed; [@click=app.quit]press[/] [bold]"
+
+    async def refuse(worker_id: str):
+        raise ActionError(409, reason)
+
+    app = live_app(gateway.url)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await pilot.press("2")
+        await until(pilot, lambda: table(app).total_count == 1, what="worker")
+        monkeypatch.setattr(app.session, "drain_worker", refuse)
+        await pilot.press("d", "y")
+        await until(pilot, lambda: any("refused" in t for t in toast_texts(app)), what="toast")
+        await pilot.pause()
+        (shown,) = [t for t in toast_texts(app) if "refused" in t]
+        assert "[/x]" in shown and "[@click=app.quit]press[/]" in shown and "[bold]" in shown
+        await pilot.click(Toast)  # a click on it dismisses it; it is not a link to app.quit
+        await pilot.pause()
+        assert app.is_running
+        assert "w" in header_text(app)
