@@ -4,12 +4,17 @@ at 80 columns, the job detail screen, heartbeat ages, context switches, follow m
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from textual.widgets._toast import Toast
 
 from gatewaytui.client.errors import ActionError
 from gatewaytui.tui.app import GatewayApp
+from gatewaytui.tui.config import ConfigError, ContextConfig, TuiConfig
+from gatewaytui.tui.widgets.header import GatewayHeader
 from raw_worker import RawWorker
-from test_tui_app import header_text, live_app, table, until
+from test_tui_app import FAST, SAMPLE, header_text, live_app, offline_app, table, until
 
 
 def toast_texts(app: GatewayApp) -> list[str]:
@@ -40,3 +45,31 @@ async def test_a_refused_drain_shows_the_reason_literally(gateway, monkeypatch):
         await pilot.pause()
         assert app.is_running
         assert "w" in header_text(app)
+
+
+# ---- 2. every colour the config accepts draws the header badge -------------------------------
+
+UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing answers
+
+
+@pytest.mark.parametrize(
+    ("color", "expected"),
+    [
+        ("ansi_red", "color(1)"),
+        ("ansi_bright_red", "color(9)"),
+        ("hsl(0, 100%, 50%)", "#ff0000"),
+        ("rgb(1, 2, 3)", "#010203"),
+        ("#d7005f", "#d7005f"),
+        ("crimson", "#dc143c"),
+    ],
+)
+async def test_context_colour_forms_draw_the_badge(color, expected):
+    context = ContextConfig(name="prod", url=UNREACHABLE, color=color, label="PRODUCTION")
+    app = GatewayApp(TuiConfig(contexts=[context]), context=context, connection_options=FAST)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        header = app.query_one(GatewayHeader)
+        badge = next(span for span in header._spans if span.start == 0)
+        assert header._plain.startswith(" PRODUCTION ")
+        assert badge.style.reverse and badge.style.bold
+        assert badge.style.color.name == expected

@@ -19,11 +19,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.style import Style
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.color import Color
+from textual.color import Color, ColorParseError
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Container
 from textual.css.query import NoMatches
@@ -162,6 +163,22 @@ def worker_action_dialog(
         return ConfirmScreen(f"Drain {len(worker_ids)} worker(s)?", body, "Drain")
     body.append("\nThey go back into rotation and receive new jobs.")
     return ConfirmScreen(f"Re-add {len(worker_ids)} worker(s)?", body, "Re-add")
+
+
+def badge_style_for(color: str | None) -> Style:
+    """The header badge of a context: bold, reversed, in the context's colour.
+
+    The config accepts any Textual colour (`red`, `ansi_bright_red`, `#d7005f`, `rgb(1, 2, 3)`,
+    `hsl(0, 100%, 50%)`), most of which Rich's style syntax cannot read; so the colour is
+    parsed by Textual and handed to Rich as a colour object.
+    """
+    if not color:
+        return Style(bold=True, reverse=True)
+    try:
+        rich_color = Color.parse(color).rich_color
+    except ColorParseError:  # validated by the config; a bad one just loses its colour
+        return Style(bold=True, reverse=True)
+    return Style(bold=True, reverse=True, color=rich_color)
 
 
 class GatewayApp(App[None]):
@@ -482,8 +499,7 @@ class GatewayApp(App[None]):
 
     def _update_header(self) -> None:
         server = self.store.server
-        color = (self.context.color if self.context and self.context.color else None) or "$accent"
-        badge_style = f"bold reverse {color}" if not color.startswith("$") else "bold reverse"
+        badge_style = badge_style_for(self.context.color if self.context else None)
         line1 = Text()
         label = self.context.display_name if self.context and not self.snapshot else None
         line1.append(f" {label or self.context_name} ", badge_style)
