@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import queue
 import socket
 import threading
+import time
 
 import httpx
 import openai
@@ -170,9 +172,9 @@ def test_request_timeout_answers_504_and_cancels(make_gateway):
     assert worker.cancels.get(timeout=5)["job_id"] == job_frame["job_id"]
     state = httpx.get(gw.url + "/api/state").json()
     assert state["workers"][0]["failures"] == 1
-    assert (
-        "did not answer" in state["workers"][0]["last_error"] or state["workers"][0]["last_error"]
-    )
+    message = "worker slow did not finish within the request timeout (0.4s)"
+    assert state["workers"][0]["last_error"] == message
+    assert results[0].json()["error"]["message"] == message
 
 
 def test_worker_error_is_passed_to_the_client(gateway):
@@ -261,3 +263,122 @@ def test_chunk_failing_for_good_cancels_the_other_chunks_on_their_workers(make_g
     assert "GPU fell off the bus" in results[0].json()["error"]["message"]
     gw.wait_for(lambda g: not g.jobs and g.registry.get("w").inflight == 0)
     assert worker.cancels.empty()  # the failed chunk itself is not cancelled
+
+
+# ---- one deadline per request (llm.request_timeout) ----------------------------------------
+
+
+def timed_chat(gw, results: list, **body) -> threading.Thread:
+    """A chat in a thread; appends (response, seconds it took)."""
+
+    def run() -> None:
+        started = time.monotonic()
+        reply = httpx.post(
+            gw.url + "/v1/chat/completions",
+            json={"model": "m", "messages": MESSAGES, **body},
+            timeout=20,
+        )
+        results.append((reply, time.monotonic() - started))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def dribble(worker: RawWorker, job: dict, every: float = 0.1, limit: int = 60) -> dict | None:
+    """Send a chunk every `every` seconds until the gateway cancels the job (returns the
+    cancel frame) or `limit` chunks went out (then finishes the stream, returns None)."""
+    for i in range(limit):
+        try:
+            return worker.cancels.get(timeout=every)
+        except queue.Empty:
+            worker.chunk(job, f"w{i} ")
+    worker.finish_stream(job, limit)
+    return None
+
+
+def test_dribbling_stream_ends_at_the_request_deadline(make_gateway):
+    gw = make_gateway(llm__request_timeout="1s")
+    worker = RawWorker(gw.ws_url, "w", ["m"])
+    lines: list[str] = []
+    took: list[float] = []
+
+    def run() -> None:
+        started = time.monotonic()
+        body = {"model": "m", "messages": MESSAGES, "stream": True}
+        with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, timeout=20) as r:
+            lines.extend(line for line in r.iter_lines() if line)
+        took.append(time.monotonic() - started)
+
+    client = threading.Thread(target=run)
+    client.start()
+    job = worker.next_job()
+    cancel = dribble(worker, job)  # a chunk every 0.1s: no gap ever reaches the timeout
+    client.join(10)
+    assert cancel is not None and cancel["job_id"] == job["job_id"]
+    assert 0.9 <= took[0] < 3.0
+    chunks = [json.loads(line[6:]) for line in lines[:-1]]
+    assert len(chunks) >= 4 and all(c["object"] == "chat.completion.chunk" for c in chunks)
+    error = json.loads(lines[-1][6:])["error"]  # no [DONE]: the stream failed
+    assert error["code"] == "request_timeout"
+    assert error["message"] == "worker w did not finish within the request timeout (1s)"
+    gw.wait_for(lambda g: not g.jobs and g.registry.get("w").inflight == 0)
+
+
+def test_queue_wait_counts_against_the_request_deadline(make_gateway):
+    gw = make_gateway(llm__request_timeout="2s", llm__queue_timeout="30s")
+    worker = RawWorker(gw.ws_url, "w", ["m"], max_concurrency=1)
+    first: list = []
+    thread_a = chat_in_thread(gw, first)
+    job_a = worker.next_job()
+    second: list = []
+    thread_b = timed_chat(gw, second)
+    gw.wait_for(lambda g: len(g._waiters) == 1)
+    # B waits in the queue for 1.2s of its 2s, then gets the worker, which never answers it.
+    with pytest.raises(queue.Empty):
+        worker.next_job(timeout=1.2)
+    worker.reply_chat(job_a)
+    job_b = worker.next_job()
+    thread_a.join(10)
+    thread_b.join(10)
+    assert first[0].status_code == 200
+    reply, seconds = second[0]
+    assert reply.status_code == 504 and reply.json()["error"]["code"] == "request_timeout"
+    assert 1.9 <= seconds < 2.9  # a per-frame timeout would have given it 1.2s + 2s
+    assert worker.cancels.get(timeout=5)["job_id"] == job_b["job_id"]
+    gw.wait_for(lambda g: not g.jobs and g.registry.get("w").inflight == 0)
+
+
+def test_queue_wait_past_the_deadline_is_a_504(make_gateway):
+    gw = make_gateway(llm__request_timeout="500ms", llm__queue_timeout="30s")
+    worker = RawWorker(gw.ws_url, "w", ["m"])
+    worker.status(ready=False, reason="loading weights")  # known model, no slot: B queues
+    gw.wait_for(lambda g: g.registry.get("w").status.value == "not_ready")
+    results: list = []
+    timed_chat(gw, results).join(10)
+    reply, seconds = results[0]
+    assert reply.status_code == 504 and seconds < 2
+    assert reply.json()["error"] == {
+        "message": "no worker took the request within the request timeout (0.5s)",
+        "type": "server_error",
+        "code": "request_timeout",
+    }
+
+
+def test_retry_after_a_lost_worker_shares_the_request_deadline(make_gateway):
+    gw = make_gateway(llm__request_timeout="2s")
+    doomed = RawWorker(gw.ws_url, "doomed", ["m"])
+    results: list = []
+    thread = timed_chat(gw, results)
+    job = doomed.next_job()
+    with pytest.raises(queue.Empty):  # 1.2s of the 2s pass on the first worker
+        doomed.next_job(timeout=1.2)
+    backup = RawWorker(gw.ws_url, "backup", ["m"])
+    doomed.close()
+    retry = backup.next_job()
+    assert retry["job_id"] == job["job_id"] + ".2"
+    thread.join(10)
+    reply, seconds = results[0]
+    assert reply.status_code == 504 and reply.json()["error"]["code"] == "request_timeout"
+    assert 1.9 <= seconds < 2.9  # not a fresh 2s for the retry
+    assert backup.cancels.get(timeout=5)["job_id"] == retry["job_id"]

@@ -564,12 +564,22 @@ class Gateway:
             raise ModelNotFoundError(f"The model {model!r} does not exist or has no worker")
 
     async def acquire(
-        self, model: str, exclude: frozenset[str] = frozenset(), *, timeout: float | None = None
+        self, model: str, exclude: frozenset[str] = frozenset(), *, deadline: float | None = None
     ) -> WorkerRecord:
-        """Reserve a slot on a worker for `model`, waiting in the FIFO queue if all are busy."""
+        """Reserve a slot on a worker for `model`, waiting in the FIFO queue if all are busy.
+
+        The wait ends at `llm.queue_timeout` (503 queue_timeout) or at the request's own
+        `deadline` (a `time.monotonic()` value; 504 request_timeout), whichever comes first.
+        """
         if self.draining:
             raise DrainingError("server is draining; not accepting new requests")
         self._check_model(model)
+        wait = self.config.queue_timeout
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._deadline_error()
+            wait = min(wait, remaining)
         worker = self.scheduler.pick(model, exclude)
         if worker is None and exclude and not self._has_alternative(model, exclude):
             exclude = frozenset()
@@ -585,15 +595,12 @@ class Gateway:
         waiter = _Waiter(model, exclude, asyncio.get_running_loop().create_future())
         self._waiters.append(waiter)
         self._derived_dirty = True
-        wait = (
-            self.config.queue_timeout
-            if timeout is None
-            else min(timeout, self.config.queue_timeout)
-        )
         try:
             worker = await asyncio.wait_for(asyncio.shield(waiter.future), timeout=wait)
         except TimeoutError:
             self._give_back_if_granted(waiter)
+            if wait < self.config.queue_timeout:  # the request's deadline came first
+                raise self._deadline_error() from None
             raise QueueTimeoutError(
                 f"no worker for {model!r} became free within {wait:g}s; retry later"
             ) from None
@@ -736,6 +743,7 @@ class Gateway:
         if self.draining:
             raise DrainingError("server is draining; not accepting new requests")
         job = Job(id=new_job_id(kind), kind=kind, model=model, stream=stream, client=client)
+        job.deadline = time.monotonic() + self.config.request_timeout  # one for the request
         self.jobs[job.id] = job
         self._touch_job(job)
         self.hub.touch_server()
@@ -763,18 +771,25 @@ class Gateway:
         self._touch_job(job)
         self.hub.touch_server()
 
-    async def _next_frame(self, assignment: Assignment, timeout: float) -> Any:
-        """The next frame for an assignment; raises for lost worker, cancel and timeout."""
+    def _deadline_error(self, worker: WorkerRecord | None = None) -> UpstreamTimeoutError:
+        limit = f"the request timeout ({self.config.request_timeout:g}s)"
+        if worker is None:
+            return UpstreamTimeoutError(f"no worker took the request within {limit}")
+        return UpstreamTimeoutError(f"worker {worker.id} did not finish within {limit}")
+
+    async def _next_frame(self, assignment: Assignment) -> Any:
+        """The next frame for an assignment; raises for lost worker, cancel and the end of the
+        request's deadline (`job.deadline`: one for the whole request, not one per frame)."""
+        remaining = max(assignment.job.deadline - time.monotonic(), 0.0)
         try:
-            async with asyncio.timeout(timeout):  # no extra task per frame, unlike wait_for
+            async with asyncio.timeout(remaining):  # no extra task per frame, unlike wait_for
                 item = await assignment.queue.get()
         except TimeoutError:
+            error = self._deadline_error(assignment.worker)
             self._cancel_on_worker(assignment, "request timeout")
-            self._account(assignment, False, error="request timeout")
+            self._account(assignment, False, error=error.message)
             self._release(assignment)
-            raise UpstreamTimeoutError(
-                f"worker {assignment.worker.id} did not answer within {timeout:g}s"
-            ) from None
+            raise error from None
         if isinstance(item, WorkerLost):
             self._account(assignment, False, error=f"worker lost: {item.reason}")
             raise WorkerLostError(f"worker {assignment.worker.id} was lost: {item.reason}")
@@ -822,7 +837,7 @@ class Gateway:
     async def _start_chat(
         self, job: Job, body: dict[str, Any], exclude: frozenset[str]
     ) -> Assignment:
-        worker = await self.acquire(job.model, exclude, timeout=self.config.request_timeout)
+        worker = await self.acquire(job.model, exclude, deadline=job.deadline)
         assignment_id = job.id if job.attempt == 1 else f"{job.id}.{job.attempt}"
         assignment = self._assign(job, worker, assignment_id)
         model = worker.concrete_model(job.model)
@@ -843,7 +858,7 @@ class Gateway:
         try:
             while True:
                 try:
-                    item = await self._next_frame(assignment, self.config.request_timeout)
+                    item = await self._next_frame(assignment)
                 except WorkerLostError:
                     if job.attempt > 1:
                         raise
@@ -881,7 +896,7 @@ class Gateway:
         try:
             while True:
                 try:
-                    item = await self._next_frame(assignment, self.config.request_timeout)
+                    item = await self._next_frame(assignment)
                 except WorkerLostError as exc:
                     if sent_any or job.attempt > 1:
                         yield _sse_error(exc)
@@ -948,14 +963,11 @@ class Gateway:
         }
         run = _PartitionRun(total)
         results: list[Any] = [None] * total
-        deadline = time.monotonic() + self.config.request_timeout
         ok = False
         try:
             async with asyncio.TaskGroup() as group:
                 for _ in range(min(self.config.max_parallel_embeddings, total)):
-                    group.create_task(
-                        self._embedding_runner(job, body, inputs, results, run, deadline)
-                    )
+                    group.create_task(self._embedding_runner(job, body, inputs, results, run))
             ok = True
         except* GatewayError as group_error:
             raise group_error.exceptions[0] from None
@@ -978,7 +990,6 @@ class Gateway:
         inputs: list[Any],
         results: list[Any],
         run: _PartitionRun,
-        deadline: float,
     ) -> None:
         partition = job.partition
         assert partition is not None
@@ -996,10 +1007,7 @@ class Gateway:
                 run.changed.clear()
                 await run.changed.wait()
                 continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise UpstreamTimeoutError("embeddings did not finish within the request timeout")
-            worker = await self.acquire(job.model, excluded, timeout=remaining)
+            worker = await self.acquire(job.model, excluded, deadline=job.deadline)
             if start < 0:
                 if run.next_start >= run.total:  # another runner claimed the rest meanwhile
                     self._free_slot(worker)
@@ -1016,8 +1024,8 @@ class Gateway:
             frame = job_frame(assignment.id, "embeddings", model, False, chunk_body)
             try:
                 await self._send_job(assignment, frame)
-                vectors, tokens = await self._embedding_result(assignment, count, deadline)
-            except (WorkerLostError, WorkerJobError, UpstreamTimeoutError) as exc:
+                vectors, tokens = await self._embedding_result(assignment, count)
+            except (WorkerLostError, WorkerJobError) as exc:
                 partition["chunks_failed"] += 1
                 attempts += 1
                 if attempts >= attempts_allowed:
@@ -1050,11 +1058,9 @@ class Gateway:
                 self._touch_job(job)
                 run.changed.set()
 
-    async def _embedding_result(
-        self, assignment: Assignment, count: int, deadline: float
-    ) -> tuple[list[Any], int]:
+    async def _embedding_result(self, assignment: Assignment, count: int) -> tuple[list[Any], int]:
         while True:
-            item = await self._next_frame(assignment, max(deadline - time.monotonic(), 0.001))
+            item = await self._next_frame(assignment)
             if not isinstance(item, ResultFrame):
                 continue
             data = (item.data or {}).get("data")

@@ -131,6 +131,7 @@ class Job:
     partition: dict[str, int] | None = None
     assignments: dict[str, Assignment] = field(default_factory=dict)
     cancel_reason: str | None = None
+    deadline: float = float("inf")  # time.monotonic() by which the whole request must end
 
     def to_dict(self) -> dict[str, Any]:
         return {
