@@ -4,8 +4,6 @@ at 80 columns, the job detail screen, heartbeat ages, context switches, follow m
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from textual.widgets._toast import Toast
 
@@ -14,7 +12,7 @@ from gatewaytui.tui.app import GatewayApp
 from gatewaytui.tui.config import ConfigError, ContextConfig, TuiConfig
 from gatewaytui.tui.widgets.header import GatewayHeader
 from raw_worker import RawWorker
-from test_tui_app import FAST, SAMPLE, header_text, live_app, offline_app, table, until
+from test_tui_app import FAST, header_text, live_app, table, until
 
 
 def toast_texts(app: GatewayApp) -> list[str]:
@@ -73,3 +71,44 @@ async def test_context_colour_forms_draw_the_badge(color, expected):
         assert header._plain.startswith(" PRODUCTION ")
         assert badge.style.reverse and badge.style.bold
         assert badge.style.color.name == expected
+
+
+# ---- 3. a context whose token file is missing or empty --------------------------------------
+
+
+async def choose_from_palette(pilot, text: str) -> None:
+    """ctrl+p, type `text`, take the first hit."""
+    from textual.command import CommandPalette
+
+    await pilot.press("ctrl+p")
+    await until(pilot, lambda: isinstance(pilot.app.screen, CommandPalette), what="palette")
+    await pilot.press(*text)
+    await pilot.pause(0.3)  # the palette searches in a worker of its own
+    await pilot.press("enter")
+    await until(pilot, lambda: not isinstance(pilot.app.screen, CommandPalette), what="closed")
+
+
+async def test_switching_to_a_context_with_a_missing_token_file_stays_put(tmp_path):
+    local = ContextConfig(name="local", url=UNREACHABLE)
+    broken = ContextConfig(name="broken", url=UNREACHABLE, token_file=tmp_path / "nope.token")
+    config = TuiConfig(contexts=[local, broken])
+    app = GatewayApp(config, context=local, connection_options=FAST)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        session = app.session
+        await choose_from_palette(pilot, "Context: broken")
+        await until(pilot, lambda: bool(app._notifications), what="notification")
+        (note,) = app._notifications
+        assert note.severity == "error" and "cannot switch to broken" in note.title
+        assert "token file not found" in note.message and "nope.token" in note.message
+        assert "Still on context 'local'" in note.message
+        assert app.is_running and app.session is session and app.context is local
+        assert app.context_name == "local" and " local " in header_text(app)
+
+
+def test_starting_on_a_context_with_a_broken_token_file_is_a_config_error(tmp_path):
+    missing = ContextConfig(name="prod", url=UNREACHABLE, token_file=tmp_path / "prod.token")
+    with pytest.raises(ConfigError, match=r"context 'prod': token file not found: .*prod\.token"):
+        GatewayApp(TuiConfig(contexts=[missing]), context=missing)
+    (tmp_path / "prod.token").write_text("  \n")
+    with pytest.raises(ConfigError, match=r"context 'prod': token file is empty: .*prod\.token"):
+        GatewayApp(TuiConfig(contexts=[missing]), context=missing)

@@ -38,6 +38,7 @@ from gatewaytui.client.store import Change, StateStore
 from gatewaytui.schema.durations import parse_duration
 from gatewaytui.tui import views as _views  # noqa: F401  (the package docstring)
 from gatewaytui.tui.config import (
+    ConfigError,
     ContextConfig,
     TuiConfig,
     check_keymap,
@@ -265,14 +266,20 @@ class GatewayApp(App[None]):
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def _make_session(self) -> Session:
+        """The session of `self.snapshot`, else of `self.context`.
+
+        Raises `ConfigError` when the context's token file is missing, unreadable or empty
+        (the message names the context and the file, never a token), `ClientError` (a
+        `SnapshotError`) for a bad snapshot file.
+        """
         if self.snapshot is not None:
             return Session.offline(self.snapshot)
         assert self.context is not None
+        return self._live_session(self.context)
+
+    def _live_session(self, context: ContextConfig) -> Session:
         return Session.live(
-            self.context.name,
-            self.context.url,
-            resolve_token(self.context),
-            **self.connection_options,
+            context.name, context.url, resolve_token(context), **self.connection_options
         )
 
     @property
@@ -875,19 +882,23 @@ class GatewayApp(App[None]):
 
     @work(exclusive=True, group="switch")
     async def _switch_to(self, context: ContextConfig) -> None:
+        try:
+            session = self._live_session(context)
+        except (ConfigError, ClientError) as exc:  # e.g. its token file is missing or empty
+            self.notify(
+                f"{exc}\nStill on context {self.context_name!r}.",
+                title=f"cannot switch to {context.name}",
+                severity="error",
+                timeout=15,
+                markup=False,
+            )
+            return
         old = self.session
         self.context = context
         self.snapshot = None
         self._role = None
         self.drain_watch.clear()
-        try:
-            self.session = self._make_session()
-        except ClientError as exc:
-            self.notify(
-                f"cannot open context {context.name}: {exc}", severity="error", markup=False
-            )
-            self.session = old
-            return
+        self.session = session
         await old.stop()
         if context.theme and context.theme in self.available_themes:
             self.theme = context.theme
