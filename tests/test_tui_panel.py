@@ -12,7 +12,7 @@ from gatewaytui.tui.app import GatewayApp
 from gatewaytui.tui.config import ConfigError, ContextConfig, TuiConfig
 from gatewaytui.tui.widgets.header import GatewayHeader
 from raw_worker import RawWorker
-from test_tui_app import FAST, header_text, live_app, table, until
+from test_tui_app import FAST, SAMPLE, header_text, live_app, table, until
 
 
 def toast_texts(app: GatewayApp) -> list[str]:
@@ -112,3 +112,34 @@ def test_starting_on_a_context_with_a_broken_token_file_is_a_config_error(tmp_pa
     (tmp_path / "prod.token").write_text("  \n")
     with pytest.raises(ConfigError, match=r"context 'prod': token file is empty: .*prod\.token"):
         GatewayApp(TuiConfig(contexts=[missing]), context=missing)
+
+
+# ---- 8. the keymap remaps keys in the running app, the palette's too -----------------------
+
+
+async def test_keymap_from_the_config_remaps_keys_in_the_running_app():
+    from textual.command import CommandPalette
+
+    from gatewaytui.tui.screens.help import HelpScreen
+
+    config = TuiConfig(
+        keymap={"app.help": "f1", "app.command_palette": "ctrl+k", "app.view_2": "w"}
+    )
+    app = GatewayApp(config, snapshot=SAMPLE, read_only=True)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        assert not app._notifications  # every id is known: no "no binding has the id" warning
+        await pilot.press("w")
+        assert app.current_view.view_id == "workers"
+        await pilot.press("question_mark")  # the old key does nothing now
+        assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        rows = {binding_id: key for key, _, binding_id in app.screen.rows()}
+        assert rows["app.command_palette"] == "ctrl+k" and rows["app.help"] == "f1"
+        assert rows["app.quit"] == "q"  # not remapped
+        await pilot.press("escape")
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert not isinstance(app.screen, CommandPalette)
+        await pilot.press("ctrl+k")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette), what="palette")

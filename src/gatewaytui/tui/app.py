@@ -211,6 +211,17 @@ class GatewayApp(App[None]):
         Binding("S", "save_snapshot", "Snapshot", id="app.save_snapshot"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("q", "quit", "Quit", id="app.quit"),
+        # Textual adds its own palette binding only when the app has none, and without an id;
+        # this one has an id, so `keymap: {app.command_palette: ctrl+k}` remaps it.
+        Binding(
+            App.COMMAND_PALETTE_BINDING,
+            "command_palette",
+            "palette",
+            id="app.command_palette",
+            show=False,
+            priority=True,
+            tooltip="Open the command palette",
+        ),
     ]
 
     def __init__(
@@ -325,6 +336,9 @@ class GatewayApp(App[None]):
             for warning in check_keymap(self.config.keymap, known):
                 self.notify(warning, severity="warning", timeout=10, markup=False)
             self.set_keymap(dict(self.config.keymap))
+            palette_keys = self.config.keymap.get("app.command_palette")
+            if palette_keys:  # the footer shows the palette under its (first) key
+                self.COMMAND_PALETTE_BINDING = palette_keys.split(",")[0]
         self.session.start()
         self._follow_updates()
         self.set_interval(1.0, self._tick)

@@ -51,12 +51,31 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,q,question_mark", "close", "Close", id="help.close"),
     ]
 
+    def rows(self) -> list[tuple[str, str, str]]:
+        """`KEYS` with the config's keymap applied: a remapped binding shows its new keys."""
+        keymap: dict[str, str] = dict(getattr(getattr(self.app, "config", None), "keymap", {}))
+        rows = []
+        for key, what, binding_ids in KEYS:
+            ids = [part.strip() for part in binding_ids.split(",")]
+            if any(binding_id in keymap for binding_id in ids):
+                if len(ids) == 1:
+                    key = keymap[ids[0]].replace(",", " / ")
+                else:
+                    keys = key.split(" / ")
+                    if len(keys) == len(ids):
+                        key = " / ".join(
+                            keymap.get(i, k).replace(",", " / ")
+                            for i, k in zip(ids, keys, strict=True)
+                        )
+            rows.append((key, what, binding_ids))
+        return rows
+
     def compose(self) -> ComposeResult:
         table = Table(box=None, padding=(0, 2), expand=True)
         table.add_column("key", style="bold")
         table.add_column("what it does")
         table.add_column("binding id", style="dim")
-        for key, what, binding_id in KEYS:
+        for key, what, binding_id in self.rows():
             table.add_row(Text(key), Text(what), Text(binding_id))
         note = Text(
             "\nRemap any key in the config file: keymap: {app.drain: ctrl+d}. "
