@@ -327,6 +327,105 @@ async def test_probe_enable_disable_and_delete_from_the_view(gw, upstream):
         assert gw.sync(lambda: "up" not in gw.gateway.backends.records)
 
 
+def hold_the_stream(gw) -> None:
+    """From now on the gateway's state stream sends nothing (its ticker ticks idle): the
+    panel's rows stay at what it last saw, as they do for up to a flush in real life."""
+    gw.sync(lambda: setattr(gw.gateway.hub, "tick", lambda: None))
+
+
+def notices(app: GatewayApp) -> list[str]:
+    return [str(n.message) for n in app._notifications]
+
+
+async def test_toggling_twice_quickly_builds_on_our_own_last_edit(gw):
+    httpx.post(gw.url + "/api/backends", json={"id": "b", "url": "http://10.0.0.1:8000/v1"})
+    app = live_app(gw.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_view(pilot, app, 1)
+        await until(pilot, lambda: app.store.items["backends"]["b"].get("last_probe_at"))
+        hold_the_stream(gw)
+        await pilot.press("t", "t")  # the stream still says revision 1, enabled
+        record = lambda: gw.sync(lambda: gw.gateway.backends.records["b"])  # noqa: E731
+        await until(pilot, lambda: record().revision == 3, what="two edits")
+        assert record().spec.enabled is True  # disabled, then enabled again
+        await until(pilot, lambda: "backend b enabled" in notices(app), what="second notice")
+        assert "backend b disabled" in notices(app)
+        assert not any("changed" in n or "refused" in n for n in notices(app))
+        assert app.store.items["backends"]["b"]["revision"] == 1  # the stream did lag
+
+
+async def test_a_real_conflict_shows_what_changed_and_retries_on_their_version(gw):
+    httpx.post(gw.url + "/api/backends", json={"id": "b", "url": "http://10.0.0.1:8000/v1"})
+    app = live_app(gw.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_view(pilot, app, 1)
+        await until(pilot, lambda: app.store.items["backends"]["b"].get("last_probe_at"))
+        hold_the_stream(gw)
+        colleague = httpx.patch(
+            gw.url + "/api/backends/b", json={"labels": {"owner": "bob [/x]"}, "revision": 1}
+        )
+        assert colleague.json()["revision"] == 2
+        await pilot.press("t")  # we saw revision 1
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="conflict")
+        text = app.screen.body.plain
+        assert "revision 1 → 2" in text and "labels: (none) → owner=bob [/x]" in text
+        assert gw.sync(lambda: gw.gateway.backends.records["b"].spec.enabled) is True
+        await pilot.press("y")  # disable it anyway, on their version
+        record = lambda: gw.sync(lambda: gw.gateway.backends.records["b"])  # noqa: E731
+        await until(pilot, lambda: record().revision == 3, what="retried")
+        assert record().spec.enabled is False and record().spec.labels == {"owner": "bob [/x]"}
+
+        httpx.patch(gw.url + "/api/backends/b", json={"max_concurrency": 3})  # revision 4
+        await pilot.press("delete", "y")  # confirmed on revision 3 (our own last edit)
+        await until(pilot, lambda: "changed meanwhile" in getattr(app.screen, "title_text", ""))
+        assert "max_concurrency: 8 → 3" in app.screen.body.plain
+        await pilot.press("n")
+        assert gw.sync(lambda: "b" in gw.gateway.backends.records)
+        assert "delete b: left as it is" in notices(app)
+
+
+async def test_notices_never_read_upstream_text_as_markup(gw):
+    """An upstream's error text with `[/x]` (a closing tag Rich would choke on) is shown as is."""
+    import http.server
+    import json
+    import threading
+
+    class Broken(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"error": {"message": "bad [/x] [bold]thing"}}).encode()
+            self.send_response(500)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        httpx.post(gw.url + "/api/backends", json={"id": "up", "url": url})
+        app = live_app(gw.url)
+        async with app.run_test(size=(160, 40), notifications=True) as pilot:
+            await open_view(pilot, app, 1)
+            await pilot.press("P")
+            await until(pilot, lambda: any("✖ up" in n for n in notices(app)), what="probe failure")
+            await pilot.pause()
+            failure = next(n for n in app._notifications if "✖ up" in str(n.message))
+            assert not failure.markup and "bad [/x] [bold]thing" in failure.message
+            from textual.widgets._toast import Toast, ToastRack
+
+            rack = app.screen.get_child_by_type(ToastRack)
+            await until(pilot, lambda: len(rack.query(Toast)) > 0, what="toast shown")
+            toast = next(t for t in rack.query(Toast) if "✖ up" in str(t.render()))
+            assert "bad [/x] [bold]thing" in str(toast.render())
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 async def test_read_only_hides_and_refuses_backend_edits():
     app = GatewayApp(TuiConfig(), snapshot=SAMPLE, read_only=True)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -3,6 +3,7 @@ and load — with add/edit forms, probe, enable/disable and delete."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -13,7 +14,7 @@ from textual.binding import Binding, BindingType
 from gatewaytui.client.errors import ActionError, ClientError
 from gatewaytui.client.store import Change, StateStore
 from gatewaytui.tui.formatting import age, ms, parse_ts, status_text
-from gatewaytui.tui.screens.backend_form import BackendFormScreen
+from gatewaytui.tui.screens.backend_form import BackendFormScreen, describe_changes
 from gatewaytui.tui.screens.confirm import ConfirmScreen
 from gatewaytui.tui.views.base import register_view
 from gatewaytui.tui.views.table_view import TableView, numeric_column
@@ -60,6 +61,24 @@ class BackendsView(TableView):
     def __init__(self) -> None:
         super().__init__()
         self._cursor_to: str | None = None
+        # The backends as our own last edits returned them: the state stream lags by up to a
+        # flush, so a second `t` must not send the revision the first one replaced.
+        self._ours: dict[str, dict[str, Any]] = {}
+        self._mutating = asyncio.Lock()  # one edit at a time, each from the freshest revision
+
+    def _notify(self, message: str, **kwargs: Any) -> None:
+        """Every notice here may hold gateway or upstream text: never read it as markup."""
+        self.app.notify(message, markup=False, **kwargs)
+
+    def _fresh(self, backend_id: str) -> dict[str, Any] | None:
+        """The newest version we know of: the stream's, or the one our last edit returned."""
+        streamed = self.gateway_app.store.items["backends"].get(backend_id)
+        known = self._ours.get(backend_id)
+        if known is None or (
+            streamed is not None and streamed.get("revision", 0) >= known.get("revision", 0)
+        ):
+            return dict(streamed) if streamed is not None else None
+        return dict(known)
 
     def columns(self) -> Sequence[Column]:
         app = self.gateway_app
@@ -163,13 +182,14 @@ class BackendsView(TableView):
         try:
             backend = await self.gateway_app.session.backend(backend_id)
         except ClientError as exc:
-            self.app.notify(f"cannot edit {backend_id}: {exc}", severity="error", timeout=8)
+            self._notify(f"cannot edit {backend_id}: {exc}", severity="error", timeout=8)
             return
         self.app.push_screen(BackendFormScreen(backend.model_dump(mode="json")), self._saved)
 
     def _saved(self, backend: dict[str, Any] | None) -> None:
         if backend is not None:
-            self.app.notify(f"backend {backend['id']} saved (revision {backend['revision']})")
+            self._ours[backend["id"]] = backend
+            self._notify(f"backend {backend['id']} saved (revision {backend['revision']})")
             if not self.table.move_cursor_to(backend["id"]):
                 self._cursor_to = backend["id"]  # its row arrives with the next update
 
@@ -195,40 +215,101 @@ class BackendsView(TableView):
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self._delete(backend["id"], backend.get("revision"))
+                self._delete(backend["id"], backend)
 
         self.app.push_screen(ConfirmScreen("Delete this backend?", body, "Delete"), confirmed)
 
     @work(group="backends-actions")
-    async def _delete(self, backend_id: str, revision: int | None) -> None:
-        try:
-            result = await self.gateway_app.session.delete_backend(backend_id, revision=revision)
-        except ActionError as exc:
-            self._refused("delete", backend_id, exc)
-            return
-        except ClientError as exc:
-            self.app.notify(f"delete {backend_id} failed: {exc}", severity="error", timeout=10)
-            return
-        self.app.notify(result.message or f"backend {backend_id} deleted", timeout=6)
+    async def _delete(
+        self, backend_id: str, seen: Mapping[str, Any], *, force: bool = False
+    ) -> None:
+        """Delete what the operator confirmed; if it changed since, say how and ask again."""
+        async with self._mutating:
+            ours = self._ours.get(backend_id)
+            if not force and ours and ours.get("revision", 0) > seen.get("revision", 0):
+                seen = ours  # our own later edit (e.g. a toggle just before): not a conflict
+            try:
+                result = await self.gateway_app.session.delete_backend(
+                    backend_id, revision=seen.get("revision")
+                )
+            except ActionError as exc:
+                if exc.code == "revision_conflict" and exc.current is not None:
+                    self._conflict("delete", seen, exc.current)
+                else:
+                    self._notify(
+                        f"delete {backend_id} refused: {exc}", severity="error", timeout=10
+                    )
+                return
+            except ClientError as exc:
+                self._notify(f"delete {backend_id} failed: {exc}", severity="error", timeout=10)
+                return
+            self._ours.pop(backend_id, None)
+        self._notify(result.message or f"backend {backend_id} deleted", timeout=6)
 
     def action_toggle(self) -> None:
         backend = self._selected()
         if backend is not None and self._allowed():
-            self._toggle(backend["id"], not backend.get("enabled", True), backend.get("revision"))
+            self._toggle(backend["id"])
 
     @work(group="backends-actions")
-    async def _toggle(self, backend_id: str, enabled: bool, revision: int | None) -> None:
-        try:
-            await self.gateway_app.session.patch_backend(
-                backend_id, {"enabled": enabled}, revision=revision
-            )
-        except ActionError as exc:
-            self._refused("enable" if enabled else "disable", backend_id, exc)
-            return
-        except ClientError as exc:
-            self.app.notify(f"{backend_id}: {exc}", severity="error", timeout=10)
-            return
-        self.app.notify(f"backend {backend_id} {'enabled' if enabled else 'disabled'}", timeout=4)
+    async def _toggle(
+        self, backend_id: str, enabled: bool | None = None, base: Mapping[str, Any] | None = None
+    ) -> None:
+        """Flip `enabled` of the freshest version we know (our previous edit's response if the
+        stream has not caught up); `enabled`/`base` given: a retry after a conflict."""
+        async with self._mutating:
+            seen = dict(base) if base is not None else self._fresh(backend_id)
+            if seen is None:
+                return
+            if enabled is None:
+                enabled = not seen.get("enabled", True)
+            elif seen.get("enabled", True) == enabled:
+                self._notify(f"backend {backend_id} is already {_state(enabled)}", timeout=4)
+                return
+            try:
+                saved = await self.gateway_app.session.patch_backend(
+                    backend_id, {"enabled": enabled}, revision=seen.get("revision")
+                )
+            except ActionError as exc:
+                if exc.code == "revision_conflict" and exc.current is not None:
+                    self._conflict("enable" if enabled else "disable", seen, exc.current)
+                else:
+                    what = "enable" if enabled else "disable"
+                    self._notify(
+                        f"{what} {backend_id} refused: {exc}", severity="error", timeout=10
+                    )
+                return
+            except ClientError as exc:
+                self._notify(f"{backend_id}: {exc}", severity="error", timeout=10)
+                return
+            self._ours[backend_id] = saved.model_dump(mode="json")
+        self._notify(f"backend {backend_id} {_state(enabled)}", timeout=4)
+
+    def _conflict(self, what: str, seen: Mapping[str, Any], current: dict[str, Any]) -> None:
+        """Someone else changed it first: show what changed; retrying acts on their version."""
+        backend_id = current.get("id") or seen.get("id") or "?"
+        body = Text.assemble(
+            "  ",
+            (str(backend_id), "bold"),
+            f" changed on the gateway (revision {seen.get('revision')} → "
+            f"{current.get('revision')}):\n",
+        )
+        for line in describe_changes(seen, current):
+            body.append("  • ")
+            body.append(line)
+            body.append("\n")
+        body.append(f"\nNot done. {what.capitalize()} it anyway, on their version?")
+
+        def confirmed(yes: bool | None) -> None:
+            if not yes:
+                self._notify(f"{what} {backend_id}: left as it is", timeout=4)
+            elif what == "delete":
+                self._delete(backend_id, current, force=True)
+            else:
+                self._toggle(backend_id, what == "enable", current)
+
+        screen = ConfirmScreen(f"{backend_id} changed meanwhile", body, f"{what.capitalize()}")
+        self.app.push_screen(screen, confirmed)
 
     def action_probe(self) -> None:
         backend = self._selected()
@@ -237,23 +318,20 @@ class BackendsView(TableView):
 
     @work(group="backends-actions")
     async def _probe(self, backend_id: str) -> None:
-        self.app.notify(f"probing {backend_id} …", timeout=2)
+        self._notify(f"probing {backend_id} …", timeout=2)
         try:
             result = await self.gateway_app.session.probe_backend(backend_id)
         except ClientError as exc:
-            self.app.notify(f"probe {backend_id} failed: {exc}", severity="error", timeout=10)
+            self._notify(f"probe {backend_id} failed: {exc}", severity="error", timeout=10)
             return
         if result.ok:
-            self.app.notify(
+            self._notify(
                 f"✓ {backend_id}: {len(result.models)} model(s) in {result.latency_ms:.0f} ms",
                 timeout=6,
             )
         else:
-            self.app.notify(f"✖ {backend_id}: {result.error}", severity="error", timeout=10)
+            self._notify(f"✖ {backend_id}: {result.error}", severity="error", timeout=10)
 
-    def _refused(self, what: str, backend_id: str, exc: ActionError) -> None:
-        if exc.code == "revision_conflict":
-            message = f"{what} {backend_id}: it changed on the gateway meanwhile; look and retry"
-        else:
-            message = f"{what} {backend_id} refused: {exc}"
-        self.app.notify(message, severity="error", timeout=10)
+
+def _state(enabled: bool) -> str:
+    return "enabled" if enabled else "disabled"
