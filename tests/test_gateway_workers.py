@@ -120,6 +120,22 @@ def test_oversized_frame_is_a_policy_violation(make_gateway):
     assert "exceeds max_frame_bytes=1024" in worker.close_reason
 
 
+def test_frame_over_the_websocket_limit_is_a_protocol_error_not_a_worker_disconnect(gateway):
+    limit = 16 * 1024 * 1024  # max(16 MiB, 2 x max_frame_bytes (4 MiB), 2 x MCP limit)
+    worker = RawWorker(gateway.ws_url, "huge", ["m"])
+    worker.send({"type": "status", "ready": False, "reason": "x" * (limit + 1)})
+    assert worker.closed.wait(10)
+    assert worker.close_code == 1009  # the transport refuses it before the gateway reads it
+    gateway.wait_for(lambda g: g.registry.get("huge").status.value == "gone")
+    events = [e for e in state(gateway).events if e.worker_id == "huge"]
+    (error,) = [e for e in events if e.kind == "protocol_error"]
+    assert error.level == "error"
+    assert error.message == f"worker huge closed: frame larger than {limit} bytes"
+    (gone,) = [e for e in events if e.kind == "disconnect"]
+    assert gone.message == f"worker huge disconnected: frame larger than {limit} bytes"
+    assert "closed by worker" not in gone.message
+
+
 def test_first_frame_must_be_register(gateway):
     worker = RawWorker(gateway.ws_url, "x", ["m"], register=False)
     worker.heartbeat()

@@ -38,6 +38,14 @@ log = logging.getLogger("gatewaytui.gateway.app")
 T = TypeVar("T")
 
 REGISTER_TIMEOUT_S = 10.0
+CLOSE_MESSAGE_TOO_BIG = 1009  # sent by the WebSocket layer itself, above ws_max_bytes()
+
+
+def ws_max_bytes(config: Any) -> int:
+    """The hard WebSocket message limit (uvicorn's `ws_max_size`). Frames up to it reach the
+    gateway, which closes those over `max_frame_bytes` with 1008 and a reason; the transport
+    closes anything larger with 1009 before it is read."""
+    return max(16 * 1024 * 1024, config.max_frame_bytes * 2, config.mcp_max_response_bytes * 2)
 
 
 class AuthError(GatewayError):
@@ -150,6 +158,7 @@ def create_app(gateway: Gateway, auth: Auth | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.gateway = gateway
+    app.state.ws_max_bytes = ws_max_bytes(c)
 
     @app.exception_handler(GatewayError)
     async def _gateway_error(_: Request, exc: GatewayError) -> JSONResponse:
@@ -354,6 +363,15 @@ class FrameError(Exception):
     """A frame that breaks the protocol: the connection is closed with 1008 and why."""
 
 
+class _TransportFrameError(FrameError):
+    """A frame over the hard WebSocket limit: the transport has closed with 1009 already."""
+
+
+def _too_big(ws: WebSocket) -> str:
+    limit = getattr(ws.app.state, "ws_max_bytes", None)
+    return f"frame larger than {limit} bytes" if limit else "frame over the WebSocket limit"
+
+
 def _frame_text(message: dict[str, Any], limit: int) -> str:
     text = message.get("text")
     if text is None:
@@ -399,6 +417,8 @@ async def serve_dial_in(ws: WebSocket, peer: DialIn) -> None:
     try:
         message = await asyncio.wait_for(ws.receive(), timeout=REGISTER_TIMEOUT_S)
         if message["type"] == "websocket.disconnect":
+            if message.get("code") == CLOSE_MESSAGE_TOO_BIG:
+                raise _TransportFrameError(_too_big(ws))
             return
         frame, _ = peer.parse(message)
         if not isinstance(frame, peer.register_type):
@@ -413,6 +433,8 @@ async def serve_dial_in(ws: WebSocket, peer: DialIn) -> None:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 code = message.get("code", 1000)
+                if code == CLOSE_MESSAGE_TOO_BIG:  # the transport refused a frame, not the peer
+                    raise _TransportFrameError(_too_big(ws))
                 clean = code in (1000, 1001)
                 reason = f"connection closed by {peer.noun} (code {code})"
                 break
@@ -438,7 +460,8 @@ async def serve_dial_in(ws: WebSocket, peer: DialIn) -> None:
         peer.events.add(
             "protocol_error", f"{peer.noun} {who} closed: {reason}", level="error", **tags
         )
-        await conn.close(CLOSE_POLICY_VIOLATION, reason)
+        if not isinstance(exc, _TransportFrameError):  # that one is closed already (1009)
+            await conn.close(CLOSE_POLICY_VIOLATION, reason)
     except WebSocketDisconnect as exc:
         reason = f"connection lost (code {exc.code})"
     except Exception as exc:  # never let one connection's bug take the server down

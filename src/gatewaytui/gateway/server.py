@@ -12,7 +12,7 @@ from types import FrameType
 
 import uvicorn
 
-from gatewaytui.gateway.app import create_app
+from gatewaytui.gateway.app import create_app, ws_max_bytes
 from gatewaytui.gateway.core import Gateway
 
 log = logging.getLogger("gatewaytui.gateway.server")
@@ -65,7 +65,7 @@ def make_server(
         log_level=log_level,
         access_log=False,
         lifespan="on",
-        ws_max_size=max(16 * 1024 * 1024, c.max_frame_bytes * 2, c.mcp_max_response_bytes * 2),
+        ws_max_size=ws_max_bytes(c),
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         timeout_graceful_shutdown=3,
