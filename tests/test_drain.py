@@ -92,6 +92,12 @@ def test_worker_drains_itself(make_gateway):
     gateway.wait_for(lambda g: g.registry.get("self").status.value == "draining")
     state = worker_state(gateway, "self")
     assert state["draining"] is True and state["status_reason"] == "worker draining (SIGTERM)"
+    assert state["drain_started_at"] is not None  # a self-drain has a start like any drain
+    worker.status(ready=True, draining=False)
+    gateway.wait_for(lambda g: g.registry.get("self").status.value == "idle")
+    assert worker_state(gateway, "self")["drain_started_at"] is None
+    worker.status(ready=False, draining=True, reason="worker draining (SIGTERM)")
+    gateway.wait_for(lambda g: g.registry.get("self").status.value == "draining")
     missing = httpx.post(
         gateway.url + "/v1/chat/completions", json={"model": "m", "messages": MESSAGES}, timeout=5
     )
@@ -114,6 +120,13 @@ def test_server_drain_rejects_new_work_and_undrain_restores(make_gateway):
     )
     assert rejected.status_code == 503
     assert rejected.json()["error"]["code"] == "server_draining"
+    # Draining is checked before the model: an unknown model is 503 too, not 404.
+    unknown = httpx.post(
+        gw.url + "/v1/chat/completions", json={"model": "nope", "messages": MESSAGES}
+    )
+    assert unknown.status_code == 503 and unknown.json()["error"]["code"] == "server_draining"
+    embed = httpx.post(gw.url + "/v1/embeddings", json={"model": "nope", "input": "x"})
+    assert embed.status_code == 503 and embed.json()["error"]["code"] == "server_draining"
     state = httpx.get(gw.url + "/api/state").json()["server"]
     assert state["status"] == "draining" and state["drain_deadline"]
     worker.reply_chat(job)  # in-flight work still completes
@@ -150,38 +163,57 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def served_gateway():
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gatewaytui.cli.main",
-            "serve",
-            "--server-port",
-            str(port),
-            "--server-drain-timeout",
-            "20s",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(url + "/healthz").status_code == 200:
-                break
-        except httpx.TransportError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(proc.stdout.read().decode()) from None
-            time.sleep(0.05)
-    yield proc, url
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(10)
-    proc.stdout.close()
+def serve_gateway():
+    """Start `gatewaytui serve` processes (drain timeout as given); killed after the test."""
+    procs: list[subprocess.Popen] = []
+
+    def start(drain_timeout: str = "20s") -> tuple[subprocess.Popen, str]:
+        port = free_port()
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gatewaytui.cli.main",
+                "serve",
+                "--server-port",
+                str(port),
+                "--server-drain-timeout",
+                drain_timeout,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(url + "/healthz").status_code == 200:
+                    return proc, url
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(proc.stdout.read().decode()) from None
+                time.sleep(0.05)  # polling a process that is starting up
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        proc.stdout.close()
+
+
+@pytest.fixture
+def served_gateway(serve_gateway):
+    return serve_gateway()
+
+
+def wait_ready_status(url: str, status: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while httpx.get(url + "/readyz").status_code != status:
+        assert time.monotonic() < deadline, f"/readyz never answered {status}"
+        time.sleep(0.02)
 
 
 def test_sigterm_drains_then_exits(served_gateway):
@@ -219,6 +251,43 @@ def test_second_sigterm_exits_at_once(served_gateway):
     proc.send_signal(signal.SIGTERM)
     proc.wait(10)
     assert time.monotonic() - started < 8  # well before the 20s drain timeout
+
+
+def test_sigterm_after_an_undrain_drains_again(served_gateway):
+    proc, url = served_gateway
+    worker = RawWorker(url.replace("http", "ws"), "w", ["m"])
+    results: list = []
+    thread = chat_in_thread(url, results)
+    job = worker.next_job()
+    proc.send_signal(signal.SIGTERM)
+    wait_ready_status(url, 503)
+    assert httpx.post(url + "/api/server/undrain").status_code == 200
+    wait_ready_status(url, 200)
+    proc.send_signal(signal.SIGTERM)  # a new first signal: drain, not exit at once
+    wait_ready_status(url, 503)
+    state = httpx.get(url + "/api/state").json()["server"]
+    assert state["draining"] is True and state["inflight"] == 1
+    assert proc.poll() is None  # still waiting for the in-flight job
+    worker.reply_chat(job)
+    thread.join(10)
+    assert results[0].status_code == 200
+    assert proc.wait(15) == 0
+
+
+def test_drain_timeout_exits_with_a_job_still_running(serve_gateway):
+    proc, url = serve_gateway(drain_timeout="1s")
+    worker = RawWorker(url.replace("http", "ws"), "w", ["m"])
+    results: list = []
+    chat_in_thread(url, results)
+    job = worker.next_job()  # held: never answered
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+    assert 0.9 <= time.monotonic() - started < 10
+    output = proc.stdout.read().decode()
+    assert "drain timeout with 1 job(s) left" in output, output
+    assert worker.closed.wait(5)  # the worker's connection ends with the process
+    assert job["job_id"]
 
 
 def test_whoami_names_the_role(make_gateway):

@@ -116,6 +116,7 @@ class Gateway:
         self.drain_deadline: float | None = None
         self._drain_task: asyncio.Task[None] | None = None
         self.on_drained: Callable[[], None] | None = None
+        self.on_undrained: Callable[[], None] | None = None  # the server resets its signals
         self.exit_after_drain = False
         self._derived_dirty = True
         self._models: dict[str, dict[str, Any]] = {}
@@ -349,6 +350,10 @@ class Gateway:
                 frame.reason if not worker.reported_ready or frame.draining else None
             )
         if frame.draining is not None:
+            if frame.draining and not worker.self_draining:
+                worker.self_drain_started_at = time.time()
+            elif not frame.draining:
+                worker.self_drain_started_at = None
             worker.self_draining = frame.draining
         if frame.max_concurrency is not None:
             worker.max_concurrency = frame.max_concurrency
@@ -553,6 +558,8 @@ class Gateway:
         self.exit_after_drain = False
         self.drain_started_at = self.drain_deadline = None
         self.hub.touch_server()
+        if self.on_undrained is not None:
+            self.on_undrained()
         self.events.add("server_undrain", "server drain cancelled; accepting requests")
         return {"message": "server is accepting requests again"}
 
@@ -739,9 +746,12 @@ class Gateway:
 
     # ---- jobs -----------------------------------------------------------------------------
 
-    def _new_job(self, kind: str, model: str, stream: bool, client: str | None) -> Job:
+    def _refuse_if_draining(self) -> None:
         if self.draining:
             raise DrainingError("server is draining; not accepting new requests")
+
+    def _new_job(self, kind: str, model: str, stream: bool, client: str | None) -> Job:
+        self._refuse_if_draining()
         job = Job(id=new_job_id(kind), kind=kind, model=model, stream=stream, client=client)
         job.deadline = time.monotonic() + self.config.request_timeout  # one for the request
         self.jobs[job.id] = job
@@ -823,6 +833,7 @@ class Gateway:
         if not isinstance(body.get("messages"), list) or not body["messages"]:
             raise BadRequestError("'messages' must be a non-empty list")
         stream = bool(body.get("stream"))
+        self._refuse_if_draining()  # before the model lookup: an unknown model is 503 too
         self._check_model(model)
         job = self._new_job("chat", model, stream, client)
         try:
@@ -951,6 +962,7 @@ class Gateway:
         if not isinstance(model, str) or not model:
             raise BadRequestError("'model' is required and must be a string")
         inputs = _embedding_inputs(body.get("input"))
+        self._refuse_if_draining()
         self._check_model(model)
         job = self._new_job("embeddings", model, False, client)
         total = len(inputs)

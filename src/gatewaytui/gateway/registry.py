@@ -93,6 +93,7 @@ class WorkerRecord:
         "preferred_batch_size",
         "remote_addr",
         "reported_ready",
+        "self_drain_started_at",
         "self_draining",
         "status_reason",
         "version",
@@ -130,6 +131,7 @@ class WorkerRecord:
         self.reported_ready = True
         self.status_reason: str | None = None
         self.self_draining = False
+        self.self_drain_started_at: float | None = None
         self.cpu_percent: float | None = None
         self.mem_percent: float | None = None
 
@@ -173,6 +175,12 @@ class WorkerRecord:
             and self.inflight < self.max_concurrency
         )
 
+    @property
+    def drain_started_at(self) -> float | None:
+        """When the drain began: by the operator, or by the worker itself (SIGTERM)."""
+        started = [t for t in (self.counters.drain_started_at, self.self_drain_started_at) if t]
+        return min(started) if started else None
+
     def to_dict(self) -> dict[str, Any]:
         c = self.counters
         reason = self.status_reason
@@ -195,7 +203,7 @@ class WorkerRecord:
             "last_heartbeat": iso(self.last_heartbeat),
             "gone_at": iso(self.gone_at),
             "draining": c.draining or self.self_draining,
-            "drain_started_at": iso(c.drain_started_at),
+            "drain_started_at": iso(self.drain_started_at),
             "cpu_percent": self.cpu_percent,
             "mem_percent": self.mem_percent,
             "processed": c.processed,

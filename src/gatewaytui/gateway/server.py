@@ -30,9 +30,14 @@ class DrainingServer(uvicorn.Server):
         self._signals = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         gateway.on_drained = self._exit_now
+        gateway.on_undrained = self._reset_signals
 
     def _exit_now(self) -> None:
         self.should_exit = True
+
+    def _reset_signals(self) -> None:
+        """An undrain cancelled the drain a signal began: the next signal drains again."""
+        self._signals = 0
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._signals += 1
