@@ -227,3 +227,35 @@ def test_disconnect_is_gone_and_evented(gateway):
     assert snap.workers[0].status == "gone"
     assert any(e.kind == "disconnect" and e.worker_id == "bye" for e in snap.events)
     assert httpx.get(gateway.url + "/readyz").status_code == 503
+
+
+def test_removed_worker_leaves_metrics(make_gateway):
+    gw = make_gateway(workers__gone_retention="300ms")
+    leaving = RawWorker(gw.ws_url, "leaving", ["m"], max_concurrency=1)
+    staying = RawWorker(gw.ws_url, "staying", ["m"], max_concurrency=1)
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    calls = [
+        threading.Thread(
+            target=httpx.post,
+            args=(gw.url + "/v1/chat/completions",),
+            kwargs={"json": body, "timeout": 10},
+        )
+        for _ in range(2)
+    ]
+    for call in calls:
+        call.start()
+    for worker in (leaving, staying):  # one slot each: one request each
+        worker.reply_chat(worker.next_job())
+    for call in calls:
+        call.join(10)
+    before = httpx.get(gw.url + "/metrics").text
+    for who in ("leaving", "staying"):
+        assert f'gatewaytui_worker_jobs_total{{outcome="success",worker="{who}"}} 1.0' in before
+        assert f'gatewaytui_worker_tokens_total{{kind="out",worker="{who}"}} 2.0' in before
+        assert f'gatewaytui_worker_processing_seconds_count{{kind="chat",worker="{who}"}}' in before
+    leaving.close()
+    gw.wait_for(lambda g: g.registry.get("leaving") is None)  # gone, then past retention
+    after = httpx.get(gw.url + "/metrics").text
+    assert 'worker="leaving"' not in after
+    assert 'gatewaytui_worker_jobs_total{outcome="success",worker="staying"} 1.0' in after
+    assert 'gatewaytui_model_requests_total{model="m",outcome="success"} 2.0' in after

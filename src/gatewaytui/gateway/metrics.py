@@ -7,6 +7,7 @@ updated on every tick.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -128,6 +129,16 @@ class GatewayMetrics:
             registry=r,
         )
         r.register(_LiveCollector(read_live))
+        # Metrics whose first label is the worker id: a removed worker's series go with it.
+        self._per_worker_metrics: dict[int, Any] = {
+            id(m): m
+            for m in (
+                self.worker_jobs,
+                self.worker_tokens,
+                self.worker_embeddings,
+                self.worker_processing,
+            )
+        }
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """`metric.labels(...)`, cached: label lookup showed up in per-request profiles."""
@@ -138,9 +149,13 @@ class GatewayMetrics:
         return child
 
     def forget_worker(self, worker: str) -> None:
-        """Drop a removed worker's cached children (its series stay in the registry)."""
-        for key in [k for k in self._children if worker in k[1]]:
+        """Remove a removed worker's labelled series (and their cached children), so that
+        /metrics does not list every worker that ever connected."""
+        per_worker = self._per_worker_metrics
+        for key in [k for k in self._children if k[0] in per_worker and k[1][0] == worker]:
             del self._children[key]
+            with contextlib.suppress(KeyError):
+                per_worker[key[0]].remove(*key[1])
 
     def job_finished(
         self,
