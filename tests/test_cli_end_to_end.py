@@ -215,6 +215,51 @@ def test_bad_option_value_names_the_source():
     assert "LLM_QUEUE_SIZE=abc: expected an integer" in result.stderr
 
 
+@pytest.mark.parametrize("command", ["serve", "options"])
+def test_options_and_serve_refuse_the_same_values_naming_the_source(command):
+    env = {**os.environ, "LLM_SCHEDULER": "random"}
+    result = subprocess.run(
+        [*CLI, command, "--llm-queue-size", "-1", "--server-port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stdout
+    assert "Traceback" not in result.stderr
+    assert "LLM_SCHEDULER=random: expected one of least-busy, round-robin, fill-first" in (
+        result.stderr
+    )
+    assert "--llm-queue-size -1: expected a non-negative integer" in result.stderr
+
+
+def test_help_plugins_lists_every_option_and_marks_secrets():
+    from gatewaytui.gateway.options import DESCRIPTORS
+
+    out = subprocess.run(
+        [*CLI, "serve", "--help-plugins"], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    blocks = {}  # flag -> its lines
+    for line in out.splitlines():
+        if line.startswith("  --"):
+            flag = line.split()[0]
+            blocks[flag] = [line]
+        elif line.startswith("      ") and blocks:
+            blocks[flag].append(line)
+    every = [a for d in DESCRIPTORS for a in d.args]
+    assert set(blocks) == {a.flag for a in every}
+    for arg in every:
+        text = "\n".join(blocks[arg.flag])
+        assert f"env {arg.env}, yaml {arg.yaml}" in text and arg.description in text
+        assert ("default (secret)" in text) == arg.secret, arg.flag
+        if arg.deprecated:
+            assert "DEPRECATED" in text
+    assert "allowed: one of least-busy, round-robin, fill-first" in "\n".join(
+        blocks["--llm-scheduler"]
+    )
+    assert "default (secret)" in blocks["--server-api-keys"][0]
+
+
 def test_demo_runs_headless_for_a_while():
     result = subprocess.run(
         [*CLI, "demo", "--headless", "--duration", "4", "--workers", "6", "--rate", "5"],

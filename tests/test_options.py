@@ -165,11 +165,103 @@ def test_every_default_parses_and_builds_a_config():
     assert config.scheduler == "least-busy"
 
 
-def test_cross_option_validation():
-    with pytest.raises(ValueError, match=r"llm\.scheduler='random'"):
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (
+            {"env": {"LLM_SCHEDULER": "random"}},
+            "LLM_SCHEDULER=random: expected one of least-busy, round-robin, fill-first",
+        ),
+        (
+            {"flags": {"llm.queue_size": "-1"}},
+            "--llm-queue-size -1: expected a non-negative integer",
+        ),
+        (
+            {"yaml_doc": {"plugin_options": {"server": {"state_stream_rate": 10}}}},
+            "plugin_options.server.state_stream_rate=10: expected a number in (0, 4]",
+        ),
+        ({"env": {"SERVER_PORT": "70000"}}, "SERVER_PORT=70000: expected an integer in [0, 65535]"),
+        ({"env": {"MCP_CLIENT_CONCURRENCY": "0"}}, "MCP_CLIENT_CONCURRENCY=0: expected a positive"),
+        ({"env": {"LLM_MAX_QUEUE": "-5"}}, "LLM_MAX_QUEUE=-5: expected a non-negative integer"),
+    ],
+)
+def test_range_and_choice_errors_name_their_source(given, message):
+    with pytest.raises(OptionError) as info:
+        resolve_options(**given)
+    assert message in str(info.value)
+
+
+def test_range_errors_come_from_building_the_config_too():
+    with pytest.raises(OptionError, match=r"--llm-scheduler random: expected one of"):
         GatewayConfig.build(llm__scheduler="random")
-    with pytest.raises(ValueError, match="state_stream_rate"):
-        GatewayConfig.build(server__state_stream_rate="10")
+
+
+def test_the_config_defaults_are_the_descriptors():
+    import dataclasses
+
+    built = GatewayConfig.from_options(resolve_options())
+    bare = GatewayConfig()
+    for item in dataclasses.fields(GatewayConfig):
+        if item.name != "options":
+            assert getattr(bare, item.name) == getattr(built, item.name), item.name
+
+
+def test_scheduler_choices_reach_the_schema_and_the_reference():
+    from gatewaytui.gateway.options import config_json_schema, options_markdown
+
+    llm = config_json_schema()["properties"]["plugin_options"]["properties"]["llm"]
+    assert llm["properties"]["scheduler"]["enum"] == ["least-busy", "round-robin", "fill-first"]
+    assert llm["properties"]["queue_size"]["minimum"] == 0
+    line = next(x for x in options_markdown().splitlines() if x.startswith("| `scheduler`"))
+    assert "Allowed: one of least-busy, round-robin, fill-first." in line
+
+
+@pytest.mark.parametrize(
+    ("env", "field", "value"),
+    [
+        ({"LLM_MODEL_FAMILY_MATCHING": "yes"}, "model_family_matching", True),
+        ({"LLM_MODEL_FAMILY_MATCHING": "on"}, "model_family_matching", True),
+        ({"LLM_MODEL_FAMILY_MATCHING": "false"}, "model_family_matching", False),
+        ({"METRICS_PER_WORKER": "0"}, "metrics_per_worker", False),
+        ({"METRICS_ENABLED": "OFF"}, "metrics_enabled", False),
+        ({"SERVER_STATE_STREAM_RATE": "2.5"}, "state_stream_rate", 2.5),
+        ({"LLM_QUEUE_SIZE": " 12 "}, "queue_size", 12),
+        ({"LLM_QUEUE_TIMEOUT": "1m30s"}, "queue_timeout", 90.0),
+    ],
+)
+def test_good_bool_and_number_values_parse(env, field, value):
+    config = GatewayConfig.from_options(resolve_options(env=env))
+    assert getattr(config, field) == value
+
+
+def test_yaml_scalars_of_every_type_parse():
+    doc = {
+        "plugin_options": {
+            "llm": {"model_family_matching": False, "queue_size": 7},
+            "server": {"state_stream_rate": 2.5, "drain_timeout": 90},
+        }
+    }
+    config = GatewayConfig.from_options(resolve_options(yaml_doc=doc))
+    assert (config.model_family_matching, config.queue_size) == (False, 7)
+    assert (config.state_stream_rate, config.drain_timeout) == (2.5, 90.0)
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (
+            {"llm": {"queue_size": "lots"}},
+            "plugin_options.llm.queue_size=lots: expected an integer",
+        ),
+        ({"llm": {"queue_size": 2.5}}, "plugin_options.llm.queue_size=2.5: expected an integer"),
+        ({"metrics": {"enabled": "maybe"}}, "plugin_options.metrics.enabled=maybe: expected true"),
+        ({"workers": {"gone_retention": "soon"}}, "plugin_options.workers.gone_retention=soon"),
+    ],
+)
+def test_bad_yaml_value_names_its_yaml_path(section, message):
+    with pytest.raises(OptionError) as info:
+        resolve_options(yaml_doc={"plugin_options": section})
+    assert message in str(info.value)
 
 
 def test_defaults_are_written_as_they_are_shown():

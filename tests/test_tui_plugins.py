@@ -117,3 +117,17 @@ def test_plugins_view_snapshot_narrow(snap_compare):
 def test_export_snapshot(snap_compare):
     app = GatewayApp(TuiConfig(), snapshot=SAMPLE, read_only=True)
     assert snap_compare(app, press=("7", "e"), terminal_size=(100, 30))
+
+
+def test_the_detail_pane_lists_allowed_values_when_the_gateway_sends_them():
+    from gatewaytui.tui.views.plugins import describe_arg
+
+    arg = {
+        "id": "scheduler",
+        "type": "string",
+        "description": "Worker pick strategy.",
+        "choices": ["least-busy", "round-robin", "fill-first"],
+        "default": "least-busy",
+    }
+    assert "one of least-busy, round-robin, fill-first" in describe_arg("llm", arg).plain
+    assert "one of" not in describe_arg("llm", {**arg, "choices": []}).plain

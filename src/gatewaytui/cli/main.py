@@ -16,7 +16,13 @@ import yaml
 
 import gatewaytui
 from gatewaytui.gateway.config import GatewayConfig
-from gatewaytui.gateway.options import DESCRIPTORS, OptionError, ResolvedOptions, resolve_options
+from gatewaytui.gateway.options import (
+    DESCRIPTORS,
+    OptionError,
+    ResolvedOptions,
+    allowed_values,
+    resolve_options,
+)
 from gatewaytui.schema import ArgType
 
 log = logging.getLogger("gatewaytui.cli")
@@ -160,6 +166,8 @@ def print_plugin_specs() -> None:
             print(f"  {spec.flag:<36} {spec.type.value:<9} default {default}")
             print(f"      env {spec.env}, yaml {spec.yaml}")
             print(f"      {spec.description}")
+            if (allowed := allowed_values(descriptor.id, spec)) is not None:
+                print(f"      allowed: {allowed}")
             if spec.example:
                 print(f"      example: {spec.example}")
             if spec.deprecated:
@@ -168,7 +176,7 @@ def print_plugin_specs() -> None:
 
 
 def cmd_options(args: argparse.Namespace) -> int:
-    resolved = resolve_from_args(args)
+    resolved = build_config(args).options  # the very checks `serve` makes
     if args.export:
         from gatewaytui.schema.options_export import export_config
 

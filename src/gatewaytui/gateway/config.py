@@ -1,120 +1,118 @@
-"""Typed view of the resolved options, read once at start so hot paths never parse."""
+"""Typed view of the resolved options, read once at start so hot paths never parse.
+
+The descriptors in `options.py` are the one source of every default and every range or choice
+check; this module only maps each option to a typed attribute (its default derived from the
+descriptor, never repeated here).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from gatewaytui.gateway.options import ResolvedOptions, resolve_options
+from gatewaytui.gateway.options import SCHEDULER_STRATEGIES, ResolvedOptions, resolve_options
 
-SCHEDULER_STRATEGIES = ("least-busy", "round-robin", "fill-first")
+__all__ = ["SCHEDULER_STRATEGIES", "GatewayConfig"]
 
 
 def _split(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+# attribute -> (plugin, option id, conversion of the resolved value)
+_SOURCES: dict[str, tuple[str, str, Callable[[Any], Any]]] = {
+    "host": ("server", "host", str),
+    "port": ("server", "port", int),
+    "drain_timeout": ("server", "drain_timeout", float),
+    "state_stream_rate": ("server", "state_stream_rate", float),
+    "state_keepalive": ("server", "state_keepalive", float),
+    "event_log_size": ("server", "event_log_size", int),
+    "api_keys": ("server", "api_keys", _split),
+    "worker_key": ("server", "worker_key", str),
+    "operator_tokens": ("server", "operator_tokens", _split),
+    "viewer_tokens": ("server", "viewer_tokens", _split),
+    "scheduler": ("llm", "scheduler", str),
+    "queue_size": ("llm", "queue_size", int),
+    "queue_timeout": ("llm", "queue_timeout", float),
+    "request_timeout": ("llm", "request_timeout", float),
+    "max_parallel_embeddings": ("llm", "max_parallel_embeddings", int),
+    "embedding_chunk_attempts": ("llm", "embedding_chunk_attempts", int),
+    "model_family_matching": ("llm", "model_family_matching", bool),
+    "heartbeat_interval": ("workers", "heartbeat_interval", float),
+    "heartbeat_expiry": ("workers", "heartbeat_expiry", float),
+    "gone_retention": ("workers", "gone_retention", float),
+    "max_frame_bytes": ("workers", "max_frame_bytes", int),
+    "metrics_enabled": ("metrics", "enabled", bool),
+    "metrics_per_worker": ("metrics", "per_worker", bool),
+    "mcp_max_request_bytes": ("mcp", "max_request_bytes", int),
+    "mcp_max_response_bytes": ("mcp", "max_response_bytes", int),
+    "mcp_heartbeat_interval": ("mcp", "heartbeat_interval", float),
+    "mcp_dead_after": ("mcp", "dead_after", float),
+    "mcp_client_concurrency": ("mcp", "client_concurrency", int),
+    "mcp_call_timeout": ("mcp", "call_timeout", float),
+    "backends_store_path": ("backends", "store_path", str),
+    "backends_probe_interval": ("backends", "probe_interval", float),
+    "backends_failure_threshold": ("backends", "failure_threshold", int),
+    "backends_cooldown": ("backends", "cooldown", float),
+}
+
+_DEFAULTS = resolve_options()
+
+
+def _values(options: ResolvedOptions) -> dict[str, Any]:
+    return {
+        name: convert(options.get(plugin, arg)) for name, (plugin, arg, convert) in _SOURCES.items()
+    }
+
+
+_D = _values(_DEFAULTS)
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    drain_timeout: float = 60.0
-    state_stream_rate: float = 4.0
-    state_keepalive: float = 5.0
-    event_log_size: int = 500
-    api_keys: tuple[str, ...] = ()
-    worker_key: str = ""
-    operator_tokens: tuple[str, ...] = ()
-    viewer_tokens: tuple[str, ...] = ()
-    scheduler: str = "least-busy"
-    queue_size: int = 256
-    queue_timeout: float = 30.0
-    request_timeout: float = 120.0
-    max_parallel_embeddings: int = 4
-    embedding_chunk_attempts: int = 3
-    model_family_matching: bool = True
-    heartbeat_interval: float = 5.0
-    heartbeat_expiry: float = 20.0
-    gone_retention: float = 300.0
-    max_frame_bytes: int = 4 * 1024 * 1024
-    metrics_enabled: bool = True
-    metrics_per_worker: bool = True
-    mcp_max_request_bytes: int = 1024 * 1024
-    mcp_max_response_bytes: int = 8 * 1024 * 1024
-    mcp_heartbeat_interval: float = 10.0
-    mcp_dead_after: float = 30.0
-    mcp_client_concurrency: int = 16
-    mcp_call_timeout: float = 120.0
-    backends_store_path: str = "backends.yaml"
-    backends_probe_interval: float = 30.0
-    backends_failure_threshold: int = 3
-    backends_cooldown: float = 60.0
+    """Every field's default is the descriptor's (see `_SOURCES`)."""
+
+    host: str = _D["host"]
+    port: int = _D["port"]
+    drain_timeout: float = _D["drain_timeout"]
+    state_stream_rate: float = _D["state_stream_rate"]
+    state_keepalive: float = _D["state_keepalive"]
+    event_log_size: int = _D["event_log_size"]
+    api_keys: tuple[str, ...] = _D["api_keys"]
+    worker_key: str = _D["worker_key"]
+    operator_tokens: tuple[str, ...] = _D["operator_tokens"]
+    viewer_tokens: tuple[str, ...] = _D["viewer_tokens"]
+    scheduler: str = _D["scheduler"]
+    queue_size: int = _D["queue_size"]
+    queue_timeout: float = _D["queue_timeout"]
+    request_timeout: float = _D["request_timeout"]
+    max_parallel_embeddings: int = _D["max_parallel_embeddings"]
+    embedding_chunk_attempts: int = _D["embedding_chunk_attempts"]
+    model_family_matching: bool = _D["model_family_matching"]
+    heartbeat_interval: float = _D["heartbeat_interval"]
+    heartbeat_expiry: float = _D["heartbeat_expiry"]
+    gone_retention: float = _D["gone_retention"]
+    max_frame_bytes: int = _D["max_frame_bytes"]
+    metrics_enabled: bool = _D["metrics_enabled"]
+    metrics_per_worker: bool = _D["metrics_per_worker"]
+    mcp_max_request_bytes: int = _D["mcp_max_request_bytes"]
+    mcp_max_response_bytes: int = _D["mcp_max_response_bytes"]
+    mcp_heartbeat_interval: float = _D["mcp_heartbeat_interval"]
+    mcp_dead_after: float = _D["mcp_dead_after"]
+    mcp_client_concurrency: int = _D["mcp_client_concurrency"]
+    mcp_call_timeout: float = _D["mcp_call_timeout"]
+    backends_store_path: str = _D["backends_store_path"]
+    backends_probe_interval: float = _D["backends_probe_interval"]
+    backends_failure_threshold: int = _D["backends_failure_threshold"]
+    backends_cooldown: float = _D["backends_cooldown"]
     options: ResolvedOptions = field(default_factory=resolve_options, compare=False, repr=False)
 
     @classmethod
     def from_options(cls, options: ResolvedOptions) -> GatewayConfig:
-        """Validate cross-option rules and build the typed config."""
-        g = options.get
-        scheduler = g("llm", "scheduler")
-        if scheduler not in SCHEDULER_STRATEGIES:
-            raise ValueError(
-                f"llm.scheduler={scheduler!r}: expected one of {', '.join(SCHEDULER_STRATEGIES)}"
-            )
-        rate = float(g("server", "state_stream_rate"))
-        if not 0 < rate <= 4:
-            raise ValueError(f"server.state_stream_rate={rate}: expected a number in (0, 4]")
-        for plugin, arg in (("llm", "queue_size"), ("server", "event_log_size")):
-            if g(plugin, arg) < 0:
-                raise ValueError(f"{plugin}.{arg}: expected a non-negative integer")
-        for plugin, arg in (
-            ("llm", "max_parallel_embeddings"),
-            ("llm", "embedding_chunk_attempts"),
-            ("workers", "max_frame_bytes"),
-            ("mcp", "max_request_bytes"),
-            ("mcp", "max_response_bytes"),
-            ("mcp", "client_concurrency"),
-            ("backends", "failure_threshold"),
-        ):
-            if g(plugin, arg) < 1:
-                raise ValueError(f"{plugin}.{arg}: expected a positive integer")
-        port = g("server", "port")
-        if not 0 <= port <= 65535:
-            raise ValueError(f"server.port={port}: expected 0..65535")
-        return cls(
-            host=g("server", "host"),
-            port=port,
-            drain_timeout=g("server", "drain_timeout"),
-            state_stream_rate=rate,
-            state_keepalive=g("server", "state_keepalive"),
-            event_log_size=g("server", "event_log_size"),
-            api_keys=_split(g("server", "api_keys")),
-            worker_key=g("server", "worker_key"),
-            operator_tokens=_split(g("server", "operator_tokens")),
-            viewer_tokens=_split(g("server", "viewer_tokens")),
-            scheduler=scheduler,
-            queue_size=g("llm", "queue_size"),
-            queue_timeout=g("llm", "queue_timeout"),
-            request_timeout=g("llm", "request_timeout"),
-            max_parallel_embeddings=g("llm", "max_parallel_embeddings"),
-            embedding_chunk_attempts=g("llm", "embedding_chunk_attempts"),
-            model_family_matching=g("llm", "model_family_matching"),
-            heartbeat_interval=g("workers", "heartbeat_interval"),
-            heartbeat_expiry=g("workers", "heartbeat_expiry"),
-            gone_retention=g("workers", "gone_retention"),
-            max_frame_bytes=g("workers", "max_frame_bytes"),
-            metrics_enabled=g("metrics", "enabled"),
-            metrics_per_worker=g("metrics", "per_worker"),
-            mcp_max_request_bytes=g("mcp", "max_request_bytes"),
-            mcp_max_response_bytes=g("mcp", "max_response_bytes"),
-            mcp_heartbeat_interval=g("mcp", "heartbeat_interval"),
-            mcp_dead_after=g("mcp", "dead_after"),
-            mcp_client_concurrency=g("mcp", "client_concurrency"),
-            mcp_call_timeout=g("mcp", "call_timeout"),
-            backends_store_path=g("backends", "store_path"),
-            backends_probe_interval=g("backends", "probe_interval"),
-            backends_failure_threshold=g("backends", "failure_threshold"),
-            backends_cooldown=g("backends", "cooldown"),
-            options=options,
-        )
+        """The typed config. Ranges and choices were checked by `resolve_options` (so
+        `gatewaytui options` and `serve` refuse the same values, naming their source)."""
+        return cls(**_values(options), options=options)
 
     @classmethod
     def build(cls, **overrides: object) -> GatewayConfig:

@@ -34,6 +34,10 @@ def _arg(
     replacement: str = "",
     feeds: str | None = None,
     listed: bool = False,
+    choices: tuple[str, ...] = (),
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
 ) -> ArgSpec:
     """Derive flag, env and YAML names from the plugin and argument id.
 
@@ -46,6 +50,8 @@ def _arg(
         FEEDS[(plugin, arg_id)] = feeds
     if listed:
         LISTED.add(f"{plugin}.{arg_id}")
+    if choices or minimum is not None or maximum is not None or above is not None:
+        LIMITS[f"{plugin}.{arg_id}"] = Limit(choices, minimum, maximum, above)
     return ArgSpec(
         id=arg_id,
         flag=f"--{dashed}",
@@ -61,9 +67,50 @@ def _arg(
     )
 
 
+@dataclass(frozen=True)
+class Limit:
+    """The values an option may take beyond its type: a set of words, or a range
+    (`above`: an exclusive lower bound, as for a rate that must be more than 0)."""
+
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    above: float | None = None
+
+    def problem(self, arg_type: ArgType, value: Any) -> str | None:
+        """What is wrong with a parsed value ("expected …"), or None."""
+        if self.choices:
+            if value not in self.choices:
+                return f"expected one of {', '.join(self.choices)}"
+            return None
+        too_low = (self.minimum is not None and value < self.minimum) or (
+            self.above is not None and value <= self.above
+        )
+        if too_low or (self.maximum is not None and value > self.maximum):
+            return f"expected {self.expectation(arg_type)}"
+        return None
+
+    def expectation(self, arg_type: ArgType) -> str:
+        if self.choices:
+            return f"one of {', '.join(self.choices)}"
+        noun, article = ("integer", "an") if arg_type == ArgType.INT else ("number", "a")
+        if self.maximum is None and self.above is None:
+            if self.minimum == 0:
+                return f"a non-negative {noun}"
+            if self.minimum == 1 and arg_type == ArgType.INT:
+                return "a positive integer"
+            return f"{article} {noun} of at least {self.minimum:g}"
+        low = f"({self.above:g}" if self.above is not None else f"[{self.minimum:g}"
+        return f"{article} {noun} in {low}, {self.maximum:g}]"
+
+
 FEEDS: dict[tuple[str, str], str] = {}
+# `plugin.arg` -> the values it may take beyond its type (checked for every source).
+LIMITS: dict[str, Limit] = {}
 # `plugin.arg` of the comma-separated list options (YAML may give them as a list).
 LISTED: set[str] = set()
+
+SCHEDULER_STRATEGIES = ("least-busy", "round-robin", "fill-first")
 
 STR, INT, BOOL, NUM, DUR = (
     ArgType.STRING,
@@ -90,7 +137,16 @@ DESCRIPTORS: list[PluginDescriptor] = [
                 "Address to bind (loopback by default).",
                 example="0.0.0.0",
             ),
-            _arg("server", "port", INT, "8080", "TCP port to listen on.", example="8080"),
+            _arg(
+                "server",
+                "port",
+                INT,
+                "8080",
+                "TCP port to listen on.",
+                example="8080",
+                minimum=0,
+                maximum=65535,
+            ),
             _arg(
                 "server",
                 "drain_timeout",
@@ -106,6 +162,8 @@ DESCRIPTORS: list[PluginDescriptor] = [
                 "4",
                 "Maximum deltas per second on the state stream (at most 4).",
                 example="2",
+                above=0,
+                maximum=4,
             ),
             _arg(
                 "server",
@@ -115,7 +173,14 @@ DESCRIPTORS: list[PluginDescriptor] = [
                 "Keep-alive interval on an idle state stream.",
                 example="10s",
             ),
-            _arg("server", "event_log_size", INT, "500", "Events kept in the bounded event log."),
+            _arg(
+                "server",
+                "event_log_size",
+                INT,
+                "500",
+                "Events kept in the bounded event log.",
+                minimum=0,
+            ),
             _arg(
                 "server",
                 "api_keys",
@@ -166,6 +231,7 @@ DESCRIPTORS: list[PluginDescriptor] = [
                 "least-busy",
                 "Worker pick strategy: least-busy, round-robin or fill-first.",
                 example="round-robin",
+                choices=SCHEDULER_STRATEGIES,
             ),
             _arg(
                 "llm",
@@ -174,6 +240,7 @@ DESCRIPTORS: list[PluginDescriptor] = [
                 "256",
                 "Requests that may wait for capacity before new ones get 503.",
                 example="200",
+                minimum=0,
             ),
             _arg(
                 "llm",
@@ -198,6 +265,7 @@ DESCRIPTORS: list[PluginDescriptor] = [
                 "4",
                 "Chunks of one embeddings request run in parallel at most.",
                 example="8",
+                minimum=1,
             ),
             _arg(
                 "llm",
@@ -205,6 +273,7 @@ DESCRIPTORS: list[PluginDescriptor] = [
                 INT,
                 "3",
                 "Tries for one embeddings chunk across different workers.",
+                minimum=1,
             ),
             _arg(
                 "llm",
@@ -270,6 +339,7 @@ DESCRIPTORS: list[PluginDescriptor] = [
                 INT,
                 "4194304",
                 "Largest frame a worker may send; larger closes its connection (1008).",
+                minimum=1,
             ),
         ],
     ),
@@ -285,6 +355,7 @@ DESCRIPTORS: list[PluginDescriptor] = [
                 "1048576",
                 "Largest JSON-RPC request an MCP client may send (413 above).",
                 example="262144",
+                minimum=1,
             ),
             _arg(
                 "mcp",
@@ -293,6 +364,7 @@ DESCRIPTORS: list[PluginDescriptor] = [
                 "8388608",
                 "Largest reply a relay may return; larger fails the call.",
                 example="16777216",
+                minimum=1,
             ),
             _arg(
                 "mcp",
@@ -317,6 +389,7 @@ DESCRIPTORS: list[PluginDescriptor] = [
                 "16",
                 "Calls in flight per relay; more get a JSON-RPC error with HTTP 429.",
                 example="32",
+                minimum=1,
             ),
             _arg(
                 "mcp",
@@ -356,6 +429,7 @@ DESCRIPTORS: list[PluginDescriptor] = [
                 "3",
                 "Consecutive failed probes before a backend leaves routing.",
                 example="5",
+                minimum=1,
             ),
             _arg(
                 "backends",
@@ -466,6 +540,21 @@ class ResolvedArg:
     value: Any
     source: OptionSource
     label: str = ""  # the flag, env var or YAML path it came from
+    raw: Any = None  # as given there (for messages)
+
+    def where(self, key: str) -> str:
+        """`--llm-queue-size -1`, `LLM_SCHEDULER=random`, `plugin_options.llm.x=3`, or
+        `default of llm.x`; a secret's value is never shown."""
+        return describe_source(self.spec, self.source, self.label, self.raw, key)
+
+
+def describe_source(spec: ArgSpec, source: OptionSource, label: str, raw: Any, key: str) -> str:
+    shown = "***" if spec.secret else raw
+    if source == "default":
+        return f"default of {key}"
+    if source == "flag":
+        return f"{label} {shown}"
+    return f"{label}={shown}"
 
 
 @dataclass
@@ -568,20 +657,37 @@ def resolve_options(
                 errors.append(f"{label}: {exc}")
                 continue
             except ValueError as exc:
-                shown = "***" if spec.secret else raw
-                where = f"{label}={shown}" if source != "default" else f"default of {key}"
-                errors.append(f"{where}: {exc}")
+                errors.append(f"{describe_source(spec, source, label, raw, key)}: {exc}")
                 continue
             if spec.deprecated and source != "default":
                 resolved.warnings.append(
                     f"{label} is deprecated" + (f": {spec.replacement}" if spec.replacement else "")
                 )
-            bucket[spec.id] = ResolvedArg(spec=spec, value=value, source=source, label=label)
+            bucket[spec.id] = ResolvedArg(
+                spec=spec, value=value, source=source, label=label, raw=raw
+            )
         resolved.args[descriptor.id] = bucket
     if errors:
         raise OptionError("; ".join(errors))
     _feed_replacements(resolved)
+    errors = _out_of_limits(resolved)
+    if errors:
+        raise OptionError("; ".join(errors))
     return resolved
+
+
+def _out_of_limits(resolved: ResolvedOptions) -> list[str]:
+    """Range and choice checks, each naming where the value came from."""
+    errors: list[str] = []
+    for key, limit in LIMITS.items():
+        plugin, arg_id = key.split(".")
+        arg = resolved.args[plugin][arg_id]
+        if arg.value is None:  # an unset deprecated option
+            continue
+        problem = limit.problem(arg.spec.type, arg.value)
+        if problem:
+            errors.append(f"{arg.where(key)}: {problem}")
+    return errors
 
 
 _RANK = {"default": 0, "yaml": 1, "env": 2, "flag": 3}
@@ -597,9 +703,9 @@ def _feed_replacements(resolved: ResolvedOptions) -> None:
         try:
             value = parse_value(new.spec, old.value)
         except ValueError as exc:
-            raise OptionError(f"{old.label}: {exc}") from None
+            raise OptionError(f"{old.where(f'{plugin}.{old_id}')}: {exc}") from None
         resolved.args[plugin][new_id] = ResolvedArg(
-            spec=new.spec, value=value, source=old.source, label=old.label
+            spec=new.spec, value=value, source=old.source, label=old.label, raw=old.raw
         )
         resolved.warnings.append(f"{old.label} sets {plugin}.{new_id} (its replacement)")
 
@@ -621,6 +727,12 @@ def _unknown_yaml_keys(section: Mapping[str, Any]) -> list[str]:
                 hint = _did_you_mean(str(key), known[plugin])
                 problems.append(f"plugin_options.{plugin}.{key}: unknown option{hint}")
     return problems
+
+
+def allowed_values(plugin: str, spec: ArgSpec) -> str | None:
+    """`one of least-busy, round-robin, fill-first` or `a positive integer`, if limited."""
+    limit = LIMITS.get(f"{plugin}.{spec.id}")
+    return None if limit is None else limit.expectation(spec.type)
 
 
 def _did_you_mean(word: str, choices: Any) -> str:
@@ -655,6 +767,17 @@ def config_json_schema() -> dict[str, Any]:
             prop["description"] = spec.description + (
                 f" Deprecated: {spec.replacement}" if spec.deprecated else ""
             )
+            limit = LIMITS.get(f"{descriptor.id}.{spec.id}")
+            if limit is not None and limit.choices:
+                prop["enum"] = list(limit.choices)
+            elif limit is not None:
+                for name, bound in (
+                    ("minimum", limit.minimum),
+                    ("maximum", limit.maximum),
+                    ("exclusiveMinimum", limit.above),
+                ):
+                    if bound is not None:
+                        prop[name] = int(bound) if float(bound).is_integer() else bound
             if spec.default and not spec.secret:
                 prop["default"] = spec.default
             if spec.example:
@@ -702,6 +825,8 @@ def options_markdown() -> str:
         for spec in descriptor.args:
             default = "(secret)" if spec.secret else f"`{spec.default}`" if spec.default else ""
             note = spec.description
+            if (allowed := allowed_values(descriptor.id, spec)) is not None:
+                note += f" Allowed: {allowed}."
             if spec.example:
                 note += f" Example: `{spec.example}`."
             if spec.deprecated:

@@ -47,6 +47,10 @@ def describe_arg(plugin_id: str, arg: Mapping[str, Any]) -> Text:
         Text(str(arg.get("description", ""))),
     )
     text.append("\n")
+    if arg.get("choices"):  # from gateways whose ArgSpec carries its allowed values
+        text.append("one of ", "dim")
+        text.append(", ".join(map(str, arg["choices"])))
+        text.append("   ")
     if arg.get("example"):
         text.append("example ", "dim")
         text.append(str(arg["example"]))
