@@ -147,6 +147,17 @@ def test_unknown_yaml_keys_suggest_the_right_one():
     assert "plugin_options.wrokers: unknown plugin (did you mean 'workers'?)" in text
 
 
+def test_unknown_top_level_keys_are_reported_with_a_suggestion():
+    with pytest.raises(OptionError) as info:
+        resolve_options(yaml_doc={"plugin_option": {"llm": {"queue_size": 3}}, "servr": 1})
+    text = str(info.value)
+    assert "plugin_option: unknown top-level key (did you mean 'plugin_options'?)" in text
+    assert "servr: unknown top-level key" in text
+    from gatewaytui.gateway.options import config_json_schema
+
+    assert config_json_schema()["additionalProperties"] is False
+
+
 def test_names_derive_from_plugin_and_id():
     spec = find_spec("llm", "queue_size")
     assert (spec.flag, spec.env, spec.yaml) == (

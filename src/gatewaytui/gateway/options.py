@@ -105,6 +105,8 @@ class Limit:
 
 
 FEEDS: dict[tuple[str, str], str] = {}
+# What the gateway's YAML file may hold at the top level (anything else is a typo to report).
+TOP_LEVEL_KEYS = ("plugin_options",)
 # `plugin.arg` -> the values it may take beyond its type (checked for every source).
 LIMITS: dict[str, Limit] = {}
 # `plugin.arg` of the comma-separated list options (YAML may give them as a list).
@@ -629,8 +631,13 @@ def resolve_options(
     """
     flags = flags or {}
     env = env or {}
+    errors: list[str] = [
+        f"{key}: unknown top-level key{_did_you_mean(str(key), TOP_LEVEL_KEYS)}"
+        f" (known: {', '.join(TOP_LEVEL_KEYS)})"
+        for key in (yaml_doc or {})
+        if key not in TOP_LEVEL_KEYS
+    ]
     section = (yaml_doc or {}).get("plugin_options") or {}
-    errors: list[str] = []
     if not isinstance(section, Mapping):
         raise OptionError("plugin_options: expected a mapping of plugin id to options")
     errors.extend(_unknown_yaml_keys(section))
@@ -805,6 +812,7 @@ def config_json_schema() -> dict[str, Any]:
                 "additionalProperties": False,
             }
         },
+        "additionalProperties": False,
     }
 
 
