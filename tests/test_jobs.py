@@ -189,39 +189,6 @@ def test_worker_error_is_passed_to_the_client(gateway):
     assert state["workers"][0]["last_error"] == "CUDA out of memory"
 
 
-def test_failed_embedding_chunk_is_retried_on_another_worker(gateway):
-    flaky = RawWorker(gateway.ws_url, "flaky", ["e"], batch_size=4)
-    steady = RawWorker(gateway.ws_url, "steady", ["e"], batch_size=4)
-    texts = [f"t{i}" * (i + 1) for i in range(8)]
-    results: list = []
-
-    def run() -> None:
-        body = {"model": "e", "input": texts}
-        results.append(httpx.post(gateway.url + "/v1/embeddings", json=body, timeout=20))
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    served = 0
-    flaky_failed = False
-    while served < 2:
-        for worker in (flaky, steady):
-            try:
-                chunk = worker.next_job(timeout=0.2)
-            except Exception:
-                continue
-            if worker is flaky and not flaky_failed:
-                flaky_failed = True
-                worker.error(chunk, "transient")
-            else:
-                worker.reply_embeddings(chunk)
-                served += 1
-    thread.join(10)
-    assert results[0].status_code == 200
-    vectors = [d["embedding"] for d in results[0].json()["data"]]
-    assert vectors == [vector_for(t) for t in texts]
-    assert flaky_failed
-
-
 def embeddings_in_thread(gw, results: list, texts: list[str]) -> threading.Thread:
     def run() -> None:
         body = {"model": "e", "input": texts}
@@ -230,6 +197,69 @@ def embeddings_in_thread(gw, results: list, texts: list[str]) -> threading.Threa
     thread = threading.Thread(target=run)
     thread.start()
     return thread
+
+
+def test_failed_embedding_chunk_is_retried_on_another_worker(gateway):
+    flaky = RawWorker(gateway.ws_url, "flaky", ["e"], batch_size=4)
+    steady = RawWorker(gateway.ws_url, "steady", ["e"], batch_size=4)
+    texts = [f"t{i}" * (i + 1) for i in range(8)]
+    results: list = []
+    thread = embeddings_in_thread(gateway, results, texts)
+    failed = flaky.next_job()  # one slot each: each worker gets one of the two chunks
+    served = steady.next_job()
+    assert {tuple(failed["body"]["input"]), tuple(served["body"]["input"])} == {
+        tuple(texts[:4]),
+        tuple(texts[4:]),
+    }
+    flaky.error(failed, "transient")
+    steady.reply_embeddings(served)
+    retry = steady.next_job()  # the failed chunk goes to the worker that did not fail it
+    assert retry["body"]["input"] == failed["body"]["input"]
+    assert retry["job_id"] not in (failed["job_id"], served["job_id"])
+    (job,) = jobs(gateway)  # progress is live state while the retry runs
+    assert job["partition"] == {
+        "total_items": 8,
+        "done_items": 4,
+        "chunks_done": 1,
+        "chunks_inflight": 1,
+        "chunks_failed": 1,
+    }
+    assert sorted(job["workers"]) == ["flaky", "steady"] and job["worker"] == "steady"
+    steady.reply_embeddings(retry)
+    thread.join(10)
+    assert results[0].status_code == 200
+    vectors = [d["embedding"] for d in results[0].json()["data"]]
+    assert vectors == [vector_for(t) for t in texts]
+    assert flaky.frames.empty()  # never asked again
+    state = httpx.get(gateway.url + "/api/state").json()
+    by_id = {w["id"]: w for w in state["workers"]}
+    assert by_id["flaky"]["failures"] == 1 and by_id["flaky"]["last_error"] == "transient"
+    assert by_id["steady"]["embeddings"] == 8
+
+
+def test_max_parallel_embeddings_caps_chunks_in_flight(make_gateway):
+    gw = make_gateway(llm__max_parallel_embeddings=2)
+    worker = RawWorker(gw.ws_url, "w", ["e"], max_concurrency=8, batch_size=1)
+    texts = [f"text {i}" for i in range(6)]
+    results: list = []
+    thread = embeddings_in_thread(gw, results, texts)
+    open_chunks = [worker.next_job(), worker.next_job()]
+    answered = 0
+    while open_chunks:
+        # The worker has 8 free slots, but no more than 2 chunks are ever out at once.
+        with pytest.raises(queue.Empty):
+            worker.next_job(timeout=0.3)
+        assert gw.sync(lambda: gw.gateway.registry.get("w").inflight) == len(open_chunks)
+        (job,) = jobs(gw)
+        assert job["partition"]["chunks_inflight"] == len(open_chunks)
+        assert job["partition"]["done_items"] == answered
+        worker.reply_embeddings(open_chunks.pop(0))
+        answered += 1
+        if answered + len(open_chunks) < len(texts):
+            open_chunks.append(worker.next_job())
+    thread.join(10)
+    assert results[0].status_code == 200
+    assert [d["embedding"] for d in results[0].json()["data"]] == [vector_for(t) for t in texts]
 
 
 def test_client_disconnect_cancels_every_open_embeddings_chunk(gateway):
