@@ -321,3 +321,69 @@ def test_options_export_for_pasting():
         capture_output=True, text=True, env=env, check=True,
     ).stdout  # fmt: skip
     assert "--workers-gone-retention 15m" in flags and "--llm-queue-size 42" in flags
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+
+
+@pytest.mark.parametrize("token", [None, ""], ids=["missing", "empty"])
+def test_a_context_token_file_problem_is_one_line_not_a_traceback(tmp_path, token):
+    token_file = tmp_path / "prod.token"
+    if token is not None:
+        token_file.write_text(token, encoding="utf-8")
+    config = tmp_path / "panel.yaml"
+    config.write_text(
+        "contexts:\n"
+        "  - name: local\n    url: http://127.0.0.1:9\n"
+        f"  - name: prod\n    url: http://127.0.0.1:9\n    token_file: {token_file}\n",
+        encoding="utf-8",
+    )
+    for args in (("--config", str(config), "--context", "prod"),
+                 ("--context", "prod", "--config", str(config))):  # fmt: skip
+        result = run_cli(*args)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("gatewaytui: context 'prod': token file")
+        assert str(token_file) in lines[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("open", "sample_state.json", "--theme", "nord", "--config", "{missing}"),
+        ("--theme", "nord", "open", "sample_state.json", "--config", "{missing}"),
+        ("--config", "{missing}", "open", "sample_state.json", "--read-only"),
+        ("demo", "--theme", "nord", "--read-only", "--config", "{missing}"),
+        ("--read-only", "demo", "--config", "{missing}", "--theme", "nord"),
+    ],
+)
+def test_panel_options_are_accepted_after_open_and_demo_and_load_the_config(tmp_path, args):
+    """The panel config given after the command is the one loaded (here: a missing file,
+    so the command stops at once, before any panel or demo gateway starts)."""
+    missing = tmp_path / "nope.yaml"
+    args = tuple(str(missing) if a == "{missing}" else a for a in args)
+    result = run_cli(*args)
+    assert "unrecognized arguments" not in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"gatewaytui: config file not found: {missing}"
+
+
+def test_demo_panel_keeps_the_users_keymap_refresh_rate_and_themes(tmp_path):
+    from gatewaytui.cli.demo import demo_panel_config
+    from gatewaytui.tui.config import ContextConfig, load_config
+
+    config_file = tmp_path / "panel.yaml"
+    config_file.write_text(
+        "refresh_rate: 2\nkeymap:\n  app.quit: ctrl+q\n"
+        "contexts:\n  - name: prod\n    url: https://gw.example:8443\n",
+        encoding="utf-8",
+    )
+    user = load_config(config_file)
+    demo = ContextConfig(name="demo", url="http://127.0.0.1:1234", color="green")
+    panel = demo_panel_config(user, demo)
+    assert panel.refresh_rate == 2 and panel.keymap == user.keymap
+    assert [c.name for c in panel.contexts] == ["demo"] and panel.default_context == "demo"

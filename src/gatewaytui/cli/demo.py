@@ -204,8 +204,13 @@ def run_demo_with_tui(
     rate: float = 3.0,
     theme: str | None = None,
     read_only: bool = False,
+    config: Any = None,
+    config_path: Any = None,
 ) -> int:
     """The headless demo in a child process, and the panel connected to it like any gateway.
+
+    `config`: the user's panel config (`TuiConfig`): its keymap, refresh rate and themes apply;
+    its contexts are replaced by the demo's own.
 
     Keeping the gateway and its workers in another process means the panel meets it exactly
     as it would over SSH, and neither slows the other.
@@ -233,8 +238,10 @@ def run_demo_with_tui(
         url = first.split("gateway on ", 1)[1].split()[0]
         threading_drain(child)
         context = ContextConfig(name="demo", url=url, color="green")
-        config = TuiConfig(contexts=[context], default_context="demo")
-        GatewayApp(config, context=context, theme=theme, read_only=read_only).run()
+        panel = demo_panel_config(config if config is not None else TuiConfig(), context)
+        GatewayApp(
+            panel, context=context, theme=theme, read_only=read_only, config_path=config_path
+        ).run()
     finally:
         child.terminate()
         try:
@@ -242,6 +249,11 @@ def run_demo_with_tui(
         except subprocess.TimeoutExpired:
             child.kill()
     return 0
+
+
+def demo_panel_config(config: Any, context: Any) -> Any:
+    """The user's panel config with the demo gateway as its only context."""
+    return config.model_copy(update={"contexts": [context], "default_context": context.name})
 
 
 def threading_drain(child: Any) -> None:

@@ -294,12 +294,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return asyncio.run(
             run_demo(port=args.port, workers=args.workers, rate=args.rate, duration=args.duration)
         )
+    config = load_tui_config(args)  # the user's keymap, refresh rate and themes (before start)
     return run_demo_with_tui(
         port=args.port,
         workers=args.workers,
         rate=args.rate,
         theme=args.theme,
         read_only=args.read_only,
+        config=config,
+        config_path=Path(args.config) if args.config else None,
     )
 
 
@@ -320,15 +323,16 @@ def cmd_tui(args: argparse.Namespace) -> int:
     config = load_tui_config(args)
     try:
         context = pick_context(config, args.context)
-    except ConfigError as exc:
+        app = GatewayApp(
+            config,
+            context=context,
+            read_only=args.read_only,
+            theme=args.theme,
+            config_path=Path(args.config) if args.config else None,
+        )
+    except ConfigError as exc:  # e.g. the context's token file is missing or empty
         raise CliError(str(exc)) from None
-    GatewayApp(
-        config,
-        context=context,
-        read_only=args.read_only,
-        theme=args.theme,
-        config_path=Path(args.config) if args.config else None,
-    ).run()
+    app.run()
     return 0
 
 
@@ -336,15 +340,50 @@ def cmd_open(args: argparse.Namespace) -> int:
     """`gatewaytui open FILE`: a saved snapshot, read-only, with no gateway at all."""
     from gatewaytui.client.errors import ClientError
     from gatewaytui.tui.app import GatewayApp
+    from gatewaytui.tui.config import ConfigError
 
     config = load_tui_config(args)
     path = Path(args.snapshot)
     try:
-        app = GatewayApp(config, snapshot=path, read_only=True, theme=args.theme)
+        app = GatewayApp(
+            config,
+            snapshot=path,
+            read_only=True,
+            theme=args.theme,
+            config_path=Path(args.config) if args.config else None,
+        )
     except ClientError as exc:
         raise CliError(f"cannot open {path}: {exc}") from None
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
     app.run()
     return 0
+
+
+def add_panel_flags(parser: argparse.ArgumentParser, *, top: bool, context: bool = True) -> None:
+    """The panel's options. They are accepted before the command and after `open`/`demo`
+    (there they default to "not given", so a value before the command is kept)."""
+
+    def default(value: Any) -> Any:
+        return value if top else argparse.SUPPRESS
+
+    group = parser.add_argument_group("panel options") if not top else parser
+    group.add_argument(
+        "--config", default=default(None), help="panel config file (default: XDG config dir)"
+    )
+    if context:
+        group.add_argument(
+            "--context",
+            default=default(None),
+            help="gateway context to open (default: the config's)",
+        )
+    group.add_argument(
+        "--read-only",
+        action="store_true",
+        default=default(False),
+        help="hide and refuse actions",
+    )
+    group.add_argument("--theme", default=default(None), help="theme name (see themes/)")
 
 
 # ---- parser -----------------------------------------------------------------------------
@@ -364,15 +403,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="default: info (demo: warning)",
     )
-    parser.add_argument("--config", help="panel config file (default: XDG config dir)")
-    parser.add_argument("--context", help="gateway context to open (default: the config's)")
-    parser.add_argument("--read-only", action="store_true", help="hide and refuse actions")
-    parser.add_argument("--theme", help="theme name (see themes/)")
+    add_panel_flags(parser, top=True)
     parser.set_defaults(func=cmd_tui)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     open_cmd = sub.add_parser("open", help="open a saved snapshot read-only (no gateway)")
     open_cmd.add_argument("snapshot", help="a saved state file, e.g. sample_state.json")
+    add_panel_flags(open_cmd, top=False, context=False)
     open_cmd.set_defaults(func=cmd_open)
 
     serve = sub.add_parser("serve", help="run the gateway core")
@@ -435,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=3.0, help="requests per second")
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     demo.add_argument("--headless", action="store_true", help="no panel: print status lines")
+    add_panel_flags(demo, top=False, context=False)
     demo.set_defaults(func=cmd_demo)
 
     schema = sub.add_parser("schema", help="print (or --write) the published JSON Schemas")
