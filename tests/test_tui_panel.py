@@ -12,7 +12,7 @@ from gatewaytui.tui.app import GatewayApp
 from gatewaytui.tui.config import ConfigError, ContextConfig, TuiConfig
 from gatewaytui.tui.widgets.header import GatewayHeader
 from raw_worker import RawWorker
-from test_tui_app import FAST, SAMPLE, header_text, live_app, table, until
+from test_tui_app import FAST, SAMPLE, header_text, live_app, offline_app, table, until
 
 
 def toast_texts(app: GatewayApp) -> list[str]:
@@ -143,3 +143,151 @@ async def test_keymap_from_the_config_remaps_keys_in_the_running_app():
         assert not isinstance(app.screen, CommandPalette)
         await pilot.press("ctrl+k")
         await until(pilot, lambda: isinstance(app.screen, CommandPalette), what="palette")
+
+
+# ---- 6. the footer: only keys that do something, help and quit at any width ----------------
+
+
+def footer_keys(app: GatewayApp) -> list[str]:
+    from textual.widgets._footer import FooterKey
+
+    return [key.description for key in app.screen.query(FooterKey)]
+
+
+async def settle(pilot) -> None:
+    """The footer recomposes after the bindings change (after a refresh)."""
+    for _ in range(3):
+        await pilot.pause()
+
+
+OPENS = {"1": False, "2": True, "3": True, "4": False, "5": False, "6": True, "7": False}
+
+
+@pytest.mark.parametrize("view_key", list(OPENS))
+async def test_footer_shows_mark_and_open_only_where_they_work(view_key):
+    app = offline_app()
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.press(view_key)
+        await settle(pilot)
+        keys = footer_keys(app)
+        assert ("Mark" in keys) is (view_key == "2")  # only Workers acts on marked rows
+        assert ("Open" in keys) is OPENS[view_key]
+        assert "Help" in keys and "Quit" in keys
+        table_widget = app._current_table()
+        if table_widget is not None and view_key != "2":
+            before = table_widget.marked
+            await pilot.press("space")
+            assert table_widget.marked == before  # space marks nothing there
+
+
+@pytest.mark.parametrize("view_key", list(OPENS))
+async def test_help_and_quit_survive_at_80_columns(view_key):
+    app = offline_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press(view_key)
+        await settle(pilot)
+        keys = footer_keys(app)
+        assert keys[-2:] == ["Help", "Quit"] or {"Help", "Quit"} <= set(keys)
+        footer = app.screen.query_one("GatewayFooter")
+        right = max(key.region.right for key in footer.query("FooterKey"))
+        assert right <= 80
+        for key in footer.query("FooterKey"):
+            if key.description in ("Help", "Quit"):
+                assert key.region.right <= 80 - 12  # clear of the palette key on the right
+
+
+async def test_footer_keys_come_back_when_the_terminal_widens():
+    app = offline_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        await settle(pilot)
+        assert "Reverse" not in footer_keys(app)
+        await pilot.resize_terminal(160, 40)
+        await settle(pilot)
+        assert "Reverse" in footer_keys(app) and "Help" in footer_keys(app)
+
+
+# ---- 4. the job detail screen ------------------------------------------------------------
+
+
+def screen_lines(widget) -> list[str]:
+    return [widget.render_line(y).text.rstrip() for y in range(widget.size.height)]
+
+
+async def test_enter_on_a_job_shows_all_of_it():
+    from gatewaytui.tui.screens.job_detail import JobDetailScreen
+
+    app = offline_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("3")
+        assert table(app).move_cursor_to("emb-018215-7c41e2")
+        await pilot.press("enter")
+        assert isinstance(app.screen, JobDetailScreen)
+        await pilot.pause()
+        text = "\n".join(screen_lines(app.screen.query_one("#job-body")))
+        for expected in (
+            "emb-018215-7c41e2",
+            "embeddings",
+            "nomic-embed-text",
+            "gpu-l40s-02",  # the worker, with its status
+            "gpu-l4-01, gpu-l4-02",  # the other workers of the partitioned job
+            "2026-11-21 09:28:55 UTC",  # started
+            "1m04s",  # elapsed, from the snapshot's own time
+            "stream     no",
+            "184,907 in / 0 out",
+            "3,840/4,096 items",
+            "40 done, 3 in flight, 1 failed",
+            "10.0.9.14:52210",  # the client's address
+        ):
+            assert expected in text, expected
+        assert "Cancel job" not in footer_keys(app)  # a snapshot: nothing to cancel
+        await pilot.press("escape")
+        assert not isinstance(app.screen, JobDetailScreen)
+        assert app.current_view.view_id == "jobs"
+
+
+async def test_cancel_a_job_from_its_detail_screen(gateway):
+    import threading
+
+    import httpx
+
+    from gatewaytui.tui.screens.confirm import ConfirmScreen
+    from gatewaytui.tui.screens.job_detail import JobDetailScreen
+
+    worker = RawWorker(gateway.ws_url, "w", ["m"])
+    results: list = []
+
+    def chat() -> None:
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        results.append(httpx.post(gateway.url + "/v1/chat/completions", json=body, timeout=30))
+
+    thread = threading.Thread(target=chat)
+    thread.start()
+    job = worker.next_job()
+    app = live_app(gateway.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("3")
+        await until(pilot, lambda: table(app).total_count == 1, what="job")
+        await until(pilot, lambda: app._role is not None, what="role")
+        await pilot.press("enter")
+        assert isinstance(app.screen, JobDetailScreen)
+        body = app.screen.query_one("#job-body")
+        await until(pilot, lambda: "stream     yes" in "\n".join(screen_lines(body)))
+        lines = "\n".join(screen_lines(body))
+        assert job["job_id"] in lines and "127.0.0.1:" in lines  # the client's address
+        await settle(pilot)
+        assert "Cancel job" in footer_keys(app)
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert job["job_id"] in str(app.screen.body)
+        await pilot.press("y")
+        assert worker.cancels.get(timeout=5)["job_id"] == job["job_id"]
+        await until(
+            pilot,
+            lambda: "no longer in flight" in "\n".join(screen_lines(body)),
+            what="the job ended",
+        )
+        assert isinstance(app.screen, JobDetailScreen)
+        await settle(pilot)
+        assert "Cancel job" not in footer_keys(app)
+    thread.join(10)

@@ -29,7 +29,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Container
 from textual.css.query import NoMatches
 from textual.notifications import SeverityLevel
-from textual.widgets import ContentSwitcher, Footer, Input
+from textual.widgets import ContentSwitcher, Input
 
 from gatewaytui.client.connection import ConnectionStatus
 from gatewaytui.client.errors import ClientError
@@ -49,6 +49,7 @@ from gatewaytui.tui.formatting import STATUS_STYLES, age, parse_ts, status_text
 from gatewaytui.tui.hangup import HANGUP_EXIT_CODE, resume_only_after_suspend, start_exit_watchdog
 from gatewaytui.tui.screens.confirm import ConfirmScreen
 from gatewaytui.tui.screens.help import HelpScreen
+from gatewaytui.tui.screens.job_detail import JobDetailScreen
 from gatewaytui.tui.screens.type_confirm import TypeToConfirmScreen
 from gatewaytui.tui.screens.worker_detail import WorkerDetailScreen
 from gatewaytui.tui.themes import (
@@ -66,6 +67,7 @@ from gatewaytui.tui.views.overview import OverviewView
 from gatewaytui.tui.views.plugins import PluginsView
 from gatewaytui.tui.views.workers import WorkersView
 from gatewaytui.tui.widgets.banner import ConnectionBanner
+from gatewaytui.tui.widgets.footer import GatewayFooter
 from gatewaytui.tui.widgets.header import GatewayHeader
 from gatewaytui.tui.widgets.virtual_table import VirtualTable
 
@@ -88,6 +90,7 @@ KNOWN_BINDING_IDS = frozenset(
         "table.first", "table.last", "table.mark", "table.select", "table.sort",
         "table.reverse", "events.follow", "confirm.yes", "confirm.no",
         "type_confirm.cancel", "detail.back", "detail.drain", "detail.undrain", "help.close",
+        "job_detail.back", "job_detail.cancel",
         "plugins.export", "export.yaml", "export.env", "export.flags", "export.all",
         "export.copy", "export.close",
         "backends.add", "backends.edit", "backends.toggle", "backends.probe", "backends.delete",
@@ -95,6 +98,7 @@ KNOWN_BINDING_IDS = frozenset(
     }
 )  # fmt: skip
 ACTIONS = frozenset({"drain", "undrain", "cancel_job"})
+ROW_ACTIONS = ACTIONS | {"details", "filter"}
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +312,7 @@ class GatewayApp(App[None]):
             yield from self._views_by_id.values()
         with self._filter_bar:
             yield self._filter_input
-        yield Footer()
+        yield GatewayFooter()
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         """`$status-*` exist under every theme, Textual's built-in ones too."""
@@ -674,15 +678,22 @@ class GatewayApp(App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Actions vanish from the footer where they do not apply (and in read-only mode)."""
         view_id = self.current_view.view_id if hasattr(self, "_views_by_id") else ""
+        if action in ROW_ACTIONS and self._over_main_screen():
+            return False  # a detail screen acts on its own item, never on the table behind it
         if action in ("drain", "undrain"):
             return view_id == "workers" and not self.read_only
         if action == "cancel_job":
             return view_id == "jobs" and not self.read_only
         if action == "details":
-            return view_id == "workers"
-        if action == "filter":
-            return True
+            return view_id in ("workers", "jobs")
         return True
+
+    def _over_main_screen(self) -> bool:
+        """A screen (details, a dialog) is on top of the views."""
+        try:
+            return len(self.screen_stack) > 1
+        except Exception:  # no screen yet
+            return False
 
     def _selected_workers(self) -> list[str]:
         table = self._current_table()
@@ -693,16 +704,21 @@ class GatewayApp(App[None]):
         return [table.cursor_id] if table.cursor_id else []
 
     def action_details(self) -> None:
-        ids = self._selected_workers()
-        if ids and self.current_view.view_id == "workers":
-            self.push_screen(
-                WorkerDetailScreen(ids[0] if len(ids) == 1 else self._current_table().cursor_id)
-            )
+        table = self._current_table()
+        if table is not None and table.cursor_id:
+            self.open_details(table.cursor_id)
+
+    def open_details(self, row_id: str) -> None:
+        """Enter on a row: the worker's or the job's detail screen."""
+        view_id = self.current_view.view_id
+        if view_id == "workers":
+            self.push_screen(WorkerDetailScreen(row_id))
+        elif view_id == "jobs":
+            self.push_screen(JobDetailScreen(row_id))
 
     @on(VirtualTable.RowSelected)
     def _row_selected(self, event: VirtualTable.RowSelected) -> None:
-        if self.current_view.view_id == "workers":
-            self.push_screen(WorkerDetailScreen(event.row_id))
+        self.open_details(event.row_id)
 
     @on(VirtualTable.MarksChanged)
     def _marks_changed(self, event: VirtualTable.MarksChanged) -> None:
@@ -776,12 +792,17 @@ class GatewayApp(App[None]):
                 self.notify(f"✓ {worker_id} drained: no jobs left", timeout=8, markup=False)
 
     def action_cancel_job(self) -> None:
-        if self.current_view.view_id != "jobs" or self._refuse_read_only():
-            return
         table = self._current_table()
-        job_id = table.cursor_id if table else None
-        job = self.store.items["jobs"].get(job_id or "")
+        if self.current_view.view_id == "jobs" and table is not None and table.cursor_id:
+            self.request_cancel_job(table.cursor_id)
+
+    def request_cancel_job(self, job_id: str) -> None:
+        """Confirm (default Cancel), then ask the gateway to cancel the job."""
+        if self._refuse_read_only():
+            return
+        job = self.store.items["jobs"].get(job_id)
         if job is None:
+            self.notify(f"job {job_id} is no longer in flight", severity="warning", markup=False)
             return
         started = parse_ts(job.get("started_at"))
         body = Text.assemble(

@@ -11,9 +11,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from gatewaytui.schema.options_export import FORMATS, ExportFormat, export_config
+from gatewaytui.tui.widgets.footer import GatewayFooter
 
 LABELS = {"yaml": "YAML", "env": "env lines", "flags": "flags"}
 
@@ -53,7 +54,7 @@ class ExportScreen(ModalScreen[None]):
             yield Static(id="export-title")
             with VerticalScroll():
                 yield Static(id="export-body")
-        yield Footer()
+        yield GatewayFooter()
 
     def on_mount(self) -> None:
         self._show()

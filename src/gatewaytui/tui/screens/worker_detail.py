@@ -12,10 +12,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Sparkline, Static
+from textual.widgets import Sparkline, Static
 
 from gatewaytui.client.store import Change, StateStore
 from gatewaytui.tui.formatting import age, count, ms, parse_ts, status_text
+from gatewaytui.tui.widgets.footer import GatewayFooter
 
 if TYPE_CHECKING:
     from gatewaytui.tui.app import GatewayApp
@@ -102,14 +103,7 @@ def describe_worker(
 
 
 class WorkerDetailScreen(ModalScreen[None]):
-    DEFAULT_CSS = """
-    WorkerDetailScreen { align: center middle; }
-    WorkerDetailScreen > VerticalScroll {
-        width: 100; max-width: 98%; height: 90%; border: round $primary;
-        background: $panel; padding: 0 1;
-    }
-    WorkerDetailScreen Sparkline { height: 2; margin: 1 0; }
-    """
+    CSS_PATH = "worker_detail.tcss"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "close", "Back", id="detail.back"),
@@ -130,7 +124,7 @@ class WorkerDetailScreen(ModalScreen[None]):
             yield Static(id="detail-body")
             yield Static("tokens/s", classes="panel-title")
             yield Sparkline([0], id="detail-spark")
-        yield Footer()
+        yield GatewayFooter()
 
     def on_mount(self) -> None:
         self.show_state(self.gateway_app.store, None)

@@ -41,6 +41,7 @@ class JobsView(TableView):
     title = "Jobs"
     collection = "jobs"
     default_sort = ("elapsed", True)
+    selectable = True  # the app opens the job's details
 
     def columns(self) -> Sequence[Column]:
         now = self.gateway_app.now

@@ -264,7 +264,11 @@ class MCPView(View):
     def compose(self) -> ComposeResult:
         yield Static("MCP clients", classes="panel-title", id="mcp-clients-title")
         clients = VirtualTable(
-            self.client_columns(), empty_text="no MCP relay connected", id="mcp-clients-table"
+            self.client_columns(),
+            empty_text="no MCP relay connected",
+            id="mcp-clients-table",
+            markable=False,
+            selectable=False,  # the detail pane already follows the cursor
         )
         clients.sort_by("id")
         yield clients
@@ -275,6 +279,8 @@ class MCPView(View):
                     self.session_columns(),
                     empty_text="no MCP call in flight",
                     id="mcp-sessions-table",
+                    markable=False,
+                    selectable=False,
                 )
                 sessions.sort_by("duration", True)
                 yield sessions

@@ -38,13 +38,31 @@ class TableView(View):
 
     collection: ClassVar[str] = ""
     default_sort: ClassVar[tuple[str, bool]] = ("id", False)
+    markable: ClassVar[bool] = False
+    """Space marks rows, for an action on several at once (only Workers has one)."""
+    selectable: ClassVar[bool | None] = None
+    """Enter opens the row under the cursor. None: when the view handles
+    `VirtualTable.RowSelected` itself (the app opens workers and jobs)."""
+
+    def opens_rows(self) -> bool:
+        if self.selectable is not None:
+            return self.selectable
+        return any(
+            VirtualTable.RowSelected in vars(cls).get("_decorated_handlers", {})
+            or "on_virtual_table_row_selected" in vars(cls)
+            for cls in type(self).__mro__
+        )
 
     def columns(self) -> Sequence[Column]:
         raise NotImplementedError
 
     def compose(self) -> ComposeResult:
         table = VirtualTable(
-            self.columns(), empty_text=f"no {self.title.lower()}", id=f"{self.view_id}-table"
+            self.columns(),
+            empty_text=f"no {self.title.lower()}",
+            id=f"{self.view_id}-table",
+            markable=self.markable,
+            selectable=self.opens_rows(),
         )
         key, reverse = self.default_sort
         table.sort_by(key, reverse)

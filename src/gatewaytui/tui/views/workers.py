@@ -64,6 +64,8 @@ class WorkersView(TableView):
     title = "Workers"
     collection = "workers"
     default_sort = ("id", False)
+    markable = True  # d / u act on every marked worker
+    selectable = True  # the app opens the worker's details
 
     def __init__(self) -> None:
         super().__init__()

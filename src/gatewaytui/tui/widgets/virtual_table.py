@@ -282,8 +282,14 @@ class VirtualTable(ScrollView, can_focus=True):
         id: str | None = None,
         classes: str | None = None,
         disabled: bool = False,
+        markable: bool = True,
+        selectable: bool = True,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
+        self.markable = markable
+        """Space marks rows; False hides `Mark` from the footer and leaves space unbound."""
+        self.selectable = selectable
+        """Enter posts `RowSelected`; False hides `Open` where enter would open nothing."""
         if not columns:
             raise ValueError("a VirtualTable needs at least one column")
         self._columns: tuple[Column, ...] = tuple(columns)
@@ -502,6 +508,14 @@ class VirtualTable(ScrollView, can_focus=True):
         self.post_message(self.MarksChanged(self, frozenset()))
 
     # ------------------------------------------------------------------ actions
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`Mark` and `Open` show (and their keys bind) only where they do something."""
+        if action == "toggle_mark":
+            return self.markable
+        if action == "select":
+            return self.selectable
+        return True
 
     def action_cursor_up(self) -> None:
         self._move_cursor(self._cursor_pos - 1)
