@@ -295,6 +295,48 @@ async def test_a_conflict_shows_what_changed_and_offers_to_reload(gw):
         assert saved.spec.labels == {"owner": "bob"}  # their edit survived
 
 
+async def test_reload_theirs_refreshes_the_key_hint_and_the_remove_switch(gw):
+    httpx.post(gw.url + "/api/backends", json={"id": "b", "url": "http://10.0.0.1:8000/v1"})
+    app = live_app(gw.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_view(pilot, app, 1)
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, BackendFormScreen), what="form")
+        form = app.screen
+        key, remove = form.query_one("#api_key", Input), form.query_one("#remove_key", Switch)
+        assert key.placeholder.startswith("none") and not remove.display  # no key: no switch
+        httpx.patch(gw.url + "/api/backends/b", json={"api_key": "env:TEAM_KEY"})  # colleague
+        await type_into(pilot, form, "max_concurrency", "2")
+        await pilot.press("ctrl+s")
+        conflict = form.query_one("#conflict")
+        await until(pilot, lambda: conflict.has_class("-shown"), what="conflict panel")
+        assert "the key was changed" in str(form.query_one("#conflict-text", Static).render())
+        await pilot.click("#reload")
+        assert key.placeholder.startswith("set (env:TEAM_KEY)") and remove.display
+        remove.value = True  # now the stored key can be removed from this form
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: not isinstance(app.screen, BackendFormScreen), what="saved")
+        saved = gw.sync(lambda: gw.gateway.backends.records["b"])
+        assert saved.revision == 3 and saved.spec.api_key is None
+
+        # And back: their version drops the key, so the switch goes away on reload.
+        httpx.patch(gw.url + "/api/backends/b", json={"api_key": "sk-new-one"})  # revision 4
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, BackendFormScreen), what="form")
+        form = app.screen
+        remove = form.query_one("#remove_key", Switch)
+        assert remove.display
+        remove.value = True
+        httpx.patch(gw.url + "/api/backends/b", json={"api_key": ""})  # revision 5: removed
+        await pilot.press("ctrl+s")
+        conflict = form.query_one("#conflict")
+        await until(pilot, lambda: conflict.has_class("-shown"), what="second conflict")
+        await pilot.click("#reload")
+        assert form.query_one("#api_key", Input).placeholder.startswith("none")
+        assert not remove.display and remove.value is False
+        assert "api_key" not in form.spec_body()
+
+
 async def test_probe_enable_disable_and_delete_from_the_view(gw, upstream):
     up = upstream(models=["m1"])
     httpx.post(gw.url + "/api/backends", json={"id": "up", "url": up.url})

@@ -164,6 +164,15 @@ def format_models(models: list[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def key_hint(backend: Mapping[str, Any]) -> str:
+    """What the (always empty) key field says about the stored key."""
+    if not backend.get("api_key_set"):
+        return "none — a key, or env:VAR to read it from the gateway's environment"
+    env = backend.get("api_key_env")
+    hint = f"set (env:{env})" if env else "set"
+    return hint + " — leave empty to keep it, type to replace it"
+
+
 def form_field(error_key: str, models_text: str = "") -> tuple[str, str]:
     """Where a spec error belongs in the form, and a prefix for it (`declared_models.1.x` is
     line 2 of the models box)."""
@@ -288,12 +297,6 @@ class BackendFormScreen(ModalScreen[dict[str, Any] | None]):
     def compose(self) -> ComposeResult:
         b = self.initial or {}
         key_set = bool(b.get("api_key_set"))
-        if key_set:
-            env = b.get("api_key_env")
-            key_hint = f"set (env:{env})" if env else "set"
-            key_hint += " — leave empty to keep it, type to replace it"
-        else:
-            key_hint = "none — a key, or env:VAR to read it from the gateway's environment"
         title = (
             f"Edit backend {b.get('id')} · revision {b.get('revision')}"
             if self.editing
@@ -325,16 +328,16 @@ class BackendFormScreen(ModalScreen[dict[str, Any] | None]):
                         b.get("url", ""), placeholder="http://host:8000/v1", id="url", compact=True
                     ),
                 )
-                key_widgets: list[Any] = [
-                    Input(password=True, placeholder=key_hint, id="api_key", compact=True)
+                remove_key = Switch(False, id="remove_key")
+                remove_text = Label(
+                    SWITCH_TEXT["remove_key"][False], id="remove_key-text", classes="after"
+                )
+                remove_key.display = remove_text.display = key_set
+                key_widgets = [
+                    Input(password=True, placeholder=key_hint(b), id="api_key", compact=True),
+                    remove_key,
+                    remove_text,
                 ]
-                if key_set:
-                    key_widgets += [
-                        Switch(False, id="remove_key"),
-                        Label(
-                            SWITCH_TEXT["remove_key"][False], id="remove_key-text", classes="after"
-                        ),
-                    ]
                 yield from self._row("api_key", "API key", *key_widgets)
                 yield from self._row(
                     "enabled",
@@ -421,9 +424,9 @@ class BackendFormScreen(ModalScreen[dict[str, Any] | None]):
         typed = self.query_one("#api_key", Input).value.strip()
         if typed:
             return typed
-        with contextlib.suppress(Exception):
-            if self.query_one("#remove_key", Switch).value:
-                return ""
+        remove = self.query_one("#remove_key", Switch)
+        if remove.display and remove.value:  # only offered while a key is stored
+            return ""
         return None
 
     def spec_body(self) -> dict[str, Any]:
@@ -669,7 +672,15 @@ class BackendFormScreen(ModalScreen[dict[str, Any] | None]):
         self._save(body, revision=current.get("revision"))
 
     def _fill(self, backend: Mapping[str, Any]) -> None:
-        """Put a backend's values into the form (the key field stays empty)."""
+        """Put a backend's values into the form (the key field stays empty, its hint and the
+        remove switch follow whether this version has a key)."""
+        key_set = bool(backend.get("api_key_set"))
+        key = self.query_one("#api_key", Input)
+        key.value = ""
+        key.placeholder = key_hint(backend)
+        remove = self.query_one("#remove_key", Switch)
+        remove.value = False
+        remove.display = self.query_one("#remove_key-text", Label).display = key_set
         self.query_one("#url", Input).value = backend.get("url", "")
         self.query_one("#type", Select).value = backend.get("type", "openai")
         self.query_one("#enabled", Switch).value = bool(backend.get("enabled", True))
