@@ -291,3 +291,54 @@ async def test_cancel_a_job_from_its_detail_screen(gateway):
         await settle(pilot)
         assert "Cancel job" not in footer_keys(app)
     thread.join(10)
+
+
+# ---- 5. heartbeat ages tick, whole seconds, stale ones highlighted --------------------------
+
+
+def beat(app: GatewayApp, worker_id: str):
+    """The BEAT cell of a worker, as the table renders it."""
+    workers_table = app.query_one("#workers-table")
+    column = next(c for c in workers_table.columns if c.key == "heartbeat")
+    return column.render(workers_table.get_row(worker_id))
+
+
+async def test_heartbeat_age_ticks_and_turns_red_when_stale(make_gateway):
+    gw = make_gateway(workers__heartbeat_interval=1, workers__heartbeat_expiry=60)
+    worker = RawWorker(gw.ws_url, "w", ["m"])
+    app = live_app(gw.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        await until(pilot, lambda: table(app).total_count == 1, what="worker")
+        await until(pilot, lambda: app.heartbeat_stale_after == 2.0, what="plugin options")
+        worker.heartbeat()
+        await until(pilot, lambda: beat(app, "w").plain == "0s", what="a fresh heartbeat")
+        assert beat(app, "w").style == ""  # fresh: plain
+        # whole seconds, moved only by the 1 Hz tick: redraws in between show the same age
+        clock = app.clock()
+        assert clock == int(clock) and app.clock() == clock
+        await until(pilot, lambda: app.clock() > clock, what="a tick")
+        await until(pilot, lambda: beat(app, "w").plain == "3s", timeout=6, what="3s old")
+        cell = beat(app, "w")
+        assert cell.style == "bold red"  # stale: older than twice the heartbeat interval
+        assert any(line.rstrip().endswith("3s") for line in screen_lines(table(app)))
+        worker.heartbeat()
+        await until(pilot, lambda: beat(app, "w").plain in ("0s", "1s"), what="fresh again")
+        assert beat(app, "w").style == ""
+
+
+async def test_an_idle_overview_redraws_nothing(monkeypatch):
+    app = offline_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        view = app.current_view
+        for _ in range(3):  # the first samples: the labels get their figures once
+            view.background_tick(app.store)
+            view.tick()
+        await pilot.pause()
+        redrawn: list[str] = []
+        for widget in view.query("Static, Sparkline"):
+            monkeypatch.setattr(widget, "refresh", lambda *a, w=widget, **k: redrawn.append(w.id))
+        for _ in range(5):  # nothing moves: no request, no token, the same alerts
+            view.background_tick(app.store)
+            view.tick()
+        assert redrawn == []

@@ -251,6 +251,7 @@ class GatewayApp(App[None]):
         self._serving_count = 0
         self._pending: Change | None = None
         self._role: str | None = None
+        self._clock: float | None = None
         self.drain_watch: dict[str, str] = {}  # worker id -> "drain" | "undrain"
         self.gateway_themes = load_themes([user_themes_dir(config_path)])
         # The main screen's parts, held directly: a modal on top must not hide them from
@@ -368,6 +369,16 @@ class GatewayApp(App[None]):
         if self.session.is_offline:
             return parse_ts(self.store.as_of) or time.time()
         return time.time()
+
+    def clock(self) -> float:
+        """`now()` in whole seconds, advanced only by the once-a-second tick: ages shown with
+        it (heartbeats) change at most once a second and all together, however often rows
+        are redrawn in between."""
+        if self.session.is_offline:
+            return self.now()
+        if self._clock is None:
+            self._clock = float(int(time.time()))
+        return self._clock
 
     @property
     def read_only(self) -> bool:
@@ -489,6 +500,7 @@ class GatewayApp(App[None]):
             self.call_after_refresh(gc.freeze)
 
     def _tick(self) -> None:
+        self._clock = float(int(time.time()))
         for view in self.views():
             view.background_tick(self.store)
         if self.paused:

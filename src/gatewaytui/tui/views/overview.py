@@ -138,7 +138,7 @@ class OverviewView(TableView):
         super().__init__()
         self.throughput = Throughput()
         self._store: StateStore | None = None
-        self._shown: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
+        self._shown: tuple[Any, ...] = ()
         self._alerts_shown: str | None = None
 
     def columns(self) -> Sequence[Column]:
@@ -242,13 +242,20 @@ class OverviewView(TableView):
         requests, tokens = list(self.throughput.requests), list(self.throughput.tokens)
         last_r = requests[-1] if requests else 0.0
         last_t = tokens[-1] if tokens else 0.0
-        shown = (tuple(requests), tuple(tokens))
-        if shown != self._shown:  # nothing is redrawn when nothing changed
+        # An idle gateway adds a zero a second: the lines stay empty and the labels at 0, so
+        # nothing is redrawn (an idle panel writes nothing to the terminal).
+        shown = (
+            tuple(requests) if any(requests) else (),
+            tuple(tokens) if any(tokens) else (),
+            f"requests/s  {last_r:.1f}",
+            f"tokens/s  {count(last_t)}",
+        )
+        if shown != self._shown:
             self._shown = shown
-            self.query_one("#req-spark", Sparkline).data = requests if any(requests) else []
-            self.query_one("#tok-spark", Sparkline).data = tokens if any(tokens) else []
-            self.query_one("#req-label", Static).update(f"requests/s  {last_r:.1f}")
-            self.query_one("#tok-label", Static).update(f"tokens/s  {count(last_t)}")
+            self.query_one("#req-spark", Sparkline).data = list(shown[0])
+            self.query_one("#tok-spark", Sparkline).data = list(shown[1])
+            self.query_one("#req-label", Static).update(shown[2])
+            self.query_one("#tok-label", Static).update(shown[3])
         self._show_alerts()
 
 

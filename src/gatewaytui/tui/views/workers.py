@@ -10,7 +10,7 @@ from typing import Any
 from rich.text import Text
 
 from gatewaytui.client.store import Change, StateStore
-from gatewaytui.tui.formatting import STATUS_ORDER, coarse_age, ms, parse_ts, status_text
+from gatewaytui.tui.formatting import STATUS_ORDER, age, coarse_age, ms, parse_ts, status_text
 from gatewaytui.tui.views.base import register_view
 from gatewaytui.tui.views.table_view import TableView, numeric_column
 from gatewaytui.tui.widgets.virtual_table import Column
@@ -74,21 +74,23 @@ class WorkersView(TableView):
     def columns(self) -> Sequence[Column]:
         app = self.gateway_app
         now = app.now
+        clock = app.clock
         styles = app.status_styles
 
         def inflight(w: Mapping[str, Any]) -> str:
             return f"{w.get('inflight', 0)}/{w.get('max_concurrency', 0)}"
 
         def heartbeat(w: Mapping[str, Any]) -> Text:
-            """`ok` while fresh, so a healthy fleet does not repaint every second; the age
-            once it is stale (seconds, then whole minutes)."""
+            """The heartbeat's age in whole seconds (`3s`, `1m20s`), ticking once a second
+            with the app's clock; bold red once it is stale."""
             if w.get("status") == "gone":
                 gone = now() - (parse_ts(w.get("gone_at")) or now())
                 return Text("gone " + coarse_age(gone), "dim")
-            seconds = now() - (parse_ts(w.get("last_heartbeat")) or now())
+            tick = clock()
+            seconds = tick - (parse_ts(w.get("last_heartbeat")) or tick)
             if seconds <= app.heartbeat_stale_after:
-                return Text("ok")
-            return Text(coarse_age(seconds), "bold red")
+                return Text(age(seconds))
+            return Text(age(seconds), "bold red")
 
         def rate(w: Mapping[str, Any]) -> str:
             value = self.rates.current(w["id"], time.monotonic())
