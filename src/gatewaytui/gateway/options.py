@@ -64,6 +64,7 @@ def _arg(
         secret=secret,
         deprecated=deprecated,
         replacement=replacement,
+        choices=list(choices),
     )
 
 

@@ -280,6 +280,9 @@ class ArgSpec(WireModel):
     deprecated: bool = False
     replacement: str = ""
     secret: bool = False
+    choices: list[str] = Field(
+        default_factory=list, description="the values it may take, where it is one of a set"
+    )
 
 
 OptionSource = Literal["flag", "env", "yaml", "default"]

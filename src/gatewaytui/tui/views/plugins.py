@@ -47,7 +47,7 @@ def describe_arg(plugin_id: str, arg: Mapping[str, Any]) -> Text:
         Text(str(arg.get("description", ""))),
     )
     text.append("\n")
-    if arg.get("choices"):  # from gateways whose ArgSpec carries its allowed values
+    if arg.get("choices"):
         text.append("one of ", "dim")
         text.append(", ".join(map(str, arg["choices"])))
         text.append("   ")
