@@ -342,3 +342,40 @@ async def test_an_idle_overview_redraws_nothing(monkeypatch):
             view.background_tick(app.store)
             view.tick()
         assert redrawn == []
+
+
+# ---- 7. the header at 80 columns, and when the snapshot was taken ----------------------------
+
+
+def header_lines(app: GatewayApp) -> list[str]:
+    return screen_lines(app.query_one(GatewayHeader))
+
+
+async def test_header_keeps_jobs_queue_and_version_at_80_columns():
+    app = offline_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        await pilot.pause()
+        lines = header_lines(app)
+        assert len(lines) == 3
+        assert "◆ snapshot 2026-11-21 09:30:00 UTC" in lines[0]  # when it was taken
+        assert lines[1].strip() == "workers 9/13 · jobs 20 · queue 2/200 · gateway 0.1.0"
+        assert "Workers" in lines[2]
+        assert not any("…" in line for line in lines)
+        assert len(app.query_one("#workers-table").visible_ids) == 13
+        await pilot.resize_terminal(200, 40)
+        await pilot.pause()
+        lines = header_lines(app)
+        assert len(lines) == 2  # wide: the counts fit next to the state
+        assert "◆ offline snapshot taken 2026-11-21 09:30:00 UTC" in lines[0]
+        assert lines[0].rstrip().endswith("jobs 20 · queue 2/200 · gateway 0.1.0")
+
+
+async def test_live_header_fits_80_columns_on_two_lines_when_it_can(gateway):
+    app = live_app(gateway.url, name="lab")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.session.state.live, what="live")
+        await until(pilot, lambda: "queue" in header_text(app), what="header")
+        lines = header_lines(app)
+        assert "● live" in lines[0] and "jobs 0" in "\n".join(lines)
+        assert "queue 0/" in "\n".join(lines) and not any("…" in line for line in lines)

@@ -15,13 +15,13 @@ import logging
 import signal
 import time
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.style import Style
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.color import Color, ColorParseError
@@ -353,6 +353,10 @@ class GatewayApp(App[None]):
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._terminal_gone)
 
+    def on_resize(self, event: events.Resize) -> None:
+        """The header reflows with the width (the counts take a line of their own when narrow)."""
+        self.call_after_refresh(self._update_header)
+
     def _terminal_gone(self) -> None:
         """SIGHUP: nobody is watching; exit, and make sure of it (see `tui.hangup`)."""
         log.info("terminal hung up; exiting")
@@ -555,16 +559,20 @@ class GatewayApp(App[None]):
                 since = f" {age(self.now() - started)}" if started else ""
                 line1.append(f"{since} ({server.get('inflight', 0)} left)", "bold yellow")
             line1.append(" · ")
-        line1.append_text(self._connection_text())
+        width = self.size.width - 2  # the header's padding
+        connection = self._connection_text()
+        if 0 < width < line1.cell_len + connection.cell_len:
+            connection = self._connection_text(short=True)
+        line1.append_text(connection)
         workers = self.store.items["workers"]
         serving = self._serving_count
         queue = server.get("queue") or {}
-        line1.append(
-            f" · workers {serving}/{len(workers)} · jobs {len(self.store.items['jobs'])}"
+        counts = Text(
+            f"workers {serving}/{len(workers)} · jobs {len(self.store.items['jobs'])}"
             f" · queue {queue.get('length', 0)}/{queue.get('capacity', 0)}"
         )
         if server.get("version"):
-            line1.append(f" · gateway {server['version']}", "dim")
+            counts.append(f" · gateway {server['version']}", "dim")
         view = self.current_view
         line2 = Text.assemble((self.context_name, "bold"), " › ", (view.title, "bold"))
         if view.filter_text:
@@ -581,15 +589,31 @@ class GatewayApp(App[None]):
                 left = (workers.get(worker_id) or {}).get("inflight", 0)
                 parts.append(f"{worker_id} ({left} left)" if kind == "drain" else worker_id)
             line2.append("  draining: " + ", ".join(parts), "yellow")
-        self._header.show(line1, line2)
+        hint = view.header_hint()
+        if hint is not None:
+            line2.append("  ")
+            line2.append_text(hint)
+        # One line for who and how many when it fits; else the counts get a line of their own
+        # (80 columns), so the jobs, the queue and the version are never cut off.
+        if width <= 0 or line1.cell_len + 3 + counts.cell_len <= width:
+            self._header.show(Text.assemble(line1, " · ", counts), line2)
+        else:
+            self._header.show(line1, counts, line2)
 
-    def _connection_text(self) -> Text:
+    def _connection_text(self, *, short: bool = False) -> Text:
         state = self.session.state
         status = state.status
         if status is ConnectionStatus.LIVE:
             return Text("● live", "green")
-        if status is ConnectionStatus.OFFLINE:
-            return Text("◆ offline snapshot", "cyan")
+        if status is ConnectionStatus.OFFLINE:  # and when it was taken (UTC, as on the wire)
+            taken = parse_ts(self.store.as_of)
+            when = datetime.fromtimestamp(taken, tz=UTC) if taken is not None else None
+            if short:
+                text = f"◆ snapshot {when:%Y-%m-%d %H:%M:%S} UTC" if when else "◆ snapshot"
+            else:
+                taken_at = f" taken {when:%Y-%m-%d %H:%M:%S} UTC" if when else ""
+                text = f"◆ offline snapshot{taken_at}"
+            return Text(text, "cyan")
         if status is ConnectionStatus.UNAUTHORIZED:
             return Text("✖ not authorized", "bold red")
         retry = state.retry_in()

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.text import Text
 from textual.containers import Vertical
 
 from gatewaytui.client.store import Change, StateStore
@@ -45,6 +46,10 @@ class View(Vertical):
     def apply_filter(self, pattern: str) -> str | None:
         """Filter rows by a regex over all columns; returns an error for a bad pattern."""
         self.filter_text = pattern
+        return None
+
+    def header_hint(self) -> Text | None:
+        """A few words for the header's second line about the view's own state (follow)."""
         return None
 
     def focus_main(self) -> None:
