@@ -379,3 +379,46 @@ async def test_live_header_fits_80_columns_on_two_lines_when_it_can(gateway):
         lines = header_lines(app)
         assert "● live" in lines[0] and "jobs 0" in "\n".join(lines)
         assert "queue 0/" in "\n".join(lines) and not any("…" in line for line in lines)
+
+
+# ---- 9. a context switch: its theme (or the config's), no filter, no marks -------------------
+
+
+def two_contexts(url: str) -> tuple[TuiConfig, ContextConfig]:
+    one = ContextConfig(name="one", url=url, theme="gatewaytui-light")
+    two = ContextConfig(name="two", url=url)  # no theme of its own
+    return TuiConfig(contexts=[one, two], theme="gatewaytui-ansi"), one
+
+
+async def test_context_switch_takes_the_config_theme_and_clears_filter_and_marks(gateway):
+    for name in ("a", "b", "c"):
+        RawWorker(gateway.ws_url, name, ["m"])
+    config, one = two_contexts(gateway.url)
+    app = GatewayApp(config, context=one, connection_options=FAST)
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert app.theme == "gatewaytui-light"
+        await pilot.press("2")
+        await until(pilot, lambda: table(app).total_count == 3, what="workers")
+        await pilot.press("slash", *"a|b", "enter")
+        assert table(app).visible_count == 2
+        await pilot.press("space")
+        assert table(app).marked
+        await choose_from_palette(pilot, "Context: two")
+        await until(pilot, lambda: app.context_name == "two", what="switched")
+        await until(pilot, lambda: table(app).total_count == 3, what="rows again")
+        assert app.theme == "gatewaytui-ansi"  # the config's, not the old context's
+        assert not table(app).marked and table(app).visible_count == 3
+        assert app.current_view.filter_text == "" and "filter" not in header_text(app)
+        assert not app.query_one("#filter-bar").has_class("-visible")
+        await choose_from_palette(pilot, "Context: one")
+        await until(pilot, lambda: app.theme == "gatewaytui-light", what="one's theme")
+
+
+async def test_an_explicit_theme_wins_over_every_context_theme(gateway):
+    config, one = two_contexts(gateway.url)
+    app = GatewayApp(config, context=one, theme="gatewaytui-high-contrast", connection_options=FAST)
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert app.theme == "gatewaytui-high-contrast"
+        await choose_from_palette(pilot, "Context: two")
+        await until(pilot, lambda: app.context_name == "two", what="switched")
+        assert app.theme == "gatewaytui-high-contrast"

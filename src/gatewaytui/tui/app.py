@@ -264,6 +264,7 @@ class GatewayApp(App[None]):
         self._filter_input = Input(
             placeholder="regex over all columns · enter keeps · esc clears", id="filter"
         )
+        self._cli_theme = theme  # an explicit --theme wins over every context's theme
         self._wanted_theme = effective_theme(config, context, theme)
 
     # ---- setup ----------------------------------------------------------------------------
@@ -694,6 +695,17 @@ class GatewayApp(App[None]):
         self._show_filter_bar(bool(self.current_view.filter_text))
         self.current_view.focus_main()
 
+    def _reset_views(self) -> None:
+        """A new context: no filter, no marks (they named rows of the old gateway)."""
+        for view in self.views():
+            if view.filter_text:
+                view.apply_filter("")
+            for table in view.query(VirtualTable):
+                table.clear_marks()
+        self._filter_input.value = ""
+        self._show_filter_bar(False)
+        self.current_view.focus_main()
+
     def action_back(self) -> None:
         view = self.current_view
         filter_input = self._filter_input
@@ -971,8 +983,18 @@ class GatewayApp(App[None]):
         self.drain_watch.clear()
         self.session = session
         await old.stop()
-        if context.theme and context.theme in self.available_themes:
-            self.theme = context.theme
+        self._reset_views()
+        # --theme, else the new context's theme, else the config's (not the old context's).
+        wanted = effective_theme(self.config, context, self._cli_theme)
+        if wanted in self.available_themes:
+            self.theme = wanted
+        else:
+            self.notify(
+                f"no theme named {wanted!r}; keeping {self.theme}",
+                severity="warning",
+                timeout=10,
+                markup=False,
+            )
         self.session.start()
         self._follow_updates()
         self.show_everything()
