@@ -257,9 +257,11 @@ DESCRIPTORS: list[PluginDescriptor] = [
                 "llm",
                 "request_timeout",
                 DUR,
-                "2m",
-                "Longest a request waits for its worker (per chunk when streaming).",
-                example="5m",
+                "10m",
+                "Longest a request may take in all: queue wait, retry and the whole answer "
+                "(a stream too); past it the job is cancelled on its worker and the client "
+                "gets 504 (or an error event on a stream).",
+                example="30m",
             ),
             _arg(
                 "llm",
