@@ -422,3 +422,61 @@ async def test_an_explicit_theme_wins_over_every_context_theme(gateway):
         await choose_from_palette(pilot, "Context: two")
         await until(pilot, lambda: app.context_name == "two", what="switched")
         assert app.theme == "gatewaytui-high-contrast"
+
+
+# ---- 10. events: follow mode and the filter ---------------------------------------------------
+
+
+async def test_events_follow_stops_when_the_cursor_moves_up_and_f_resumes(gateway):
+    RawWorker(gateway.ws_url, "w1", ["m"])
+    RawWorker(gateway.ws_url, "w2", ["m"])
+    app = live_app(gateway.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("4")
+        events = table(app)
+        await until(pilot, lambda: events.total_count >= 2, what="events")
+        assert events.cursor_id == events.visible_ids[-1]  # following the newest
+        assert "following the newest" in header_text(app)
+        RawWorker(gateway.ws_url, "w3", ["m"])
+        await until(pilot, lambda: any("w3" in r for r in _messages(events)), what="w3 event")
+        assert events.cursor_id == events.visible_ids[-1]  # followed
+        await pilot.press("up")
+        await pilot.pause()
+        held = events.cursor_id
+        assert not app.current_view.follow and "follow off (f)" in header_text(app)
+        RawWorker(gateway.ws_url, "w4", ["m"])
+        await until(pilot, lambda: any("w4" in r for r in _messages(events)), what="w4 event")
+        assert events.cursor_id == held != events.visible_ids[-1]  # not yanked away
+        await pilot.press("f")
+        assert app.current_view.follow and events.cursor_id == events.visible_ids[-1]
+        RawWorker(gateway.ws_url, "w5", ["m"])
+        await until(pilot, lambda: any("w5" in r for r in _messages(events)), what="w5 event")
+        assert events.cursor_id == events.visible_ids[-1]
+
+
+def _messages(events_table) -> list[str]:
+    return [str(events_table.get_row(i).get("message", "")) for i in events_table.visible_ids]
+
+
+async def test_events_filter_keeps_matching_events_as_they_arrive(gateway):
+    RawWorker(gateway.ws_url, "alpha", ["m"])
+    RawWorker(gateway.ws_url, "beta", ["m"])
+    app = live_app(gateway.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("4")
+        events = table(app)
+        await until(pilot, lambda: events.total_count >= 2, what="events")
+        await pilot.press("slash", *"alpha", "enter")
+        assert events.visible_count >= 1
+        assert all("alpha" in m for m in _messages(events))
+        assert "filter /alpha/" in header_text(app)
+        total = events.total_count
+        RawWorker(gateway.ws_url, "gamma", ["m"])
+        await until(pilot, lambda: events.total_count > total, what="gamma event")
+        assert all("alpha" in m for m in _messages(events))  # gamma's is filtered out
+        shown = events.visible_count
+        RawWorker(gateway.ws_url, "alpha-2", ["m"])
+        await until(pilot, lambda: events.visible_count > shown, what="a matching event")
+        assert events.cursor_id == events.visible_ids[-1]  # follow works within the filter
+        await pilot.press("escape")
+        assert events.visible_count == events.total_count

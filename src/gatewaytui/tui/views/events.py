@@ -6,13 +6,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 
 from gatewaytui.client.store import Change, StateStore
 from gatewaytui.tui.views.base import register_view
 from gatewaytui.tui.views.table_view import TableView
-from gatewaytui.tui.widgets.virtual_table import Column
+from gatewaytui.tui.widgets.virtual_table import Column, VirtualTable
 
 LEVELS = {"info": ("·", ""), "warning": ("▲", "bold yellow"), "error": ("✖", "bold red")}
 
@@ -90,8 +91,23 @@ class EventsView(TableView):
         if self.follow:
             self.table.move_cursor_to_end()
 
+    @on(VirtualTable.CursorMoved)
+    def _cursor_moved(self, event: VirtualTable.CursorMoved) -> None:
+        """Moving up to read stops following (so new events do not yank the cursor away);
+        `f` follows again."""
+        visible = self.table.visible_ids
+        if event.by_user and self.follow and visible and event.row_id != visible[-1]:
+            self.follow = False
+            self.gateway_app._update_header()
+
+    def header_hint(self) -> Text | None:
+        if self.follow:
+            return Text("following the newest", "dim")
+        return Text("follow off (f)", "bold yellow")
+
     def action_toggle_follow(self) -> None:
         self.follow = not self.follow
         self.gateway_app.notify(f"follow {'on' if self.follow else 'off'}", timeout=2, markup=False)
         if self.follow:
             self.table.move_cursor_to_end()
+        self.gateway_app._update_header()

@@ -250,12 +250,16 @@ class VirtualTable(ScrollView, can_focus=True):
             return self.table
 
     class CursorMoved(Message):
-        """The cursor is on another row (or on none, when the table emptied)."""
+        """The cursor is on another row (or on none, when the table emptied).
 
-        def __init__(self, table: VirtualTable, row_id: str | None) -> None:
+        `by_user`: the user moved it (keys, click), not an update or `move_cursor_to`.
+        """
+
+        def __init__(self, table: VirtualTable, row_id: str | None, by_user: bool = False) -> None:
             super().__init__()
             self.table = table
             self.row_id = row_id
+            self.by_user = by_user
 
         @property
         def control(self) -> VirtualTable:
@@ -518,31 +522,31 @@ class VirtualTable(ScrollView, can_focus=True):
         return True
 
     def action_cursor_up(self) -> None:
-        self._move_cursor(self._cursor_pos - 1)
+        self._move_cursor(self._cursor_pos - 1, user=True)
 
     def action_cursor_down(self) -> None:
-        self._move_cursor(self._cursor_pos + 1)
+        self._move_cursor(self._cursor_pos + 1, user=True)
 
     def action_page_up(self) -> None:
         page = self._page_height()
         self.scroll_to(y=max(0, self.scroll_offset.y - page), animate=False)
-        self._move_cursor(self._cursor_pos - page)
+        self._move_cursor(self._cursor_pos - page, user=True)
 
     def action_page_down(self) -> None:
         page = self._page_height()
         self.scroll_to(y=self.scroll_offset.y + page, animate=False)
-        self._move_cursor(self._cursor_pos + page)
+        self._move_cursor(self._cursor_pos + page, user=True)
 
     def action_first(self) -> None:
-        self._move_cursor(0)
+        self._move_cursor(0, user=True)
 
     def action_last(self) -> None:
-        self._move_cursor(len(self._visible) - 1)
+        self._move_cursor(len(self._visible) - 1, user=True)
 
     def action_toggle_mark(self) -> None:
         """Space: mark the cursor row and step down, so a run of rows is marked quickly."""
         self.toggle_mark()
-        self._move_cursor(self._cursor_pos + 1)
+        self._move_cursor(self._cursor_pos + 1, user=True)
 
     def action_select(self) -> None:
         if self._cursor_id is not None:
@@ -569,7 +573,7 @@ class VirtualTable(ScrollView, can_focus=True):
             return
         position = self.scroll_offset.y + offset.y - 1
         if 0 <= position < len(self._visible):
-            self._move_cursor(position)
+            self._move_cursor(position, user=True)
             if event.chain >= 2:
                 self.action_select()
 
@@ -1003,8 +1007,9 @@ class VirtualTable(ScrollView, can_focus=True):
         if self._cursor_id != previous:
             self.post_message(self.CursorMoved(self, self._cursor_id))
 
-    def _move_cursor(self, position: int, *, scroll: bool = True) -> None:
-        """The user's movement: clamp, repaint the two lines, scroll only if needed."""
+    def _move_cursor(self, position: int, *, scroll: bool = True, user: bool = False) -> None:
+        """Move the cursor (`user`: by a key or a click): clamp, repaint the two lines, scroll
+        only if needed."""
         if not self._visible:
             return
         position = max(0, min(position, len(self._visible) - 1))
@@ -1015,7 +1020,7 @@ class VirtualTable(ScrollView, can_focus=True):
             if previous is not None:
                 self._refresh_row(previous)
             self._refresh_row(self._cursor_id)
-            self.post_message(self.CursorMoved(self, self._cursor_id))
+            self.post_message(self.CursorMoved(self, self._cursor_id, user))
         if scroll:
             self._scroll_cursor_into_view()
 
