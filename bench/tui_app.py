@@ -941,8 +941,27 @@ def quiet_terminal(args: argparse.Namespace, figures: Figures) -> None:
             print(f"   {bps:.0f} B/s, CPU {cpu:.1f} % of one core")
             if data:
                 print(f"   where the bytes go: {describe_writes(data, args.idle)}")
+            # The Workers view's BEAT column ticks each second (heartbeat ages, as the panel
+            # must show them); the Overview has no clock on screen and should write nothing.
             figures.add(
-                f"idle bytes, {args.quiet_workers} workers heartbeating (pty)", bps, 0, "B/s", ".0f"
+                f"idle bytes, Workers view, {args.quiet_workers} workers heartbeating (pty)",
+                bps,
+                None,
+                "B/s",
+                ".0f",
+            )
+            os.write(panel.master, b"1")
+            time.sleep(args.settle)
+            bps, cpu, data = window(panel, args.idle, capture=True)
+            print(f"   Overview: {bps:.0f} B/s, CPU {cpu:.1f} % of one core")
+            if data:
+                print(f"   where the bytes go: {describe_writes(data, args.idle)}")
+            figures.add(
+                f"idle bytes, Overview, {args.quiet_workers} workers heartbeating (pty)",
+                bps,
+                0,
+                "B/s",
+                ".0f",
             )
         finally:
             panel.stop()
