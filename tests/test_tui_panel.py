@@ -480,3 +480,42 @@ async def test_events_filter_keeps_matching_events_as_they_arrive(gateway):
         assert events.cursor_id == events.visible_ids[-1]  # follow works within the filter
         await pilot.press("escape")
         assert events.visible_count == events.total_count
+
+
+# ---- 11. a refused token: the message names the source this context uses ----------------------
+
+
+@pytest.mark.parametrize("source", ["env", "file", "unset_env", "none"])
+async def test_refused_token_message_names_the_configured_source(
+    make_gateway, monkeypatch, tmp_path, source
+):
+    from gatewaytui.tui.widgets.banner import ConnectionBanner
+
+    gw = make_gateway(server__operator_tokens="right")
+    token_file = tmp_path / "prod.token"
+    token_file.write_text("wrong\n")
+    monkeypatch.setenv("PROD_TOKEN", "wrong")
+    monkeypatch.delenv("UNSET_TOKEN", raising=False)
+    fields = {
+        "env": {"token_env": "PROD_TOKEN"},
+        "file": {"token_file": token_file},
+        "unset_env": {"token_env": "UNSET_TOKEN"},
+        "none": {},
+    }[source]
+    context = ContextConfig(name="prod", url=gw.url, **fields)
+    app = GatewayApp(TuiConfig(contexts=[context]), context=context, connection_options=FAST)
+    async with app.run_test(size=(120, 40)) as pilot:
+        banner = app.query_one(ConnectionBanner)
+        await until(pilot, lambda: banner.has_class("-visible"), what="banner")
+        text = " ".join(str(banner.render()).split())
+        assert "prod" in text and "401" in text and "wrong" not in text
+        if source == "env":
+            assert "$PROD_TOKEN (this context's token_env)" in text
+        elif source == "file":
+            assert f"{token_file} (this context's token_file)" in text
+        elif source == "unset_env":
+            assert "$UNSET_TOKEN (this context's token_env), which is not set" in text
+        else:
+            assert "token_env: GATEWAYTUI_PROD_TOKEN" in text
+        if source != "none":
+            assert "GATEWAYTUI_PROD_TOKEN" not in text

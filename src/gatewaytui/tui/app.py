@@ -44,6 +44,7 @@ from gatewaytui.tui.config import (
     check_keymap,
     effective_theme,
     resolve_token,
+    token_source,
 )
 from gatewaytui.tui.formatting import STATUS_STYLES, age, parse_ts, status_text
 from gatewaytui.tui.hangup import HANGUP_EXIT_CODE, resume_only_after_suspend, start_exit_watchdog
@@ -627,7 +628,6 @@ class GatewayApp(App[None]):
         status = state.status
         url = self.session.url
         if status is ConnectionStatus.UNAUTHORIZED:
-            env_hint = f"GATEWAYTUI_{self.context_name.upper().replace('-', '_')}_TOKEN"
             banner.show_message(
                 Text.assemble(
                     ("Not authorized: ", "bold"),
@@ -635,9 +635,7 @@ class GatewayApp(App[None]):
                     f" (HTTP {state.http_status}: {state.last_error}).\n"
                     if state.http_status
                     else f" ({state.last_error}).\n",
-                    "Give this context an operator or viewer token: in the config file set ",
-                    (f"token_env: {env_hint}", "bold"),
-                    " (or token_file: …) under the context, then export that variable.",
+                    self._token_hint(),
                 ),
                 error=True,
             )
@@ -659,6 +657,34 @@ class GatewayApp(App[None]):
             )
             return
         banner.show_message(None)
+
+    def _token_hint(self) -> Text:
+        """How to fix a refused token: name the source this context actually uses."""
+        source = token_source(self.context) if self.context is not None else None
+        if source is None:
+            env_hint = (
+                f"GATEWAYTUI_{self.context_name.upper().replace('-', '_').replace('.', '_')}_TOKEN"
+            )
+            return Text.assemble(
+                "This context has no token. Give it an operator or viewer token: in the config ",
+                "file set ",
+                (f"token_env: {env_hint}", "bold"),
+                " (or token_file: …) under the context, then export that variable.",
+            )
+        kind, where, is_set = source
+        if kind == "token_env" and not is_set:
+            return Text.assemble(
+                "The token comes from ",
+                (f"${where}", "bold"),
+                " (this context's token_env), which is not set: export it with an operator or "
+                "viewer token of this gateway.",
+            )
+        what = f"${where}" if kind == "token_env" else where
+        return Text.assemble(
+            "Check the token in ",
+            (what, "bold"),
+            f" (this context's {kind}): it must be an operator or viewer token of this gateway.",
+        )
 
     # ---- filter ---------------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ __all__ = [
     "parse_config",
     "pick_context",
     "resolve_token",
+    "token_source",
 ]
 
 DEFAULT_THEME = "gatewaytui-dark"
@@ -648,6 +649,22 @@ def resolve_token(context: ContextConfig) -> str | None:
     if not value:
         raise ConfigError(f"context {context.name!r}: token file is empty: {path}", path=path)
     return value
+
+
+def token_source(context: ContextConfig) -> tuple[str, str, bool] | None:
+    """Where the context's token comes from, as `resolve_token` reads it: `("token_env", NAME,
+    set)` or `("token_file", PATH, True)`; None when the context names no source at all.
+
+    `set` is False for a `token_env` variable that is unset or empty (and no file to fall
+    back on), so a message can say "export it" rather than "check it".
+    """
+    if context.token_env and os.environ.get(context.token_env, "").strip():
+        return ("token_env", context.token_env, True)
+    if context.token_file is not None:
+        return ("token_file", str(context.token_file), True)
+    if context.token_env:
+        return ("token_env", context.token_env, False)
+    return None
 
 
 def pick_context(config: TuiConfig, name: str | None = None) -> ContextConfig:
