@@ -519,3 +519,101 @@ async def test_refused_token_message_names_the_configured_source(
             assert "token_env: GATEWAYTUI_PROD_TOKEN" in text
         if source != "none":
             assert "GATEWAYTUI_PROD_TOKEN" not in text
+
+
+# ---- 12. overview alerts, per-context read_only, drain from the worker detail ----------------
+
+
+def alerts_text(app: GatewayApp) -> str:
+    return "\n".join(screen_lines(app.query_one("#alerts")))
+
+
+async def test_overview_alerts_a_growing_queue():
+    app = offline_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        view = app.current_view
+        assert "queue growing" not in alerts_text(app)
+        server = dict(app.store.server)
+        for length in range(1, 11):  # ten samples a second apart, each longer
+            view.throughput.sample({**server, "queue": {"length": length}}, float(length))
+        view.tick()
+        await pilot.pause()
+        assert "▲ queue growing: 10 waiting" in alerts_text(app)
+        view.throughput.sample({**server, "queue": {"length": 3}}, 11.0)  # it drains
+        view.tick()
+        await pilot.pause()
+        assert "queue growing" not in alerts_text(app)
+
+
+async def test_overview_alerts_stale_heartbeats(tmp_path):
+    import json
+
+    state = json.loads(SAMPLE.read_text())
+    late = next(w for w in state["workers"] if w["status"] == "idle")
+    late["last_heartbeat"] = "2026-11-21T09:28:00.000Z"  # two minutes before the snapshot
+    path = tmp_path / "stale.json"
+    path.write_text(json.dumps(state))
+    app = GatewayApp(TuiConfig(), snapshot=path, read_only=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.current_view.tick()
+        await pilot.pause()
+        stale_after = app.heartbeat_stale_after
+        assert f"▲ stale heartbeat (> {stale_after:g}s): {late['id']}" in alerts_text(app)
+        await pilot.press("2")
+        assert beat(app, late["id"]).plain == "2m00s" and beat(app, late["id"]).style == "bold red"
+
+
+async def test_a_read_only_context_hides_and_refuses_actions(gateway):
+    from textual.command import CommandPalette
+
+    from gatewaytui.tui.screens.confirm import ConfirmScreen
+
+    RawWorker(gateway.ws_url, "w", ["m"])
+    context = ContextConfig(name="prod", url=gateway.url, read_only=True)
+    app = GatewayApp(TuiConfig(contexts=[context]), context=context, connection_options=FAST)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        await until(pilot, lambda: table(app).total_count == 1, what="worker")
+        await until(pilot, lambda: app._role is not None, what="role")  # an operator token
+        assert app.read_only and "READ-ONLY" in header_text(app)
+        await settle(pilot)
+        assert not {"Drain", "Re-add"} & set(footer_keys(app))
+        await pilot.press("d")
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert gateway.sync(lambda: gateway.gateway.registry.get("w").counters.draining) is False
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette), what="palette")
+        await pilot.press(*"s")
+        await pilot.pause(0.3)  # the palette searches in a worker of its own
+        from textual.command import CommandList
+
+        hits = [str(o.prompt) for o in app.screen.query_one(CommandList).options]
+        assert any("Save snapshot" in hit for hit in hits)
+        assert not any("Server" in hit for hit in hits)  # no server drain / undrain
+
+
+async def test_drain_from_the_worker_detail_screen(gateway):
+    from gatewaytui.tui.screens.confirm import ConfirmScreen
+    from gatewaytui.tui.screens.worker_detail import WorkerDetailScreen
+
+    RawWorker(gateway.ws_url, "a", ["m"])
+    RawWorker(gateway.ws_url, "b", ["m"])
+    app = live_app(gateway.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        await until(pilot, lambda: table(app).total_count == 2, what="workers")
+        await until(pilot, lambda: app._role is not None, what="role")
+        table(app).move_cursor_to("b")
+        await pilot.press("space")  # a mark on the table behind must not widen the drain
+        table(app).move_cursor_to("a")
+        await pilot.press("enter")
+        assert isinstance(app.screen, WorkerDetailScreen) and app.screen.worker_id == "a"
+        await pilot.press("d")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.title_text == "Drain 1 worker(s)?" and "a" in str(app.screen.body)
+        await pilot.press("y")
+        await until(pilot, lambda: app.store.workers["a"]["status"] == "draining", what="drain")
+        assert isinstance(app.screen, WorkerDetailScreen)
+        body = app.screen.query_one("#detail-body")
+        await until(pilot, lambda: "drained" in "\n".join(screen_lines(body)), what="shown")
+        assert app.store.workers["b"]["status"] != "draining"
