@@ -41,6 +41,18 @@ def test_worker_details(snap_compare, size):
     )
 
 
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+def test_job_details(snap_compare, size):
+    async def open_job(pilot) -> None:
+        await _still(pilot)
+        await pilot.press("3")
+        pilot.app._current_table().move_cursor_to("emb-018215-7c41e2")
+        await pilot.press("enter")
+        await pilot.pause()
+
+    assert snap_compare(sample_app(), terminal_size=size, run_before=open_job)
+
+
 def test_filter_and_marks(snap_compare):
     keys = ("2", "slash", *"gpu-(a|h)100", "enter", "space", "space")
     assert snap_compare(sample_app(), press=keys, terminal_size=(120, 40), run_before=_still)
