@@ -288,6 +288,8 @@ async def test_cancel_a_job_from_its_detail_screen(gateway):
             what="the job ended",
         )
         assert isinstance(app.screen, JobDetailScreen)
+        ended = "\n".join(screen_lines(body))
+        assert "as last seen" in ended and job["job_id"] in ended and "stream     yes" in ended
         await settle(pilot)
         assert "Cancel job" not in footer_keys(app)
     thread.join(10)

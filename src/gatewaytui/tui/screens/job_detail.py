@@ -102,6 +102,9 @@ class JobDetailScreen(ModalScreen[None]):
         super().__init__()
         self.job_id = job_id
         self._shown: tuple[Any, ...] | None = None
+        # Jobs often end while their details are read: the last state seen stays on screen.
+        self._last_seen: Mapping[str, Any] | None = None
+        self._ended_at: float | None = None
 
     @property
     def gateway_app(self) -> GatewayApp:
@@ -128,14 +131,23 @@ class JobDetailScreen(ModalScreen[None]):
         if change is not None and not change.touched("jobs") and not change.touched("workers"):
             return
         job = store.items["jobs"].get(self.job_id)
+        app = self.gateway_app
         if job is None:
-            body: Text | Group = Text.assemble(
+            if self._ended_at is None:
+                self._ended_at = app.now()
+            ended = Text.assemble(
                 "job ", (self.job_id, "bold"),
                 " is no longer in flight (it finished, failed or was cancelled)",
             )  # fmt: skip
             shown: tuple[Any, ...] = (None,)
+            body: Text | Group = ended
+            if self._last_seen is not None:
+                last = describe_job(
+                    self._last_seen, store.items["workers"], self._ended_at, app.status_styles
+                )
+                body = Group(ended, Text("as last seen:", "dim"), Text(), last)
         else:
-            app = self.gateway_app
+            self._last_seen, self._ended_at = job, None
             worker = store.items["workers"].get(job.get("worker") or "") or {}
             started = parse_ts(job.get("started_at"))
             elapsed = age(app.now() - started) if started is not None else "-"
