@@ -4,7 +4,7 @@ uvicorn on a real loopback port, in its own thread (tests drive it with blocking
 It serves `/v1/models` (or Ollama's `/api/tags`), `/v1/chat/completions` (JSON and SSE) and
 `/v1/embeddings`; checks a Bearer key if given (and, like a careless server, echoes the key it
 got in its 401); records what it received; can hold requests at a gate, fail on demand and
-tell when a client went away mid-stream.
+tell when a client went away mid-stream, or send a stream line of any length.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class Upstream:
         self.dimension = dimension
         self.fail_status: int | None = None
         self.hold = False  # chat requests wait at the gate until release()
+        self.pad_stream = 0  # characters added to the stream's third chunk (a long SSE line)
         self.requests: list[dict[str, Any]] = []  # {"path", "auth", "body"}
         self.arrived = threading.Semaphore(0)  # one release per request that reached the gate
         self.disconnected = threading.Event()  # a client left in the middle of a stream
@@ -166,7 +167,7 @@ class Upstream:
                     for delta in ({"role": "assistant", "content": ""}, {"content": "Hel"}):
                         yield _chunk(base, delta)
                     await gate()  # a stream is held after its first bytes
-                    for delta in ({"content": "lo"}, {"content": "!"}):
+                    for delta in ({"content": "lo" + "x" * up.pad_stream}, {"content": "!"}):
                         yield _chunk(base, delta)
                     yield _chunk(base, {}, finish="stop")
                     if (body.get("stream_options") or {}).get("include_usage"):

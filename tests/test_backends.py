@@ -7,6 +7,7 @@ official `openai` SDK.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -20,11 +21,12 @@ import pytest
 import yaml
 
 from backend_upstream import reserve_port, upstreams
+from gatewaytui.gateway import backend_http
 from gatewaytui.gateway.backend_store import BackendStoreError, parse_store
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.core import Gateway
 from gatewaytui.schema import BackendStatus
-from gatewaytui.schema.backends import ProbeResult
+from gatewaytui.schema.backends import BackendSpec, ProbeResult
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -725,3 +727,67 @@ def test_odd_bodies_get_a_4xx_and_the_gateway_carries_on(gw, method, path, body)
         assert answer.json()["error"]["message"]
         assert c.get("/api/backends/b").json()["revision"] == 1  # nothing changed
         assert [b["id"] for b in c.get("/api/backends").json()] == ["b"]
+
+
+# ---- the HTTP client itself (backend_http over aiohttp), against the real upstream --------
+
+
+def call(
+    spec: BackendSpec, *, stream: bool
+) -> tuple[list[dict], backend_http.UpstreamError | None]:
+    """One chat call with a fresh BackendClient: the chunks (or the answer) and the error."""
+
+    async def run() -> tuple[list[dict], backend_http.UpstreamError | None]:
+        client = backend_http.BackendClient(spec.max_concurrency)
+        got: list[dict] = []
+        body = {"model": "up-chat", "messages": MESSAGES, "stream": stream}
+        try:
+            async with client.use() as session:
+                if stream:
+                    async for chunk in backend_http.stream_chat(session, spec, body):
+                        got.append(chunk)
+                else:
+                    got.append(
+                        await backend_http.post_json(session, spec, "/chat/completions", body)
+                    )
+        except backend_http.UpstreamError as exc:
+            return got, exc
+        finally:
+            await client.retire()
+        return got, None
+
+    return asyncio.run(run())
+
+
+def test_a_stream_line_longer_than_the_read_buffer_fails_the_call_clearly(upstream):
+    up = upstream()
+    up.pad_stream = 2 * backend_http.READ_BUFFER_BYTES  # the third chunk's line is longer
+    chunks, error = call(BackendSpec(id="long", url=up.url), stream=True)
+    assert [c["choices"][0]["delta"].get("content") for c in chunks] == ["", "Hel"]
+    assert error is not None and error.code == "bad_backend_response" and error.status == 502
+    assert "longer than" in error.message and "xxxx" not in error.message
+    up.pad_stream = backend_http.READ_BUFFER_BYTES  # long, but within the buffer: passes
+    chunks, error = call(BackendSpec(id="long", url=up.url), stream=True)
+    assert error is None and len(chunks[2]["choices"][0]["delta"]["content"]) > 4_000_000
+
+
+def test_timeout_s_bounds_the_wait_for_an_answer_or_the_next_chunk(upstream):
+    up = upstream()
+    spec = BackendSpec(id="slow", url=up.url, timeout_s=0.5)
+    up.hold = True  # an answer that never comes: 504 backend_timeout
+    _, error = call(spec, stream=False)
+    assert error is not None and (error.status, error.code) == (504, "backend_timeout")
+    assert error.message == "backend slow did not answer within 0.5s" and not error.retryable
+    chunks, error = call(spec, stream=True)  # a stream that stalls after its first chunks
+    assert len(chunks) == 2 and error is not None and error.code == "backend_timeout"
+    up.release()
+    chunks, error = call(spec, stream=True)
+    assert error is None and len(chunks) == 5  # role, three contents, finish
+
+    refused = reserve_port()
+    _, error = call(
+        BackendSpec(id="gone", url=f"http://127.0.0.1:{refused.getsockname()[1]}/v1"), stream=False
+    )
+    refused.close()
+    assert error is not None and error.message == "backend gone unreachable: connection refused"
+    assert (error.code, error.retryable) == ("backend_unreachable", True)

@@ -2,7 +2,7 @@
 
 By default this is the shipped RelayBackend exactly as `gatewaytui worker --upstream` runs it
 (aiohttp). `--client httpx` swaps in the relay's previous HTTP client for its job POSTs —
-httpx over `gatewaytui.shared.pool.ShardedTransport`, as shipped until aiohttp replaced it —
+httpx over `ShardedTransport` (bench/_support/sharded.py), as shipped until aiohttp replaced it —
 so the two can be compared on one machine in one run. `--uvloop` runs the worker on uvloop.
 
     python bench/_support/relay.py --gateway ws://127.0.0.1:8080 --upstream http://127.0.0.1:9001
@@ -17,8 +17,8 @@ import logging
 from typing import Any
 
 import httpx
+from sharded import ShardedTransport
 
-from gatewaytui.shared.pool import ShardedTransport
 from gatewaytui.workers import RelayBackend, UpstreamSettings, WorkerSettings, run_workers
 from gatewaytui.workers.backend import JobError
 from gatewaytui.workers.relay import _upstream_error

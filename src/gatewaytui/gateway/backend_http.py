@@ -1,5 +1,12 @@
 """Calls to a backend's upstream: probes (`/v1/models`, Ollama's `/api/tags`), chat (JSON and
-SSE) and embeddings, over one shared `httpx.AsyncClient` with each backend's own timeout.
+SSE) and embeddings, each with the backend's own timeout.
+
+The HTTP client is aiohttp: one `aiohttp.ClientSession` per backend (`BackendClient`, its
+connection limit the backend's `max_concurrency`) and one shared by the probes. Per proxied
+call httpx cost the gateway ~1–1.8 ms of CPU, most of it pool bookkeeping, anyio cancel scopes
+and sniffio lookups; the relay worker's switch to aiohttp cut its per-POST cost 3–4×
+(bench/backend_overhead.py, bench/overhead.py, docs/benchmarks.md). A session must be made
+inside a running loop, so each is made on its first use.
 
 Errors become `UpstreamError` with a status, a code and a short message that never contains
 the backend's key (an upstream that echoes the key in an error body gets it redacted).
@@ -8,24 +15,36 @@ the backend's key (an upstream that echoes the key in an error body gets it reda
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
-import math
 import os
+import socket
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
+from aiohttp.http_exceptions import LineTooLong
 
 import gatewaytui
 from gatewaytui.schema.backends import ENV_REF_PREFIX, BackendSpec, backend_root_url
-from gatewaytui.shared.pool import ShardedTransport, tls_context
+from gatewaytui.shared.pool import tls_context
 from gatewaytui.shared.sse import sse_data
 
 MAX_ERROR_CHARS = 300
 PROBE_TIMEOUT_CAP_S = 15.0
+CONNECT_TIMEOUT_CAP_S = 10.0
+PROBE_CONNECTIONS = 32  # the probe session's pool (probes of all backends share it)
+# Idle connections are closed after this: under uvicorn's 5 s keep-alive (vLLM, SGLang, the
+# test upstream), so a request is not sent on a connection the server is closing.
+KEEPALIVE_S = 4.0
+# aiohttp reads a stream line by line within twice this; a longer SSE line fails the call.
+READ_BUFFER_BYTES = 4 * 1024 * 1024
 REDACTED = "[redacted]"
+JSON_HEADERS = {"Content-Type": "application/json"}
+SSE_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
 
 
 class UpstreamError(Exception):
@@ -46,50 +65,63 @@ class UpstreamError(Exception):
         self.retryable = retryable
 
 
-def make_client(transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    """A client for backend calls (probes use one with a small default pool)."""
-    return httpx.AsyncClient(
+def make_client(limit: int = PROBE_CONNECTIONS) -> aiohttp.ClientSession:
+    """A session for backend calls, at most `limit` connections. Call it inside a running loop.
+
+    No session-wide timeout (each request passes `timeout_for(spec)`), no proxies from the
+    environment (the operator named these servers), no redirects (each request says so).
+    """
+    return aiohttp.ClientSession(
         headers={"User-Agent": f"gatewaytui-gateway/{gatewaytui.__version__}"},
-        limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
-        verify=tls_context(),
-        transport=transport,
-        follow_redirects=False,
-        # The operator named these servers; proxies from the environment would surprise.
+        connector=aiohttp.TCPConnector(
+            limit=limit, ssl=tls_context(), keepalive_timeout=KEEPALIVE_S
+        ),
+        timeout=aiohttp.ClientTimeout(total=None),
         trust_env=False,
+        raise_for_status=False,
+        read_bufsize=READ_BUFFER_BYTES,
     )
 
 
-PER_SHARD = 1  # connections per pool (bench/backend_overhead.py: 1 beat 2, 4 and 8)
-MAX_SHARDS = 128
-
-
 class BackendClient:
-    """One backend's HTTP client, pools sized by its `max_concurrency` (the scheduler never
-    sends it more). After an edit that resizes it, the old one closes when its calls end."""
+    """One backend's HTTP session, at most `max_concurrency` connections (the scheduler never
+    sends it more calls). The session is made on first use (aiohttp wants a running loop; the
+    records are built before there is one). After an edit that resizes it, the old one closes
+    when its calls end."""
 
     def __init__(self, max_concurrency: int) -> None:
-        shards = max(1, min(MAX_SHARDS, math.ceil(max_concurrency / PER_SHARD)))
-        per_shard = math.ceil(max_concurrency / shards) + 1  # +1: a probe may share it
         self.size = max_concurrency
-        self.client = make_client(ShardedTransport(shards, per_shard))
+        self._session: aiohttp.ClientSession | None = None
         self.users = 0
         self.retired = False
 
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The session, or None before the first call."""
+        return self._session
+
     @contextlib.asynccontextmanager
-    async def use(self) -> AsyncIterator[httpx.AsyncClient]:
+    async def use(self) -> AsyncIterator[aiohttp.ClientSession]:
+        if self._session is None:
+            self._session = make_client(self.size)
         self.users += 1
         try:
-            yield self.client
+            yield self._session
         finally:
             self.users -= 1
             if self.retired and self.users == 0:
-                await self.client.aclose()
+                await self._close()
 
     async def retire(self) -> None:
         """No new calls; closed now if idle, else by its last call."""
         self.retired = True
         if self.users == 0:
-            await self.client.aclose()
+            await self._close()
+
+    async def _close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
 
 def resolve_key(spec: BackendSpec) -> str | None:
@@ -117,28 +149,57 @@ def redact(text: str, key: str | None) -> str:
     return text
 
 
-def timeout_for(spec: BackendSpec, cap: float | None = None) -> httpx.Timeout:
-    total = spec.timeout_s if cap is None else min(spec.timeout_s, cap)
-    return httpx.Timeout(total, connect=min(total, 10.0))
+def timeout_for(spec: BackendSpec, cap: float | None = None) -> aiohttp.ClientTimeout:
+    """`timeout_s` (or `cap`, if smaller) for the connection (waiting for a free one included;
+    the connect itself at most 10 s) and for each read: for a stream, the longest gap between
+    two chunks. No limit on the whole call, as with httpx before."""
+    seconds = spec.timeout_s if cap is None else min(spec.timeout_s, cap)
+    return aiohttp.ClientTimeout(
+        total=None,
+        connect=seconds,
+        sock_connect=min(seconds, CONNECT_TIMEOUT_CAP_S),
+        sock_read=seconds,
+    )
 
 
 def _headers(key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-def describe_http_error(exc: httpx.HTTPError) -> str:
-    """A few words for a transport failure: `connection refused`, `timed out after 5s`."""
-    if isinstance(exc, httpx.ConnectTimeout):
+def _encode(body: dict[str, Any]) -> bytes:
+    """The request body as httpx sent it: compact, UTF-8, no NaN (a ValueError)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def describe_http_error(exc: BaseException) -> str:
+    """A few words for a transport failure: `connection refused`, `connect timeout`."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return "connect timeout"
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, TimeoutError):  # aiohttp.SocketTimeoutError: a read
         return "timed out"
-    cause: BaseException | None = exc
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "cannot resolve host"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server disconnected without sending a response"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "peer closed connection without sending complete message body"
+    cause: BaseException | None = (
+        exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+    )
     seen = 0
     while cause is not None and seen < 10:
-        if isinstance(cause, ConnectionRefusedError):
+        if isinstance(cause, ConnectionRefusedError) or (
+            isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED
+        ):
             return "connection refused"
-        if isinstance(cause, OSError) and type(cause) is not OSError and cause.strerror:
-            return cause.strerror.lower()
+        if isinstance(cause, socket.gaierror):
+            return "cannot resolve host"
+        if isinstance(cause, OSError) and not isinstance(cause, aiohttp.ClientError):
+            if isinstance(cause, ssl.SSLError) or type(cause) is not OSError:
+                if cause.strerror:
+                    return cause.strerror.lower()
+            elif cause.errno:  # asyncio's `OSError(errno, "Connect call failed …")`
+                return os.strerror(cause.errno).lower()
         text = str(cause)
         if "Errno 111" in text or "Connection refused" in text:
             return "connection refused"
@@ -163,13 +224,13 @@ def error_text(status: int, body: str) -> str:
     return f"HTTP {status}: {message or 'no body'}"[:MAX_ERROR_CHARS]
 
 
-def _transport_error(spec: BackendSpec, exc: httpx.HTTPError, key: str | None) -> UpstreamError:
+def _transport_error(spec: BackendSpec, exc: BaseException, key: str | None) -> UpstreamError:
     text = redact(describe_http_error(exc), key)
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
         return UpstreamError(
             f"backend {spec.id} unreachable: {text}", code="backend_unreachable", retryable=True
         )
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, TimeoutError):
         return UpstreamError(
             f"backend {spec.id} did not answer within {spec.timeout_s:g}s",
             status=504,
@@ -226,7 +287,7 @@ def parse_model_list(spec: BackendSpec, data: Any) -> list[str]:
     return names
 
 
-async def probe(client: httpx.AsyncClient, spec: BackendSpec) -> ProbeOutcome:
+async def probe(client: aiohttp.ClientSession, spec: BackendSpec) -> ProbeOutcome:
     """List the backend's models and time it. Never raises for upstream trouble."""
     url = probe_url(spec)
     path = url[len(backend_root_url(spec.url)) :] or url
@@ -234,23 +295,27 @@ async def probe(client: httpx.AsyncClient, spec: BackendSpec) -> ProbeOutcome:
     key: str | None = None
     try:
         key = resolve_key(spec)
-        response = await client.get(
-            url, headers=_headers(key), timeout=timeout_for(spec, PROBE_TIMEOUT_CAP_S)
-        )
+        async with client.get(
+            url,
+            headers=_headers(key),
+            timeout=timeout_for(spec, PROBE_TIMEOUT_CAP_S),
+            allow_redirects=False,
+        ) as response:
+            status, raw = response.status, await response.read()
     except UpstreamError as exc:
         return ProbeOutcome(False, error=exc.message)
-    except httpx.HTTPError as exc:
+    except (aiohttp.ClientError, TimeoutError) as exc:
         return ProbeOutcome(False, error=f"GET {path}: {redact(describe_http_error(exc), key)}")
     latency = round((time.perf_counter() - started) * 1000, 1)
-    if response.status_code >= 400:
-        text = redact(error_text(response.status_code, response.text), key)
+    if status >= 400:
+        text = redact(error_text(status, raw.decode("utf-8", "replace")), key)
         return ProbeOutcome(False, latency, error=f"GET {path}: {text}")
-    if response.status_code >= 300:
+    if status >= 300:
         return ProbeOutcome(
-            False, latency, error=f"GET {path}: HTTP {response.status_code} (a redirect: check URL)"
+            False, latency, error=f"GET {path}: HTTP {status} (a redirect: check URL)"
         )
     try:
-        models = parse_model_list(spec, response.json())
+        models = parse_model_list(spec, json.loads(raw))
     except ValueError as exc:
         return ProbeOutcome(False, latency, error=f"GET {path}: not a model list: {exc}")
     return ProbeOutcome(True, latency, models)
@@ -260,83 +325,110 @@ async def probe(client: httpx.AsyncClient, spec: BackendSpec) -> ProbeOutcome:
 
 
 async def post_json(
-    client: httpx.AsyncClient, spec: BackendSpec, path: str, body: dict[str, Any]
+    client: aiohttp.ClientSession, spec: BackendSpec, path: str, body: dict[str, Any]
 ) -> dict[str, Any]:
     key = resolve_key(spec)
+    data = _encode(body)
     try:
-        response = await client.post(
-            f"{spec.url}{path}", json=body, headers=_headers(key), timeout=timeout_for(spec)
-        )
-    except httpx.HTTPError as exc:
+        async with client.post(
+            f"{spec.url}{path}",
+            data=data,
+            headers={**_headers(key), **JSON_HEADERS},
+            timeout=timeout_for(spec),
+            allow_redirects=False,
+        ) as response:
+            status, raw = response.status, await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
         raise _transport_error(spec, exc, key) from None
-    if response.status_code >= 300:
-        raise _status_error(spec, response.status_code, response.text, key)
+    if status >= 300:
+        raise _status_error(spec, status, raw.decode("utf-8", "replace"), key)
     try:
-        data = response.json()
+        answer = json.loads(raw)
     except ValueError:
         raise UpstreamError(
             f"backend {spec.id}: the answer is not JSON", code="bad_backend_response"
         ) from None
-    if not isinstance(data, dict):
+    if not isinstance(answer, dict):
         raise UpstreamError(
             f"backend {spec.id}: the answer is not a JSON object", code="bad_backend_response"
         )
-    return data
+    return answer
 
 
 async def stream_chat(
-    client: httpx.AsyncClient, spec: BackendSpec, body: dict[str, Any]
+    client: aiohttp.ClientSession, spec: BackendSpec, body: dict[str, Any]
 ) -> AsyncIterator[dict[str, Any]]:
     """The upstream's SSE chunks as dicts (until `[DONE]`). A JSON answer to a stream request
     (some servers ignore `stream`) is yielded whole, marked with `"object": "chat.completion"`.
+
+    The connection is held until the generator ends: close it (`contextlib.aclosing`) when
+    stopping early, or the connection goes back only when the generator is collected.
     """
     key = resolve_key(spec)
-    request = client.build_request(
-        "POST",
-        f"{spec.url}/chat/completions",
-        json=body,
-        headers={**_headers(key), "Accept": "text/event-stream"},
-        timeout=timeout_for(spec),
-    )
+    data = _encode(body)
     try:
-        response = await client.send(request, stream=True)
-    except httpx.HTTPError as exc:
-        raise _transport_error(spec, exc, key) from None
-    try:
-        if response.status_code >= 300:
-            text = (await response.aread()).decode("utf-8", "replace")
-            raise _status_error(spec, response.status_code, text, key)
-        if "text/event-stream" not in response.headers.get("content-type", ""):
-            raw = await response.aread()
-            try:
-                whole = json.loads(raw)
-            except ValueError:
-                raise UpstreamError(
-                    f"backend {spec.id}: the stream is neither SSE nor JSON",
-                    code="bad_backend_response",
-                ) from None
-            if isinstance(whole, dict):
-                yield whole
-            return
-        async for payload in sse_data(response.aiter_lines()):
-            if payload.strip() == "[DONE]":
+        async with client.post(
+            f"{spec.url}/chat/completions",
+            data=data,
+            headers={**_headers(key), **SSE_HEADERS},
+            timeout=timeout_for(spec),
+            allow_redirects=False,
+        ) as response:
+            if response.status >= 300:
+                text = (await response.read()).decode("utf-8", "replace")
+                raise _status_error(spec, response.status, text, key)
+            if "text/event-stream" not in response.headers.get("Content-Type", ""):
+                raw = await response.read()
+                try:
+                    whole = json.loads(raw)
+                except ValueError:
+                    raise UpstreamError(
+                        f"backend {spec.id}: the stream is neither SSE nor JSON",
+                        code="bad_backend_response",
+                    ) from None
+                if isinstance(whole, dict):
+                    yield whole
                 return
-            try:
-                chunk = json.loads(payload)
-            except ValueError:
-                raise UpstreamError(
-                    f"backend {spec.id}: a stream chunk is not JSON", code="bad_backend_response"
-                ) from None
-            if not isinstance(chunk, dict):
-                continue
-            if "error" in chunk and "choices" not in chunk:
-                error = chunk["error"]
-                message = error.get("message") if isinstance(error, dict) else str(error)
-                raise UpstreamError(
-                    redact(f"backend {spec.id}: stream error: {message}", key)[:MAX_ERROR_CHARS]
-                )
-            yield chunk
-    except httpx.HTTPError as exc:
+            async for payload in sse_data(_lines(response.content)):
+                if payload.strip() == "[DONE]":
+                    return
+                try:
+                    chunk = json.loads(payload)
+                except ValueError:
+                    raise UpstreamError(
+                        f"backend {spec.id}: a stream chunk is not JSON",
+                        code="bad_backend_response",
+                    ) from None
+                if not isinstance(chunk, dict):
+                    continue
+                if "error" in chunk and "choices" not in chunk:
+                    error = chunk["error"]
+                    message = error.get("message") if isinstance(error, dict) else str(error)
+                    raise UpstreamError(
+                        redact(f"backend {spec.id}: stream error: {message}", key)[:MAX_ERROR_CHARS]
+                    )
+                yield chunk
+    except (aiohttp.ClientError, TimeoutError) as exc:
         raise _transport_error(spec, exc, key) from None
-    finally:
-        await response.aclose()
+    except LineTooLong:  # never the line itself in the message: it is the upstream's output
+        raise UpstreamError(
+            f"backend {spec.id}: a stream line is longer than {2 * READ_BUFFER_BYTES} bytes",
+            code="bad_backend_response",
+        ) from None
+
+
+async def _lines(body: aiohttp.StreamReader) -> AsyncIterator[str]:
+    """The body's lines without their line ends. aiohttp splits at LF only; a line with a CR
+    in it is split there too (SSE allows a lone CR as a line end, and a JSON chunk cannot
+    contain one), as httpx's `aiter_lines` did. A stream of lone CRs only arrives whole."""
+    async for raw in body:
+        line = raw.decode("utf-8", "replace")
+        if line.endswith("\n"):
+            line = line[:-1]
+        if "\r" not in line:
+            yield line
+            continue
+        if line.endswith("\r"):
+            line = line[:-1]
+        for part in line.split("\r"):
+            yield part

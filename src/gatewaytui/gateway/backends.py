@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-import httpx
+import aiohttp
 from pydantic import ValidationError
 
 from gatewaytui.gateway import backend_http
@@ -195,7 +195,7 @@ class BackendConnection:
             )
         return model
 
-    async def _chat(self, job: JobFrame, spec: BackendSpec, client: httpx.AsyncClient) -> None:
+    async def _chat(self, job: JobFrame, spec: BackendSpec, client: aiohttp.ClientSession) -> None:
         model = self._model(job, spec, ModelCapability.CHAT)
         body = dict(job.body)
         body["model"] = job.model
@@ -226,7 +226,7 @@ class BackendConnection:
         spec: BackendSpec,
         body: dict[str, Any],
         modifier: float,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
     ) -> None:
         options = dict(body.get("stream_options") or {})
         client_wants_usage = bool(options.get("include_usage"))
@@ -234,23 +234,26 @@ class BackendConnection:
         body["stream_options"] = {**options, "include_usage": True}  # usage is always counted
         raw_usage: Any = None
         usage_chunk: dict[str, Any] | None = None
-        async for chunk in backend_http.stream_chat(client, spec, body):
-            if chunk.get("object") == "chat.completion":  # a JSON answer to a stream request
-                raw_usage = chunk.get("usage")
-                usage = _usage(raw_usage, modifier)
-                tokens = usage.completion_tokens if usage is not None else 1
-                self._emit(
-                    ChunkFrame(job_id=job.job_id, data=completion_as_chunk(chunk), tokens=tokens)
-                )
-                break
-            if chunk.get("usage"):
-                raw_usage = chunk["usage"]
-            choices = chunk.get("choices")
-            if not choices:
-                usage_chunk = chunk  # the usage-only chunk: passed on if the client asked
-                continue
-            tokens = 1 if _has_output(choices) else 0
-            self._emit(ChunkFrame(job_id=job.job_id, data=chunk, tokens=tokens))
+        # aclosing: the connection goes back before the result frame frees the slot, also
+        # when the loop stops early.
+        stream = backend_http.stream_chat(client, spec, body)
+        async with contextlib.aclosing(stream) as chunks:
+            async for chunk in chunks:
+                if chunk.get("object") == "chat.completion":  # a JSON answer to a stream
+                    raw_usage = chunk.get("usage")
+                    usage = _usage(raw_usage, modifier)
+                    tokens = usage.completion_tokens if usage is not None else 1
+                    data = completion_as_chunk(chunk)
+                    self._emit(ChunkFrame(job_id=job.job_id, data=data, tokens=tokens))
+                    break
+                if chunk.get("usage"):
+                    raw_usage = chunk["usage"]
+                choices = chunk.get("choices")
+                if not choices:
+                    usage_chunk = chunk  # the usage-only chunk: passed on if the client asked
+                    continue
+                tokens = 1 if _has_output(choices) else 0
+                self._emit(ChunkFrame(job_id=job.job_id, data=chunk, tokens=tokens))
         self._emit(
             ResultFrame(
                 job_id=job.job_id,
@@ -260,7 +263,7 @@ class BackendConnection:
         )
 
     async def _embeddings(
-        self, job: JobFrame, spec: BackendSpec, client: httpx.AsyncClient
+        self, job: JobFrame, spec: BackendSpec, client: aiohttp.ClientSession
     ) -> None:
         model = self._model(job, spec, ModelCapability.EMBED)
         body = dict(job.body)
@@ -463,7 +466,7 @@ class BackendManager:
         self.records: dict[str, BackendRecord] = {}
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None  # the probes'; made on first use
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         gateway.hub.add_collection("backends", Collection(self.item, self.items))
@@ -473,7 +476,7 @@ class BackendManager:
     # -- lifecycle ------------------------------------------------------------------------
 
     @property
-    def client(self) -> httpx.AsyncClient:
+    def client(self) -> aiohttp.ClientSession:
         if self._client is None:
             self._client = backend_http.make_client()
         return self._client
@@ -500,7 +503,7 @@ class BackendManager:
             with contextlib.suppress(Exception):
                 await record.http.retire()
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None
 
     # -- state for the hub and the routing hooks ------------------------------------------
@@ -741,7 +744,7 @@ class BackendManager:
             record.next_retry_at = None
             record.last_error = None
             record.latency_ms = None
-        if spec.max_concurrency != record.http.size:  # pools sized for the new concurrency
+        if spec.max_concurrency != record.http.size:  # a pool sized for the new concurrency
             old_http, record.http = record.http, BackendClient(spec.max_concurrency)
             self._background(old_http.retire())
         self._sync(record)

@@ -1,70 +1,23 @@
-"""An httpx transport over several small connection pools.
+"""One TLS context for the package's aiohttp sessions (the relay worker, backend calls).
 
-httpcore's pool does work proportional to the square of its connection count on every request
-start and finish; at 64 concurrent requests one big pool cost the relay worker and the gateway's
-backend calls milliseconds of CPU per request (bench/overhead.py, bench/backend_overhead.py).
-Spreading requests over a few bounded pools keeps each pool small: the same connections in
-total, a fraction of the bookkeeping.
+Verification uses the CA bundle httpx used: `SSL_CERT_FILE` or `SSL_CERT_DIR` if set, else
+certifi's (aiohttp's own default would be the system store, which a slim container may lack).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import ssl
-from collections.abc import AsyncIterator
 
-import httpx
-
-
-class ShardedTransport(httpx.AsyncBaseTransport):
-    """`shards` independent pools of `per_shard` connections; a request goes to the least busy."""
-
-    def __init__(self, shards: int = 8, per_shard: int = 16) -> None:
-        limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
-        verify = tls_context()  # one CA bundle load, not one per pool (~20 ms each)
-        self._pools = [
-            httpx.AsyncHTTPTransport(limits=limits, verify=verify, trust_env=False)
-            for _ in range(shards)
-        ]
-        self._busy = [0] * shards
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        index = min(range(len(self._pools)), key=self._busy.__getitem__)
-        self._busy[index] += 1
-        try:
-            response = await self._pools[index].handle_async_request(request)
-        except BaseException:
-            self._busy[index] -= 1
-            raise
-        response.stream = _ReleasingStream(response.stream, self._busy, index)  # type: ignore[arg-type]
-        return response
-
-    async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
-
-
-class _ReleasingStream(httpx.AsyncByteStream):
-    """The response body; closing it gives the request's slot back to its pool's count."""
-
-    def __init__(self, stream: httpx.AsyncByteStream, busy: list[int], index: int) -> None:
-        self._stream = stream
-        self._busy = busy
-        self._index = index
-        self._released = False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._stream:
-            yield chunk
-
-    async def aclose(self) -> None:
-        if not self._released:
-            self._released = True
-            self._busy[self._index] -= 1
-        await self._stream.aclose()
+import certifi  # httpx's dependency: the bundle it verified with
 
 
 @functools.cache
 def tls_context() -> ssl.SSLContext:
     """One shared TLS context: loading the CA bundle costs ~20 ms each time."""
-    return httpx.create_ssl_context()
+    if cafile := os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=cafile)
+    if capath := os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=capath)
+    return ssl.create_default_context(cafile=certifi.where())
