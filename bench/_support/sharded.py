@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from gatewaytui.shared.pool import tls_context
+from gatewaytui.shared.tls import tls_context
 
 
 class ShardedTransport(httpx.AsyncBaseTransport):

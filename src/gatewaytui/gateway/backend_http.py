@@ -30,8 +30,8 @@ from aiohttp.http_exceptions import LineTooLong
 
 import gatewaytui
 from gatewaytui.schema.backends import ENV_REF_PREFIX, BackendSpec, backend_root_url
-from gatewaytui.shared.pool import tls_context
 from gatewaytui.shared.sse import sse_data
+from gatewaytui.shared.tls import tls_context
 
 MAX_ERROR_CHARS = 300
 PROBE_TIMEOUT_CAP_S = 15.0

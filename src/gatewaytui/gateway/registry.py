@@ -105,7 +105,6 @@ class WorkerRecord:
         self.id = frame.id
         self.order = order
         self.counters = WorkerCounters()
-        self.gen = 0
         self.last_pick = 0
         self.assignments: set[str] = set()
         self.inflight = 0

@@ -24,8 +24,8 @@ from aiohttp.http_exceptions import LineTooLong
 
 from gatewaytui import __version__
 from gatewaytui.schema.protocol import JobFrame, Usage
-from gatewaytui.shared.pool import tls_context
 from gatewaytui.shared.sse import sse_data
+from gatewaytui.shared.tls import tls_context
 from gatewaytui.workers.backend import (
     Backend,
     ChunkSink,

@@ -10,7 +10,7 @@ import functools
 import os
 import ssl
 
-import certifi  # httpx's dependency: the bundle it verified with
+import certifi  # the bundle httpx verified with
 
 
 @functools.cache
