@@ -195,6 +195,10 @@ class BackendsView(TableView):
 
     def show_state(self, store: StateStore, change: Change | None) -> None:
         super().show_state(store, change)
+        editable = not self.gateway_app.read_only  # enter opens the edit form: not read-only
+        if self.table.selectable != editable:
+            self.table.selectable = editable
+            self.app.refresh_bindings()
         if self._cursor_to is not None and self.table.move_cursor_to(self._cursor_to):
             self._cursor_to = None
 
