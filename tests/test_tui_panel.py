@@ -620,3 +620,18 @@ async def test_drain_from_the_worker_detail_screen(gateway):
         body = app.screen.query_one("#detail-body")
         await until(pilot, lambda: "drained" in "\n".join(screen_lines(body)), what="shown")
         assert app.store.workers["b"]["status"] != "draining"
+
+
+async def test_a_snapshot_shows_no_rate_rather_than_zero():
+    """One snapshot has no two samples to take a rate from: `-`, not a misleading 0.0."""
+    from textual.widgets import Static
+
+    app = offline_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        view = app.current_view
+        view.tick()
+        view.tick()
+        await pilot.pause()
+        label = str(view.query_one("#req-label", Static).render())
+        assert label.strip() == "requests/s  -"
+        assert str(view.query_one("#tok-label", Static).render()).strip() == "tokens/s  -"

@@ -247,8 +247,9 @@ class OverviewView(TableView):
         shown = (
             tuple(requests) if any(requests) else (),
             tuple(tokens) if any(tokens) else (),
-            f"requests/s  {last_r:.1f}",
-            f"tokens/s  {count(last_t)}",
+            # No two samples yet (or an offline snapshot, which has one): no rate, not 0.
+            f"requests/s  {last_r:.1f}" if requests else "requests/s  -",
+            f"tokens/s  {count(last_t)}" if tokens else "tokens/s  -",
         )
         if shown != self._shown:
             self._shown = shown
