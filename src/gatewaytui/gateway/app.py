@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -122,20 +122,33 @@ async def _until_disconnect(request: Request) -> None:
         pass
 
 
-async def _unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
-    """Run `work`, cancelling it if the HTTP client disconnects first."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_until_disconnect(request))
+async def _unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` in this task, cancelling it if the HTTP client disconnects first.
+
+    One watcher task, not a task for the work as well: this is every chat request's path.
+    """
+    handler = asyncio.current_task()
+    assert handler is not None
+    left = False
+
+    async def watch() -> None:
+        nonlocal left
+        await _until_disconnect(request)
+        left = True
+        handler.cancel()
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if not left:
+            raise
+        handler.uncancel()
+        raise GatewayError("client disconnected", status=499, code="client_closed") from None
     finally:
         watcher.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, GatewayError):
-                await task
-            raise GatewayError("client disconnected", status=499, code="client_closed")
-    return task.result()
+        if left and handler.cancelling():  # the client left just as the work finished
+            handler.uncancel()
 
 
 def create_app(gateway: Gateway, auth: Auth | None = None) -> FastAPI:
