@@ -324,19 +324,30 @@ async def probe(client: aiohttp.ClientSession, spec: BackendSpec) -> ProbeOutcom
 # ---- jobs -----------------------------------------------------------------------------------
 
 
+def _post(
+    client: aiohttp.ClientSession,
+    spec: BackendSpec,
+    path: str,
+    body: dict[str, Any],
+    key: str | None,
+    headers: dict[str, str],
+) -> Any:
+    """A job POST to the backend (use with `async with`): its key, its timeout, no redirects."""
+    return client.post(
+        f"{spec.url}{path}",
+        data=_encode(body),
+        headers={**_headers(key), **headers},
+        timeout=timeout_for(spec),
+        allow_redirects=False,
+    )
+
+
 async def post_json(
     client: aiohttp.ClientSession, spec: BackendSpec, path: str, body: dict[str, Any]
 ) -> dict[str, Any]:
     key = resolve_key(spec)
-    data = _encode(body)
     try:
-        async with client.post(
-            f"{spec.url}{path}",
-            data=data,
-            headers={**_headers(key), **JSON_HEADERS},
-            timeout=timeout_for(spec),
-            allow_redirects=False,
-        ) as response:
+        async with _post(client, spec, path, body, key, JSON_HEADERS) as response:
             status, raw = response.status, await response.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise _transport_error(spec, exc, key) from None
@@ -365,15 +376,8 @@ async def stream_chat(
     stopping early, or the connection goes back only when the generator is collected.
     """
     key = resolve_key(spec)
-    data = _encode(body)
     try:
-        async with client.post(
-            f"{spec.url}/chat/completions",
-            data=data,
-            headers={**_headers(key), **SSE_HEADERS},
-            timeout=timeout_for(spec),
-            allow_redirects=False,
-        ) as response:
+        async with _post(client, spec, "/chat/completions", body, key, SSE_HEADERS) as response:
             if response.status >= 300:
                 text = (await response.read()).decode("utf-8", "replace")
                 raise _status_error(spec, response.status, text, key)
