@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import socket
@@ -412,3 +413,63 @@ def test_retry_after_a_lost_worker_shares_the_request_deadline(make_gateway):
     assert reply.status_code == 504 and reply.json()["error"]["code"] == "request_timeout"
     assert 1.9 <= seconds < 2.9  # not a fresh 2s for the retry
     assert backup.cancels.get(timeout=5)["job_id"] == retry["job_id"]
+
+
+class _Disconnecting:
+    """Just enough of a Starlette request: `receive()` says disconnect once `gone` is set."""
+
+    def __init__(self) -> None:
+        self.gone = asyncio.Event()
+
+    async def receive(self) -> dict:
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+
+async def test_a_client_leaving_cancels_the_work_and_answers_499():
+    from gatewaytui.gateway.app import _unless_client_leaves
+    from gatewaytui.gateway.jobs import GatewayError
+
+    request, started, cancelled = _Disconnecting(), asyncio.Event(), asyncio.Event()
+
+    async def work() -> str:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "never"
+
+    async def handler() -> str:
+        return await _unless_client_leaves(request, work())
+
+    task = asyncio.create_task(handler())
+    await started.wait()
+    request.gone.set()
+    with pytest.raises(GatewayError) as caught:
+        await task
+    assert caught.value.status == 499 and cancelled.is_set()
+    assert task.cancelling() == 0  # the watcher's cancel was taken back
+
+
+async def test_a_shutdown_cancel_at_the_same_time_as_a_disconnect_is_not_swallowed():
+    from gatewaytui.gateway.app import _unless_client_leaves
+
+    request, started = _Disconnecting(), asyncio.Event()
+
+    async def work() -> str:
+        started.set()
+        await asyncio.Event().wait()
+        return "never"
+
+    async def handler() -> str:
+        return await _unless_client_leaves(request, work())
+
+    task = asyncio.create_task(handler())
+    await started.wait()
+    request.gone.set()
+    await asyncio.sleep(0)  # the watcher runs and cancels the handler
+    task.cancel()  # ... and so does the server, shutting down
+    with pytest.raises(asyncio.CancelledError):
+        await task

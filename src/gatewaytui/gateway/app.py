@@ -130,11 +130,12 @@ async def _unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) 
     handler = asyncio.current_task()
     assert handler is not None
     left = False
+    ours_pending = False  # the watcher's cancel is still counted on the task
 
     async def watch() -> None:
-        nonlocal left
+        nonlocal left, ours_pending
         await _until_disconnect(request)
-        left = True
+        left = ours_pending = True
         handler.cancel()
 
     watcher = asyncio.ensure_future(watch())
@@ -143,11 +144,13 @@ async def _unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) 
     except asyncio.CancelledError:
         if not left:
             raise
-        handler.uncancel()
+        ours_pending = False
+        if handler.uncancel() > 0:  # cancelled from outside as well (shutdown): honour it
+            raise
         raise GatewayError("client disconnected", status=499, code="client_closed") from None
     finally:
         watcher.cancel()
-        if left and handler.cancelling():  # the client left just as the work finished
+        if ours_pending and handler.cancelling():  # the client left just as the work finished
             handler.uncancel()
 
 
