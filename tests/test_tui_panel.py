@@ -635,3 +635,25 @@ async def test_a_snapshot_shows_no_rate_rather_than_zero():
         label = str(view.query_one("#req-label", Static).render())
         assert label.strip() == "requests/s  -"
         assert str(view.query_one("#tok-label", Static).render()).strip() == "tokens/s  -"
+
+
+async def test_keys_typed_in_one_burst_after_slash_go_to_the_filter_not_to_actions():
+    """Over SSH keys arrive in batches: `/ready` must filter, never drain (`d`) and confirm
+    (`y`) — the filter box takes the keys that follow `/` at once, not a frame later."""
+    from textual import events
+
+    from gatewaytui.tui.screens.confirm import ConfirmScreen
+
+    app = offline_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        await settle(pilot)
+        app.post_message(events.Key("slash", "/"))  # all queued before any is handled
+        for key in "ready":
+            app.post_message(events.Key(key, key))
+        await settle(pilot)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert app._filter_input.value == "ready"
+        assert app.current_view.filter_text == "ready"
+        await pilot.press("slash", "x")  # in the box, `/` is a character of the regex
+        assert app._filter_input.value == "ready/x"

@@ -29,7 +29,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Container
 from textual.css.query import NoMatches
 from textual.notifications import SeverityLevel
-from textual.widgets import ContentSwitcher, Input
+from textual.widgets import ContentSwitcher, Input, TextArea
 
 from gatewaytui.client.connection import ConnectionStatus
 from gatewaytui.client.errors import ClientError
@@ -206,7 +206,9 @@ class GatewayApp(App[None]):
             )
             for entry in VIEWS
         ),
-        Binding("slash", "filter", "Filter", id="app.filter"),
+        # Priority: `/` is handled as the app reads it, so the keys of the same burst go to
+        # the filter box it focuses (see action_filter), not to the table and its bindings.
+        Binding("slash", "filter", "Filter", id="app.filter", priority=True),
         Binding("escape", "back", "Back", id="app.back", show=False),
         Binding("enter", "details", "Details", id="app.details"),
         Binding("d", "drain", "Drain", id="app.drain"),
@@ -703,7 +705,9 @@ class GatewayApp(App[None]):
         filter_input = self._filter_input
         filter_input.value = self.current_view.filter_text
         self._show_filter_bar(True)
-        filter_input.focus()
+        # Focus now, not via `focus()` (a callback queued behind keys already received): over
+        # SSH `/ready` arrives in one batch, and its `d` and `y` must be typed, not acted on.
+        self.screen.set_focus(filter_input)
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -760,6 +764,8 @@ class GatewayApp(App[None]):
             return view_id == "jobs" and not self.read_only
         if action == "details":
             return view_id in ("workers", "jobs")
+        if action == "filter":  # `/` types itself into a text field (a URL, a regex)
+            return not isinstance(self.focused, Input | TextArea)
         return True
 
     def _over_main_screen(self) -> bool:
