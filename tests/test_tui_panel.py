@@ -657,3 +657,16 @@ async def test_keys_typed_in_one_burst_after_slash_go_to_the_filter_not_to_actio
         assert app.current_view.filter_text == "ready"
         await pilot.press("slash", "x")  # in the box, `/` is a character of the regex
         assert app._filter_input.value == "ready/x"
+
+
+async def test_a_filter_that_is_not_a_regex_says_why():
+    app = offline_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2", "slash", "left_square_bracket")
+        await settle(pilot)
+        assert "✖ bad regex: unterminated character set" in header_text(app)
+        assert app.current_view.filter_text == ""  # the rows stay as they were
+        await pilot.press("enter")
+        await settle(pilot)
+        assert any("the filter is unchanged" in str(n.message) for n in app._notifications)
+        assert "bad regex" not in header_text(app)

@@ -267,6 +267,7 @@ class GatewayApp(App[None]):
         self._filter_input = Input(
             placeholder="regex over all columns · enter keeps · esc clears", id="filter"
         )
+        self._filter_error: str | None = None  # what is wrong with the regex being typed
         self._cli_theme = theme  # an explicit --theme wins over every context's theme
         self._wanted_theme = effective_theme(config, context, theme)
 
@@ -582,6 +583,9 @@ class GatewayApp(App[None]):
         if view.filter_text:
             line2.append("  filter ")
             line2.append(f"/{view.filter_text}/", "italic")
+        if self._filter_error is not None and self.focused is self._filter_input:
+            line2.append("  ✖ ", "bold red")
+            line2.append(self._filter_error, "red")
         table = self._current_table()
         if table is not None:
             line2.append(f"  {table.visible_count}/{table.total_count} rows")
@@ -714,16 +718,19 @@ class GatewayApp(App[None]):
         error = self.current_view.apply_filter(event.value)
         event.input.set_class(error is not None, "-invalid")
         event.input.tooltip = error
-        if error:
-            event.input.border_subtitle = error
-        else:
-            event.input.border_subtitle = None
+        self._filter_error = error  # shown on the header's second line while typing
         self._update_header()
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
+        if self._filter_error is not None:
+            self.notify(
+                f"{self._filter_error}; the filter is unchanged", severity="warning", timeout=6
+            )
+            self._filter_error = None
         self._show_filter_bar(bool(self.current_view.filter_text))
         self.current_view.focus_main()
+        self._update_header()
 
     def _reset_views(self) -> None:
         """A new context: no filter, no marks (they named rows of the old gateway)."""
