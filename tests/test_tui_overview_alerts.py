@@ -59,3 +59,16 @@ def test_an_unhealthy_backend_still_in_routing_is_a_warning_and_out_of_routing_a
         "▲ backend flaky unhealthy (1 failed probe): GET /v1/models: connection refused",
         "✖ backend out out of routing: timeout",
     ]
+
+
+def test_a_draining_or_not_ready_gateway_is_the_first_alert():
+    server = json.loads(SAMPLE.read_text())["server"]
+    draining = store_with(server={**server, "status": "draining", "draining": True, "inflight": 3})
+    assert alert_lines(draining)[0] == (
+        "✖ server draining: new requests get 503; 3 in flight (undrain from the palette)"
+    )
+    not_ready = store_with(
+        server={**server, "status": "not_ready", "status_reason": "no worker can take jobs"}
+    )
+    assert alert_lines(not_ready)[0] == "✖ gateway not ready: no worker can take jobs"
+    assert not any("server draining" in line for line in alert_lines(store_with()))

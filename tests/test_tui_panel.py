@@ -670,3 +670,22 @@ async def test_a_filter_that_is_not_a_regex_says_why():
         await settle(pilot)
         assert any("the filter is unchanged" in str(n.message) for n in app._notifications)
         assert "bad regex" not in header_text(app)
+
+
+async def test_the_overview_says_when_the_gateway_cannot_be_reached(make_gateway):
+    """Alerts from a stale state must not read 'nothing needs attention' while disconnected."""
+    from textual.widgets import Static
+
+    gateway = make_gateway()
+    RawWorker(gateway.ws_url, "w", ["m"])
+    app = live_app(gateway.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.session.state.live, what="live")
+        alerts_box = app.current_view.query_one("#alerts", Static)
+        app.current_view.tick()
+        assert "not connected" not in str(alerts_box.render())
+        gateway.stop()
+        await until(pilot, lambda: not app.session.state.live, what="disconnected")
+        app.current_view.tick()
+        await pilot.pause()
+        assert "✖ not connected to the gateway (reconnecting)" in str(alerts_box.render())

@@ -13,6 +13,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
+from gatewaytui.client.connection import ConnectionStatus
 from gatewaytui.client.store import Change, StateStore
 from gatewaytui.tui.formatting import STATUS_GLYPHS, age, bar, count, parse_ts, status_text
 from gatewaytui.tui.views.base import register_view
@@ -64,6 +65,25 @@ def servers(model: Mapping[str, Any]) -> tuple[int, int]:
 def alerts(store: StateStore, throughput: Throughput, now: float, stale_after: float) -> list[Text]:
     """What an on-call operator should look at first."""
     found: list[Text] = []
+    server = store.server
+    if server.get("status") == "draining":
+        found.append(
+            Text.assemble(
+                ("✖ ", "bold red"),
+                ("server draining", "bold"),
+                f": new requests get 503; {server.get('inflight', 0)} in flight"
+                " (undrain from the palette)",
+            )
+        )
+    elif server.get("status") == "not_ready":
+        found.append(
+            Text.assemble(
+                ("✖ ", "bold red"),
+                ("gateway not ready", "bold"),
+                ": ",
+                Text(str(server.get("status_reason") or "no worker or backend can take jobs")),
+            )
+        )
     for model in store.items["models"].values():
         ready_n, total = servers(model)
         if ready_n == 0:
@@ -224,6 +244,16 @@ class OverviewView(TableView):
             return
         app = self.gateway_app
         found = alerts(self._store, self.throughput, app.now(), app.heartbeat_stale_after)
+        state = app.session.state
+        if state.status in (ConnectionStatus.RECONNECTING, ConnectionStatus.UNAUTHORIZED):
+            found.insert(
+                0,
+                Text.assemble(
+                    ("✖ ", "bold red"),
+                    ("not connected to the gateway", "bold"),
+                    f" ({state.status.value}): what follows is the last known state",
+                ),
+            )
         body = Text("\n").join(found) if found else Text("✓ nothing needs attention", "green")
         if body.plain != self._alerts_shown:
             self._alerts_shown = body.plain
