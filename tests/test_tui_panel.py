@@ -56,7 +56,8 @@ UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing answers
         ("ansi_red", "color(1)"),
         ("ansi_bright_red", "color(9)"),
         ("hsl(0, 100%, 50%)", "#ff0000"),
-        ("rgb(1, 2, 3)", "#010203"),
+        ("rgb(1, 2, 3)", "rgb(1, 2, 3)"),  # Rich reads it as it is (#010203)
+        ("red", "red"),  # a plain name stays the terminal's own red
         ("#d7005f", "#d7005f"),
         ("crimson", "#dc143c"),
     ],
@@ -689,3 +690,27 @@ async def test_the_overview_says_when_the_gateway_cannot_be_reached(make_gateway
         app.current_view.tick()
         await pilot.pause()
         assert "✖ not connected to the gateway (reconnecting)" in str(alerts_box.render())
+
+
+async def test_status_words_take_the_themes_colours_and_follow_a_theme_switch():
+    """The ANSI theme's statuses are the terminal's own colours (SGR 94, not a 256-colour
+    approximation), from the first frame on and after switching themes."""
+    from pathlib import Path
+
+    from gatewaytui.tui.config import TuiConfig
+
+    sample = Path(__file__).parents[1] / "sample_state.json"
+    app = GatewayApp(TuiConfig(), snapshot=sample, theme="gatewaytui-ansi")
+
+    def working_color() -> str:
+        strip = table(app).render_line(2)
+        segment = next(s for s in strip if "working" in s.text)
+        return segment.style.color.name
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        await settle(pilot)
+        assert working_color() == "color(12)"  # ansi_bright_blue
+        app.theme = "gatewaytui-dark"
+        await settle(pilot)
+        assert working_color().startswith("#")

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.color import Color as RichColor
+from rich.color import ColorParseError as RichColorParseError
 from rich.style import Style
 from rich.text import Text
 from textual import events, on, work
@@ -180,6 +182,10 @@ def badge_style_for(color: str | None) -> Style:
     """
     if not color:
         return Style(bold=True, reverse=True)
+    try:  # Rich's own names first: `red` stays the terminal's red (16-colour themes, SSH)
+        return Style(bold=True, reverse=True, color=RichColor.parse(color))
+    except RichColorParseError:
+        pass
     try:
         rich_color = Color.parse(color).rich_color
     except ColorParseError:  # validated by the config; a bad one just loses its colour
@@ -268,6 +274,7 @@ class GatewayApp(App[None]):
             placeholder="regex over all columns · enter keeps · esc clears", id="filter"
         )
         self._filter_error: str | None = None  # what is wrong with the regex being typed
+        self._status_styles: dict[str, str] = dict(STATUS_STYLES)
         self._cli_theme = theme  # an explicit --theme wins over every context's theme
         self._wanted_theme = effective_theme(config, context, theme)
 
@@ -325,6 +332,7 @@ class GatewayApp(App[None]):
         return status_variable_defaults(self.current_theme)
 
     def on_mount(self) -> None:
+        self.theme_changed_signal.subscribe(self, self._on_theme_changed)
         for problem in self.gateway_themes.problems:
             self.notify(
                 problem, title="theme skipped", severity="warning", timeout=10, markup=False
@@ -405,6 +413,12 @@ class GatewayApp(App[None]):
 
     @property
     def status_styles(self) -> dict[str, str]:
+        """Status word -> Rich style, from the theme's `$status-*` variables. One dict, updated
+        in place when the theme changes: the tables' columns hold it from their compose."""
+        return self._status_styles
+
+    def _on_theme_changed(self, _theme: object) -> None:
+        """After a theme is applied (its CSS variables are known only then)."""
         variables = self.theme_variables
         styles = dict(STATUS_STYLES)
         for status in STATUS_STYLES:
@@ -412,7 +426,14 @@ class GatewayApp(App[None]):
             if value:
                 with contextlib.suppress(Exception):
                     styles[status] = f"bold {Color.parse(value).rich_color.name}"
-        return styles
+        if styles == self._status_styles:
+            return
+        self._status_styles.clear()
+        self._status_styles.update(styles)
+        for view in self.views():  # their rows were drawn with the old colours
+            if view.is_mounted:
+                for table in view.query(VirtualTable):
+                    table.restyle_rows()
 
     @property
     def heartbeat_stale_after(self) -> float:

@@ -583,6 +583,15 @@ class VirtualTable(ScrollView, can_focus=True):
     def _on_blur(self, event: events.Blur) -> None:
         self._restyle()
 
+    def restyle_rows(self) -> None:
+        """The styles the columns draw with have changed (a new theme): every row renders
+        afresh when next drawn (rows off screen stay stale until then, as after an update)."""
+        for row in self._rows.values():
+            row.cells = None
+            row.version += 1
+        self._line_cache.clear()
+        self.refresh()
+
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._line_cache.clear()
