@@ -162,7 +162,7 @@ async def settle(pilot) -> None:
 
 
 # Offline (read-only): Backends opens nothing, since enter there edits.
-OPENS = {"1": False, "2": True, "3": True, "4": False, "5": False, "6": False, "7": False}
+OPENS = {"1": False, "2": True, "3": True, "4": True, "5": False, "6": False, "7": False}
 
 
 @pytest.mark.parametrize("view_key", list(OPENS))
@@ -714,3 +714,21 @@ async def test_status_words_take_the_themes_colours_and_follow_a_theme_switch():
         app.theme = "gatewaytui-dark"
         await settle(pilot)
         assert working_color().startswith("#")
+
+
+async def test_enter_on_an_event_shows_its_whole_message():
+    from gatewaytui.tui.screens.event_detail import EventDetailScreen
+
+    app = offline_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        await settle(pilot)
+        longest = max(app.store.events, key=lambda e: len(e.get("message", "")))
+        await until(pilot, lambda: table(app).move_cursor_to(str(longest["id"])), what="cursor")
+        await pilot.press("enter")
+        assert isinstance(app.screen, EventDetailScreen)
+        await settle(pilot)
+        body = "".join(screen_lines(app.screen.query_one("#event-body"))).replace(" ", "")
+        assert longest["message"].replace(" ", "") in body  # all of it, wrapped, not cut
+        await pilot.press("escape")
+        assert not isinstance(app.screen, EventDetailScreen)

@@ -51,6 +51,7 @@ from gatewaytui.tui.config import (
 from gatewaytui.tui.formatting import STATUS_STYLES, age, parse_ts, status_text
 from gatewaytui.tui.hangup import HANGUP_EXIT_CODE, resume_only_after_suspend, start_exit_watchdog
 from gatewaytui.tui.screens.confirm import ConfirmScreen
+from gatewaytui.tui.screens.event_detail import EventDetailScreen
 from gatewaytui.tui.screens.help import HelpScreen
 from gatewaytui.tui.screens.job_detail import JobDetailScreen
 from gatewaytui.tui.screens.type_confirm import TypeToConfirmScreen
@@ -93,7 +94,7 @@ KNOWN_BINDING_IDS = frozenset(
         "table.first", "table.last", "table.mark", "table.select", "table.sort",
         "table.reverse", "events.follow", "confirm.yes", "confirm.no",
         "type_confirm.cancel", "detail.back", "detail.drain", "detail.undrain", "help.close",
-        "job_detail.back", "job_detail.cancel",
+        "job_detail.back", "job_detail.cancel", "event_detail.back",
         "plugins.export", "export.yaml", "export.env", "export.flags", "export.all",
         "export.copy", "export.close",
         "backends.add", "backends.edit", "backends.toggle", "backends.probe", "backends.delete",
@@ -791,7 +792,7 @@ class GatewayApp(App[None]):
         if action == "cancel_job":
             return view_id == "jobs" and not self.read_only
         if action == "details":
-            return view_id in ("workers", "jobs")
+            return view_id in ("workers", "jobs", "events")
         if action == "filter":  # `/` types itself into a text field (a URL, a regex)
             return not isinstance(self.focused, Input | TextArea)
         return True
@@ -823,6 +824,14 @@ class GatewayApp(App[None]):
             self.push_screen(WorkerDetailScreen(row_id))
         elif view_id == "jobs":
             self.push_screen(JobDetailScreen(row_id))
+        elif view_id == "events":
+            event = self.store_event(row_id)
+            if event is not None:
+                self.push_screen(EventDetailScreen(event))
+
+    def store_event(self, row_id: str) -> dict[str, Any] | None:
+        """The event of an Events row (rows are keyed by the event's id as text)."""
+        return next((e for e in self.store.events if str(e.get("id")) == row_id), None)
 
     @on(VirtualTable.RowSelected)
     def _row_selected(self, event: VirtualTable.RowSelected) -> None:

@@ -35,6 +35,7 @@ class EventsView(TableView):
     title = "Events"
     collection = "events"
     default_sort = ("id", False)
+    selectable = True  # the app shows the whole event (long messages are cut in the table)
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f", "toggle_follow", "Follow", id="events.follow"),
