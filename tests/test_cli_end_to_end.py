@@ -387,3 +387,21 @@ def test_demo_panel_keeps_the_users_keymap_refresh_rate_and_themes(tmp_path):
     panel = demo_panel_config(user, demo)
     assert panel.refresh_rate == 2 and panel.keymap == user.keymap
     assert [c.name for c in panel.contexts] == ["demo"] and panel.default_context == "demo"
+
+
+@pytest.mark.parametrize(("extra", "forced"), [((), False), (("--read-only",), True)])
+def test_open_is_read_only_by_its_snapshot_not_for_a_context_switched_to_later(
+    monkeypatch, extra, forced
+):
+    """`open` shows a snapshot (read-only by itself); switching to a live context from the
+    palette must not stay READ-ONLY unless --read-only was given."""
+    from gatewaytui.cli import main as cli
+    from gatewaytui.tui.app import GatewayApp
+
+    built: list[GatewayApp] = []
+    monkeypatch.setattr(GatewayApp, "run", lambda self, **_: built.append(self))
+    sample = Path(__file__).parents[1] / "sample_state.json"
+    cli.cmd_open(cli.build_parser().parse_args(["open", str(sample), *extra]))
+    (app,) = built
+    assert app.read_only  # the snapshot
+    assert app.forced_read_only is forced

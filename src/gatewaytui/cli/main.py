@@ -348,7 +348,9 @@ def cmd_open(args: argparse.Namespace) -> int:
         app = GatewayApp(
             config,
             snapshot=path,
-            read_only=True,
+            # A snapshot is read-only by itself; a live context switched to from the palette
+            # is read-only only if asked (--read-only, the context's read_only, a viewer token).
+            read_only=args.read_only,
             theme=args.theme,
             config_path=Path(args.config) if args.config else None,
         )
