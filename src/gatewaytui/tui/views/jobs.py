@@ -26,7 +26,9 @@ def _where(job: Mapping[str, Any]) -> str:
     workers = job.get("workers") or []
     if len(workers) > 1:
         return f"{job.get('worker') or workers[-1]} +{len(workers) - 1}"
-    return job.get("worker") or "-"
+    if job.get("worker"):
+        return job["worker"]
+    return "(queued)" if job.get("state") == "queued" else "-"  # STATE is gone at 80 columns
 
 
 def _state(job: Mapping[str, Any]) -> Text:
@@ -52,10 +54,11 @@ class JobsView(TableView):
 
         return [
             Column("id", "JOB", lambda j: j["id"], width=18, min_width=12),
-            Column("kind", "KIND", lambda j: j.get("kind", ""), width=10),
+            # KIND is in every job id too (chat-…, emb-…): it gives way to STATE and WORKER.
+            Column("kind", "KIND", lambda j: j.get("kind", ""), width=10, priority=2),
             Column("model", "MODEL", lambda j: j.get("model", ""), width=20, flex=True),
             Column("worker", "WORKER", _where, width=16, priority=1),
-            Column("state", "STATE", _state, width=10, priority=2),
+            Column("state", "STATE", _state, width=10, priority=1),
             Column(
                 "elapsed",
                 "ELAPSED",
