@@ -732,3 +732,22 @@ async def test_enter_on_an_event_shows_its_whole_message():
         assert longest["message"].replace(" ", "") in body  # all of it, wrapped, not cut
         await pilot.press("escape")
         assert not isinstance(app.screen, EventDetailScreen)
+
+
+async def test_r_reconnects_at_once_while_the_gateway_cannot_be_reached(make_gateway):
+    gateway = make_gateway()
+    app = GatewayApp(
+        TuiConfig(contexts=[ContextConfig(name="lab", url=gateway.url)]),
+        context=ContextConfig(name="lab", url=gateway.url),
+        connection_options={"backoff_base": 30, "backoff_cap": 30},  # a long wait to skip
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.session.state.live, what="live")
+        assert app.check_action("retry_now", ()) is False  # live: nothing to retry
+        gateway.stop()
+        await until(pilot, lambda: app.session.state.attempt >= 1, what="first retry scheduled")
+        assert app.check_action("retry_now", ()) is True
+        attempts = app.session.state.attempt
+        await pilot.press("r")
+        # The gateway stays down: the attempt r asked for fails at once, not after up to 30 s.
+        await until(pilot, lambda: app.session.state.attempt > attempts, what="an attempt now")

@@ -2,7 +2,7 @@
 
 It connects with the operator token, applies the snapshot and the deltas, and tells
 listeners what changed. When the stream breaks it retries with capped exponential backoff
-and full jitter (base 0.5 s, cap 30 s; the attempt counter resets once a connection has
+and full jitter (base 0.5 s, cap 10 s; the attempt counter resets once a connection has
 stayed up for `stable_after` seconds), so a fleet of TUIs does not hammer a gateway that is
 coming back. A sequence gap or a malformed delta means the store is wrong: it reconnects at
 once for a fresh snapshot (with backoff if that keeps happening). A stream silent for
@@ -148,7 +148,7 @@ class GatewayConnection:
         on_change: ChangeListener | None = None,
         on_state: StateListener | None = None,
         backoff_base: float = 0.5,
-        backoff_cap: float = 30.0,
+        backoff_cap: float = 10.0,
         stable_after: float = 10.0,
         keepalive: float = 5.0,
         dead_after_keepalives: float = 3.0,

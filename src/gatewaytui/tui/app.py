@@ -225,6 +225,7 @@ class GatewayApp(App[None]):
         Binding("S", "save_snapshot", "Snapshot", id="app.save_snapshot"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("r", "retry_now", "Retry now", id="app.retry_now"),
         # Textual adds its own palette binding only when the app has none, and without an id;
         # this one has an id, so `keymap: {app.command_palette: ctrl+k}` remaps it.
         Binding(
@@ -580,7 +581,10 @@ class GatewayApp(App[None]):
             line1.append(" ")
         status = server.get("status")
         if status:
-            line1.append_text(status_text(status, self.status_styles))
+            shown = status_text(status, self.status_styles)
+            if self.session.state.status is ConnectionStatus.RECONNECTING:
+                shown.stylize("dim")  # the last known status, not the gateway's now
+            line1.append_text(shown)
             if server.get("draining"):
                 started = parse_ts(server.get("drain_started_at"))
                 since = f" {age(self.now() - started)}" if started else ""
@@ -680,7 +684,9 @@ class GatewayApp(App[None]):
                     ("Cannot reach ", "bold"),
                     (f"'{self.context_name}'", "bold"),
                     f" at {url}: {state.last_error or 'no answer'}. ",
-                    f"Unreachable since {since}; {when} (attempt {state.attempt + 1}).{stale}",
+                    f"Unreachable since {since}; {when} (attempt {state.attempt + 1}; ",
+                    ("r", "bold"),
+                    f" retries now).{stale}",
                 )
             )
             return
@@ -793,9 +799,19 @@ class GatewayApp(App[None]):
             return view_id == "jobs" and not self.read_only
         if action == "details":
             return view_id in ("workers", "jobs", "events")
+        if action == "retry_now":  # only while the gateway cannot be reached
+            return self.session.state.status in (
+                ConnectionStatus.RECONNECTING,
+                ConnectionStatus.UNAUTHORIZED,
+            )
         if action == "filter":  # `/` types itself into a text field (a URL, a regex)
             return not isinstance(self.focused, Input | TextArea)
         return True
+
+    def action_retry_now(self) -> None:
+        """Skip the reconnect backoff: try the gateway again at once."""
+        self.session.retry_now()
+        self.notify(f"reconnecting to {self.context_name} now", timeout=3)
 
     def _over_main_screen(self) -> bool:
         """A screen (details, a dialog) is on top of the views."""

@@ -19,6 +19,7 @@ KEYS: list[tuple[str, str, str]] = [
         "app.view_N",
     ),
     ("/", "filter rows (regex over all columns)", "app.filter"),
+    ("r", "reconnect now (while the gateway cannot be reached)", "app.retry_now"),
     ("esc", "back / clear the filter", "app.back"),
     ("o / O", "sort by the next column / reverse", "table.sort, table.reverse"),
     ("enter", "open: worker, job or event details, backend form", "table.select"),
