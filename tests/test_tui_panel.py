@@ -751,3 +751,22 @@ async def test_r_reconnects_at_once_while_the_gateway_cannot_be_reached(make_gat
         await pilot.press("r")
         # The gateway stays down: the attempt r asked for fails at once, not after up to 30 s.
         await until(pilot, lambda: app.session.state.attempt > attempts, what="an attempt now")
+
+
+async def test_a_dialog_footer_shows_its_own_keys_not_the_views():
+    from rich.text import Text
+
+    from gatewaytui.tui.screens.confirm import ConfirmScreen
+    from gatewaytui.tui.screens.type_confirm import TypeToConfirmScreen
+
+    app = offline_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        await app.push_screen(ConfirmScreen("Drain?", Text("w"), "Drain"))
+        await settle(pilot)
+        assert footer_keys(app) == ["Yes", "No"]
+        await pilot.press("n")
+        await app.push_screen(TypeToConfirmScreen("Drain the server?", Text("b"), "lab"))
+        await settle(pilot)
+        assert footer_keys(app) == ["Cancel"]
+        assert app.screen.query_one("#typed").value == ""  # nothing looks typed already

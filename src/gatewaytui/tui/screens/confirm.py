@@ -12,6 +12,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from gatewaytui.tui.widgets.footer import GatewayFooter
+
 
 class ConfirmScreen(ModalScreen[bool]):
     DEFAULT_CSS = """
@@ -44,6 +46,7 @@ class ConfirmScreen(ModalScreen[bool]):
             with Horizontal():
                 yield Button("Cancel (n)", id="cancel", variant="default")
                 yield Button(f"{self.confirm_label} (y)", id="confirm", variant="warning")
+        yield GatewayFooter()  # y / n, not the keys of the view behind the dialog
 
     def on_mount(self) -> None:
         self.query_one("#cancel", Button).focus()

@@ -11,6 +11,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from gatewaytui.tui.widgets.footer import GatewayFooter
+
 
 class TypeToConfirmScreen(ModalScreen[bool]):
     DEFAULT_CSS = """
@@ -38,8 +40,10 @@ class TypeToConfirmScreen(ModalScreen[bool]):
             yield Static(Text(self.title_text), classes="title")
             yield Static(self.body)
             yield Static(Text.assemble("Type ", (self.expected, "bold"), " to confirm:"))
-            yield Input(placeholder=self.expected, id="typed")
+            # Not the word itself as placeholder: an empty box would look already filled in.
+            yield Input(placeholder="type it here", id="typed")
             yield Static("enter confirms · esc cancels", classes="hint")
+        yield GatewayFooter()
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
