@@ -315,51 +315,41 @@ def load_tui_config(args: argparse.Namespace) -> Any:
         raise CliError(str(exc)) from None
 
 
-def cmd_tui(args: argparse.Namespace) -> int:
-    """`gatewaytui` with no command: the panel on the configured (or default) context."""
+def run_panel(args: argparse.Namespace, snapshot: Path | None = None) -> int:
+    """Build the panel with the command line's panel options, on the chosen context or on a
+    saved snapshot, and run it. A bad token file or snapshot is a one-line error, exit 2."""
+    from gatewaytui.client.errors import ClientError
     from gatewaytui.tui.app import GatewayApp
     from gatewaytui.tui.config import ConfigError, pick_context
 
     config = load_tui_config(args)
     try:
-        context = pick_context(config, args.context)
         app = GatewayApp(
             config,
-            context=context,
+            context=None if snapshot else pick_context(config, args.context),
+            snapshot=snapshot,
+            # Read-only when asked (--read-only, the context's read_only, a viewer token); a
+            # snapshot is read-only by itself, and a context switched to from it is not.
             read_only=args.read_only,
             theme=args.theme,
             config_path=Path(args.config) if args.config else None,
         )
+    except ClientError as exc:
+        raise CliError(f"cannot open {snapshot}: {exc}") from None
     except ConfigError as exc:  # e.g. the context's token file is missing or empty
         raise CliError(str(exc)) from None
     app.run()
     return 0
 
 
+def cmd_tui(args: argparse.Namespace) -> int:
+    """`gatewaytui` with no command: the panel on the configured (or default) context."""
+    return run_panel(args)
+
+
 def cmd_open(args: argparse.Namespace) -> int:
     """`gatewaytui open FILE`: a saved snapshot, read-only, with no gateway at all."""
-    from gatewaytui.client.errors import ClientError
-    from gatewaytui.tui.app import GatewayApp
-    from gatewaytui.tui.config import ConfigError
-
-    config = load_tui_config(args)
-    path = Path(args.snapshot)
-    try:
-        app = GatewayApp(
-            config,
-            snapshot=path,
-            # A snapshot is read-only by itself; a live context switched to from the palette
-            # is read-only only if asked (--read-only, the context's read_only, a viewer token).
-            read_only=args.read_only,
-            theme=args.theme,
-            config_path=Path(args.config) if args.config else None,
-        )
-    except ClientError as exc:
-        raise CliError(f"cannot open {path}: {exc}") from None
-    except ConfigError as exc:
-        raise CliError(str(exc)) from None
-    app.run()
-    return 0
+    return run_panel(args, Path(args.snapshot))
 
 
 def add_panel_flags(parser: argparse.ArgumentParser, *, top: bool, context: bool = True) -> None:

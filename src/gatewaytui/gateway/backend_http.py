@@ -30,7 +30,7 @@ from aiohttp.http_exceptions import LineTooLong
 
 import gatewaytui
 from gatewaytui.schema.backends import ENV_REF_PREFIX, BackendSpec, backend_root_url
-from gatewaytui.shared.sse import sse_data
+from gatewaytui.shared.sse import READ_BUFFER_BYTES, body_lines, sse_data
 from gatewaytui.shared.tls import tls_context
 
 MAX_ERROR_CHARS = 300
@@ -41,7 +41,6 @@ PROBE_CONNECTIONS = 32  # the probe session's pool (probes of all backends share
 # test upstream), so a request is not sent on a connection the server is closing.
 KEEPALIVE_S = 4.0
 # aiohttp reads a stream line by line within twice this; a longer SSE line fails the call.
-READ_BUFFER_BYTES = 4 * 1024 * 1024
 REDACTED = "[redacted]"
 JSON_HEADERS = {"Content-Type": "application/json"}
 SSE_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
@@ -393,7 +392,7 @@ async def stream_chat(
                 if isinstance(whole, dict):
                     yield whole
                 return
-            async for payload in sse_data(_lines(response.content)):
+            async for payload in sse_data(body_lines(response.content)):
                 if payload.strip() == "[DONE]":
                     return
                 try:
@@ -419,20 +418,3 @@ async def stream_chat(
             f"backend {spec.id}: a stream line is longer than {2 * READ_BUFFER_BYTES} bytes",
             code="bad_backend_response",
         ) from None
-
-
-async def _lines(body: aiohttp.StreamReader) -> AsyncIterator[str]:
-    """The body's lines without their line ends. aiohttp splits at LF only; a line with a CR
-    in it is split there too (SSE allows a lone CR as a line end, and a JSON chunk cannot
-    contain one), as httpx's `aiter_lines` did. A stream of lone CRs only arrives whole."""
-    async for raw in body:
-        line = raw.decode("utf-8", "replace")
-        if line.endswith("\n"):
-            line = line[:-1]
-        if "\r" not in line:
-            yield line
-            continue
-        if line.endswith("\r"):
-            line = line[:-1]
-        for part in line.split("\r"):
-            yield part

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
+
+# The read buffer of the package's aiohttp sessions: a stream line longer than twice this
+# fails the call (aiohttp raises LineTooLong) rather than growing without bound.
+READ_BUFFER_BYTES = 4 * 1024 * 1024
 
 
 class EventTooLarge(ValueError):
@@ -35,3 +39,23 @@ async def sse_data(lines: AsyncIterator[str], limit: int | None = None) -> Async
         buffer.append(value)
     if buffer:
         yield "\n".join(buffer)
+
+
+async def body_lines(body: AsyncIterable[bytes]) -> AsyncIterator[str]:
+    """A response body's lines (aiohttp's `StreamReader` yields them) without line ends.
+
+    aiohttp splits at LF only; a line with a CR in it is split there too (SSE allows a lone
+    CR as a line end, and a JSON chunk cannot contain one). A stream of lone CRs only
+    arrives whole.
+    """
+    async for raw in body:
+        line = raw.decode("utf-8", "replace")
+        if line.endswith("\n"):
+            line = line[:-1]
+        if "\r" not in line:
+            yield line
+            continue
+        if line.endswith("\r"):
+            line = line[:-1]
+        for part in line.split("\r"):
+            yield part

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -24,7 +23,7 @@ from aiohttp.http_exceptions import LineTooLong
 
 from gatewaytui import __version__
 from gatewaytui.schema.protocol import JobFrame, Usage
-from gatewaytui.shared.sse import sse_data
+from gatewaytui.shared.sse import READ_BUFFER_BYTES, body_lines, sse_data
 from gatewaytui.shared.tls import tls_context
 from gatewaytui.workers.backend import (
     Backend,
@@ -38,8 +37,6 @@ from gatewaytui.workers.settings import UpstreamSettings
 log = logging.getLogger("gatewaytui.workers.relay")
 
 _MAX_ERROR_CHARS = 1000
-# aiohttp reads a stream line by line within twice this; a longer SSE line fails the job.
-_READ_BUFFER_BYTES = 4 * 1024 * 1024
 
 
 def upstream_base_url(url: str) -> str:
@@ -85,7 +82,7 @@ class RelayBackend(Backend):
             # The relay talks to a server the operator named; proxies from env would surprise.
             trust_env=False,
             raise_for_status=False,
-            read_bufsize=_READ_BUFFER_BYTES,
+            read_bufsize=READ_BUFFER_BYTES,
         )
         await self.discover()
         self._discovery = asyncio.create_task(self._discovery_loop(), name="relay-discovery")
@@ -212,7 +209,7 @@ class RelayBackend(Backend):
                 if response.status >= 400:
                     text = (await response.read()).decode("utf-8", "replace")
                     raise _upstream_error(response.status, text)
-                async for payload in sse_data(_lines(response.content)):
+                async for payload in sse_data(body_lines(response.content)):
                     if payload.strip() == "[DONE]":
                         break
                     chunk = _parse_chunk(payload)
@@ -227,7 +224,7 @@ class RelayBackend(Backend):
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._unreachable(exc) from exc
         except LineTooLong as exc:  # never the line itself: it is the upstream's output
-            message = f"upstream stream: a line longer than {2 * _READ_BUFFER_BYTES} bytes"
+            message = f"upstream stream: a line longer than {2 * READ_BUFFER_BYTES} bytes"
             raise JobError(502, message, "bad_upstream") from exc
         if usage is None:
             prompt = words_in_messages(job.body)
@@ -235,12 +232,6 @@ class RelayBackend(Backend):
                 prompt_tokens=prompt, completion_tokens=tokens_out, total_tokens=prompt + tokens_out
             )
         return usage
-
-
-async def _lines(body: aiohttp.StreamReader) -> AsyncIterator[str]:
-    """The body's lines without their line ends (what an SSE parser reads)."""
-    async for raw in body:
-        yield raw.decode("utf-8", "replace").rstrip("\r\n")
 
 
 def _parse_chunk(payload: str) -> dict[str, Any]:
