@@ -336,9 +336,7 @@ class GatewayApp(App[None]):
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._on_theme_changed)
         for problem in self.gateway_themes.problems:
-            self.notify(
-                problem, title="theme skipped", severity="warning", timeout=10, markup=False
-            )
+            self.notify(problem, title="theme skipped", severity="warning", timeout=10)
         for theme in self.gateway_themes.values():
             self.register_theme(theme)
         if self._wanted_theme in self.available_themes:
@@ -348,13 +346,12 @@ class GatewayApp(App[None]):
                 f"no theme named {self._wanted_theme!r}; using {DEFAULT_THEME}",
                 severity="warning",
                 timeout=10,
-                markup=False,
             )
             self.theme = DEFAULT_THEME
         if self.config.keymap:
             known = {b.id for _, b in self._bindings if b.id} | KNOWN_BINDING_IDS
             for warning in check_keymap(self.config.keymap, known):
-                self.notify(warning, severity="warning", timeout=10, markup=False)
+                self.notify(warning, severity="warning", timeout=10)
             self.set_keymap(dict(self.config.keymap))
             palette_keys = self.config.keymap.get("app.command_palette")
             if palette_keys:  # the footer shows the palette under its (first) key
@@ -866,13 +863,12 @@ class GatewayApp(App[None]):
     def _refuse_read_only(self) -> bool:
         if self.read_only:
             why = "offline snapshot" if self.session.is_offline else "read-only mode"
-            self.notify(f"Not allowed: this is a {why}.", severity="warning", markup=False)
+            self.notify(f"Not allowed: this is a {why}.", severity="warning")
             return True
         if not self.session.state.live:
             self.notify(
                 "Not connected to the gateway; try again when live.",
                 severity="warning",
-                markup=False,
             )
             return True
         return False
@@ -897,16 +893,14 @@ class GatewayApp(App[None]):
             try:
                 result = await call(worker_id)
             except ClientError as exc:
-                self.notify(
-                    f"{kind} {worker_id} refused: {exc}", severity="error", timeout=10, markup=False
-                )
+                self.notify(f"{kind} {worker_id} refused: {exc}", severity="error", timeout=10)
                 continue
             done.append(worker_id)
             if kind == "drain":
                 self.drain_watch[worker_id] = "drain"
             else:
                 self.drain_watch.pop(worker_id, None)
-            self.notify(result.message or f"{kind} {worker_id}: ok", timeout=4, markup=False)
+            self.notify(result.message or f"{kind} {worker_id}: ok", timeout=4)
         table = self._current_table()
         if table is not None and done:
             table.clear_marks()
@@ -922,7 +916,7 @@ class GatewayApp(App[None]):
                 continue
             if worker.get("draining") and worker.get("inflight", 0) == 0:
                 self.drain_watch.pop(worker_id)
-                self.notify(f"✓ {worker_id} drained: no jobs left", timeout=8, markup=False)
+                self.notify(f"✓ {worker_id} drained: no jobs left", timeout=8)
 
     def action_cancel_job(self) -> None:
         table = self._current_table()
@@ -935,7 +929,7 @@ class GatewayApp(App[None]):
             return
         job = self.store.items["jobs"].get(job_id)
         if job is None:
-            self.notify(f"job {job_id} is no longer in flight", severity="warning", markup=False)
+            self.notify(f"job {job_id} is no longer in flight", severity="warning")
             return
         started = parse_ts(job.get("started_at"))
         body = Text.assemble(
@@ -959,11 +953,9 @@ class GatewayApp(App[None]):
         try:
             result = await self.session.cancel_job(job_id)
         except ClientError as exc:
-            self.notify(
-                f"cancel {job_id} refused: {exc}", severity="error", timeout=10, markup=False
-            )
+            self.notify(f"cancel {job_id} refused: {exc}", severity="error", timeout=10)
             return
-        self.notify(result.message or f"job {job_id} cancelled", timeout=4, markup=False)
+        self.notify(result.message or f"job {job_id} cancelled", timeout=4)
 
     def action_server_drain(self) -> None:
         if self._refuse_read_only():
@@ -1007,9 +999,9 @@ class GatewayApp(App[None]):
             else:
                 result = await self.session.undrain_server()
         except ClientError as exc:
-            self.notify(f"server {kind} refused: {exc}", severity="error", timeout=10, markup=False)
+            self.notify(f"server {kind} refused: {exc}", severity="error", timeout=10)
             return
-        self.notify(result.message or f"server {kind}: ok", timeout=5, markup=False)
+        self.notify(result.message or f"server {kind}: ok", timeout=5)
 
     # ---- misc actions ---------------------------------------------------------------------
 
@@ -1027,11 +1019,9 @@ class GatewayApp(App[None]):
         try:
             saved = self.session.save_snapshot(path)
         except (OSError, ClientError) as exc:
-            self.notify(
-                f"could not save snapshot: {exc}", severity="error", timeout=10, markup=False
-            )
+            self.notify(f"could not save snapshot: {exc}", severity="error", timeout=10)
             return
-        self.notify(f"saved {saved}", timeout=6, markup=False)
+        self.notify(f"saved {saved}", timeout=6)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
@@ -1044,7 +1034,7 @@ class GatewayApp(App[None]):
     def switch_context(self, name: str) -> None:
         context = next((c for c in self.config.contexts if c.name == name), None)
         if context is None:
-            self.notify(f"no context named {name!r}", severity="error", markup=False)
+            self.notify(f"no context named {name!r}", severity="error")
             return
         self._switch_to(context)
 
@@ -1058,7 +1048,6 @@ class GatewayApp(App[None]):
                 title=f"cannot switch to {context.name}",
                 severity="error",
                 timeout=15,
-                markup=False,
             )
             return
         old = self.session
@@ -1078,9 +1067,8 @@ class GatewayApp(App[None]):
                 f"no theme named {wanted!r}; keeping {self.theme}",
                 severity="warning",
                 timeout=10,
-                markup=False,
             )
         self.session.start()
         self._follow_updates()
         self.show_everything()
-        self.notify(f"context {context.name} ({context.url})", timeout=3, markup=False)
+        self.notify(f"context {context.name} ({context.url})", timeout=3)

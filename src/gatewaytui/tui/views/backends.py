@@ -66,10 +66,6 @@ class BackendsView(TableView):
         self._ours: dict[str, dict[str, Any]] = {}
         self._mutating = asyncio.Lock()  # one edit at a time, each from the freshest revision
 
-    def _notify(self, message: str, **kwargs: Any) -> None:
-        """Every notice here may hold gateway or upstream text: never read it as markup."""
-        self.app.notify(message, markup=False, **kwargs)
-
     def _fresh(self, backend_id: str) -> dict[str, Any] | None:
         """The newest version we know of: the stream's, or the one our last edit returned."""
         streamed = self.gateway_app.store.items["backends"].get(backend_id)
@@ -182,14 +178,14 @@ class BackendsView(TableView):
         try:
             backend = await self.gateway_app.session.backend(backend_id)
         except ClientError as exc:
-            self._notify(f"cannot edit {backend_id}: {exc}", severity="error", timeout=8)
+            self.app.notify(f"cannot edit {backend_id}: {exc}", severity="error", timeout=8)
             return
         self.app.push_screen(BackendFormScreen(backend.model_dump(mode="json")), self._saved)
 
     def _saved(self, backend: dict[str, Any] | None) -> None:
         if backend is not None:
             self._ours[backend["id"]] = backend
-            self._notify(f"backend {backend['id']} saved (revision {backend['revision']})")
+            self.app.notify(f"backend {backend['id']} saved (revision {backend['revision']})")
             if not self.table.move_cursor_to(backend["id"]):
                 self._cursor_to = backend["id"]  # its row arrives with the next update
 
@@ -240,15 +236,15 @@ class BackendsView(TableView):
                 if exc.code == "revision_conflict" and exc.current is not None:
                     self._conflict("delete", seen, exc.current)
                 else:
-                    self._notify(
+                    self.app.notify(
                         f"delete {backend_id} refused: {exc}", severity="error", timeout=10
                     )
                 return
             except ClientError as exc:
-                self._notify(f"delete {backend_id} failed: {exc}", severity="error", timeout=10)
+                self.app.notify(f"delete {backend_id} failed: {exc}", severity="error", timeout=10)
                 return
             self._ours.pop(backend_id, None)
-        self._notify(result.message or f"backend {backend_id} deleted", timeout=6)
+        self.app.notify(result.message or f"backend {backend_id} deleted", timeout=6)
 
     def action_toggle(self) -> None:
         backend = self._selected()
@@ -268,7 +264,7 @@ class BackendsView(TableView):
             if enabled is None:
                 enabled = not seen.get("enabled", True)
             elif seen.get("enabled", True) == enabled:
-                self._notify(f"backend {backend_id} is already {_state(enabled)}", timeout=4)
+                self.app.notify(f"backend {backend_id} is already {_state(enabled)}", timeout=4)
                 return
             try:
                 saved = await self.gateway_app.session.patch_backend(
@@ -279,15 +275,15 @@ class BackendsView(TableView):
                     self._conflict("enable" if enabled else "disable", seen, exc.current)
                 else:
                     what = "enable" if enabled else "disable"
-                    self._notify(
+                    self.app.notify(
                         f"{what} {backend_id} refused: {exc}", severity="error", timeout=10
                     )
                 return
             except ClientError as exc:
-                self._notify(f"{backend_id}: {exc}", severity="error", timeout=10)
+                self.app.notify(f"{backend_id}: {exc}", severity="error", timeout=10)
                 return
             self._ours[backend_id] = saved.model_dump(mode="json")
-        self._notify(f"backend {backend_id} {_state(enabled)}", timeout=4)
+        self.app.notify(f"backend {backend_id} {_state(enabled)}", timeout=4)
 
     def _conflict(self, what: str, seen: Mapping[str, Any], current: dict[str, Any]) -> None:
         """Someone else changed it first: show what changed; retrying acts on their version."""
@@ -306,7 +302,7 @@ class BackendsView(TableView):
 
         def confirmed(yes: bool | None) -> None:
             if not yes:
-                self._notify(f"{what} {backend_id}: left as it is", timeout=4)
+                self.app.notify(f"{what} {backend_id}: left as it is", timeout=4)
             elif what == "delete":
                 self._delete(backend_id, current, force=True)
             else:
@@ -322,19 +318,19 @@ class BackendsView(TableView):
 
     @work(group="backends-actions")
     async def _probe(self, backend_id: str) -> None:
-        self._notify(f"probing {backend_id} …", timeout=2)
+        self.app.notify(f"probing {backend_id} …", timeout=2)
         try:
             result = await self.gateway_app.session.probe_backend(backend_id)
         except ClientError as exc:
-            self._notify(f"probe {backend_id} failed: {exc}", severity="error", timeout=10)
+            self.app.notify(f"probe {backend_id} failed: {exc}", severity="error", timeout=10)
             return
         if result.ok:
-            self._notify(
+            self.app.notify(
                 f"✓ {backend_id}: {len(result.models)} model(s) in {result.latency_ms:.0f} ms",
                 timeout=6,
             )
         else:
-            self._notify(f"✖ {backend_id}: {result.error}", severity="error", timeout=10)
+            self.app.notify(f"✖ {backend_id}: {result.error}", severity="error", timeout=10)
 
 
 def _state(enabled: bool) -> str:

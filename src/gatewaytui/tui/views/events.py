@@ -108,7 +108,7 @@ class EventsView(TableView):
 
     def action_toggle_follow(self) -> None:
         self.follow = not self.follow
-        self.gateway_app.notify(f"follow {'on' if self.follow else 'off'}", timeout=2, markup=False)
+        self.gateway_app.notify(f"follow {'on' if self.follow else 'off'}", timeout=2)
         if self.follow:
             self.table.move_cursor_to_end()
         self.gateway_app._update_header()
