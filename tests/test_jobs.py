@@ -427,8 +427,8 @@ class _Disconnecting:
 
 
 async def test_a_client_leaving_cancels_the_work_and_answers_499():
-    from gatewaytui.gateway.app import _unless_client_leaves
     from gatewaytui.gateway.jobs import GatewayError
+    from gatewaytui.gateway.routes.common import unless_client_leaves as _unless_client_leaves
 
     request, started, cancelled = _Disconnecting(), asyncio.Event(), asyncio.Event()
 
@@ -454,7 +454,7 @@ async def test_a_client_leaving_cancels_the_work_and_answers_499():
 
 
 async def test_a_shutdown_cancel_at_the_same_time_as_a_disconnect_is_not_swallowed():
-    from gatewaytui.gateway.app import _unless_client_leaves
+    from gatewaytui.gateway.routes.common import unless_client_leaves as _unless_client_leaves
 
     request, started = _Disconnecting(), asyncio.Event()
 

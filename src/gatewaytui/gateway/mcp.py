@@ -1,7 +1,7 @@
 """MCP relays: connected relays, the calls in flight through them, their counters and metrics.
 
 An MCP server behind NAT is reached through a relay that dials in over `WS /api/mcp/connect`
-(see `gateway/mcp_http.py` for the HTTP and WebSocket shells). Everything here runs on the
+(see `gateway/routes/mcp.py` for the HTTP and WebSocket shells). Everything here runs on the
 gateway's one event loop: a call is opened (limits checked, counted), its frames arrive on its
 own queue in order, and it is finished exactly once. When a relay disappears, every call
 waiting on it is woken at once with `RelayLost`, so no MCP client hangs on a dead relay.

@@ -6,7 +6,7 @@ the relay's reply, as JSON or, when the server streams, as Server-Sent Events. E
 is a JSON-RPC error object with a fitting HTTP status, so an MCP SDK surfaces it as an error
 of the call rather than as a broken transport.
 
-Installed by `create_app` (imported there lazily, since it uses the app module's helpers).
+Installed by `create_app` through `add_mcp_routes`.
 """
 
 from __future__ import annotations
@@ -18,20 +18,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
-from gatewaytui.gateway.app import (
-    AuthError,
-    DialIn,
-    EventStreamResponse,
-    FrameError,
-    _client_addr,
-    _unless_client_leaves,
-    error_response,
-    serve_dial_in,
-)
-from gatewaytui.gateway.auth import Auth, bearer_token
+from gatewaytui.gateway.auth import bearer_token
 from gatewaytui.gateway.core import Gateway
 from gatewaytui.gateway.hub import encode
 from gatewaytui.gateway.jobs import GatewayError
@@ -47,8 +36,16 @@ from gatewaytui.gateway.mcp import (
     MCPRelays,
     call_target,
 )
+from gatewaytui.gateway.routes.common import (
+    AuthError,
+    EventStreamResponse,
+    Guard,
+    client_addr,
+    deny,
+    unless_client_leaves,
+)
+from gatewaytui.gateway.routes.dial_in import DialIn, frame_text, parse_frame, serve_dial_in
 from gatewaytui.schema.mcp_protocol import (
-    CLOSE_POLICY_VIOLATION,
     RELAY_FRAME_ADAPTER,
     RELAY_TOKEN_HEADER,
     RelayCallFrame,
@@ -58,7 +55,7 @@ from gatewaytui.schema.mcp_protocol import (
     RelayReplyFrame,
 )
 
-log = logging.getLogger("gatewaytui.gateway.mcp_http")
+log = logging.getLogger("gatewaytui.gateway.routes.mcp")
 
 MAX_FORWARDED_HEADERS = 16
 MAX_HEADER_VALUE = 1024
@@ -159,13 +156,19 @@ def _response_headers(frame: RelayReplyFrame | RelayEventFrame) -> dict[str, str
     return mcp_headers(frame.headers)
 
 
-def install_mcp_routes(app: FastAPI, gateway: Gateway, auth: Auth) -> None:
+def add_mcp_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
     """Add the MCP relay endpoints to the gateway's app."""
+    add_mcp_client_routes(app, gateway, guard)
+    add_mcp_relay_route(app, gateway, guard)
+
+
+def add_mcp_client_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
+    """`/mcp/{client_id}`: MCP clients (Streamable HTTP) with the API key."""
     relays = gateway.mcp
     config = gateway.config
 
     def check_api_key(request: Request) -> None:
-        if not auth.api_ok(bearer_token(request.headers)):
+        if not guard.auth.api_ok(bearer_token(request.headers)):
             raise MCPError(
                 "invalid or missing API key (send Authorization: Bearer <key>)",
                 status=401,
@@ -187,7 +190,7 @@ def install_mcp_routes(app: FastAPI, gateway: Gateway, auth: Auth) -> None:
                 method or "(response)",
                 request_id=request_id,
                 target=call_target(message) if method else None,
-                client=_client_addr(request.client),
+                client=client_addr(request.client),
                 token=request.headers.get(RELAY_TOKEN_HEADER),
             )
         except MCPError as exc:
@@ -210,7 +213,7 @@ def install_mcp_routes(app: FastAPI, gateway: Gateway, auth: Auth) -> None:
             call = relays.open_call(
                 client_id,
                 TERMINATE_METHOD,
-                client=_client_addr(request.client),
+                client=client_addr(request.client),
                 token=request.headers.get(RELAY_TOKEN_HEADER),
                 counted=False,
             )
@@ -231,23 +234,24 @@ def install_mcp_routes(app: FastAPI, gateway: Gateway, auth: Auth) -> None:
             check_api_key(request)
         except MCPError as exc:
             return rpc_response(exc)
-        exc = MCPError(
+        no_stream = MCPError(
             "the gateway offers no GET stream for MCP clients; use POST",
             status=405,
             rpc_code=RPC_INVALID_REQUEST,
             code="method_not_allowed",
         )
-        return rpc_response(exc, headers={"Allow": "POST, DELETE"})
+        return rpc_response(no_stream, headers={"Allow": "POST, DELETE"})
+
+
+def add_mcp_relay_route(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
+    """`WS /api/mcp/connect`: an MCP server's relay dials in with the worker key."""
+    relays = gateway.mcp
 
     @app.websocket("/api/mcp/connect")
     async def mcp_connect(ws: WebSocket) -> None:
-        if not auth.worker_ok(bearer_token(ws.headers)):
-            log.warning("mcp relay connection from %s refused: bad key", _client_addr(ws.client))
-            exc = AuthError("invalid or missing worker key", code="invalid_worker_key")
-            if "websocket.http.response" in ws.scope.get("extensions", {}):
-                await ws.send_denial_response(error_response(exc))
-            else:
-                await ws.close(code=CLOSE_POLICY_VIOLATION, reason=exc.message)
+        if not guard.worker_ok(ws.headers):
+            log.warning("mcp relay connection from %s refused: bad key", client_addr(ws.client))
+            await deny(ws, AuthError("invalid or missing worker key", code="invalid_worker_key"))
             return
         await ws.accept()
         await serve_dial_in(ws, _relay_dial_in(relays))
@@ -263,7 +267,7 @@ async def _run_call(
         return await relays.next_frame(call)
 
     try:
-        first = await _unless_client_leaves(request, first_frame())
+        first = await unless_client_leaves(request, first_frame())
     except MCPError as exc:
         relays.finish_call(call, error=exc.message)
         return rpc_response(exc, call.request_id)
@@ -330,17 +334,9 @@ async def _stream(relays: MCPRelays, call: MCPCall, first: Any) -> AsyncIterator
             relays.abandon(call)
 
 
-def _parse(message: dict[str, Any]) -> tuple[Any, int]:
-    text = message.get("text")
-    if text is None:
-        raise FrameError("binary frames are not part of the MCP relay protocol")
-    try:
-        frame = RELAY_FRAME_ADAPTER.validate_json(text)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        raise FrameError(f"malformed frame: {where}: {first.get('msg')}"[:200]) from None
-    return frame, len(text)
+def _parse(message: Mapping[str, Any]) -> tuple[Any, int]:
+    text = frame_text(message, None, "MCP relay")
+    return parse_frame(RELAY_FRAME_ADAPTER, text), len(text)
 
 
 def _relay_dial_in(relays: MCPRelays) -> DialIn:

@@ -7,7 +7,6 @@ in the state (`BackendSnapshot`): never the key, only `api_key_set` / `api_key_e
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from gatewaytui.gateway.core import Gateway
 from gatewaytui.gateway.jobs import GatewayError
+from gatewaytui.gateway.routes.common import Guard
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -36,11 +36,10 @@ async def _body(request: Request, *, optional: bool = False) -> dict[str, Any] |
     return body
 
 
-def add_backend_routes(
-    app: FastAPI, gateway: Gateway, require_role: Callable[[Any, str], Any]
-) -> None:
-    """Install the backend routes; `require_role(headers, "viewer" | "operator")` guards them."""
+def add_backend_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
+    """Install the backend routes: reads need a viewer token, edits an operator token."""
     backends = gateway.backends
+    require_role = guard.require_role
 
     @app.get("/api/backends")
     async def list_backends(request: Request) -> list[dict[str, Any]]:

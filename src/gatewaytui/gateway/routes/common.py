@@ -1,0 +1,138 @@
+"""What several route areas share: error answers, the auth guards, the SSE response and
+cancelling work when an HTTP client leaves."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+from fastapi import Request, WebSocket
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from gatewaytui.gateway.auth import Auth, Role, bearer_token
+from gatewaytui.gateway.jobs import GatewayError
+from gatewaytui.schema.protocol import CLOSE_POLICY_VIOLATION
+
+T = TypeVar("T")
+
+
+class AuthError(GatewayError):
+    status, type, code = 401, "authentication_error", "invalid_api_key"
+
+
+class ForbiddenError(GatewayError):
+    status, type, code = 403, "permission_error", "forbidden"
+
+
+def error_response(exc: GatewayError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+@dataclass(frozen=True)
+class Guard:
+    """The auth checks routes call first: API key, operator/viewer token, worker key."""
+
+    auth: Auth
+
+    def require_api(self, headers: Mapping[str, str]) -> None:
+        if not self.auth.api_ok(bearer_token(headers)):
+            raise AuthError("invalid or missing API key (send Authorization: Bearer <key>)")
+
+    def require_role(self, headers: Mapping[str, str], needed: Role) -> Role:
+        role = self.auth.operator_role(bearer_token(headers))
+        if role is None:
+            raise AuthError("invalid or missing operator token", code="invalid_token")
+        if needed == "operator" and role != "operator":
+            raise ForbiddenError("this token has the viewer role; actions need an operator token")
+        return role
+
+    def worker_ok(self, headers: Mapping[str, str]) -> bool:
+        return self.auth.worker_ok(bearer_token(headers))
+
+
+async def deny(ws: WebSocket, exc: GatewayError) -> None:
+    """Refuse a WebSocket before accepting it: an HTTP answer where the server can send one."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(error_response(exc))
+    else:
+        await ws.close(code=CLOSE_POLICY_VIOLATION, reason=exc.message[:120])
+
+
+class EventStreamResponse(StreamingResponse):
+    """SSE that notices a client leaving even while no chunk is due.
+
+    Starlette relies on a failing send under ASGI 2.4, so a stream waiting on a slow worker
+    would not learn of the disconnect until its next chunk; listening for `http.disconnect`
+    cancels the stream (and so the job on the worker) at once.
+    """
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async with anyio.create_task_group() as group:
+
+            async def stream_then_stop() -> None:
+                await self.stream_response(send)
+                group.cancel_scope.cancel()
+
+            group.start_soon(stream_then_stop)
+            await self.listen_for_disconnect(receive)
+            group.cancel_scope.cancel()
+
+
+def client_addr(scope_client: Any) -> str | None:
+    """`host:port` of the peer, for events and job records."""
+    if scope_client is None:
+        return None
+    host, port = scope_client
+    return f"{host}:{port}"
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GatewayError(f"request body is not valid JSON: {exc}", status=400) from None
+    if not isinstance(body, dict):
+        raise GatewayError("request body must be a JSON object", status=400)
+    return body
+
+
+async def _until_disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` in this task, cancelling it if the HTTP client disconnects first.
+
+    One watcher task, not a task for the work as well: this is every chat request's path.
+    """
+    handler = asyncio.current_task()
+    assert handler is not None
+    left = False
+    ours_pending = False  # the watcher's cancel is still counted on the task
+
+    async def watch() -> None:
+        nonlocal left, ours_pending
+        await _until_disconnect(request)
+        left = ours_pending = True
+        handler.cancel()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not left:
+            raise
+        ours_pending = False
+        if handler.uncancel() > 0:  # cancelled from outside as well (shutdown): honour it
+            raise
+        raise GatewayError("client disconnected", status=499, code="client_closed") from None
+    finally:
+        watcher.cancel()
+        if ours_pending and handler.cancelling():  # the client left just as the work finished
+            handler.uncancel()

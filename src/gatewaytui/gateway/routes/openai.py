@@ -1,0 +1,72 @@
+"""The OpenAI-compatible API at the root: `/v1/models`, `/v1/chat/completions`,
+`/v1/embeddings` (API-key guarded)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gatewaytui.gateway.core import Gateway
+from gatewaytui.gateway.routes.common import (
+    EventStreamResponse,
+    Guard,
+    client_addr,
+    json_object,
+    unless_client_leaves,
+)
+
+
+def model_list(gateway: Gateway) -> dict[str, Any]:
+    """`/v1/models`: every model a live worker or a backend serves, with who serves it."""
+    owners: dict[str, list[str]] = {}
+    for worker in gateway.registry:
+        if worker.gone_at is None:
+            for model in worker.models:
+                owners.setdefault(model, []).append(worker.id)
+    for model, ids in gateway.backends.model_owners().items():
+        owners.setdefault(model, []).extend(ids)
+    created = int(gateway.started_at)
+    return {
+        "object": "list",
+        "data": [
+            {"id": model, "object": "model", "created": created, "owned_by": ",".join(ids)}
+            for model, ids in sorted(owners.items())
+        ],
+    }
+
+
+def add_openai_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
+    """Install the OpenAI-compatible routes."""
+
+    @app.get("/v1/models")
+    async def list_models(request: Request) -> dict[str, Any]:
+        guard.require_api(request.headers)
+        return model_list(gateway)
+
+    # The two hot routes are plain Starlette routes: FastAPI's per-request dependency solving
+    # cost about a tenth of the gateway's CPU per call (bench/overhead.py) and they use none.
+    async def chat_completions(request: Request) -> Response:
+        guard.require_api(request.headers)
+        body = await json_object(request)
+        client = client_addr(request.client)
+        job, result = await unless_client_leaves(request, gateway.chat(body, client=client))
+        if isinstance(result, dict):
+            return JSONResponse(result)
+        return EventStreamResponse(
+            result,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Job-Id": job.id},
+        )
+
+    async def embeddings(request: Request) -> JSONResponse:
+        guard.require_api(request.headers)
+        body = await json_object(request)
+        client = client_addr(request.client)
+        result = await unless_client_leaves(request, gateway.embeddings(body, client=client))
+        return JSONResponse(result)
+
+    app.router.routes.append(Route("/v1/chat/completions", chat_completions, methods=["POST"]))
+    app.router.routes.append(Route("/v1/embeddings", embeddings, methods=["POST"]))
