@@ -1,9 +1,9 @@
 """The MCP relay in the call path: added latency, calls/s, and how fast a lost relay fails calls.
 
 Processes on loopback: the gateway (`gatewaytui serve`), the relay (`gatewaytui mcp-relay`)
-running the demo MCP server of the tests (`tests/mcp_demo_server.py`, built with the official
-`mcp` SDK) over stdio, and this script as the MCP client, POSTing JSON-RPC `tools/call add` to
-`/mcp/bench` with httpx.
+running the demo MCP server of the tests (`tests/support/mcp_demo_server.py`, built with the
+official `mcp` SDK) over stdio, and this script as the MCP client, POSTing JSON-RPC
+`tools/call add` to `/mcp/bench` with httpx.
 
 Windows:
   direct    the same demo server driven in this process through the relay's own stdio bridge
@@ -36,7 +36,7 @@ from common import PYTHON, REPO, Proc, free_port, gateway_argv, header, percenti
 from gatewaytui.schema.mcp_protocol import RelayCallFrame
 from gatewaytui.workers.mcp_upstream import StdioUpstream
 
-SERVER = [PYTHON, str(REPO / "tests" / "mcp_demo_server.py")]
+SERVER = [PYTHON, str(REPO / "tests" / "support" / "mcp_demo_server.py")]
 ADD = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
        "params": {"name": "add", "arguments": {"a": 2, "b": 40}}}  # fmt: skip
 HOLD = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",

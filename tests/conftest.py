@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from gateway_harness import RunningGateway, SimFleet
 from gatewaytui.gateway.config import GatewayConfig
+from support.gateway_harness import RunningGateway, SimFleet
 
 
 @pytest.fixture
