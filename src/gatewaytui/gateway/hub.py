@@ -4,6 +4,13 @@ Changes are only *marked* where they happen (`touch`); a ticker at most `rate` t
 second diffs the marked items against what was last sent, encodes one delta and hands the
 same bytes to every subscriber. A subscriber whose queue overflows is skipped until its
 sender catches up and then gets a fresh snapshot, so a slow client never slows the gateway.
+
+No work for nobody: while no subscriber is connected the hub is *idle* — `touch` marks
+nothing, the ticker sleeps until someone subscribes (no diff, no `before_flush`, no
+encoding, no keep-alive), and events go straight to the bounded log a snapshot shows. The
+first subscriber wakes it: the sent state is rebuilt from the collections once (what a
+snapshot costs anyway), `seq` moves on by one, and deltas flow from there. Profiles of a
+loaded gateway with no panel attached showed half of its JSON time in a delta nobody read.
 """
 
 from __future__ import annotations
@@ -78,6 +85,8 @@ class StateHub:
         self._subscribers: set[Subscriber] = set()
         self._snapshot_cache: tuple[int, str] | None = None
         self._last_send = time.monotonic()
+        self._watching = False  # a subscriber is connected: changes are tracked and sent
+        self._woken = asyncio.Event()  # made here: Event() binds no loop until first awaited
         self.bytes_sent = 0
         self.deltas_sent = 0
         self.resyncs = 0
@@ -95,9 +104,12 @@ class StateHub:
     # -- marking changes --------------------------------------------------------------------
 
     def touch(self, collection: str, item_id: str) -> None:
-        self._dirty[collection][item_id] = None
+        if self._watching:
+            self._dirty[collection][item_id] = None
 
     def touch_all(self, collection: str) -> None:
+        if not self._watching:
+            return
         dirty = self._dirty[collection]
         dirty.update(dict.fromkeys(self._sent[collection]))
         dirty.update(dict.fromkeys(item["id"] for item in self.collections[collection].all()))
@@ -106,7 +118,41 @@ class StateHub:
         self._server_dirty = True
 
     def add_event(self, event: Item) -> None:
-        self._pending_events.append(event)
+        if self._watching:
+            self._pending_events.append(event)
+        else:  # nobody to send it to: straight into the log the next snapshot shows
+            self._sent_events.append(event)
+
+    @property
+    def watching(self) -> bool:
+        """True while a subscriber is connected (the hub tracks and sends changes)."""
+        return self._watching
+
+    def _wake(self) -> None:
+        """The first subscriber arrived: rebuild what was "sent" from the collections, as
+        one new sequence number, so its snapshot and the deltas after it are current."""
+        if self._before_flush is not None:
+            self._before_flush()
+        for name, collection in self.collections.items():
+            self._sent[name] = {item["id"]: item for item in collection.all()}
+            self._dirty[name].clear()
+        self._sent_server = self._server()
+        self._server_dirty = False
+        self._sent_events.extend(self._pending_events)
+        self._pending_events = []
+        self.seq += 1
+        self._watching = True
+        self._last_send = time.monotonic()
+        self._woken.set()
+
+    def _sleep(self) -> None:
+        """The last subscriber left: stop tracking until the next one comes."""
+        self._watching = False
+        self._woken.clear()
+        for dirty in self._dirty.values():
+            dirty.clear()
+        self._sent_events.extend(self._pending_events)
+        self._pending_events = []
 
     # -- building messages ------------------------------------------------------------------
 
@@ -234,7 +280,10 @@ class StateHub:
         sub.queue.put_nowait(_RESYNC)
 
     def tick(self) -> None:
-        """One coalescing step: send a delta if anything changed, else maybe a keep-alive."""
+        """One coalescing step: send a delta if anything changed, else maybe a keep-alive.
+        Nothing at all while idle (no subscriber)."""
+        if not self._watching:
+            return
         text = self.flush()
         now = time.monotonic()
         if text is None:
@@ -249,6 +298,8 @@ class StateHub:
     async def run(self) -> None:
         """Tick forever at the configured rate (chained sleeps: ticks never pile up)."""
         while True:
+            if not self._watching:
+                await self._woken.wait()  # idle: no timer at all until someone subscribes
             started = time.monotonic()
             try:
                 self.tick()
@@ -260,6 +311,8 @@ class StateHub:
     async def serve(self, send_text: Callable[[str], Awaitable[None]]) -> None:
         """Feed one subscriber until its connection fails (the caller handles closing)."""
         sub = Subscriber()
+        if not self._watching:
+            self._wake()
         self._subscribers.add(sub)
         try:
             text = self.snapshot_text()
@@ -274,6 +327,8 @@ class StateHub:
                 self.bytes_sent += len(item)
         finally:
             self._subscribers.discard(sub)
+            if not self._subscribers and self._watching:
+                self._sleep()
 
     @property
     def subscriber_count(self) -> int:
