@@ -6,6 +6,11 @@ gateway never queues), and the load generator (wrk if installed, else the httpx 
 Closed loop: requests/s and p50/p95/p99 direct, then through the gateway, with the added p50
 and the throughput ratio, at a 20 ms service time and at 0 ms (pure overhead).
 
+Then the hot-path figures of issue 15 (bench/_support/hotpath.py): gateway CPU µs per chat,
+per 20-chunk stream, per embeddings request of 16 inputs and per streamed chunk; streams/s
+against direct; time to first byte p50/p99; added latency at c=1 — each as a ratio or a
+difference against direct within the same run, with PASS/MISS.
+
 Compare with bench/overhead.py, where the gateway reaches the same upstream through a relay
 worker over a WebSocket: a backend saves that hop and that process.
 
@@ -36,6 +41,7 @@ from common import (
     verdict,
     wait_http,
 )
+from hotpath import interleaved, report
 
 from overhead import LoadGen, line, set_service
 
@@ -47,10 +53,13 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measured window")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before each window")
     parser.add_argument("--loadgen", choices=["auto", "wrk", "httpx"], default="auto")
+    parser.add_argument("--hot-duration", type=float, default=3.0, help="hot-path windows (s)")
+    parser.add_argument("--rounds", type=int, default=1, help="hot-path rounds (median)")
+    parser.add_argument("--skip-svc", action="store_true", help="only the hot-path figures")
     parser.add_argument("--quick", action="store_true", help="tiny windows, for CI smoke")
     args = parser.parse_args()
     if args.quick:
-        args.duration, args.warmup = 1.0, 1.0
+        args.duration, args.warmup, args.hot_duration, args.rounds = 1.0, 1.0, 1.0, 1
     kind = args.loadgen
     if kind == "auto":
         kind = "wrk" if shutil.which("wrk") else "httpx"
@@ -87,7 +96,7 @@ def main() -> int:
         httpx.post(f"{gateway_url}/api/backends", json=spec, trust_env=False).raise_for_status()
         wait_http(f"{gateway_url}/readyz", 20, proc=gateway)  # ready once the probe passed
         gen = LoadGen(kind, args.concurrency, Path(tmp))
-        for tag, service in phases:
+        for tag, service in [] if args.skip_svc else phases:
             set_service(upstream_url, service)
             print(f"\n-- service time {service:g} ms")
             direct = gen.run(upstream_url + chat, args.duration, args.warmup, [upstream])
@@ -101,6 +110,20 @@ def main() -> int:
                 ok &= verdict("throughput ratio", ratio, 85.0, "%", higher_is_better=True)
             else:
                 print(f"   added p50 {added:.2f} ms, throughput ratio {ratio:.1f} % (no target)")
+        set_service(upstream_url, 0)
+        print("\n-- hot path (service time 0 ms)")
+        direct, via = interleaved(
+            gen,
+            upstream_url,
+            gateway_url,
+            [upstream],
+            [upstream, gateway],
+            args.hot_duration,
+            0 if args.quick else args.warmup,
+            args.rounds,
+        )
+        hot = report("via backend", direct, via, ["gateway"], 0.3, line)
+        ok &= all(hot.values())
         state = httpx.get(f"{gateway_url}/api/backends/bench", trust_env=False).json()
         print(
             f"\n   backend counted {state['requests']} requests, {state['failures']} failures; "

@@ -9,7 +9,10 @@ Four processes on loopback, each its own OS process:
 
 Closed loop at concurrency 64, first against the upstream directly, then through the gateway:
 requests/s, p50/p95/p99 latency, the added p50 and the throughput ratio, plus the CPU each
-process burnt during the window (they all share this machine's cores). Two gateway stacks:
+process burnt during the window (they all share this machine's cores). Then, for the shipped
+stack, the hot-path figures of issue 15 (bench/_support/hotpath.py: gateway and worker CPU per
+chat, stream, embeddings request and streamed chunk; streams/s, TTFB and c=1 latency against
+direct, each within the same run, with PASS/MISS). Two gateway stacks:
 "shipped" (the CLI as released: the relay worker's HTTP client is aiohttp) and "httpx-relay"
 (the same with the relay's previous client, httpx over sharded pools, for comparison); one
 more with --stacks uvloop (gateway and worker on uvloop).
@@ -46,6 +49,7 @@ from common import (
     verdict,
     wait_http,
 )
+from hotpath import interleaved, report
 
 BODY = {
     "model": "bench-model",
@@ -76,13 +80,21 @@ def parse_result(text: str) -> dict:
 
 
 class LoadGen:
-    def __init__(self, kind: str, concurrency: int, workdir: Path) -> None:
+    def __init__(
+        self, kind: str, concurrency: int, workdir: Path, body: dict | None = None, tag: str = ""
+    ) -> None:
         self.kind = kind
         self.concurrency = concurrency
         self.workdir = workdir
+        self.body = BODY if body is None else body
         if kind == "wrk":
-            self.script = workdir / "post.lua"
-            self.script.write_text(WRK_SCRIPT.replace("%BODY%", json.dumps(BODY)))
+            self.script = workdir / f"post{tag}.lua"
+            self.script.write_text(WRK_SCRIPT.replace("%BODY%", json.dumps(self.body)))
+
+    def with_body(self, body: dict, tag: str, concurrency: int | None = None) -> LoadGen:
+        """The same generator POSTing another body (a stream, embeddings)."""
+        conc = self.concurrency if concurrency is None else concurrency
+        return LoadGen(self.kind, conc, self.workdir, body, tag)
 
     def run(self, url: str, duration: float, warmup: float, watch: list[Proc]) -> dict:
         """One measured window; returns figures plus the CPU seconds of every process."""
@@ -153,7 +165,7 @@ class LoadGen:
             "--warmup",
             str(warmup),
             "--body",
-            json.dumps(BODY),
+            json.dumps(self.body),
         ]
         out = self.workdir / "loadgen.out"
         with open(out, "wb") as f:
@@ -300,6 +312,9 @@ def main() -> int:
     parser.add_argument("--loadgen", choices=["auto", "wrk", "httpx"], default="auto")
     parser.add_argument("--workers", type=int, default=1, help="relay workers (one process)")
     parser.add_argument("--worker-concurrency", type=int, default=64, help="slots per worker")
+    parser.add_argument("--hot-duration", type=float, default=3.0, help="hot-path windows (s)")
+    parser.add_argument("--rounds", type=int, default=1, help="hot-path rounds (median)")
+    parser.add_argument("--skip-svc", action="store_true", help="only the hot-path figures")
     parser.add_argument("--quick", action="store_true", help="tiny windows, for CI smoke")
     args = parser.parse_args()
     stacks = [s.strip() for s in args.stacks.split(",") if s.strip()]
@@ -308,6 +323,7 @@ def main() -> int:
             parser.error(f"unknown stack {s!r}")
     if args.quick:
         args.duration, args.warmup, args.serial_duration = 1.0, 1.0, 0
+        args.hot_duration, args.rounds = 1.0, 1
         stacks = stacks[:1]
     kind = args.loadgen
     if kind == "auto":
@@ -347,7 +363,8 @@ def main() -> int:
 
         direct: dict[str, dict] = {}
         print("\n-- direct (load generator -> upstream)")
-        for tag, service, conc in phases + [("serial", 0.0, 1)] * (args.serial_duration > 0):
+        direct_phases = phases + [("serial", 0.0, 1)] * (args.serial_duration > 0)
+        for tag, service, conc in [] if args.skip_svc else direct_phases:
             set_service(upstream_url, service)
             gen.concurrency = conc
             duration = args.duration if conc > 1 else args.serial_duration
@@ -364,7 +381,9 @@ def main() -> int:
                 "-> upstream)"
             )
             serial = stack != "shipped" and args.serial_duration > 0
-            for tag, service, conc in phases + [("serial", 0.0, 1)] * serial:
+            for tag, service, conc in (
+                [] if args.skip_svc else phases + [("serial", 0.0, 1)] * serial
+            ):
                 set_service(upstream_url, service)
                 gen.concurrency = conc
                 duration = args.duration if conc > 1 else args.serial_duration
@@ -386,6 +405,21 @@ def main() -> int:
                         f"   [{stack}] added p50 {added:.2f} ms, throughput ratio {ratio:.1f} % "
                         "(secondary, no target)"
                     )
+            if stack == "shipped":
+                set_service(upstream_url, 0)
+                print("\n-- hot path (service time 0 ms)")
+                hot_direct, hot_via = interleaved(
+                    gen,
+                    upstream_url,
+                    gateway_url,
+                    [upstream],
+                    watch,
+                    args.hot_duration,
+                    0 if args.quick else args.warmup,
+                    args.rounds,
+                )
+                hot = report("via relay", hot_direct, hot_via, ["gateway", "worker"], 0.6, line)
+                verdicts["hot path"] = all(hot.values())
             for proc in watch:
                 proc.check()
             print(
