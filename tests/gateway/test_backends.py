@@ -463,7 +463,7 @@ def test_workers_and_backends_serving_the_same_model_share_the_load(gw, upstream
 
 
 def test_a_worker_cannot_take_a_backends_name_in_the_scheduler(gw, upstream):
-    from raw_worker import RawWorker
+    from support.raw_worker import RawWorker
 
     up = upstream(models=["m"])
     running = gw()
