@@ -23,9 +23,9 @@ from gatewaytui.client import (
     normalise_url,
 )
 from gatewaytui.client.errors import describe_exception
+from support.paths import SAMPLE
 from support.raw_worker import RawWorker
 
-SAMPLE = Path(__file__).resolve().parents[2] / "sample_state.json"
 TOKENS = {"server__operator_tokens": "act", "server__viewer_tokens": "look"}
 
 

@@ -17,17 +17,12 @@ import openai
 import pytest
 import uvicorn
 
-from support.worker_peers import UpstreamState, reserve_port, upstream_app
+from support.paths import SAMPLE
+from support.ports import reserve_port
+from support.waiting import uvicorn_started_blocking, wait_until
+from support.worker_peers import UpstreamState, upstream_app
 
 CLI = [sys.executable, "-m", "gatewaytui.cli.main"]
-
-
-def wait_until(predicate, timeout: float = 20, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def workers_of(url: str) -> dict[str, dict]:
@@ -79,7 +74,7 @@ def upstream() -> Iterator[tuple[str, UpstreamState]]:
     server = uvicorn.Server(uvicorn.Config(upstream_app(state), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    wait_until(lambda: server.started, what="upstream start")
+    uvicorn_started_blocking(server)
     yield f"http://127.0.0.1:{sock.getsockname()[1]}", state
     server.should_exit = True
     thread.join(10)
@@ -400,7 +395,7 @@ def test_open_is_read_only_by_its_snapshot_not_for_a_context_switched_to_later(
 
     built: list[GatewayApp] = []
     monkeypatch.setattr(GatewayApp, "run", lambda self, **_: built.append(self))
-    sample = Path(__file__).parents[2] / "sample_state.json"
+    sample = SAMPLE
     cli.cmd_open(cli.build_parser().parse_args(["open", str(sample), *extra]))
     (app,) = built
     assert app.read_only  # the snapshot

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+from support.paths import SAMPLE
 
-ROOT = Path(__file__).parents[2]
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
 
 class Tmux:
@@ -103,7 +103,7 @@ def test_demo_under_tmux(tmux):
 
 
 def test_panel_exits_when_the_terminal_goes_away(tmux):
-    tmux.start(f"{sys.executable} -m gatewaytui.cli.main open {ROOT / 'sample_state.json'}", 80, 24)
+    tmux.start(f"{sys.executable} -m gatewaytui.cli.main open {SAMPLE}", 80, 24)
     tmux.wait_for("READ-ONLY")
     pid = int(tmux.run("display-message", "-p", "-t", "t", "#{pane_pid}").strip())
     tmux.kill()  # the terminal is gone: the panel gets SIGHUP and its tty closes

@@ -26,7 +26,8 @@ from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.core import Gateway
 from gatewaytui.schema import BackendStatus
 from gatewaytui.schema.backends import BackendSpec, ProbeResult
-from support.backend_upstream import reserve_port, upstreams
+from support.backend_upstream import upstreams
+from support.ports import reserve_port
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 

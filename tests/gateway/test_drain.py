@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -13,6 +12,7 @@ import time
 import httpx
 import pytest
 
+from support.ports import free_port
 from support.raw_worker import RawWorker
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -154,12 +154,6 @@ def test_actions_need_an_operator_token(make_gateway):
 
 
 # ---- the real process: SIGTERM ------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

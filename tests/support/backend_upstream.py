@@ -22,6 +22,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from support.ports import reserve_port
+from support.waiting import uvicorn_started
+
 WAIT_S = 10.0
 
 
@@ -50,7 +53,7 @@ class Upstream:
         self.completed = 0
         self._gate: asyncio.Event | None = None
         self.loop = asyncio.new_event_loop()
-        self.sock = sock or _bound_socket()
+        self.sock = sock or reserve_port()
         self.port = self.sock.getsockname()[1]
         self.root = f"http://127.0.0.1:{self.port}"
         self.url = self.root + "/v1"
@@ -59,7 +62,7 @@ class Upstream:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         started = asyncio.run_coroutine_threadsafe(self._started(), self.loop)
-        started.result(WAIT_S)
+        started.result(WAIT_S + 1)
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -68,10 +71,7 @@ class Upstream:
         self.loop.run_forever()
 
     async def _started(self) -> None:
-        while not self.server.started:
-            if self._serve.done():
-                self._serve.result()
-            await asyncio.sleep(0.005)  # uvicorn offers only this flag for readiness
+        await uvicorn_started(self.server, self._serve, WAIT_S)  # _serve is set on this loop
 
     def release(self) -> None:
         """Open the gate: held requests go on (and later ones pass)."""
@@ -214,18 +214,6 @@ def _chunk(base: dict[str, Any], delta: dict[str, Any], finish: str | None = Non
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
     }
     return f"data: {json.dumps(chunk)}\n\n"
-
-
-def _bound_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-def reserve_port() -> socket.socket:
-    """A bound, not listening socket: connections are refused until an Upstream uses it."""
-    return _bound_socket()
 
 
 def upstreams() -> Iterator[Callable[..., Upstream]]:

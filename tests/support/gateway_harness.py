@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.core import Gateway
 from gatewaytui.gateway.server import DrainingServer, bind_socket, make_server
+from support.waiting import uvicorn_started
 
 T = TypeVar("T")
 
@@ -31,18 +32,12 @@ class RunningGateway:
         self._serve: Future[None] = asyncio.run_coroutine_threadsafe(
             self.server.serve(sockets=[self.sock]), self.loop
         )
-        self.call(self._wait_started)
+        self.call(lambda: uvicorn_started(self.server, self._serve))
 
     async def _make_gateway(self) -> Gateway:
         gateway = Gateway(self.config)
         gateway.listen = f"127.0.0.1:{self.sock.getsockname()[1]}"
         return gateway
-
-    async def _wait_started(self) -> None:
-        while not self.server.started:
-            if self._serve.done():
-                self._serve.result()
-            await asyncio.sleep(0.005)
 
     def call(self, fn: Callable[[], Coroutine[Any, Any, T]], timeout: float = 30) -> T:
         """Run a coroutine function on the gateway's loop and return its result."""

@@ -23,6 +23,7 @@ from gatewaytui.gateway.server import bind_socket
 from gatewaytui.workers.mcp_relay import MCPRelaySettings, run_mcp_relay
 from gatewaytui.workers.settings import BackoffSettings
 from support.gateway_harness import RunningGateway
+from support.waiting import uvicorn_started_blocking
 
 DEMO_SERVER = Path(__file__).parent / "mcp_demo_server.py"
 STDIO_COMMAND = [sys.executable, str(DEMO_SERVER)]
@@ -128,12 +129,7 @@ class HttpMcpServer:
         config = uvicorn.Config(recording, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self._serve = gw.spawn(self.server.serve(sockets=[self.sock]))
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if self._serve.done() or time.monotonic() > deadline:
-                self._serve.result(0)
-                raise AssertionError("MCP HTTP server did not start")
-            time.sleep(0.01)
+        uvicorn_started_blocking(self.server, self._serve)
 
     def stop(self) -> None:
         self.server.should_exit = True

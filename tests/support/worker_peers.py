@@ -46,6 +46,8 @@ from gatewaytui.workers import (
     WorkerClient,
     WorkerSettings,
 )
+from support.ports import reserve_port
+from support.waiting import uvicorn_started
 
 WAIT_S = 5.0
 
@@ -310,14 +312,6 @@ def upstream_app(state: UpstreamState) -> Starlette:
     )
 
 
-def reserve_port() -> socket.socket:
-    """A bound (not listening) socket: connections to it are refused until a server uses it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 @contextlib.asynccontextmanager
 async def run_upstream(
     state: UpstreamState, sock: socket.socket | None = None
@@ -329,10 +323,7 @@ async def run_upstream(
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.005)  # uvicorn exposes only this flag for readiness
+        await uvicorn_started(server, task)
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True

@@ -8,54 +8,23 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from pathlib import Path
 
 import httpx
 import pytest
 from textual.widgets import Input
 
 from gatewaytui.tui.app import GatewayApp
-from gatewaytui.tui.config import ContextConfig, TuiConfig
+from gatewaytui.tui.config import TuiConfig
 from gatewaytui.tui.screens.confirm import ConfirmScreen
 from gatewaytui.tui.screens.type_confirm import TypeToConfirmScreen
 from gatewaytui.tui.screens.worker_detail import WorkerDetailScreen
 from gatewaytui.tui.widgets.banner import ConnectionBanner
-from gatewaytui.tui.widgets.header import GatewayHeader
-from gatewaytui.tui.widgets.virtual_table import VirtualTable
+from support.panel import header_text, live_app, offline_app, table
+from support.paths import SAMPLE
 from support.raw_worker import RawWorker
+from support.waiting import until
 
-SAMPLE = Path(__file__).parents[2] / "sample_state.json"
 MESSAGES = [{"role": "user", "content": "hi"}]
-FAST = {"backoff_base": 0.05, "backoff_cap": 0.2}
-
-
-def offline_app(**kwargs) -> GatewayApp:
-    return GatewayApp(TuiConfig(), snapshot=SAMPLE, read_only=True, **kwargs)
-
-
-def live_app(url: str, *, token_env: str | None = None, name: str = "test", **kwargs) -> GatewayApp:
-    context = ContextConfig(name=name, url=url, token_env=token_env)
-    config = TuiConfig(contexts=[context], default_context=name)
-    return GatewayApp(config, context=context, connection_options=FAST, **kwargs)
-
-
-async def until(pilot, predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
-
-
-def table(app: GatewayApp) -> VirtualTable:
-    table = app._current_table()
-    assert table is not None
-    return table
-
-
-def header_text(app: GatewayApp) -> str:
-    return str(app.query_one(GatewayHeader).render())
 
 
 def visible_lines(widget) -> list[str]:

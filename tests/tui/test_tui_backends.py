@@ -4,16 +4,13 @@ client layer."""
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import httpx
 import pytest
 from textual.widgets import Input, Static, Switch, TextArea
 
 from gatewaytui.schema import BackendStatus
 from gatewaytui.tui.app import GatewayApp
-from gatewaytui.tui.config import ContextConfig, TuiConfig
+from gatewaytui.tui.config import TuiConfig
 from gatewaytui.tui.screens.backend_form import (
     BackendFormScreen,
     FormError,
@@ -25,12 +22,12 @@ from gatewaytui.tui.screens.backend_form import (
     parse_models,
 )
 from gatewaytui.tui.screens.confirm import ConfirmScreen
-from gatewaytui.tui.widgets.virtual_table import VirtualTable
 from support.backend_upstream import upstreams
+from support.panel import live_app, table
+from support.paths import SAMPLE
+from support.waiting import until
 
-SAMPLE = Path(__file__).parents[2] / "sample_state.json"
 KEY = "sk-panel-9b1c2d3e4f5a-SECRET"
-FAST = {"backoff_base": 0.05, "backoff_cap": 0.2}
 
 
 @pytest.fixture
@@ -43,26 +40,6 @@ def gw(make_gateway, tmp_path):
     return make_gateway(
         backends__store_path=str(tmp_path / "backends.yaml"), backends__probe_interval="1h"
     )
-
-
-def live_app(url: str) -> GatewayApp:
-    context = ContextConfig(name="test", url=url)
-    config = TuiConfig(contexts=[context], default_context="test")
-    return GatewayApp(config, context=context, connection_options=FAST)
-
-
-async def until(pilot, predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
-
-
-def table(app: GatewayApp) -> VirtualTable:
-    found = app._current_table()
-    assert found is not None
-    return found
 
 
 def screen_text(app: GatewayApp) -> str:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -22,22 +20,8 @@ from gatewaytui.tui.views.mcp import (
     duration_text,
 )
 from support.mcp_peers import InProcessRelay, relay_settings
-
-SAMPLE = Path(__file__).parents[2] / "sample_state.json"
-SIZES = {"wide": (120, 40), "narrow": (80, 24)}
-FAST = {"backoff_base": 0.05, "backoff_cap": 0.2}
-
-
-async def until(pilot, predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
-
-
-def sample_app() -> GatewayApp:
-    return GatewayApp(TuiConfig(), snapshot=SAMPLE, read_only=True)
+from support.panel import FAST, SIZES, offline_app, still
+from support.waiting import until
 
 
 def detail_text(app: GatewayApp) -> str:
@@ -45,7 +29,7 @@ def detail_text(app: GatewayApp) -> str:
 
 
 async def test_mcp_view_shows_clients_sessions_and_the_selected_clients_counts():
-    app = sample_app()
+    app = offline_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("5")
         view = app.current_view
@@ -145,17 +129,12 @@ def test_detail_helpers_are_plain_and_stable():
 # ---- snapshots -------------------------------------------------------------------------
 
 
-async def _still(pilot) -> None:
-    pilot.app.query_one("#filter").cursor_blink = False
-    await pilot.pause()
-
-
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
 def test_mcp_view_snapshot(snap_compare, size):
-    assert snap_compare(sample_app(), press=("5", "down"), terminal_size=size, run_before=_still)
+    assert snap_compare(offline_app(), press=("5", "down"), terminal_size=size, run_before=still)
 
 
 def test_mcp_view_snapshot_calls_focused(snap_compare):
     assert snap_compare(
-        sample_app(), press=("5", "tab", "down"), terminal_size=(120, 40), run_before=_still
+        offline_app(), press=("5", "tab", "down"), terminal_size=(120, 40), run_before=still
     )

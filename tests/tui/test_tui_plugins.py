@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 import pytest
 from textual.widgets import OptionList
@@ -12,8 +10,8 @@ from gatewaytui.schema.options_export import export_config
 from gatewaytui.tui.app import GatewayApp
 from gatewaytui.tui.config import ContextConfig, TuiConfig
 from gatewaytui.tui.screens.export import ExportScreen
+from support.panel import offline_app
 
-SAMPLE = Path(__file__).parents[2] / "sample_state.json"
 SECRET = "sk-very-secret-value"
 
 
@@ -22,7 +20,7 @@ def visible(widget) -> str:
 
 
 async def test_plugins_view_lists_every_option_and_marks_changes():
-    app = GatewayApp(TuiConfig(), snapshot=SAMPLE, read_only=True)
+    app = offline_app()
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.press("7")
         table = app._current_table()
@@ -47,7 +45,7 @@ async def test_plugins_view_lists_every_option_and_marks_changes():
 
 
 async def test_export_shows_each_format_and_copies_it():
-    app = GatewayApp(TuiConfig(), snapshot=SAMPLE, read_only=True)
+    app = offline_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("7", "e")
         assert isinstance(app.screen, ExportScreen)
@@ -105,17 +103,17 @@ def test_export_when_nothing_changed(fmt, expected):
 
 
 def test_plugins_view_snapshot(snap_compare):
-    app = GatewayApp(TuiConfig(), snapshot=SAMPLE, read_only=True)
+    app = offline_app()
     assert snap_compare(app, press=("7",), terminal_size=(120, 40))
 
 
 def test_plugins_view_snapshot_narrow(snap_compare):
-    app = GatewayApp(TuiConfig(), snapshot=SAMPLE, read_only=True)
+    app = offline_app()
     assert snap_compare(app, press=("7",), terminal_size=(80, 24))
 
 
 def test_export_snapshot(snap_compare):
-    app = GatewayApp(TuiConfig(), snapshot=SAMPLE, read_only=True)
+    app = offline_app()
     assert snap_compare(app, press=("7", "e"), terminal_size=(100, 30))
 
 

@@ -3,25 +3,10 @@ ages are measured from the snapshot's own time and the pictures are deterministi
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from gatewaytui.tui.app import GatewayApp, worker_action_dialog
-from gatewaytui.tui.config import TuiConfig
-
-SAMPLE = Path(__file__).parents[2] / "sample_state.json"
-SIZES = {"wide": (120, 40), "narrow": (80, 24)}
-
-
-def sample_app() -> GatewayApp:
-    return GatewayApp(TuiConfig(), snapshot=SAMPLE, read_only=True)
-
-
-async def _still(pilot) -> None:
-    """No blinking cursor, no animation: the same picture every run."""
-    pilot.app.query_one("#filter").cursor_blink = False
-    await pilot.pause()
+from gatewaytui.tui.app import worker_action_dialog
+from support.panel import SIZES, offline_app, still
 
 
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
@@ -31,40 +16,40 @@ async def _still(pilot) -> None:
     ids=["overview", "workers", "jobs", "events"],
 )
 def test_views(snap_compare, keys, size):
-    assert snap_compare(sample_app(), press=keys, terminal_size=size, run_before=_still)
+    assert snap_compare(offline_app(), press=keys, terminal_size=size, run_before=still)
 
 
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
 def test_worker_details(snap_compare, size):
     assert snap_compare(
-        sample_app(), press=("2", "down", "enter"), terminal_size=size, run_before=_still
+        offline_app(), press=("2", "down", "enter"), terminal_size=size, run_before=still
     )
 
 
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
 def test_job_details(snap_compare, size):
     async def open_job(pilot) -> None:
-        await _still(pilot)
+        await still(pilot)
         await pilot.press("3")
         pilot.app._current_table().move_cursor_to("emb-018215-7c41e2")
         await pilot.press("enter")
         await pilot.pause()
 
-    assert snap_compare(sample_app(), terminal_size=size, run_before=open_job)
+    assert snap_compare(offline_app(), terminal_size=size, run_before=open_job)
 
 
 def test_filter_and_marks(snap_compare):
     keys = ("2", "slash", *"gpu-(a|h)100", "enter", "space", "space")
-    assert snap_compare(sample_app(), press=keys, terminal_size=(120, 40), run_before=_still)
+    assert snap_compare(offline_app(), press=keys, terminal_size=(120, 40), run_before=still)
 
 
 def test_help(snap_compare):
-    assert snap_compare(sample_app(), press=("question_mark",), terminal_size=(100, 30))
+    assert snap_compare(offline_app(), press=("question_mark",), terminal_size=(100, 30))
 
 
 def test_drain_dialog(snap_compare):
     async def open_dialog(pilot) -> None:
-        await _still(pilot)
+        await still(pilot)
         app = pilot.app
         dialog = worker_action_dialog(
             "drain", ["gpu-a100-01", "gpu-l4-02"], app.store.items["workers"]
@@ -72,7 +57,9 @@ def test_drain_dialog(snap_compare):
         await app.push_screen(dialog)
         await pilot.pause()
 
-    assert snap_compare(sample_app(), press=("2",), terminal_size=(100, 30), run_before=open_dialog)
+    assert snap_compare(
+        offline_app(), press=("2",), terminal_size=(100, 30), run_before=open_dialog
+    )
 
 
 # ---- backends ---------------------------------------------------------------------------
@@ -80,7 +67,7 @@ def test_drain_dialog(snap_compare):
 
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
 def test_backends_view(snap_compare, size):
-    assert snap_compare(sample_app(), press=("6",), terminal_size=size, run_before=_still)
+    assert snap_compare(offline_app(), press=("6",), terminal_size=size, run_before=still)
 
 
 def _backend_form(backend_id: str | None, *keys: str):
@@ -88,7 +75,7 @@ def _backend_form(backend_id: str | None, *keys: str):
     from gatewaytui.tui.screens.backend_form import BackendFormScreen
 
     async def open_form(pilot) -> None:
-        await _still(pilot)
+        await still(pilot)
         await pilot.press("6")
         app = pilot.app
         initial = app.store.items["backends"][backend_id] if backend_id else None
@@ -104,11 +91,11 @@ def _backend_form(backend_id: str | None, *keys: str):
 
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
 def test_backend_edit_form(snap_compare, size):
-    assert snap_compare(sample_app(), terminal_size=size, run_before=_backend_form("vllm-prod"))
+    assert snap_compare(offline_app(), terminal_size=size, run_before=_backend_form("vllm-prod"))
 
 
 def test_backend_add_form_with_errors(snap_compare):
     keys = ("b", "a", "d", " ", "i", "d", "tab", "tab", *"ftp://10.0.0.5")
     assert snap_compare(
-        sample_app(), terminal_size=(120, 40), run_before=_backend_form(None, *keys)
+        offline_app(), terminal_size=(120, 40), run_before=_backend_form(None, *keys)
     )

@@ -24,8 +24,7 @@ from gatewaytui.tui.themes import (
     status_variable_defaults,
     user_themes_dir,
 )
-
-REPO = Path(__file__).resolve().parents[2]
+from support.paths import REPO
 
 
 def contrast(a: str, b: str) -> float:

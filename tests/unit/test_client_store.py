@@ -17,8 +17,7 @@ from gatewaytui.client import (
     load_snapshot_file,
 )
 from gatewaytui.schema import GatewayState
-
-SAMPLE = Path(__file__).resolve().parents[2] / "sample_state.json"
+from support.paths import SAMPLE
 
 
 def worker(worker_id: str, **fields: object) -> dict:

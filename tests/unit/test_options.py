@@ -16,6 +16,7 @@ from gatewaytui.gateway.options import (
     parse_duration,
     resolve_options,
 )
+from support.paths import DOCS
 
 
 @pytest.mark.parametrize(
@@ -309,7 +310,6 @@ def test_bad_deprecated_value_names_its_source():
 
 
 def test_gateway_config_schema_is_generated_from_the_descriptors():
-    from pathlib import Path
 
     from gatewaytui.gateway.options import config_json_schema
 
@@ -319,14 +319,13 @@ def test_gateway_config_schema_is_generated_from_the_descriptors():
         assert set(plugins[descriptor.id]["properties"]) == {a.id for a in descriptor.args}
     assert plugins["llm"]["properties"]["max_queue"]["deprecated"] is True
     assert "default" not in plugins["server"]["properties"]["api_keys"]
-    published = Path(__file__).parents[2] / "docs" / "gateway-config.schema.json"
+    published = DOCS / "gateway-config.schema.json"
     assert json.loads(published.read_text()) == schema, "run `gatewaytui schema --write docs`"
 
 
 def test_options_reference_is_current():
-    from pathlib import Path
 
     from gatewaytui.gateway.options import options_markdown
 
-    published = Path(__file__).parents[2] / "docs" / "options.md"
+    published = DOCS / "options.md"
     assert published.read_text() == options_markdown(), "run `gatewaytui schema --write docs`"

@@ -33,10 +33,8 @@ from gatewaytui.schema.protocol import (
     StatusFrame,
 )
 from gatewaytui.schema.stream import STREAM_MESSAGE_ADAPTER
+from support.paths import DOCS, REPO, SAMPLE
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "sample_state.json"
-DOCS = ROOT / "docs"
 REGENERATE = "regenerate with `gatewaytui schema --write`"
 SERVING = {WorkerStatus.CONNECTED, WorkerStatus.IDLE, WorkerStatus.WORKING}
 
@@ -422,7 +420,7 @@ def test_state_doc_examples_are_valid_messages() -> None:
 def test_sample_state_is_what_the_builder_makes(tmp_path: Path) -> None:
     """The sample is built from the gateway's own objects; a shape change must rebuild it."""
     out = tmp_path / "sample.json"
-    builder = ROOT / "tests" / "support" / "sample_state_builder.py"
+    builder = REPO / "tests" / "support" / "sample_state_builder.py"
     subprocess.run([sys.executable, str(builder), str(out)], check=True, capture_output=True)
     assert out.read_text(encoding="utf-8") == SAMPLE.read_text(encoding="utf-8"), (
         "sample_state.json is stale: run `python tests/support/sample_state_builder.py`"

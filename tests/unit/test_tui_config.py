@@ -22,8 +22,8 @@ from gatewaytui.tui.config import (
     pick_context,
     resolve_token,
 )
+from support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-t0ken-value-do-not-print"
 
 

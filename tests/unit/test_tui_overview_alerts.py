@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 from gatewaytui.client.store import StateStore
 from gatewaytui.tui.views.overview import Throughput, alerts, servers
-
-SAMPLE = Path(__file__).parents[2] / "sample_state.json"
+from support.paths import SAMPLE
 
 
 def store_with(**changes) -> StateStore:

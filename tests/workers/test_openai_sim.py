@@ -16,6 +16,7 @@ from gatewaytui.gateway.server import bind_socket
 from gatewaytui.workers.openai_sim import openai_app
 from gatewaytui.workers.settings import SimulateSettings
 from gatewaytui.workers.simulated import SimulatedBackend, completion_words
+from support.waiting import uvicorn_started
 
 MODELS = ["sim-chat", "sim-embed"]
 
@@ -28,9 +29,7 @@ async def sim() -> AsyncIterator[tuple[str, SimulatedBackend]]:
     sock = bind_socket("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(openai_app(backend), log_level="error", lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        assert not task.done(), task
-        await asyncio.sleep(0.01)
+    await uvicorn_started(server, task)
     yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1", backend
     server.should_exit = True
     await task

@@ -1,0 +1,104 @@
+"""The panel under Pilot: an app on the saved snapshot or on a live gateway, and what tests
+read from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gatewaytui.tui.app import GatewayApp
+from gatewaytui.tui.config import ContextConfig, TuiConfig
+from gatewaytui.tui.widgets.header import GatewayHeader
+from gatewaytui.tui.widgets.virtual_table import VirtualTable
+from support.paths import SAMPLE
+from support.waiting import until
+
+# Reconnect quickly: tests restart gateways and wait for the panel to notice.
+FAST = {"backoff_base": 0.05, "backoff_cap": 0.2}
+
+
+def offline_app(**kwargs: Any) -> GatewayApp:
+    """The panel on sample_state.json, read-only, no gateway."""
+    return GatewayApp(TuiConfig(), snapshot=SAMPLE, read_only=True, **kwargs)
+
+
+def live_app(
+    url: str, *, token_env: str | None = None, name: str = "test", **kwargs: Any
+) -> GatewayApp:
+    """The panel on one context pointing at `url`, reconnecting fast."""
+    context = ContextConfig(name=name, url=url, token_env=token_env)
+    config = TuiConfig(contexts=[context], default_context=name)
+    return GatewayApp(config, context=context, connection_options=FAST, **kwargs)
+
+
+def table(app: GatewayApp) -> VirtualTable:
+    """The current view's table (the view must have one)."""
+    found = app._current_table()
+    assert found is not None
+    return found
+
+
+def header_text(app: GatewayApp) -> str:
+    return str(app.query_one(GatewayHeader).render())
+
+
+def screen_lines(widget: Any) -> list[str]:
+    """A widget's rendered lines, right-stripped."""
+    return [widget.render_line(y).text.rstrip() for y in range(widget.size.height)]
+
+
+# Terminal sizes the snapshot tests draw at: the roomy one and the smallest supported.
+SIZES = {"wide": (120, 40), "narrow": (80, 24)}
+
+
+async def still(pilot: Any) -> None:
+    """No blinking cursor, no animation: the same picture every run (a snapshot's run_before)."""
+    pilot.app.query_one("#filter").cursor_blink = False
+    await pilot.pause()
+
+
+def footer_keys(app: GatewayApp) -> list[str]:
+    """The descriptions the footer shows right now."""
+    from textual.widgets._footer import FooterKey
+
+    return [key.description for key in app.screen.query(FooterKey)]
+
+
+async def settle(pilot: Any) -> None:
+    """The footer recomposes after the bindings change (after a refresh)."""
+    for _ in range(3):
+        await pilot.pause()
+
+
+def beat(app: GatewayApp, worker_id: str) -> Any:
+    """The BEAT cell of a worker, as the table renders it."""
+    workers_table = app.query_one("#workers-table", VirtualTable)
+    column = next(c for c in workers_table.columns if c.key == "heartbeat")
+    return column.render(workers_table.get_row(worker_id))
+
+
+def palette_searched(app: GatewayApp, text: str) -> bool:
+    """The command palette has finished searching for `text` (it searches in a worker of its
+    own, so a test waits for that worker rather than for a fixed time) and found something."""
+    from textual.command import CommandInput, CommandList, CommandPalette
+
+    palette = app.screen
+    if not isinstance(palette, CommandPalette) or palette.query_one(CommandInput).value != text:
+        return False
+    searching = [
+        worker
+        for worker in app.workers
+        if worker.node is palette and worker.group == palette._GATHER_COMMANDS_GROUP
+    ]
+    return all(w.is_finished for w in searching) and palette.query_one(CommandList).option_count > 0
+
+
+async def choose_from_palette(pilot: Any, text: str) -> None:
+    """ctrl+p, type `text`, take the first hit once the search is done."""
+    from textual.command import CommandPalette
+
+    await pilot.press("ctrl+p")
+    await until(pilot, lambda: isinstance(pilot.app.screen, CommandPalette), what="palette")
+    await pilot.press(*text)
+    await until(pilot, lambda: palette_searched(pilot.app, text), what=f"hits for {text!r}")
+    await pilot.press("enter")
+    await until(pilot, lambda: not isinstance(pilot.app.screen, CommandPalette), what="closed")

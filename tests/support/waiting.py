@@ -1,0 +1,89 @@
+"""Bounded polls: tests wait for the thing they check, never for a fixed time.
+
+`until` polls under a Textual Pilot (the app keeps running between polls), `wait_until`
+blocks a plain thread, `poll_until` runs on an asyncio loop, and `uvicorn_started` is the
+one way to wait for a uvicorn server (uvicorn exposes only its `started` flag).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+
+class _Serving(Protocol):
+    """A task or future serving uvicorn: if it ends before `started`, its error is the reason."""
+
+    def done(self) -> bool: ...
+    def result(self) -> Any: ...
+
+
+async def until(
+    pilot: Any, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+) -> None:
+    """Poll `predicate` between Pilot pauses (the app processes messages meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+def wait_until(
+    predicate: Callable[[], bool],
+    timeout: float = 20.0,
+    what: str = "condition",
+    interval: float = 0.05,
+) -> None:
+    """Block until `predicate` holds (polls a server or a process from a test's thread)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+async def poll_until(
+    predicate: Callable[[], bool],
+    timeout: float = 10.0,
+    what: str = "condition",
+    interval: float = 0.01,
+) -> None:
+    """Await until `predicate` holds, on the running loop."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def _check_serving(serving: _Serving | None) -> None:
+    if serving is not None and serving.done():
+        serving.result()  # raises the server's own error
+        raise AssertionError("the server stopped before it started")
+
+
+async def uvicorn_started(
+    server: Any, serving: _Serving | None = None, timeout: float = 10.0
+) -> None:
+    """Await a uvicorn server's `started` on its own loop; fail fast if serving ended."""
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        _check_serving(serving)
+        if time.monotonic() > deadline:
+            raise AssertionError("uvicorn did not start")
+        await asyncio.sleep(0.005)
+
+
+def uvicorn_started_blocking(
+    server: Any, serving: _Serving | None = None, timeout: float = 10.0
+) -> None:
+    """The same from another thread than the server's loop."""
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        _check_serving(serving)
+        if time.monotonic() > deadline:
+            raise AssertionError("uvicorn did not start")
+        time.sleep(0.005)
