@@ -27,6 +27,9 @@ from gatewaytui.schema.protocol import (
     ErrorFrame,
     HeartbeatFrame,
     JobFrame,
+    LogsFrame,
+    LogsRequestFrame,
+    LogsStopFrame,
     RegisteredFrame,
     RegisterFrame,
     ResultFrame,
@@ -286,6 +289,11 @@ WORKER_FRAMES = [
     ChunkFrame(job_id="chat-1.2", data={"object": "chat.completion.chunk"}, tokens=3),
     ResultFrame(job_id="chat-1", data={"object": "chat.completion"}, usage={"total_tokens": 9}),
     ErrorFrame(job_id="embe-2.c3", message="out of memory", status=503, code="oom"),
+    LogsFrame(
+        request_id="l1",
+        lines=[{"ts": 1.5, "level": "INFO", "logger": "w", "message": "hi"}],
+        snapshot_done=True,
+    ),
 ]
 GATEWAY_FRAMES = [
     RegisteredFrame(
@@ -294,6 +302,8 @@ GATEWAY_FRAMES = [
     JobFrame(job_id="chat-1", kind="chat", model="m", stream=True, body={"messages": []}),
     CancelFrame(job_id="chat-1", reason="cancelled by operator"),
     DrainFrame(draining=True),
+    LogsRequestFrame(request_id="l1", tail=50, follow=True),
+    LogsStopFrame(request_id="l1"),
 ]
 
 

@@ -27,6 +27,7 @@ from gatewaytui.cli.demo_services import (
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.core import Gateway
 from gatewaytui.gateway.server import bind_socket, make_server
+from gatewaytui.workers.logbuffer import keep_info_lines
 from gatewaytui.workers.runner import run_workers
 from gatewaytui.workers.settings import SimulateSettings, WorkerSettings
 
@@ -151,6 +152,7 @@ async def run_demo(
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
+    keep_info_lines()  # the panel's worker logs screen shows the workers' INFO lines
     fleets = []
     for group, size in zip(FLEET, fleet_sizes(workers), strict=True):
         settings = WorkerSettings(

@@ -9,6 +9,8 @@ never part of a URL, a message or a repr.
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
@@ -25,9 +27,10 @@ from gatewaytui.client.errors import (
     error_detail_from_body,
     error_message_from_body,
 )
-from gatewaytui.schema.api import ActionResult, ServerDrainRequest
+from gatewaytui.schema.api import ActionResult, ServerDrainRequest, WorkerLogs
 from gatewaytui.schema.backends import ProbeResult
 from gatewaytui.schema.state import BackendSnapshot, GatewayState, PluginState
+from gatewaytui.shared.sse import sse_data
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 M = TypeVar("M", bound=BaseModel)
@@ -114,6 +117,52 @@ class GatewayClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    # -- worker logs ------------------------------------------------------------------------
+
+    async def worker_logs(self, worker_id: str, tail: int = 200) -> WorkerLogs:
+        """`GET /api/workers/{id}/logs`: the worker's last `tail` log lines. A worker that
+        does not support logs raises ActionError with status 501 (code logs_unsupported)."""
+        response = await self._request(
+            "GET", f"/api/workers/{_segment(worker_id)}/logs?tail={int(tail)}"
+        )
+        return self._parsed(response, WorkerLogs, "worker logs")
+
+    async def follow_worker_logs(
+        self, worker_id: str, tail: int = 200
+    ) -> AsyncIterator[WorkerLogs | str]:
+        """Like `kubectl logs -f`: yields WorkerLogs batches (the last `tail` lines first,
+        then new ones), and finally the reason as a str when the gateway ends the stream
+        (the worker left). Raises ActionError before the first batch if refused."""
+        path = f"/api/workers/{_segment(worker_id)}/logs?tail={int(tail)}&follow=true"
+        timeout = httpx.Timeout(10.0, read=None)  # a quiet worker is not a dead stream
+        try:
+            async with self._http.stream(
+                "GET", path, headers={"Accept": "text/event-stream"}, timeout=timeout
+            ) as response:
+                if not response.is_success:
+                    await response.aread()
+                    detail = error_detail_from_body(response.content)
+                    raise ActionError(
+                        response.status_code,
+                        error_message_from_body(
+                            response.status_code, response.content, response.reason_phrase
+                        ),
+                        type=detail.get("type"),
+                        code=detail.get("code"),
+                        details=detail,
+                    )
+                async for data in sse_data(response.aiter_lines()):
+                    try:
+                        body = json.loads(data)
+                    except ValueError:
+                        continue
+                    if isinstance(body, dict) and "reason" in body and "lines" not in body:
+                        yield str(body["reason"])
+                        return
+                    yield WorkerLogs.model_validate({"worker_id": worker_id, **body})
+        except httpx.HTTPError as exc:
+            raise GatewayUnreachable(describe_exception(exc)) from None
 
     # -- plumbing ---------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from gatewaytui.gateway.routes.backends import add_backend_routes
 from gatewaytui.gateway.routes.common import Guard, error_response
 from gatewaytui.gateway.routes.mcp import add_mcp_routes
 from gatewaytui.gateway.routes.openai import add_openai_routes
+from gatewaytui.gateway.routes.worker_logs import add_worker_log_routes
 from gatewaytui.gateway.routes.workers import add_worker_routes
 
 
@@ -78,5 +79,6 @@ def create_app(gateway: Gateway, auth: Auth | None = None) -> FastAPI:
     admin.add_metrics_route(app, gateway)
     admin.add_state_stream_route(app, gateway, guard)
     add_worker_routes(app, gateway, guard)
+    add_worker_log_routes(app, gateway, guard)
     add_mcp_routes(app, gateway, guard)
     return app

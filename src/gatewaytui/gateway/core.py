@@ -49,6 +49,7 @@ from gatewaytui.gateway.registry import (
     model_family,
 )
 from gatewaytui.gateway.scheduler import Scheduler
+from gatewaytui.gateway.worker_logs import WorkerLogBroker
 from gatewaytui.schema import ModelSummary, ServerStatus, WorkerStatus
 from gatewaytui.schema.protocol import (
     CLOSE_EVICTED,
@@ -57,6 +58,7 @@ from gatewaytui.schema.protocol import (
     DrainFrame,
     ErrorFrame,
     HeartbeatFrame,
+    LogsFrame,
     RegisteredFrame,
     RegisterFrame,
     ResultFrame,
@@ -142,6 +144,7 @@ class Gateway:
         for plugin_id in self._plugins:
             self.hub.touch("plugins", plugin_id)
         self._tasks: list[asyncio.Task[Any]] = []
+        self.worker_logs = WorkerLogBroker()
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -337,6 +340,9 @@ class Gateway:
         if isinstance(frame, StatusFrame):
             self._apply_status(worker, frame)
             return
+        if isinstance(frame, LogsFrame):
+            self.worker_logs.on_frame(worker, frame)
+            return
         if isinstance(frame, RegisterFrame):
             raise ValueError("register may only be sent once per connection")
 
@@ -381,6 +387,7 @@ class Gateway:
             return
         self.registry.mark_gone(worker)
         self.scheduler.remove(worker)
+        self.worker_logs.worker_gone(worker.id)
         for assignment_id in list(worker.assignments):
             assignment = self._assignments.get(assignment_id)
             if assignment is not None:

@@ -76,6 +76,7 @@ class WorkerRecord:
         "cpu_percent",
         "families",
         "families_by_model",
+        "features",
         "gen",
         "gone_at",
         "heard_from",
@@ -121,6 +122,7 @@ class WorkerRecord:
         self.version = frame.version
         self.host = frame.host.model_dump(exclude_none=True)
         self.labels = dict(frame.labels)
+        self.features = frozenset(frame.features)
         self.remote_addr = remote
         self.conn = conn
         self.connected_at = now

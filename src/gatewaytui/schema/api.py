@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
+from gatewaytui.schema.protocol import LogLine
 from gatewaytui.schema.state import WireModel
 
 
@@ -34,3 +35,12 @@ class ActionResult(WireModel):
 class ServerDrainRequest(WireModel):
     timeout_s: float | None = Field(default=None, gt=0)
     exit_when_done: bool = False
+
+
+class WorkerLogs(WireModel):
+    """`GET /api/workers/{id}/logs`: the worker's last lines (one batch of a followed stream
+    has the same `lines` / `dropped`)."""
+
+    worker_id: str = ""
+    lines: list[LogLine] = Field(default_factory=list)
+    dropped: int = Field(default=0, ge=0, description="Lines lost because a reader fell behind.")

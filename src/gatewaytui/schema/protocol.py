@@ -20,6 +20,13 @@ CLOSE_DUPLICATE_ID = 4009
 CLOSE_EVICTED = 4008
 CLOSE_SERVER_SHUTDOWN = 1001
 
+# What a worker can do beyond the basic protocol, listed in `register.features`. A worker that
+# does not list a feature (an older one) is never sent that feature's frames.
+FEATURE_LOGS = "logs"  # answers logs_request / logs_stop
+
+LOG_LINE_MAX_CHARS = 2000  # a longer log message is cut (with an ellipsis) by the worker
+LOG_FRAME_MAX_LINES = 500  # log lines per frame; a bigger snapshot spans several frames
+
 # ---- worker -> gateway ------------------------------------------------------------------
 
 
@@ -34,6 +41,7 @@ class RegisterFrame(WireModel):
     host: HostInfo = Field(default_factory=HostInfo)
     labels: dict[str, str] = Field(default_factory=dict)
     protocol: int = PROTOCOL_VERSION
+    features: list[str] = Field(default_factory=list, max_length=32)
 
 
 class HeartbeatFrame(WireModel):
@@ -86,8 +94,40 @@ class ErrorFrame(WireModel):
     retryable: bool = False  # true: the job may run on another worker (e.g. over capacity)
 
 
+class LogLine(WireModel):
+    """One line of a worker's own log, secrets already redacted by the worker."""
+
+    ts: float = Field(description="Unix time, seconds.")
+    level: str = Field(default="INFO", max_length=16)
+    logger: str = Field(default="", max_length=256)
+    message: str = Field(default="", max_length=LOG_LINE_MAX_CHARS)
+
+
+class LogsFrame(WireModel):
+    """Log lines for one `logs_request`, sent only when asked.
+
+    The snapshot (the last `tail` lines) comes first, in one or more frames, the last of
+    which has `snapshot_done`; with `follow`, later frames carry new lines as they are
+    logged. `dropped` counts lines skipped because the connection fell behind; `ended`
+    closes the request (e.g. too many followers, `error` says why)."""
+
+    type: Literal["logs"] = "logs"
+    request_id: str = Field(min_length=1, max_length=64)
+    lines: list[LogLine] = Field(default_factory=list, max_length=LOG_FRAME_MAX_LINES)
+    snapshot_done: bool = False
+    dropped: int = Field(default=0, ge=0)
+    ended: bool = False
+    error: str | None = Field(default=None, max_length=1024)
+
+
 WorkerFrame = Annotated[
-    RegisterFrame | HeartbeatFrame | StatusFrame | ChunkFrame | ResultFrame | ErrorFrame,
+    RegisterFrame
+    | HeartbeatFrame
+    | StatusFrame
+    | ChunkFrame
+    | ResultFrame
+    | ErrorFrame
+    | LogsFrame,
     Field(discriminator="type"),
 ]
 WORKER_FRAME_ADAPTER: TypeAdapter[WorkerFrame] = TypeAdapter(WorkerFrame)
@@ -129,8 +169,27 @@ class DrainFrame(WireModel):
     draining: bool
 
 
+class LogsRequestFrame(WireModel):
+    """Asks the worker for its recent log lines (and, with `follow`, new ones until a
+    `logs_stop`). A worker without log support cannot parse it and answers nothing, so the
+    gateway reports such a worker after a short wait."""
+
+    type: Literal["logs_request"] = "logs_request"
+    request_id: str = Field(min_length=1, max_length=64)
+    tail: int = Field(default=200, ge=0, le=10_000)
+    follow: bool = False
+
+
+class LogsStopFrame(WireModel):
+    """Ends a followed `logs_request` (the operator closed the view)."""
+
+    type: Literal["logs_stop"] = "logs_stop"
+    request_id: str = Field(min_length=1, max_length=64)
+
+
 GatewayFrame = Annotated[
-    RegisteredFrame | JobFrame | CancelFrame | DrainFrame, Field(discriminator="type")
+    RegisteredFrame | JobFrame | CancelFrame | DrainFrame | LogsRequestFrame | LogsStopFrame,
+    Field(discriminator="type"),
 ]
 GATEWAY_FRAME_ADAPTER: TypeAdapter[GatewayFrame] = TypeAdapter(GatewayFrame)
 

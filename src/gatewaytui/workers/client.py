@@ -25,6 +25,7 @@ from gatewaytui.schema.protocol import (
     CLOSE_EVICTED,
     CLOSE_POLICY_VIOLATION,
     CLOSE_SERVER_SHUTDOWN,
+    FEATURE_LOGS,
     GATEWAY_FRAME_ADAPTER,
     CancelFrame,
     ChunkFrame,
@@ -32,6 +33,9 @@ from gatewaytui.schema.protocol import (
     ErrorFrame,
     HeartbeatFrame,
     JobFrame,
+    LogsFrame,
+    LogsRequestFrame,
+    LogsStopFrame,
     RegisteredFrame,
     RegisterFrame,
     ResultFrame,
@@ -48,6 +52,7 @@ from gatewaytui.workers.dial_out import (
     wire_logger,
 )
 from gatewaytui.workers.hostinfo import LOAD_SAMPLER, host_info
+from gatewaytui.workers.logbuffer import LogRing, LogStreams, process_ring
 from gatewaytui.workers.settings import WorkerSettings, gateway_ws_url, redact_url
 
 log = logging.getLogger("gatewaytui.workers.client")
@@ -85,6 +90,7 @@ class WorkerClient(DialOutClient[RegisteredFrame]):
         worker_id: str | None = None,
         name: str | None = None,
         rng: random.Random | None = None,
+        log_ring: LogRing | None = None,
     ) -> None:
         worker_id = worker_id or settings.resolved_id()
         dial = DialOutSettings(
@@ -120,10 +126,14 @@ class WorkerClient(DialOutClient[RegisteredFrame]):
             version=__version__,
             host=host_info(),
             labels=dict(settings.labels),
+            features=[FEATURE_LOGS],
         )
         self.jobs_succeeded = 0
         self.jobs_failed = 0
         self.jobs_refused = 0
+        upstream_key = settings.upstream.api_key if settings.upstream is not None else None
+        self.log_ring = log_ring or process_ring((settings.key, upstream_key))
+        self._log_streams: LogStreams | None = None
 
     # ---- public control -----------------------------------------------------------------
 
@@ -187,6 +197,17 @@ class WorkerClient(DialOutClient[RegisteredFrame]):
     async def _greet(self, ws: ClientConnection) -> None:
         await ws.send(self._status_frame().model_dump_json())
 
+    async def _serve(self, ws: ClientConnection, registered: RegisteredFrame) -> None:
+        async def send(frame: LogsFrame) -> bool:
+            return await self._send(ws, frame)
+
+        streams = self._log_streams = LogStreams(self.log_ring, self.id, send)
+        try:
+            await super()._serve(ws, registered)
+        finally:
+            self._log_streams = None
+            await streams.close()
+
     def _heartbeat_frame(self) -> HeartbeatFrame:
         cpu, mem = LOAD_SAMPLER.sample()
         return HeartbeatFrame(cpu_percent=cpu, mem_percent=mem)
@@ -223,6 +244,12 @@ class WorkerClient(DialOutClient[RegisteredFrame]):
             if task is not None:
                 log.info("worker %s: job %s cancelled by the gateway", self.id, frame.job_id)
                 task.cancel()
+        elif isinstance(frame, LogsRequestFrame):
+            if self._log_streams is not None:
+                await self._log_streams.request(frame)
+        elif isinstance(frame, LogsStopFrame):
+            if self._log_streams is not None:
+                self._log_streams.stop(frame.request_id)
         elif isinstance(frame, DrainFrame):
             log.info(
                 "worker %s: the gateway %s this worker",
