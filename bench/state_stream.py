@@ -137,14 +137,14 @@ class Churn:
         elif roll < 0.9:
             if self.held and (rng.random() < 0.5 or len(self.held) > len(self.workers) // 4):
                 held = self.held.pop(rng.randrange(len(self.held)))
-                g._free_slot(held)
+                g.queue.free_slot(held)
                 self.counts["release"] += 1
             else:
                 picked = g.scheduler.pick(rng.choice(worker.models))
                 if picked is None:
                     self.counts["none"] += 1
                     return
-                g._touch_worker(picked)
+                g.live.touch_worker(picked)
                 self.held.append(picked)
                 self.counts["pick"] += 1
         else:

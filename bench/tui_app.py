@@ -107,21 +107,23 @@ class Load:
         worker = g.scheduler.pick(model)
         if worker is None:
             return False
-        g._touch_worker(worker)
+        g.live.touch_worker(worker)
         client = f"10.1.{rng.randrange(256)}.{rng.randrange(256)}:{rng.randrange(1024, 65536)}"
-        job: Job = g._new_job("chat", model, rng.random() < 0.8, client)
+        job: Job = g.dispatch.new_job("chat", model, rng.random() < 0.8, client)
         job.started_at -= age
         job.tokens_in = rng.randrange(20, 4000)
         job.tokens_out = int(age * rng.uniform(5, 40))
-        g._assign(job, worker, job.id)
+        g.dispatch.assign(job, worker, job.id)
         self.stats["job_start"] += 1
         return True
 
     def end_job(self, job: Any) -> None:
-        """As `_finish_chat` does: the worker's counters, then the job ends (slot freed)."""
+        """As `ChatPath._finish` does: the worker's counters, then the job ends (slot freed)."""
         for assignment in list(job.assignments.values()):
-            self.g._account(assignment, True, tokens_in=job.tokens_in, tokens_out=job.tokens_out)
-        self.g._end_job(job, True)
+            self.g.dispatch.account(
+                assignment, True, tokens_in=job.tokens_in, tokens_out=job.tokens_out
+            )
+        self.g.dispatch.end_job(job, True)
         self.stats["job_end"] += 1
 
     def churn_tick(self) -> None:
@@ -131,7 +133,7 @@ class Load:
         jobs = list(g.jobs.values())
         for job in rng.sample(jobs, len(jobs) // 10):  # streaming: tokens arrive
             job.tokens_out += rng.randrange(1, 60)
-            g._touch_job(job)
+            g.live.touch_job(job)
             self.stats["job_tokens"] += 1
         ending = rng.sample(jobs, max(1, len(jobs) // 50)) if jobs else []
         for job in ending:

@@ -364,7 +364,7 @@ def test_queue_wait_counts_against_the_request_deadline(make_gateway):
     job_a = worker.next_job()
     second: list = []
     thread_b = timed_chat(gw, second)
-    gw.wait_for(lambda g: len(g._waiters) == 1)
+    gw.wait_for(lambda g: len(g.queue.waiters) == 1)
     # B waits in the queue for 1.2s of its 2s, then gets the worker, which never answers it.
     with pytest.raises(queue.Empty):
         worker.next_job(timeout=1.2)

@@ -120,9 +120,9 @@ def test_queue_waits_fifo_then_rejects_when_full(make_gateway):
     threads = [_post_in_thread(gw, {**body, "n": 1}, results)]
     first = worker.next_job()
     threads.append(_post_in_thread(gw, {**body, "n": 2}, results))
-    gw.wait_for(lambda g: len(g._waiters) == 1)
+    gw.wait_for(lambda g: len(g.queue.waiters) == 1)
     threads.append(_post_in_thread(gw, {**body, "n": 3}, results))
-    gw.wait_for(lambda g: len(g._waiters) == 2)
+    gw.wait_for(lambda g: len(g.queue.waiters) == 2)
     full = httpx.post(gw.url + "/v1/chat/completions", json=body)
     assert full.status_code == 503 and full.json()["error"]["code"] == "queue_full"
     state = httpx.get(gw.url + "/api/state").json()
@@ -154,7 +154,7 @@ def test_queue_timeout_is_a_503(make_gateway):
     worker.reply_chat(job)
     thread.join(10)
     assert results[0].status_code == 200
-    assert gw.sync(lambda: len(gw.gateway._waiters)) == 0
+    assert gw.sync(lambda: len(gw.gateway.queue.waiters)) == 0
 
 
 def test_streamed_usage_when_the_client_asks_for_it(gateway):

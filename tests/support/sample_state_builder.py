@@ -14,10 +14,11 @@ from pathlib import Path
 
 from gatewaytui.gateway.clock import iso
 from gatewaytui.gateway.config import GatewayConfig
-from gatewaytui.gateway.core import Gateway, _Waiter
+from gatewaytui.gateway.core import Gateway
 from gatewaytui.gateway.jobs import Job
 from gatewaytui.gateway.options import resolve_options
 from gatewaytui.gateway.registry import ModelCounter
+from gatewaytui.gateway.slots import Waiter
 from gatewaytui.schema import GatewayState
 from gatewaytui.schema.protocol import RegisterFrame
 
@@ -369,7 +370,7 @@ vllm = backend(
 )  # fmt: skip
 served = next(j for j in jobs if j.backend == "vllm-prod")
 vllm.worker.inflight = 1
-gw._assignments[served.id] = Assignment(served.id, served, vllm.worker)
+gw.table.assignments[served.id] = Assignment(served.id, served, vllm.worker)
 TIMEOUT = "GET /api/tags: connect timeout"
 backend(
     {"id": "ollama-lab", "type": "ollama", "url": "http://192.168.7.50:11434",
@@ -405,7 +406,7 @@ backend(
 loop = asyncio.new_event_loop()
 for j in jobs:
     if j.state == "queued":
-        gw._waiters.append(_Waiter(j.model, frozenset(), loop.create_future()))
+        gw.queue.waiters.append(Waiter(j.model, frozenset(), loop.create_future()))
 
 retry_job = next(j for j in jobs if j.attempt == 2)
 cancel_job = next(j for j in jobs if j.state == "cancelling")
@@ -560,7 +561,7 @@ events = [
 
 # ---- assemble -------------------------------------------------------------------------------
 
-gw._derived_dirty = True
+gw.live.mark_dirty()
 # assignments: what the gateway counts model in-flight from (one per chat, one per chunk)
 from gatewaytui.gateway.jobs import Assignment  # noqa: E402
 
@@ -568,7 +569,7 @@ chat_load: dict[str, int] = {}
 for j in jobs:
     if j.state != "queued" and j.worker and j.kind == "chat":
         a = Assignment(j.id, j, gw.registry.get(j.worker))
-        gw._assignments[a.id] = a
+        gw.table.assignments[a.id] = a
         chat_load[j.worker] = chat_load.get(j.worker, 0) + 1
 for j in jobs:
     if j.partition:
@@ -578,17 +579,17 @@ for j in jobs:
             spare = w.inflight - chat_load.get(wid, 0) if w and w.gone_at is None else 0
             for n in range(max(min(spare, left), 0)):
                 a = Assignment(f"{j.id}.c{wid}{n}", j, w)
-                gw._assignments[a.id] = a
+                gw.table.assignments[a.id] = a
                 left -= 1
-gw._refresh_derived()
+gw.live.refresh_derived()
 state = {
     "schema_version": 1,
     "generated_at": iso(NOW),
     "seq": 48_213,
-    "server": gw._server_item(),
+    "server": gw.live.server_item(),
     "workers": [w.to_dict() for w in gw.registry],
     "jobs": [j.to_dict() for j in jobs],
-    "models": list(gw._models.values()),
+    "models": list(gw.live.models.values()),
     "mcp": mcp,
     "backends": gw.backends.items(),
     "plugins": [p.model_dump(mode="json") for p in options.describe()],

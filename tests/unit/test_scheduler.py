@@ -126,7 +126,7 @@ def test_pick_at_5000_workers_respects_capacity():
 
 
 def test_job_frames_built_on_the_hot_path_match_the_schema():
-    from gatewaytui.gateway.core import job_frame
+    from gatewaytui.gateway.jobs import job_frame
     from gatewaytui.schema.protocol import GATEWAY_FRAME_ADAPTER, JobFrame
 
     frame = job_frame("chat-1", "chat", "m", True, {"model": "m", "messages": []})

@@ -120,7 +120,7 @@ def status_line(gateway: Gateway) -> str:
     by_status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     return (
         f"workers: {by_status or 'none'} | in-flight {len(gateway.jobs)} | "
-        f"queue {len(gateway._waiters)} | requests {gateway.totals.requests} | "
+        f"queue {len(gateway.queue.waiters)} | requests {gateway.totals.requests} | "
         f"tokens out {gateway.totals.tokens_out}"
     )
 

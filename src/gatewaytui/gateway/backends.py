@@ -20,7 +20,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from pydantic import ValidationError
@@ -34,7 +35,9 @@ from gatewaytui.gateway.backend_store import (
     StoredBackend,
 )
 from gatewaytui.gateway.clock import iso
-from gatewaytui.gateway.hub import Collection
+from gatewaytui.gateway.config import GatewayConfig
+from gatewaytui.gateway.events import EventLog
+from gatewaytui.gateway.hub import Collection, StateHub
 from gatewaytui.gateway.jobs import GatewayError
 from gatewaytui.gateway.registry import RESERVED_PREFIX, WorkerRecord, model_family
 from gatewaytui.gateway.scheduler import Scheduler
@@ -57,10 +60,22 @@ from gatewaytui.schema.protocol import (
     Usage,
 )
 
-if TYPE_CHECKING:
-    from gatewaytui.gateway.core import Gateway
-
 log = logging.getLogger("gatewaytui.gateway.backends")
+
+
+@dataclass(frozen=True)
+class BackendHost:
+    """What the backends need from the rest of the gateway, and nothing more."""
+
+    config: GatewayConfig
+    hub: StateHub
+    events: EventLog
+    scheduler: Scheduler
+    worker_knows_model: Callable[[str], bool]  # a connected worker serves it
+    worker_frame: Callable[[WorkerRecord, Any], None]  # a backend's answer, as a worker's
+    touch_worker: Callable[[WorkerRecord], None]  # its row, capacity and readiness changed
+    pump_queue: Callable[[], None]  # slots freed up: hand them to waiters
+
 
 BACKEND_PREFIX = RESERVED_PREFIX  # a backend's id in the scheduler: `backend:<id>`
 PASSIVE_PROBE_GAP_S = 1.0  # a failing call asks for a probe at most this often
@@ -142,7 +157,7 @@ class BackendConnection:
         """Nothing to close: each call is its own request."""
 
     def _emit(self, frame: Any) -> None:
-        self.manager.gateway.worker_frame(self.record.worker, frame)
+        self.manager.host.worker_frame(self.record.worker, frame)
 
     async def _run(self, job: JobFrame) -> None:
         record = self.record
@@ -181,10 +196,7 @@ class BackendConnection:
     ) -> DeclaredModel | None:
         model = spec.declared(job.model)
         if model is not None and not model.can(need):
-            gateway = self.manager.gateway
-            elsewhere = gateway.registry.knows_model(
-                job.model, gateway.config.model_family_matching
-            )
+            elsewhere = self.manager.host.worker_knows_model(job.model)
             caps = ", ".join(c.value for c in model.capabilities)
             raise UpstreamError(
                 f"model {job.model!r} on backend {spec.id} is declared without {need.value} "
@@ -456,9 +468,9 @@ def _revision_from(value: Any) -> int | None:
 class BackendManager:
     """Owns the backends: CRUD with revisions and durable writes, probes, routing hooks."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
-        c = gateway.config
+    def __init__(self, host: BackendHost) -> None:
+        self.host = host
+        c = host.config
         self.interval = c.backends_probe_interval
         self.threshold = c.backends_failure_threshold
         self.cooldown = c.backends_cooldown
@@ -469,7 +481,7 @@ class BackendManager:
         self._client: aiohttp.ClientSession | None = None  # the probes'; made on first use
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        gateway.hub.add_collection("backends", Collection(self.item, self.items))
+        host.hub.add_collection("backends", Collection(self.item, self.items))
         for stored in self.store.load():  # BackendStoreError: the caller reports it
             self._install(stored)
 
@@ -516,14 +528,14 @@ class BackendManager:
         return [record.to_dict() for record in self.records.values()]
 
     def touch(self, record: BackendRecord) -> None:
-        self.gateway.hub.touch("backends", record.spec.id)
+        self.host.hub.touch("backends", record.spec.id)
 
     def _serving(self) -> list[BackendRecord]:
         return [r for r in self.records.values() if r.spec.enabled and not r.deleted]
 
     def knows_model(self, model: str) -> bool:
         """An enabled backend serves `model` (or, with family matching, its family)."""
-        family = model_family(model) if self.gateway.config.model_family_matching else None
+        family = model_family(model) if self.host.config.model_family_matching else None
         for record in self._serving():
             worker = record.worker
             if model in worker.models or (family is not None and family in worker.families):
@@ -562,14 +574,14 @@ class BackendManager:
     def _install(self, stored: StoredBackend) -> BackendRecord:
         record = BackendRecord(stored, self)
         self.records[record.spec.id] = record
-        self.gateway.scheduler.add(record.worker)
+        self.host.scheduler.add(record.worker)
         self._sync(record)
         return record
 
     def _sync(self, record: BackendRecord) -> None:
         """Bring the record's scheduler entry in line with its spec and health."""
-        gateway = self.gateway
-        scheduler = gateway.scheduler
+        host = self.host
+        scheduler = host.scheduler
         worker = record.worker
         spec = record.spec
         models = tuple(record.served_models()) if spec.enabled and not record.deleted else ()
@@ -582,20 +594,20 @@ class BackendManager:
         worker.labels = dict(spec.labels)
         worker.reported_ready = record.routing
         scheduler.update(worker)
-        gateway._touch_worker(worker)  # marks the derived model summary and readiness
-        gateway.hub.touch_server()
+        host.touch_worker(worker)  # marks the derived model summary and readiness
+        host.hub.touch_server()
         self.touch(record)
         if record.routing:
-            gateway._pump_queue()  # waiters for its models may go now
+            host.pump_queue()  # waiters for its models may go now
 
     def _retire(self, record: BackendRecord) -> None:
         """Out of routing for good; calls in flight finish on their own."""
         record.deleted = True
         worker = record.worker
         worker.gone_at = time.time()
-        self.gateway.scheduler.remove(worker)
-        self.gateway._touch_worker(worker)
-        self.gateway.hub.touch_server()
+        self.host.scheduler.remove(worker)
+        self.host.touch_worker(worker)
+        self.host.hub.touch_server()
         if record.probe_task is not None:
             record.probe_task.cancel()
         self._background(record.http.retire())
@@ -689,7 +701,7 @@ class BackendManager:
             stored = StoredBackend(spec)
             await self._save([*(r.stored() for r in self.records.values()), stored])
             record = self._install(stored)
-            self.gateway.events.add("backend_add", f"backend {spec.id} added ({spec.url})")
+            self.host.events.add("backend_add", f"backend {spec.id} added ({spec.url})")
             self._probe_soon(record)
             return record.to_dict()
 
@@ -725,7 +737,7 @@ class BackendManager:
         stored = StoredBackend(spec)
         await self._save([*(r.stored() for r in self.records.values()), stored])
         record = self._install(stored)
-        self.gateway.events.add("backend_add", f"backend {spec.id} added ({spec.url})")
+        self.host.events.add("backend_add", f"backend {spec.id} added ({spec.url})")
         self._probe_soon(record)
         return record.to_dict()
 
@@ -748,7 +760,7 @@ class BackendManager:
             old_http, record.http = record.http, BackendClient(spec.max_concurrency)
             self._background(old_http.retire())
         self._sync(record)
-        self.gateway.events.add(
+        self.host.events.add(
             "backend_update",
             f"backend {spec.id} updated to revision {record.revision}: {', '.join(changed)}",
         )
@@ -766,7 +778,7 @@ class BackendManager:
             self._retire(record)
             self.touch(record)
             inflight = record.worker.inflight
-            self.gateway.events.add(
+            self.host.events.add(
                 "backend_delete",
                 f"backend {backend_id} deleted; {inflight} call(s) in flight finish",
             )
@@ -860,7 +872,7 @@ class BackendManager:
         was_status, was_out = record.status, record.out
         record.last_probe_at = now
         record.latency_ms = outcome.latency_ms
-        events = self.gateway.events
+        events = self.host.events
         if outcome.ok:
             record.status = BackendStatus.HEALTHY
             record.consecutive_failures = 0

@@ -67,6 +67,14 @@ class WorkerJobError(GatewayError):
     code = "worker_error"
 
 
+class UnknownTargetError(GatewayError):
+    status, type, code = 404, "invalid_request_error", "not_found"
+
+
+class ConflictError(GatewayError):
+    status, type, code = 409, "invalid_request_error", "conflict"
+
+
 class BadRequestError(GatewayError):
     status, type, code = 400, "invalid_request_error", "invalid_request"
 
@@ -150,3 +158,38 @@ class Job:
             "partition": dict(self.partition) if self.partition is not None else None,
             "client": self.client,
         }
+
+
+@dataclass
+class Totals:
+    """Counters over every finished request, for the server row and `/metrics`."""
+
+    requests: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    embeddings: int = 0
+
+
+@dataclass
+class JobTable:
+    """The jobs in flight and their assignments to workers: plain data that the job path
+    writes and the live state reads."""
+
+    jobs: dict[str, Job] = field(default_factory=dict)
+    assignments: dict[str, Assignment] = field(default_factory=dict)
+    totals: Totals = field(default_factory=Totals)
+
+
+def job_frame(
+    job_id: str, kind: str, model: str, stream: bool, body: dict[str, Any]
+) -> dict[str, Any]:
+    """A `JobFrame` as the dict that goes on the wire (built directly: this is the hot path;
+    tests check it validates against the schema model)."""
+    return {
+        "type": "job",
+        "job_id": job_id,
+        "kind": kind,
+        "model": model,
+        "stream": stream,
+        "body": body,
+    }

@@ -19,7 +19,7 @@ from gatewaytui.gateway.core import Gateway
 from gatewaytui.gateway.hub import encode
 from gatewaytui.gateway.jobs import GatewayError
 from gatewaytui.gateway.routes.common import Guard, deny
-from gatewaytui.schema.api import ServerDrainRequest
+from gatewaytui.schema.api import ActionResult, ServerDrainRequest
 
 log = logging.getLogger("gatewaytui.gateway.routes.admin")
 
@@ -57,23 +57,13 @@ def add_state_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
         return [p.model_dump(mode="json") for p in gateway.config.options.describe()]
 
 
-def _action_body(outcome: dict[str, Any], target: Any) -> dict[str, Any]:
-    return {
-        "ok": True,
-        "message": outcome.pop("message", ""),
-        "target": target,
-        "details": outcome,
-    }
-
-
 def add_action_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
     """Operator actions on workers, jobs and the server (operator token)."""
 
-    def action(path: str, run: Callable[..., dict[str, Any]]) -> None:
+    def action(path: str, run: Callable[..., ActionResult]) -> None:
         async def handler(request: Request) -> dict[str, Any]:
             guard.require_role(request.headers, "operator")
-            outcome = run(**request.path_params)
-            return _action_body(outcome, next(iter(request.path_params.values()), None))
+            return run(**request.path_params).model_dump(mode="json")
 
         app.add_api_route(path, handler, methods=["POST"], name=path)
 
@@ -96,8 +86,8 @@ def add_server_drain_route(app: FastAPI, gateway: Gateway, guard: Guard) -> None
             raise GatewayError(
                 f"invalid drain request: {exc.errors()[0]['msg']}", status=422
             ) from None
-        outcome = gateway.drain_server(options.timeout_s, exit_when_done=options.exit_when_done)
-        return _action_body(outcome, "server")
+        result = gateway.drain_server(options.timeout_s, exit_when_done=options.exit_when_done)
+        return result.model_dump(mode="json")
 
 
 def add_metrics_route(app: FastAPI, gateway: Gateway) -> None:

@@ -16,8 +16,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
-from gatewaytui.gateway.core import Gateway, UnknownTargetError
-from gatewaytui.gateway.jobs import GatewayError
+from gatewaytui.gateway.core import Gateway
+from gatewaytui.gateway.jobs import GatewayError, UnknownTargetError
 from gatewaytui.gateway.routes.common import EventStreamResponse, Guard
 from gatewaytui.gateway.worker_logs import DEFAULT_TAIL, MAX_TAIL
 

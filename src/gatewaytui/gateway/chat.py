@@ -1,0 +1,205 @@
+"""`/v1/chat/completions` on the job path: pick a worker, send the job, answer with the
+result or stream its chunks as SSE; a worker lost before the first byte is retried once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gatewaytui.gateway.dispatch import Dispatcher
+from gatewaytui.gateway.drain import DrainState
+from gatewaytui.gateway.events import EventLog
+from gatewaytui.gateway.hub import encode
+from gatewaytui.gateway.jobs import (
+    Assignment,
+    BadRequestError,
+    GatewayError,
+    Job,
+    WorkerLostError,
+    job_frame,
+)
+from gatewaytui.gateway.slots import SlotQueue
+from gatewaytui.schema.protocol import ChunkFrame, ResultFrame
+
+
+class ChatPath:
+    """Runs chat completions through the dispatcher and the slot queue."""
+
+    def __init__(
+        self, dispatch: Dispatcher, queue: SlotQueue, events: EventLog, drain: DrainState
+    ) -> None:
+        self.dispatch = dispatch
+        self.queue = queue
+        self.events = events
+        self.drain = drain
+
+    async def chat(
+        self, body: dict[str, Any], *, client: str | None = None
+    ) -> tuple[Job, dict[str, Any] | AsyncIterator[bytes]]:
+        """Run a chat completion. Returns the response body, or an SSE byte stream.
+
+        Errors that happen before the first byte (unknown model, queue full, draining)
+        raise, so the HTTP layer can answer with a proper status code.
+        """
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise BadRequestError("'model' is required and must be a string")
+        if not isinstance(body.get("messages"), list) or not body["messages"]:
+            raise BadRequestError("'messages' must be a non-empty list")
+        stream = bool(body.get("stream"))
+        self.drain.refuse_new_work()  # before the model lookup: an unknown model is 503 too
+        self.queue.check_model(model)
+        job = self.dispatch.new_job("chat", model, stream, client)
+        try:
+            assignment = await self._start(job, body, frozenset())
+        except BaseException:
+            self.dispatch.end_job(job, False)
+            raise
+        if stream:
+            return job, self._stream(job, body, assignment)
+        return job, await self._finish(job, body, assignment)
+
+    async def _start(self, job: Job, body: dict[str, Any], exclude: frozenset[str]) -> Assignment:
+        worker = await self.queue.acquire(job.model, exclude, deadline=job.deadline)
+        assignment_id = job.id if job.attempt == 1 else f"{job.id}.{job.attempt}"
+        assignment = self.dispatch.assign(job, worker, assignment_id)
+        model = worker.concrete_model(job.model)
+        frame = job_frame(
+            assignment_id,
+            "chat",
+            model,
+            job.stream,
+            body if model == body.get("model") else {**body, "model": model},
+        )
+        await self.dispatch.send_job(assignment, frame)
+        return assignment
+
+    async def _retry(
+        self, job: Job, body: dict[str, Any], assignment: Assignment, *, announce: bool = False
+    ) -> Assignment:
+        """The worker was lost before any answer: once more, on another worker."""
+        job.attempt += 1
+        self.dispatch.release(assignment)
+        lost = assignment.worker.id
+        if announce:
+            self.events.add(
+                "retry", f"job {job.id} retried after worker {lost} was lost", job_id=job.id
+            )
+        return await self._start(job, body, frozenset({lost}))
+
+    async def _finish(
+        self, job: Job, body: dict[str, Any], assignment: Assignment
+    ) -> dict[str, Any]:
+        ok = False
+        try:
+            while True:
+                try:
+                    item = await self.dispatch.next_frame(assignment)
+                except WorkerLostError:
+                    if job.attempt > 1:
+                        raise
+                    assignment = await self._retry(job, body, assignment, announce=True)
+                    continue
+                if isinstance(item, ResultFrame):
+                    data = item.data or {}
+                    usage = item.usage.model_dump() if item.usage else data.get("usage") or {}
+                    job.tokens_in = int(usage.get("prompt_tokens", 0) or 0)
+                    job.tokens_out = int(usage.get("completion_tokens", 0) or 0)
+                    self._account(job, assignment)
+                    ok = True
+                    return data
+                if isinstance(item, ChunkFrame):
+                    job.tokens_out += item.tokens
+                    self.dispatch.live.touch_job(job)
+        finally:
+            self.dispatch.end_job(job, ok)
+
+    def _account(self, job: Job, assignment: Assignment) -> None:
+        self.dispatch.account(assignment, True, tokens_in=job.tokens_in, tokens_out=job.tokens_out)
+
+    async def _stream(
+        self, job: Job, body: dict[str, Any], assignment: Assignment
+    ) -> AsyncIterator[bytes]:
+        ok = False
+        sent_any = False
+        wants_usage = _wants_stream_usage(body)
+        last_chunk: dict[str, Any] = {}
+        try:
+            while True:
+                try:
+                    item = await self.dispatch.next_frame(assignment)
+                except WorkerLostError as exc:
+                    if sent_any or job.attempt > 1:
+                        yield _sse_error(exc)
+                        return
+                    assignment = await self._retry(job, body, assignment)
+                    continue
+                except GatewayError as exc:
+                    yield _sse_error(exc)
+                    return
+                if isinstance(item, ChunkFrame):
+                    sent_any = True
+                    last_chunk = item.data
+                    job.tokens_out += item.tokens
+                    self.dispatch.live.touch_job(job)
+                    yield b"data: " + encode(item.data).encode() + b"\n\n"
+                elif isinstance(item, ResultFrame):
+                    last = self._last_events(job, assignment, item, wants_usage, last_chunk)
+                    ok = True
+                    for event in last:
+                        yield event
+                    return
+        except GatewayError as exc:  # a failed retry start (queue full, timeout)
+            yield _sse_error(exc)
+        finally:
+            if not ok and job.cancel_reason is None:
+                for a in list(job.assignments.values()):
+                    self.dispatch.cancel_on_worker(a, "client went away")
+            self.dispatch.end_job(job, ok)
+
+    def _last_events(
+        self,
+        job: Job,
+        assignment: Assignment,
+        item: ResultFrame,
+        wants_usage: bool,
+        last_chunk: dict[str, Any],
+    ) -> list[bytes]:
+        """The stream's end: the result's data (or a usage chunk) and `[DONE]`."""
+        usage = item.usage.model_dump() if item.usage else {}
+        job.tokens_in = int(usage.get("prompt_tokens", 0) or 0)
+        job.tokens_out = int(usage.get("completion_tokens", 0) or job.tokens_out)
+        self._account(job, assignment)
+        data = item.data
+        if wants_usage and not (data and data.get("usage")):
+            # Workers fold the usage-only chunk into the result frame's usage; the client
+            # asked for it (stream_options.include_usage), so it gets one.
+            data = _usage_chunk(last_chunk, job, usage.get("total_tokens"))
+        events = [b"data: " + encode(data).encode() + b"\n\n"] if data else []
+        return [*events, b"data: [DONE]\n\n"]
+
+
+def _wants_stream_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
+def _usage_chunk(last_chunk: dict[str, Any], job: Job, total: Any) -> dict[str, Any]:
+    """The final usage-only chunk of an OpenAI stream (`choices: []`), with the stream's
+    id, created and model taken from its last chunk."""
+    return {
+        "id": last_chunk.get("id") or f"chatcmpl-{job.id}",
+        "object": "chat.completion.chunk",
+        "created": last_chunk.get("created") or int(job.started_at),
+        "model": last_chunk.get("model") or job.model,
+        "choices": [],
+        "usage": {
+            "prompt_tokens": job.tokens_in,
+            "completion_tokens": job.tokens_out,
+            "total_tokens": int(total or 0) or job.tokens_in + job.tokens_out,
+        },
+    }
+
+
+def _sse_error(exc: GatewayError) -> bytes:
+    return b"data: " + encode(exc.body()).encode() + b"\n\n"

@@ -1,0 +1,238 @@
+"""`/v1/embeddings` partitioned across workers: inputs are cut into chunks of each worker's
+preferred batch size, run in parallel (up to `max_parallel_embeddings`), retried elsewhere
+when a chunk fails, and reassembled in order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from gatewaytui.gateway.config import GatewayConfig
+from gatewaytui.gateway.dispatch import Dispatcher
+from gatewaytui.gateway.drain import DrainState
+from gatewaytui.gateway.events import EventLog
+from gatewaytui.gateway.jobs import (
+    Assignment,
+    BadRequestError,
+    GatewayError,
+    Job,
+    JobCancelledError,
+    WorkerJobError,
+    WorkerLostError,
+    job_frame,
+)
+from gatewaytui.gateway.registry import WorkerRecord
+from gatewaytui.gateway.slots import SlotQueue
+from gatewaytui.schema.protocol import ResultFrame
+
+
+@dataclass
+class _PartitionRun:
+    """The shared progress of one request's runners."""
+
+    total: int
+    next_start: int = 0
+    done: int = 0
+    chunk_seq: int = 0
+    retry: deque[tuple[int, int, int, frozenset[str]]] = field(default_factory=deque)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class _Chunk:
+    """One slice of the inputs and how often it failed (and where)."""
+
+    start: int
+    count: int
+    attempts: int
+    excluded: frozenset[str]
+
+
+class EmbeddingsPath:
+    """Runs embeddings requests as partitioned jobs through the dispatcher."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        dispatch: Dispatcher,
+        queue: SlotQueue,
+        events: EventLog,
+        drain: DrainState,
+    ) -> None:
+        self.config = config
+        self.dispatch = dispatch
+        self.queue = queue
+        self.events = events
+        self.drain = drain
+
+    async def embeddings(
+        self, body: dict[str, Any], *, client: str | None = None
+    ) -> dict[str, Any]:
+        """Split the inputs across workers by their batch size and reassemble in order."""
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise BadRequestError("'model' is required and must be a string")
+        inputs = _embedding_inputs(body.get("input"))
+        self.drain.refuse_new_work()
+        self.queue.check_model(model)
+        job = self.dispatch.new_job("embeddings", model, False, client)
+        total = len(inputs)
+        job.partition = {
+            "total_items": total,
+            "done_items": 0,
+            "chunks_done": 0,
+            "chunks_inflight": 0,
+            "chunks_failed": 0,
+        }
+        run = _PartitionRun(total)
+        results: list[Any] = [None] * total
+        ok = False
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self.config.max_parallel_embeddings, total)):
+                    group.create_task(self._runner(job, body, inputs, results, run))
+            ok = True
+        except* GatewayError as group_error:
+            raise group_error.exceptions[0] from None
+        finally:
+            self.dispatch.end_job(job, ok, embeddings=total if ok else 0)
+        return {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": vector}
+                for i, vector in enumerate(results)
+            ],
+            "model": model,
+            "usage": {"prompt_tokens": job.tokens_in, "total_tokens": job.tokens_in},
+        }
+
+    async def _runner(
+        self,
+        job: Job,
+        body: dict[str, Any],
+        inputs: list[Any],
+        results: list[Any],
+        run: _PartitionRun,
+    ) -> None:
+        """Take chunks (retries first) until every input has its vector."""
+        while True:
+            if job.cancel_reason is not None:
+                raise JobCancelledError(f"job {job.id} {job.cancel_reason}")
+            if run.retry:
+                chunk = _Chunk(*run.retry.popleft())
+            elif run.next_start < run.total:
+                chunk = _Chunk(-1, 0, 0, frozenset())
+            elif run.done >= run.total:
+                return
+            else:
+                run.changed.clear()
+                await run.changed.wait()
+                continue
+            worker = await self.queue.acquire(job.model, chunk.excluded, deadline=job.deadline)
+            if chunk.start < 0:
+                if run.next_start >= run.total:  # another runner claimed the rest meanwhile
+                    self.queue.free_slot(worker)
+                    continue
+                chunk.start = run.next_start
+                chunk.count = min(worker.preferred_batch_size, run.total - chunk.start)
+                run.next_start += chunk.count
+            await self._run_chunk(job, body, inputs, results, run, chunk, worker)
+
+    async def _run_chunk(
+        self,
+        job: Job,
+        body: dict[str, Any],
+        inputs: list[Any],
+        results: list[Any],
+        run: _PartitionRun,
+        chunk: _Chunk,
+        worker: WorkerRecord,
+    ) -> None:
+        """One chunk on the worker whose slot was reserved for it."""
+        partition = job.partition
+        assert partition is not None
+        start, count = chunk.start, chunk.count
+        run.chunk_seq += 1
+        assignment = self.dispatch.assign(job, worker, f"{job.id}.c{run.chunk_seq}")
+        partition["chunks_inflight"] += 1
+        self.dispatch.live.touch_job(job)
+        model = worker.concrete_model(job.model)
+        chunk_body = dict(body, input=inputs[start : start + count], model=model)
+        frame = job_frame(assignment.id, "embeddings", model, False, chunk_body)
+        try:
+            await self.dispatch.send_job(assignment, frame)
+            vectors, tokens = await self._result(assignment, count)
+        except (WorkerLostError, WorkerJobError) as exc:
+            partition["chunks_failed"] += 1
+            self._retry_later(job, run, chunk, worker, exc)
+        else:
+            results[start : start + count] = vectors
+            job.tokens_in += tokens
+            partition["done_items"] += count
+            partition["chunks_done"] += 1
+            run.done += count
+            self.dispatch.account(assignment, True, tokens_in=tokens, embeddings=count)
+        finally:
+            partition["chunks_inflight"] -= 1
+            # Still assigned means no answer came: the client left, another chunk failed
+            # for good (the task group cancelled this runner) or the job was cancelled.
+            # Tell the worker before freeing its slot, or it computes on for nothing.
+            self.dispatch.cancel_on_worker(assignment, job.cancel_reason or "request ended")
+            self.dispatch.release(assignment)
+            self.dispatch.live.touch_job(job)
+            run.changed.set()
+
+    def _retry_later(
+        self, job: Job, run: _PartitionRun, chunk: _Chunk, worker: WorkerRecord, exc: GatewayError
+    ) -> None:
+        """Queue a failed chunk for another worker, or fail the request after enough tries."""
+        start, count = chunk.start, chunk.count
+        attempts = chunk.attempts + 1
+        if attempts >= self.config.embedding_chunk_attempts:
+            raise WorkerJobError(
+                f"embeddings chunk {start}..{start + count - 1} failed {attempts} time(s); "
+                f"last error: {exc.message}",
+                status=502,
+            ) from None
+        run.retry.append((start, count, attempts, chunk.excluded | {worker.id}))
+        self.events.add(
+            "retry",
+            f"job {job.id} chunk {start}+{count} failed on {worker.id}, retrying elsewhere",
+            level="warning",
+            job_id=job.id,
+        )
+
+    async def _result(self, assignment: Assignment, count: int) -> tuple[list[Any], int]:
+        while True:
+            item = await self.dispatch.next_frame(assignment)
+            if not isinstance(item, ResultFrame):
+                continue
+            data = (item.data or {}).get("data")
+            if not isinstance(data, list) or len(data) != count:
+                got = len(data) if isinstance(data, list) else "no"
+                error = f"bad embeddings result: {got} vectors"
+                self.dispatch.account(assignment, False, error=error)
+                raise WorkerJobError(
+                    f"worker returned {got} vectors for {count} inputs", status=502
+                )
+            ordered = sorted(data, key=lambda d: d.get("index", 0) if isinstance(d, dict) else 0)
+            vectors = [d.get("embedding") if isinstance(d, dict) else None for d in ordered]
+            usage = item.usage.model_dump() if item.usage else (item.data or {}).get("usage") or {}
+            return vectors, int(usage.get("prompt_tokens", 0) or 0)
+
+
+def _embedding_inputs(value: Any) -> list[Any]:
+    """OpenAI accepts a string, a list of strings, a token list, or a list of token lists."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value:
+        if all(isinstance(v, int) for v in value):
+            return [value]
+        if all(
+            isinstance(v, str) or (isinstance(v, list) and all(isinstance(t, int) for t in v))
+            for v in value
+        ):
+            return list(value)
+    raise BadRequestError("'input' must be a non-empty string, list of strings or token lists")
