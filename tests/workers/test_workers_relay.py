@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from gatewaytui.schema.protocol import ErrorFrame, ResultFrame, StatusFrame
+from gatewaytui.shared.sse import SseSplitter, sse_data
 from gatewaytui.workers import RelayBackend, UpstreamSettings, upstream_base_url
-from gatewaytui.workers.relay import sse_data
 from support.worker_peers import (
     FakeGateway,
     UpstreamState,
@@ -210,3 +210,24 @@ async def test_sse_parser_handles_comments_multiline_data_and_a_missing_blank_li
             yield line
 
     assert [p async for p in sse_data(lines())] == ['{"a":\n1}', "[DONE]"]
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 7, 1000])
+def test_byte_splitter_gives_the_same_events_however_the_bytes_arrive(step: int) -> None:
+    stream = (
+        b': ping\n\ndata: {"a":\ndata: 1}\n\nevent: x\r\ndata: {"b":2}\r\n\r\n'
+        b'data: {"c":3}\r\rdata: [DONE]'
+    )
+    splitter = SseSplitter(1 << 20)
+    got: list[bytes] = []
+    for start in range(0, len(stream), step):
+        got += splitter.feed(stream[start : start + step])
+    got += splitter.close()
+    assert got == [b'{"a":\n1}', b'{"b":2}', b'{"c":3}', b"[DONE]"]
+    assert not splitter.overflow
+
+
+def test_byte_splitter_flags_an_event_over_its_limit_after_the_ones_before_it() -> None:
+    splitter = SseSplitter(16)
+    assert splitter.feed(b"data: ok\n\ndata: " + b"x" * 20 + b"\n\ndata: later\n\n") == [b"ok"]
+    assert splitter.overflow

@@ -21,7 +21,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,8 @@ from aiohttp.http_exceptions import LineTooLong
 
 import gatewaytui
 from gatewaytui.schema.backends import ENV_REF_PREFIX, BackendSpec, backend_root_url
-from gatewaytui.shared.sse import READ_BUFFER_BYTES, body_lines, sse_data
+from gatewaytui.shared import codec
+from gatewaytui.shared.sse import READ_BUFFER_BYTES, SseSplitter
 from gatewaytui.shared.tls import tls_context
 
 MAX_ERROR_CHARS = 300
@@ -365,6 +366,10 @@ async def post_json(
     return answer
 
 
+Batch = list[tuple[bytes, dict[str, Any]]]
+"""Stream chunks that arrived together: each as the upstream's own JSON bytes and parsed."""
+
+
 async def stream_chat(
     client: aiohttp.ClientSession, spec: BackendSpec, body: dict[str, Any]
 ) -> AsyncIterator[dict[str, Any]]:
@@ -373,6 +378,24 @@ async def stream_chat(
 
     The connection is held until the generator ends: close it (`contextlib.aclosing`) when
     stopping early, or the connection goes back only when the generator is collected.
+    """
+    async with contextlib.aclosing(stream_chat_batches(client, spec, body)) as batches:
+        async for batch in batches:
+            if isinstance(batch, dict):
+                yield batch
+                return
+            for _, chunk in batch:
+                yield chunk
+
+
+async def stream_chat_batches(
+    client: aiohttp.ClientSession, spec: BackendSpec, body: dict[str, Any]
+) -> AsyncGenerator[Batch | dict[str, Any], None]:
+    """The hot path of a backend stream: every read from the socket becomes one batch of the
+    chunks it completed, each kept as the upstream's bytes (passed on as they are) next to
+    its parsed form (for usage, tokens, errors). Never waits to fill a batch: the first chunk
+    goes out as soon as it is read. A JSON answer to a stream request comes as one dict.
+    Ends at `[DONE]` (or the end of the body); holds the connection like `stream_chat`.
     """
     key = resolve_key(spec)
     try:
@@ -383,7 +406,7 @@ async def stream_chat(
             if "text/event-stream" not in response.headers.get("Content-Type", ""):
                 raw = await response.read()
                 try:
-                    whole = json.loads(raw)
+                    whole = codec.loads(raw)
                 except ValueError:
                     raise UpstreamError(
                         f"backend {spec.id}: the stream is neither SSE nor JSON",
@@ -392,29 +415,51 @@ async def stream_chat(
                 if isinstance(whole, dict):
                     yield whole
                 return
-            async for payload in sse_data(body_lines(response.content)):
-                if payload.strip() == "[DONE]":
+            splitter = SseSplitter(2 * READ_BUFFER_BYTES)
+            async for data in response.content.iter_any():
+                batch, done = _parse_batch(spec, key, splitter.feed(data))
+                if batch:
+                    yield batch
+                if done:
                     return
-                try:
-                    chunk = json.loads(payload)
-                except ValueError:
-                    raise UpstreamError(
-                        f"backend {spec.id}: a stream chunk is not JSON",
-                        code="bad_backend_response",
-                    ) from None
-                if not isinstance(chunk, dict):
-                    continue
-                if "error" in chunk and "choices" not in chunk:
-                    error = chunk["error"]
-                    message = error.get("message") if isinstance(error, dict) else str(error)
-                    raise UpstreamError(
-                        redact(f"backend {spec.id}: stream error: {message}", key)[:MAX_ERROR_CHARS]
-                    )
-                yield chunk
+                if splitter.overflow:
+                    raise _line_too_long(spec)
+            batch, _ = _parse_batch(spec, key, splitter.close())
+            if batch:
+                yield batch
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise _transport_error(spec, exc, key) from None
     except LineTooLong:  # never the line itself in the message: it is the upstream's output
-        raise UpstreamError(
-            f"backend {spec.id}: a stream line is longer than {2 * READ_BUFFER_BYTES} bytes",
-            code="bad_backend_response",
-        ) from None
+        raise _line_too_long(spec) from None
+
+
+def _line_too_long(spec: BackendSpec) -> UpstreamError:
+    return UpstreamError(
+        f"backend {spec.id}: a stream line is longer than {2 * READ_BUFFER_BYTES} bytes",
+        code="bad_backend_response",
+    )
+
+
+def _parse_batch(spec: BackendSpec, key: str | None, payloads: list[bytes]) -> tuple[Batch, bool]:
+    """Parse what one read completed; True once `[DONE]` was among it (the rest is dropped)."""
+    batch: Batch = []
+    loads = codec.loads
+    for payload in payloads:
+        if payload.startswith(b"[DONE]") or payload.strip() == b"[DONE]":
+            return batch, True
+        try:
+            chunk = loads(payload)
+        except ValueError:
+            raise UpstreamError(
+                f"backend {spec.id}: a stream chunk is not JSON", code="bad_backend_response"
+            ) from None
+        if not isinstance(chunk, dict):
+            continue
+        if "error" in chunk and "choices" not in chunk:
+            error = chunk["error"]
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            raise UpstreamError(
+                redact(f"backend {spec.id}: stream error: {message}", key)[:MAX_ERROR_CHARS]
+            )
+        batch.append((payload, chunk))
+    return batch, False

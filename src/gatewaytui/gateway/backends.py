@@ -38,7 +38,7 @@ from gatewaytui.gateway.clock import iso
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.events import EventLog
 from gatewaytui.gateway.hub import Collection, StateHub
-from gatewaytui.gateway.jobs import GatewayError
+from gatewaytui.gateway.jobs import GatewayError, RawChunks
 from gatewaytui.gateway.registry import RESERVED_PREFIX, WorkerRecord, model_family
 from gatewaytui.gateway.scheduler import Scheduler
 from gatewaytui.schema import BackendStatus, HostInfo, ModelSummary
@@ -142,7 +142,8 @@ class BackendConnection:
     async def send(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
         if kind == "job":
-            job = JobFrame.model_validate(frame)
+            # Built by the gateway itself (core.job_frame): no validation on this hot path.
+            job = JobFrame.model_construct(**frame)
             task = asyncio.get_running_loop().create_task(
                 self._run(job), name=f"backend-{job.job_id}"
             )
@@ -245,34 +246,38 @@ class BackendConnection:
         body["stream"] = True
         body["stream_options"] = {**options, "include_usage": True}  # usage is always counted
         raw_usage: Any = None
-        usage_chunk: dict[str, Any] | None = None
+        job_id = job.job_id
+        emit = self._emit
         # aclosing: the connection goes back before the result frame frees the slot, also
         # when the loop stops early.
-        stream = backend_http.stream_chat(client, spec, body)
-        async with contextlib.aclosing(stream) as chunks:
-            async for chunk in chunks:
-                if chunk.get("object") == "chat.completion":  # a JSON answer to a stream
-                    raw_usage = chunk.get("usage")
+        stream = backend_http.stream_chat_batches(client, spec, body)
+        async with contextlib.aclosing(stream) as batches:
+            async for batch in batches:
+                if isinstance(batch, dict):  # a JSON answer to a stream request
+                    raw_usage = batch.get("usage")
                     usage = _usage(raw_usage, modifier)
                     tokens = usage.completion_tokens if usage is not None else 1
-                    data = completion_as_chunk(chunk)
-                    self._emit(ChunkFrame(job_id=job.job_id, data=data, tokens=tokens))
+                    data = completion_as_chunk(batch)
+                    emit(ChunkFrame(job_id=job_id, data=data, tokens=tokens))
                     break
-                if chunk.get("usage"):
-                    raw_usage = chunk["usage"]
-                choices = chunk.get("choices")
-                if not choices:
-                    usage_chunk = chunk  # the usage-only chunk: passed on if the client asked
-                    continue
-                tokens = 1 if _has_output(choices) else 0
-                self._emit(ChunkFrame(job_id=job.job_id, data=chunk, tokens=tokens))
-        self._emit(
-            ResultFrame(
-                job_id=job.job_id,
-                data=usage_chunk if client_wants_usage else None,
-                usage=_usage(raw_usage, modifier),
-            )
-        )
+                # Passed on as the upstream's bytes; only usage, choices and output are read.
+                events: list[bytes] = []
+                tokens = 0
+                usage_passed = False
+                for raw, chunk in batch:
+                    if chunk.get("usage"):
+                        raw_usage = chunk["usage"]
+                    choices = chunk.get("choices")
+                    if not choices:  # the usage-only chunk: passed on if the client asked
+                        if client_wants_usage:
+                            events.append(raw)
+                            usage_passed = True
+                        continue
+                    tokens += _has_output(choices)
+                    events.append(raw)
+                if events:
+                    emit(RawChunks(job_id, events, tokens, usage_passed))
+        emit(ResultFrame(job_id=job_id, usage=_usage(raw_usage, modifier)))
 
     async def _embeddings(
         self, job: JobFrame, spec: BackendSpec, client: aiohttp.ClientSession

@@ -3,7 +3,7 @@ result or stream its chunks as SSE; a worker lost before the first byte is retri
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from gatewaytui.gateway.dispatch import Dispatcher
@@ -15,11 +15,13 @@ from gatewaytui.gateway.jobs import (
     BadRequestError,
     GatewayError,
     Job,
+    RawChunks,
     WorkerLostError,
     job_frame,
 )
 from gatewaytui.gateway.slots import SlotQueue
 from gatewaytui.schema.protocol import ChunkFrame, ResultFrame
+from gatewaytui.shared import codec
 
 
 class ChatPath:
@@ -35,7 +37,7 @@ class ChatPath:
 
     async def chat(
         self, body: dict[str, Any], *, client: str | None = None
-    ) -> tuple[Job, dict[str, Any] | AsyncIterator[bytes]]:
+    ) -> tuple[Job, dict[str, Any] | AsyncGenerator[bytes, None]]:
         """Run a chat completion. Returns the response body, or an SSE byte stream.
 
         Errors that happen before the first byte (unknown model, queue full, draining)
@@ -108,7 +110,7 @@ class ChatPath:
                     self._account(job, assignment)
                     ok = True
                     return data
-                if isinstance(item, ChunkFrame):
+                if isinstance(item, ChunkFrame | RawChunks):
                     job.tokens_out += item.tokens
                     self.dispatch.live.touch_job(job)
         finally:
@@ -119,15 +121,21 @@ class ChatPath:
 
     async def _stream(
         self, job: Job, body: dict[str, Any], assignment: Assignment
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         ok = False
         sent_any = False
+        usage_sent = False  # a usage chunk went through as the upstream wrote it
         wants_usage = _wants_stream_usage(body)
-        last_chunk: dict[str, Any] = {}
+        last_chunk: dict[str, Any] | bytes = {}
+        pending: Any = None  # an item taken off the queue behind chunks, not yet handled
+        dispatch = self.dispatch
         try:
             while True:
                 try:
-                    item = await self.dispatch.next_frame(assignment)
+                    if pending is not None:
+                        item, pending = dispatch.outcome(assignment, pending), None
+                    else:
+                        item = await dispatch.next_frame(assignment)
                 except WorkerLostError as exc:
                     if sent_any or job.attempt > 1:
                         yield _sse_error(exc)
@@ -137,46 +145,82 @@ class ChatPath:
                 except GatewayError as exc:
                     yield _sse_error(exc)
                     return
-                if isinstance(item, ChunkFrame):
-                    sent_any = True
-                    last_chunk = item.data
-                    job.tokens_out += item.tokens
-                    self.dispatch.live.touch_job(job)
-                    yield b"data: " + encode(item.data).encode() + b"\n\n"
-                elif isinstance(item, ResultFrame):
-                    last = self._last_events(job, assignment, item, wants_usage, last_chunk)
+                if isinstance(item, ResultFrame):
                     ok = True
-                    for event in last:
-                        yield event
+                    make_usage = wants_usage and not usage_sent
+                    yield self._end(job, assignment, item, make_usage, last_chunk)
                     return
+                if not isinstance(item, RawChunks | ChunkFrame):
+                    continue
+                # Chunks already queued go out together, in one write; so does the stream's
+                # end when its result frame is there as well.
+                parts: list[bytes] = []
+                queue = assignment.queue
+                while True:
+                    sent_any = True
+                    job.tokens_out += item.tokens
+                    if isinstance(item, RawChunks):
+                        parts.append(item.sse())
+                        last_chunk = item.events[-1]
+                        usage_sent = usage_sent or item.usage
+                    else:
+                        last_chunk = item.data
+                        parts.append(b"data: " + codec.dumps(item.data) + b"\n\n")
+                    if queue.empty():
+                        break
+                    item = queue.get_nowait()
+                    if isinstance(item, ResultFrame):
+                        dispatch.outcome(assignment, item)
+                        ok = True
+                        make_usage = wants_usage and not usage_sent
+                        parts.append(self._end(job, assignment, item, make_usage, last_chunk))
+                        yield b"".join(parts)
+                        return
+                    if not isinstance(item, RawChunks | ChunkFrame):
+                        pending = item
+                        break
+                dispatch.live.touch_job(job)
+                yield parts[0] if len(parts) == 1 else b"".join(parts)
         except GatewayError as exc:  # a failed retry start (queue full, timeout)
             yield _sse_error(exc)
         finally:
             if not ok and job.cancel_reason is None:
                 for a in list(job.assignments.values()):
-                    self.dispatch.cancel_on_worker(a, "client went away")
-            self.dispatch.end_job(job, ok)
+                    dispatch.cancel_on_worker(a, "client went away")
+            dispatch.end_job(job, ok)
 
-    def _last_events(
+    def _end(
         self,
         job: Job,
         assignment: Assignment,
         item: ResultFrame,
-        wants_usage: bool,
-        last_chunk: dict[str, Any],
-    ) -> list[bytes]:
-        """The stream's end: the result's data (or a usage chunk) and `[DONE]`."""
+        make_usage: bool,
+        last_chunk: dict[str, Any] | bytes,
+    ) -> bytes:
+        """The stream's end: the result's data (or a usage chunk, when the client asked for
+        one and none went through), then `[DONE]`."""
         usage = item.usage.model_dump() if item.usage else {}
         job.tokens_in = int(usage.get("prompt_tokens", 0) or 0)
         job.tokens_out = int(usage.get("completion_tokens", 0) or job.tokens_out)
         self._account(job, assignment)
         data = item.data
-        if wants_usage and not (data and data.get("usage")):
+        if make_usage and not (data and data.get("usage")):
             # Workers fold the usage-only chunk into the result frame's usage; the client
             # asked for it (stream_options.include_usage), so it gets one.
-            data = _usage_chunk(last_chunk, job, usage.get("total_tokens"))
-        events = [b"data: " + encode(data).encode() + b"\n\n"] if data else []
-        return [*events, b"data: [DONE]\n\n"]
+            data = _usage_chunk(_chunk_dict(last_chunk), job, usage.get("total_tokens"))
+        tail = b"data: " + codec.dumps(data) + b"\n\n" if data else b""
+        return tail + b"data: [DONE]\n\n"
+
+
+def _chunk_dict(chunk: dict[str, Any] | bytes) -> dict[str, Any]:
+    """The last chunk as a dict (parsed only when a usage chunk is made from it)."""
+    if isinstance(chunk, dict):
+        return chunk
+    try:
+        parsed = codec.loads(chunk)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def _wants_stream_usage(body: dict[str, Any]) -> bool:

@@ -20,7 +20,7 @@ import contextlib
 import gc
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import gatewaytui
@@ -269,7 +269,7 @@ class Gateway:
 
     async def chat(
         self, body: dict[str, Any], *, client: str | None = None
-    ) -> tuple[Job, dict[str, Any] | AsyncIterator[bytes]]:
+    ) -> tuple[Job, dict[str, Any] | AsyncGenerator[bytes, None]]:
         return await self._chat.chat(body, client=client)
 
     async def embeddings(

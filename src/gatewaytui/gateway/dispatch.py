@@ -18,6 +18,7 @@ from gatewaytui.gateway.jobs import (
     Job,
     JobCancelledError,
     JobTable,
+    RawChunks,
     UnknownTargetError,
     WorkerJobError,
     WorkerLost,
@@ -174,7 +175,7 @@ class Dispatcher:
             )
 
     def route_frame(
-        self, worker: WorkerRecord, frame: ChunkFrame | ResultFrame | ErrorFrame
+        self, worker: WorkerRecord, frame: RawChunks | ChunkFrame | ResultFrame | ErrorFrame
     ) -> None:
         """A worker's answer for one of its assignments goes to the request waiting on it."""
         assignment = self.assignments.get(frame.job_id)
@@ -239,6 +240,13 @@ class Dispatcher:
             self.account(assignment, False, error=error.message)
             self.release(assignment)
             raise error from None
+        return self.outcome(assignment, item)
+
+    def outcome(self, assignment: Assignment, item: Any) -> Any:
+        """What one item from an assignment's queue means: the frame itself, or the error it
+        stands for (a stream also takes items off the queue itself, to send them together)."""
+        if isinstance(item, RawChunks | ChunkFrame):
+            return item
         if isinstance(item, WorkerLost):
             self.account(assignment, False, error=f"worker lost: {item.reason}")
             raise WorkerLostError(f"worker {assignment.worker.id} was lost: {item.reason}")

@@ -193,3 +193,22 @@ def job_frame(
         "stream": stream,
         "body": body,
     }
+
+
+class RawChunks:
+    """Stream chunks passed through as bytes: what a backend read or a worker's `chunks`
+    frame carried at once. `events` are the chunks' JSON texts exactly as the upstream wrote
+    them; the gateway only frames them as SSE (`data: …` + blank line), in one write.
+    `tokens` is what they count toward the job; `usage` is true when one of them is the
+    usage chunk (so the gateway does not make one of its own)."""
+
+    __slots__ = ("events", "job_id", "tokens", "usage")
+
+    def __init__(self, job_id: str, events: list[bytes], tokens: int, usage: bool = False):
+        self.job_id = job_id
+        self.events = events
+        self.tokens = tokens
+        self.usage = usage
+
+    def sse(self) -> bytes:
+        return b"".join([b"data: " + event + b"\n\n" for event in self.events])

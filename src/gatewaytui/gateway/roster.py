@@ -11,7 +11,7 @@ from typing import Any
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.dispatch import Dispatcher, notify_worker
 from gatewaytui.gateway.events import EventLog
-from gatewaytui.gateway.jobs import ConflictError, UnknownTargetError
+from gatewaytui.gateway.jobs import ConflictError, RawChunks, UnknownTargetError
 from gatewaytui.gateway.live import LiveState
 from gatewaytui.gateway.metrics import GatewayMetrics
 from gatewaytui.gateway.registry import (
@@ -27,6 +27,7 @@ from gatewaytui.schema import WorkerStatus
 from gatewaytui.schema.api import ActionResult
 from gatewaytui.schema.protocol import (
     CLOSE_EVICTED,
+    FEATURE_CHUNKS,
     ChunkFrame,
     DrainFrame,
     ErrorFrame,
@@ -96,13 +97,14 @@ class WorkerRoster:
             heartbeat_expiry_s=self.config.heartbeat_expiry,
             max_frame_bytes=self.config.max_frame_bytes,
             draining=worker.counters.draining,
+            features=[FEATURE_CHUNKS],
         )
         return worker, reply.model_dump()
 
     def frame(self, worker: WorkerRecord, frame: Any) -> None:
         """Apply one parsed frame from a registered worker."""
         worker.last_heartbeat = time.time()
-        if isinstance(frame, ChunkFrame | ResultFrame | ErrorFrame):
+        if isinstance(frame, RawChunks | ChunkFrame | ResultFrame | ErrorFrame):
             self.dispatch.route_frame(worker, frame)
         elif isinstance(frame, HeartbeatFrame):
             was_connected = not worker.heard_from

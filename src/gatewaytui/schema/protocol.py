@@ -70,6 +70,24 @@ class ChunkFrame(WireModel):
     tokens: int = Field(default=1, ge=0)
 
 
+class ChunksFrame(WireModel):
+    """Streamed pieces of a job that arrived together, passed on as the upstream wrote them:
+    each item of `chunks` is the JSON text of one chat.completion.chunk object (the gateway
+    frames each as one SSE event and sends them in one write; it does not re-encode them).
+    `tokens` counts all of them; `usage` is true when one of them is the usage chunk the
+    client asked for. Sent only to a gateway whose `registered.features` lists "chunks";
+    `chunk` frames stay valid."""
+
+    type: Literal["chunks"] = "chunks"
+    job_id: str
+    chunks: list[str] = Field(min_length=1)
+    tokens: int = Field(default=0, ge=0)
+    usage: bool = False
+
+
+FEATURE_CHUNKS = "chunks"  # the gateway accepts `chunks` frames
+
+
 class Usage(WireModel):
     prompt_tokens: int = Field(default=0, ge=0)
     completion_tokens: int = Field(default=0, ge=0)
@@ -125,6 +143,7 @@ WorkerFrame = Annotated[
     | HeartbeatFrame
     | StatusFrame
     | ChunkFrame
+    | ChunksFrame
     | ResultFrame
     | ErrorFrame
     | LogsFrame,
@@ -142,6 +161,9 @@ class RegisteredFrame(WireModel):
     heartbeat_expiry_s: float
     max_frame_bytes: int
     draining: bool = False
+    # What this gateway accepts beyond protocol 1's frames (e.g. "chunks"); older gateways
+    # send none, and a worker then keeps to `chunk` frames.
+    features: list[str] = Field(default_factory=list)
 
 
 class JobFrame(WireModel):

@@ -59,3 +59,64 @@ async def body_lines(body: AsyncIterable[bytes]) -> AsyncIterator[str]:
             line = line[:-1]
         for part in line.split("\r"):
             yield part
+
+
+class SseSplitter:
+    """Bytes in, the `data` payload of each complete event out — as bytes, never decoded, so
+    a chunk the reader does not need to understand can be passed on exactly as it came.
+
+    Feed it whatever the socket had (`feed`), then `close` for an event left without its
+    blank line. Lines may end in LF, CRLF or CR. `overflow` turns true once the unfinished
+    rest exceeds `limit` bytes (the caller fails the stream after passing on what was
+    complete); the events before it are still returned.
+    """
+
+    __slots__ = ("_rest", "limit", "overflow")
+
+    def __init__(self, limit: int) -> None:
+        self._rest = b""
+        self.limit = limit
+        self.overflow = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buffer = self._rest + data if self._rest else data
+        if b"\r" in buffer:
+            held = buffer.endswith(b"\r")  # its LF may come with the next read
+            if held:
+                buffer = buffer[:-1]
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if held:
+                buffer += b"\r"
+        parts = buffer.split(b"\n\n")
+        self._rest = parts.pop()
+        limit = self.limit
+        if len(self._rest) > limit:
+            self.overflow = True
+            self._rest = b""
+        out: list[bytes] = []
+        for event in parts:
+            if len(event) > limit:  # complete, but too long: what came before it still counts
+                self.overflow = True
+                self._rest = b""
+                break
+            payload = _payload(event)
+            if payload is not None:
+                out.append(payload)
+        return out
+
+    def close(self) -> list[bytes]:
+        rest, self._rest = self._rest.rstrip(b"\r\n"), b""
+        payload = _payload(rest) if rest else None
+        return [payload] if payload is not None else []
+
+
+def _payload(event: bytes) -> bytes | None:
+    """The data of one event (multi-line data joined with LF); None without data."""
+    if event.startswith(b"data: ") and b"\n" not in event:
+        return event[6:]  # the usual shape: one `data: {...}` line
+    lines: list[bytes] = []
+    for line in event.split(b"\n"):
+        if line.startswith(b"data:"):
+            value = line[5:]
+            lines.append(value[1:] if value.startswith(b" ") else value)
+    return b"\n".join(lines) if lines else None

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from gatewaytui.schema.protocol import JobFrame, Usage
+from gatewaytui.shared import codec
 
 log = logging.getLogger("gatewaytui.workers.backend")
 
@@ -22,6 +23,10 @@ MAX_MODELS = 512
 
 ChunkSink = Callable[[dict[str, Any], int], Awaitable[None]]
 """Receives one chat.completion.chunk object and the number of tokens it carries."""
+
+RawChunkSink = Callable[[list[str], int, bool], Awaitable[None]]
+"""Receives chunks that arrived together as their JSON texts (passed on unchanged), the tokens
+they carry, and whether one of them is the usage chunk the client asked for."""
 
 Listener = Callable[[], None]
 
@@ -125,6 +130,16 @@ class Backend(ABC):
     @abstractmethod
     async def chat_stream(self, job: JobFrame, emit: ChunkSink) -> Usage:
         """A streaming chat job: `emit` each chunk object, then return the usage."""
+
+    async def chat_stream_raw(self, job: JobFrame, emit: RawChunkSink) -> Usage:
+        """`chat_stream`, with the chunks as JSON texts that may travel several to a frame.
+        This default encodes each chunk object (one per call); a backend that reads an
+        upstream's bytes (the relay) overrides it to pass them on unchanged."""
+
+        async def one(chunk: dict[str, Any], tokens: int) -> None:
+            await emit([codec.dumps_text(chunk)], tokens, False)
+
+        return await self.chat_stream(job, one)
 
     @abstractmethod
     async def embeddings(self, job: JobFrame) -> tuple[dict[str, Any], Usage]:

@@ -25,6 +25,7 @@ from gatewaytui.schema.protocol import (
     CLOSE_EVICTED,
     CLOSE_POLICY_VIOLATION,
     CLOSE_SERVER_SHUTDOWN,
+    FEATURE_CHUNKS,
     FEATURE_LOGS,
     GATEWAY_FRAME_ADAPTER,
     CancelFrame,
@@ -42,6 +43,7 @@ from gatewaytui.schema.protocol import (
     StatusFrame,
     Usage,
 )
+from gatewaytui.shared import codec
 from gatewaytui.workers.backend import MAX_REASON_CHARS, Backend, JobError
 from gatewaytui.workers.dial_out import (
     DialOutClient,
@@ -213,6 +215,7 @@ class WorkerClient(DialOutClient[RegisteredFrame]):
         return HeartbeatFrame(cpu_percent=cpu, mem_percent=mem)
 
     def _status_frame(self) -> StatusFrame:
+        reason: str | None
         if self._draining:
             ready, reason = False, DRAINING_REASON
         else:
@@ -291,10 +294,25 @@ class WorkerClient(DialOutClient[RegisteredFrame]):
         async def emit(data: dict[str, Any], tokens: int) -> None:
             await ws.send(ChunkFrame(job_id=job.job_id, data=data, tokens=tokens).model_dump_json())
 
+        async def emit_raw(chunks: list[str], tokens: int, usage: bool) -> None:
+            # One frame (one send) for all the chunks that arrived together; their texts go
+            # unchanged. Built directly: this is per read of a stream.
+            frame: dict[str, Any] = {
+                "type": "chunks",
+                "job_id": job.job_id,
+                "chunks": chunks,
+                "tokens": tokens,
+            }
+            if usage:
+                frame["usage"] = True
+            await ws.send(codec.dumps_text(frame))
+
         try:
             try:
                 if job.kind == "embeddings":
                     data, usage = await self.backend.embeddings(job)
+                elif job.stream and FEATURE_CHUNKS in registered.features:
+                    data, usage = None, await self.backend.chat_stream_raw(job, emit_raw)
                 elif job.stream:
                     data, usage = None, await self.backend.chat_stream(job, emit)
                 else:

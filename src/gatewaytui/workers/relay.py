@@ -23,12 +23,14 @@ from aiohttp.http_exceptions import LineTooLong
 
 from gatewaytui import __version__
 from gatewaytui.schema.protocol import JobFrame, Usage
-from gatewaytui.shared.sse import READ_BUFFER_BYTES, body_lines, sse_data
+from gatewaytui.shared import codec
+from gatewaytui.shared.sse import READ_BUFFER_BYTES, SseSplitter
 from gatewaytui.shared.tls import tls_context
 from gatewaytui.workers.backend import (
     Backend,
     ChunkSink,
     JobError,
+    RawChunkSink,
     usage_from,
     words_in_messages,
 )
@@ -199,9 +201,29 @@ class RelayBackend(Backend):
         return data, usage
 
     async def chat_stream(self, job: JobFrame, emit: ChunkSink) -> Usage:
+        async def each(chunks: list[str], _tokens: int, _usage: bool) -> None:
+            for text in chunks:  # only content chunks reach here (usage_passthrough off)
+                chunk = codec.loads(text)
+                await emit(chunk, 1 if _has_output(chunk.get("choices") or []) else 0)
+
+        return await self._stream(job, each, usage_passthrough=False)
+
+    async def chat_stream_raw(self, job: JobFrame, emit: RawChunkSink) -> Usage:
+        return await self._stream(job, emit, usage_passthrough=True)
+
+    async def _stream(self, job: JobFrame, emit: RawChunkSink, *, usage_passthrough: bool) -> Usage:
+        """Read the upstream's SSE as bytes; each read becomes one `emit` of the chunks it
+        completed (never waiting for more), their texts unchanged. The usage-only chunk is
+        folded into the result's usage, and also passed on when the client asked for it
+        (`usage_passthrough`: the gateway then sends it exactly as the upstream wrote it)."""
+        client_options = job.body.get("stream_options")
+        client_wants_usage = isinstance(client_options, dict) and bool(
+            client_options.get("include_usage")
+        )
         body = self._body(job, stream=True)
         usage: Usage | None = None
         tokens_out = 0
+        loads = codec.loads
         try:
             async with self.session.post(
                 f"{self.base_url}/chat/completions", json=body
@@ -209,23 +231,37 @@ class RelayBackend(Backend):
                 if response.status >= 400:
                     text = (await response.read()).decode("utf-8", "replace")
                     raise _upstream_error(response.status, text)
-                async for payload in sse_data(body_lines(response.content)):
-                    if payload.strip() == "[DONE]":
+                splitter = SseSplitter(2 * READ_BUFFER_BYTES)
+                done = False
+                async for data in response.content.iter_any():
+                    texts: list[str] = []
+                    tokens = 0
+                    usage_passed = False
+                    for payload in splitter.feed(data):
+                        if payload.strip() == b"[DONE]":
+                            done = True
+                            break
+                        chunk = _parse_chunk(payload, loads)
+                        usage = usage_from(chunk.get("usage")) or usage
+                        choices = chunk.get("choices")
+                        if not choices:  # a usage-only chunk: folded into the result
+                            if usage_passthrough and client_wants_usage:
+                                texts.append(payload.decode("utf-8", "replace"))
+                                usage_passed = True
+                            continue
+                        tokens += _has_output(choices)
+                        texts.append(payload.decode("utf-8", "replace"))
+                    if texts:
+                        tokens_out += tokens
+                        await emit(texts, tokens, usage_passed)
+                    if done:
                         break
-                    chunk = _parse_chunk(payload)
-                    usage = usage_from(chunk.get("usage")) or usage
-                    choices = chunk.get("choices")
-                    if not choices:
-                        # A usage-only chunk (stream_options.include_usage): folded into result.
-                        continue
-                    tokens = 1 if _has_output(choices) else 0
-                    tokens_out += tokens
-                    await emit(chunk, tokens)
+                    if splitter.overflow:
+                        raise _line_too_long()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._unreachable(exc) from exc
         except LineTooLong as exc:  # never the line itself: it is the upstream's output
-            message = f"upstream stream: a line longer than {2 * READ_BUFFER_BYTES} bytes"
-            raise JobError(502, message, "bad_upstream") from exc
+            raise _line_too_long() from exc
         if usage is None:
             prompt = words_in_messages(job.body)
             usage = Usage(
@@ -234,9 +270,14 @@ class RelayBackend(Backend):
         return usage
 
 
-def _parse_chunk(payload: str) -> dict[str, Any]:
+def _line_too_long() -> JobError:
+    message = f"upstream stream: a line longer than {2 * READ_BUFFER_BYTES} bytes"
+    return JobError(502, message, "bad_upstream")
+
+
+def _parse_chunk(payload: bytes | str, loads: Any = json.loads) -> dict[str, Any]:
     try:
-        chunk = json.loads(payload)
+        chunk = loads(payload)
     except ValueError as exc:
         raise JobError(502, "upstream stream chunk is not JSON", "bad_upstream") from exc
     if not isinstance(chunk, dict):

@@ -11,12 +11,12 @@ from starlette.routing import Route
 
 from gatewaytui.gateway.core import Gateway
 from gatewaytui.gateway.routes.common import (
-    EventStreamResponse,
     Guard,
     client_addr,
     json_object,
     unless_client_leaves,
 )
+from gatewaytui.gateway.routes.sse import SseResponse
 
 
 def model_list(gateway: Gateway) -> dict[str, Any]:
@@ -55,11 +55,7 @@ def add_openai_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
         job, result = await unless_client_leaves(request, gateway.chat(body, client=client))
         if isinstance(result, dict):
             return JSONResponse(result)
-        return EventStreamResponse(
-            result,
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Job-Id": job.id},
-        )
+        return SseResponse(result, {"Cache-Control": "no-cache", "X-Job-Id": job.id})  # type: ignore[return-value]
 
     async def embeddings(request: Request) -> JSONResponse:
         guard.require_api(request.headers)

@@ -10,10 +10,12 @@ from typing import Any
 from fastapi import FastAPI, WebSocket
 
 from gatewaytui.gateway.core import Gateway
+from gatewaytui.gateway.jobs import RawChunks
 from gatewaytui.gateway.registry import DuplicateWorkerError
 from gatewaytui.gateway.routes.common import AuthError, Guard, client_addr, deny
 from gatewaytui.gateway.routes.dial_in import DialIn, frame_text, parse_frame, serve_dial_in
-from gatewaytui.schema.protocol import WORKER_FRAME_ADAPTER, RegisterFrame
+from gatewaytui.schema.protocol import WORKER_FRAME_ADAPTER, ChunksFrame, RegisterFrame
+from gatewaytui.shared import codec
 
 log = logging.getLogger("gatewaytui.gateway.routes.workers")
 
@@ -24,7 +26,16 @@ def worker_dial_in(gateway: Gateway) -> DialIn:
 
     def parse(message: Mapping[str, Any]) -> tuple[Any, int]:
         text = frame_text(message, limit, "worker")
-        return parse_frame(WORKER_FRAME_ADAPTER, text), len(text)
+        if text.startswith(CHUNKS_PREFIX):  # the stream's hot path: no pydantic per frame
+            fast = raw_chunks(text)
+            if fast is not None:
+                return fast, len(text)
+        frame = parse_frame(WORKER_FRAME_ADAPTER, text)
+        if isinstance(frame, ChunksFrame):
+            frame = RawChunks(
+                frame.job_id, [c.encode() for c in frame.chunks], frame.tokens, frame.usage
+            )
+        return frame, len(text)
 
     return DialIn(
         noun="worker",
@@ -37,6 +48,37 @@ def worker_dial_in(gateway: Gateway) -> DialIn:
         events=gateway.events,
         tag_events=True,
     )
+
+
+CHUNKS_PREFIX = '{"type":"chunks"'
+
+
+def raw_chunks(text: str) -> RawChunks | None:
+    """A well-formed `chunks` frame read without pydantic (None: let the schema say what is
+    wrong with it). The chunks' texts are kept as they are, to be passed on as bytes."""
+    try:
+        frame = codec.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(frame, dict) or frame.get("type") != "chunks":
+        return None
+    job_id, chunks = frame.get("job_id"), frame.get("chunks")
+    tokens, usage = frame.get("tokens", 0), frame.get("usage", False)
+    if (
+        type(job_id) is not str
+        or type(chunks) is not list
+        or not chunks
+        or type(tokens) is not int
+        or tokens < 0
+        or type(usage) is not bool
+    ):
+        return None
+    events: list[bytes] = []
+    for chunk in chunks:
+        if type(chunk) is not str:
+            return None
+        events.append(chunk.encode())
+    return RawChunks(job_id, events, tokens, usage)
 
 
 def add_worker_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
