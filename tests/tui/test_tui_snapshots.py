@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gatewaytui.tui.app import worker_action_dialog
+from gatewaytui.tui.actions import worker_action_dialog
 from support.panel import SIZES, offline_app, still
 
 

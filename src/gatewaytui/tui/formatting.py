@@ -5,11 +5,16 @@ Status is always glyph + word (+ colour from the theme), never colour alone.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 from rich.text import Text
+
+from gatewaytui.schema.durations import parse_duration
 
 STATUS_GLYPHS = {
     "connected": "◌",
@@ -117,3 +122,22 @@ def bar(done: int, total: int, width: int = 10) -> str:
     ratio = min(max(done / total, 0.0), 1.0)
     filled = round(ratio * width)
     return "█" * filled + "░" * (width - filled) + f" {ratio:4.0%}"
+
+
+SERVING_STATUSES = frozenset({"idle", "working", "connected"})
+DEFAULT_STALE_AFTER = 15.0
+
+
+def serving_count(workers: Mapping[str, Mapping[str, Any]]) -> int:
+    """Workers that take jobs now (a fleet-wide scan: once a second, not per update)."""
+    return sum(1 for w in workers.values() if w.get("status") in SERVING_STATUSES)
+
+
+def heartbeat_stale_after(plugins: Mapping[str, Mapping[str, Any]]) -> float:
+    """Twice the gateway's heartbeat interval (from its `workers` plugin options), else 15 s."""
+    plugin = plugins.get("workers") or {}
+    for arg in plugin.get("args", ()):
+        if arg.get("id") == "heartbeat_interval" and arg.get("value"):
+            with contextlib.suppress(ValueError):
+                return 2 * parse_duration(str(arg["value"]))
+    return DEFAULT_STALE_AFTER

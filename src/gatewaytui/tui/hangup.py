@@ -10,6 +10,8 @@ and a hangup starts a watchdog that ends the process if the clean exit stalls an
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -18,6 +20,8 @@ import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
+
+from textual.app import App
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +69,17 @@ def start_exit_watchdog(grace_s: float = HANGUP_GRACE_S) -> threading.Thread:
     watchdog = threading.Thread(target=end, name="hangup-watchdog", daemon=True)
     watchdog.start()
     return watchdog
+
+
+def exit_on_hangup(app: App[Any]) -> None:
+    """SIGHUP: nobody is watching; exit, and make sure of it. Call from the app's `on_mount`
+    (after the driver installed its handlers)."""
+    resume_only_after_suspend()
+
+    def terminal_gone() -> None:
+        log.info("terminal hung up; exiting")
+        start_exit_watchdog()
+        app.exit(return_code=HANGUP_EXIT_CODE)
+
+    with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, terminal_gone)

@@ -13,8 +13,9 @@ their own palette: call `status_variable_defaults(app.current_theme)` from
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -33,6 +34,7 @@ from gatewaytui.tui.config import (
     _where,
     default_config_path,
 )
+from gatewaytui.tui.formatting import STATUS_STYLES
 
 __all__ = [
     "DEFAULT_THEME",
@@ -360,3 +362,15 @@ def load_themes(extra_dirs: Sequence[Path] = ()) -> LoadedThemes:
         except OSError as exc:
             themes.problems.append(f"{folder}: cannot list: {exc.strerror or exc}")
     return themes
+
+
+def status_styles(variables: Mapping[str, str]) -> dict[str, str]:
+    """Status word -> Rich style, from a theme's `$status-*` variables (fallbacks where a
+    variable is missing or unreadable)."""
+    styles = dict(STATUS_STYLES)
+    for status in STATUS_STYLES:
+        value = variables.get(status_variable(status))
+        if value:
+            with contextlib.suppress(Exception):
+                styles[status] = f"bold {Color.parse(value).rich_color.name}"
+    return styles

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from pydantic import ValidationError
 from rich.text import Text
@@ -25,9 +25,7 @@ from textual.widgets import Button, Input, Label, Select, Static, Switch, TextAr
 from gatewaytui.client.errors import ActionError, ClientError
 from gatewaytui.schema.backends import BACKEND_TYPES, BackendSpec, field_errors
 from gatewaytui.schema.durations import format_duration
-
-if TYPE_CHECKING:
-    from gatewaytui.tui.app import GatewayApp
+from gatewaytui.tui.context import PanelContext, panel_of
 
 # Form fields in order; each has an error line under it (`#err-<field>`).
 FIELDS = (
@@ -271,8 +269,8 @@ class BackendFormScreen(ModalScreen[dict[str, Any] | None]):
         return self.initial is not None
 
     @property
-    def gateway_app(self) -> GatewayApp:
-        return self.app  # type: ignore[return-value]
+    def panel(self) -> PanelContext:
+        return panel_of(self)
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -558,7 +556,7 @@ class BackendFormScreen(ModalScreen[dict[str, Any] | None]):
         self.busy = True
         self.set_status(Text(f"Testing {body['url']} …", "italic"))
         try:
-            result = await self.gateway_app.session.probe_backend(body["id"], body)
+            result = await self.panel.session.probe_backend(body["id"], body)
         except ActionError as exc:
             self._show_refusal(exc)
             return
@@ -583,7 +581,7 @@ class BackendFormScreen(ModalScreen[dict[str, Any] | None]):
 
     @work(exclusive=True, group="backend-form")
     async def _save(self, body: dict[str, Any], *, revision: int | None = None) -> None:
-        session = self.gateway_app.session
+        session = self.panel.session
         self.busy = True
         self.set_status(Text("Saving …", "italic"))
         try:

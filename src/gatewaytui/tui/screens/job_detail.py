@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from rich.console import Group
 from rich.table import Table
@@ -17,11 +17,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from gatewaytui.client.store import Change, StateStore
+from gatewaytui.tui.context import PanelContext, panel_of
 from gatewaytui.tui.formatting import age, bar, parse_ts, status_text
 from gatewaytui.tui.widgets.footer import GatewayFooter
-
-if TYPE_CHECKING:
-    from gatewaytui.tui.app import GatewayApp
 
 STATE_STYLES = {"queued": "bold yellow", "cancelling": "bold red", "running": "bold green"}
 
@@ -107,8 +105,8 @@ class JobDetailScreen(ModalScreen[None]):
         self._ended_at: float | None = None
 
     @property
-    def gateway_app(self) -> GatewayApp:
-        return self.app  # type: ignore[return-value]
+    def panel(self) -> PanelContext:
+        return panel_of(self)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
@@ -116,22 +114,22 @@ class JobDetailScreen(ModalScreen[None]):
         yield GatewayFooter()
 
     def on_mount(self) -> None:
-        self.show_state(self.gateway_app.store, None)
+        self.show_state(self.panel.store, None)
 
     @property
     def job(self) -> Mapping[str, Any] | None:
-        return self.gateway_app.store.items["jobs"].get(self.job_id)
+        return self.panel.store.items["jobs"].get(self.job_id)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel_job":
-            return self.gateway_app.can_act and self.job is not None
+            return self.panel.can_act and self.job is not None
         return True
 
     def show_state(self, store: StateStore, change: Change | None) -> None:
         if change is not None and not change.touched("jobs") and not change.touched("workers"):
             return
         job = store.items["jobs"].get(self.job_id)
-        app = self.gateway_app
+        app = self.panel
         if job is None:
             if self._ended_at is None:
                 self._ended_at = app.now()
@@ -160,10 +158,10 @@ class JobDetailScreen(ModalScreen[None]):
 
     def tick(self) -> None:
         """Once a second: the elapsed time."""
-        self.show_state(self.gateway_app.store, None)
+        self.show_state(self.panel.store, None)
 
     def action_close(self) -> None:
         self.dismiss(None)
 
     def action_cancel_job(self) -> None:
-        self.gateway_app.request_cancel_job(self.job_id)
+        self.panel.actions.request_cancel_job(self.job_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from rich.console import Group
 from rich.table import Table
@@ -15,11 +15,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Sparkline, Static
 
 from gatewaytui.client.store import Change, StateStore
+from gatewaytui.tui.context import PanelContext, panel_of
 from gatewaytui.tui.formatting import age, count, ms, parse_ts, status_text
 from gatewaytui.tui.widgets.footer import GatewayFooter
-
-if TYPE_CHECKING:
-    from gatewaytui.tui.app import GatewayApp
 
 
 def _kv(table: Table, key: str, value: str | Text) -> None:
@@ -116,8 +114,8 @@ class WorkerDetailScreen(ModalScreen[None]):
         self.worker_id = worker_id
 
     @property
-    def gateway_app(self) -> GatewayApp:
-        return self.app  # type: ignore[return-value]
+    def panel(self) -> PanelContext:
+        return panel_of(self)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
@@ -127,11 +125,11 @@ class WorkerDetailScreen(ModalScreen[None]):
         yield GatewayFooter()
 
     def on_mount(self) -> None:
-        self.show_state(self.gateway_app.store, None)
+        self.show_state(self.panel.store, None)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("drain", "undrain"):
-            return self.gateway_app.can_act
+            return self.panel.can_act
         return True
 
     def show_state(self, store: StateStore, change: Change | None) -> None:
@@ -147,20 +145,20 @@ class WorkerDetailScreen(ModalScreen[None]):
             for j in store.items["jobs"].values()
             if j.get("worker") == self.worker_id or self.worker_id in (j.get("workers") or ())
         ]
-        app = self.gateway_app
+        app = self.panel
         body.update(describe_worker(worker, jobs, app.now(), app.status_styles))
         history = app.token_history(self.worker_id)
         if history:
             self.query_one("#detail-spark", Sparkline).data = history
 
     def tick(self) -> None:
-        self.show_state(self.gateway_app.store, None)
+        self.show_state(self.panel.store, None)
 
     def action_close(self) -> None:
         self.dismiss(None)
 
     def action_drain(self) -> None:
-        self.gateway_app.request_worker_action("drain", [self.worker_id])
+        self.panel.actions.request_worker_action("drain", [self.worker_id])
 
     def action_undrain(self) -> None:
-        self.gateway_app.request_worker_action("undrain", [self.worker_id])
+        self.panel.actions.request_worker_action("undrain", [self.worker_id])

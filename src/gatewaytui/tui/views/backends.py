@@ -68,7 +68,7 @@ class BackendsView(TableView):
 
     def _fresh(self, backend_id: str) -> dict[str, Any] | None:
         """The newest version we know of: the stream's, or the one our last edit returned."""
-        streamed = self.gateway_app.store.items["backends"].get(backend_id)
+        streamed = self.panel.store.items["backends"].get(backend_id)
         known = self._ours.get(backend_id)
         if known is None or (
             streamed is not None and streamed.get("revision", 0) >= known.get("revision", 0)
@@ -77,7 +77,7 @@ class BackendsView(TableView):
         return dict(known)
 
     def columns(self) -> Sequence[Column]:
-        app = self.gateway_app
+        app = self.panel
         now = app.now
         styles = app.status_styles
 
@@ -148,15 +148,15 @@ class BackendsView(TableView):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Edits are hidden in read-only mode (a snapshot, a viewer token, --read-only)."""
         if action in ACTIONS:
-            return not self.gateway_app.read_only
+            return not self.panel.read_only
         return True
 
     def _selected(self) -> dict[str, Any] | None:
         row_id = self.table.cursor_id
-        return dict(self.gateway_app.store.items["backends"].get(row_id or "") or {}) or None
+        return dict(self.panel.store.items["backends"].get(row_id or "") or {}) or None
 
     def _allowed(self) -> bool:
-        return not self.gateway_app._refuse_read_only()
+        return not self.panel.actions.refuse_read_only()
 
     def action_add(self) -> None:
         if self._allowed():
@@ -176,7 +176,7 @@ class BackendsView(TableView):
     async def _open_editor(self, backend_id: str) -> None:
         """The form starts from the gateway's current version (and its revision)."""
         try:
-            backend = await self.gateway_app.session.backend(backend_id)
+            backend = await self.panel.session.backend(backend_id)
         except ClientError as exc:
             self.app.notify(f"cannot edit {backend_id}: {exc}", severity="error", timeout=8)
             return
@@ -191,7 +191,7 @@ class BackendsView(TableView):
 
     def show_state(self, store: StateStore, change: Change | None) -> None:
         super().show_state(store, change)
-        editable = not self.gateway_app.read_only  # enter opens the edit form: not read-only
+        editable = not self.panel.read_only  # enter opens the edit form: not read-only
         if self.table.selectable != editable:
             self.table.selectable = editable
             self.app.refresh_bindings()
@@ -229,7 +229,7 @@ class BackendsView(TableView):
             if not force and ours and ours.get("revision", 0) > seen.get("revision", 0):
                 seen = ours  # our own later edit (e.g. a toggle just before): not a conflict
             try:
-                result = await self.gateway_app.session.delete_backend(
+                result = await self.panel.session.delete_backend(
                     backend_id, revision=seen.get("revision")
                 )
             except ActionError as exc:
@@ -267,7 +267,7 @@ class BackendsView(TableView):
                 self.app.notify(f"backend {backend_id} is already {_state(enabled)}", timeout=4)
                 return
             try:
-                saved = await self.gateway_app.session.patch_backend(
+                saved = await self.panel.session.patch_backend(
                     backend_id, {"enabled": enabled}, revision=seen.get("revision")
                 )
             except ActionError as exc:
@@ -320,7 +320,7 @@ class BackendsView(TableView):
     async def _probe(self, backend_id: str) -> None:
         self.app.notify(f"probing {backend_id} …", timeout=2)
         try:
-            result = await self.gateway_app.session.probe_backend(backend_id)
+            result = await self.panel.session.probe_backend(backend_id)
         except ClientError as exc:
             self.app.notify(f"probe {backend_id} failed: {exc}", severity="error", timeout=10)
             return

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual.containers import Vertical
+from textual.screen import Screen
 
 from gatewaytui.client.store import Change, StateStore
-
-if TYPE_CHECKING:
-    from gatewaytui.tui.app import GatewayApp
+from gatewaytui.tui.context import PanelContext, panel_of
 
 
 class View(Vertical):
@@ -21,6 +20,8 @@ class View(Vertical):
     view_id: ClassVar[str] = ""
     title: ClassVar[str] = ""
     filterable: ClassVar[bool] = True
+    row_actions: ClassVar[frozenset[str]] = frozenset()
+    """The app's row actions (`drain`, `undrain`, `cancel_job`) that apply to this view's rows."""
 
     def __init__(self) -> None:
         super().__init__(id=f"view-{self.view_id}", classes="view")
@@ -28,8 +29,8 @@ class View(Vertical):
         self.stale = False  # changes arrived while hidden: redraw in full when shown
 
     @property
-    def gateway_app(self) -> GatewayApp:
-        return self.app  # type: ignore[return-value]
+    def panel(self) -> PanelContext:
+        return panel_of(self)
 
     def show_state(self, store: StateStore, change: Change | None) -> None:
         """Bring the view up to date; `change` None means everything may have changed."""
@@ -51,6 +52,14 @@ class View(Vertical):
     def header_hint(self) -> Text | None:
         """A few words for the header's second line about the view's own state (follow)."""
         return None
+
+    def detail_screen(self, row_id: str) -> Screen[None] | None:
+        """What enter on a row opens (None: nothing, or the view handles it itself)."""
+        return None
+
+    @classmethod
+    def has_details(cls) -> bool:
+        return cls.detail_screen is not View.detail_screen
 
     def focus_main(self) -> None:
         """Give focus to the view's main widget (its table)."""

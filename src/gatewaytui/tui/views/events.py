@@ -9,8 +9,11 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.screen import Screen
 
 from gatewaytui.client.store import Change, StateStore
+from gatewaytui.tui.messages import PanelStateChanged
+from gatewaytui.tui.screens.event_detail import EventDetailScreen
 from gatewaytui.tui.views.base import register_view
 from gatewaytui.tui.views.table_view import TableView
 from gatewaytui.tui.widgets.virtual_table import Column, VirtualTable
@@ -68,6 +71,11 @@ class EventsView(TableView):
     def compose(self) -> ComposeResult:
         yield from super().compose()
 
+    def detail_screen(self, row_id: str) -> Screen[None] | None:
+        """The whole event (rows are keyed by the event's id as text)."""
+        event = next((e for e in self.panel.store.events if str(e.get("id")) == row_id), None)
+        return EventDetailScreen(event) if event is not None else None
+
     def _event_rows(self, store: StateStore) -> dict[str, dict[str, Any]]:
         return {
             str(e.get("id")): {**e, "id": str(e.get("id")), "n": e.get("id")} for e in store.events
@@ -99,7 +107,7 @@ class EventsView(TableView):
         visible = self.table.visible_ids
         if event.by_user and self.follow and visible and event.row_id != visible[-1]:
             self.follow = False
-            self.gateway_app._update_header()
+            self.post_message(PanelStateChanged())
 
     def header_hint(self) -> Text | None:
         if self.follow:
@@ -108,7 +116,7 @@ class EventsView(TableView):
 
     def action_toggle_follow(self) -> None:
         self.follow = not self.follow
-        self.gateway_app.notify(f"follow {'on' if self.follow else 'off'}", timeout=2)
+        self.app.notify(f"follow {'on' if self.follow else 'off'}", timeout=2)
         if self.follow:
             self.table.move_cursor_to_end()
-        self.gateway_app._update_header()
+        self.post_message(PanelStateChanged())

@@ -6,8 +6,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.text import Text
+from textual.screen import Screen
 
 from gatewaytui.tui.formatting import age, bar, parse_ts
+from gatewaytui.tui.screens.job_detail import JobDetailScreen
 from gatewaytui.tui.views.base import register_view
 from gatewaytui.tui.views.table_view import TableView, numeric_column
 from gatewaytui.tui.widgets.virtual_table import Column
@@ -44,9 +46,13 @@ class JobsView(TableView):
     collection = "jobs"
     default_sort = ("elapsed", True)
     selectable = True  # the app opens the job's details
+    row_actions = frozenset({"cancel_job"})
+
+    def detail_screen(self, row_id: str) -> Screen[None]:
+        return JobDetailScreen(row_id)
 
     def columns(self) -> Sequence[Column]:
-        now = self.gateway_app.now
+        now = self.panel.now
 
         def elapsed(job: Mapping[str, Any]) -> str:
             started = parse_ts(job.get("started_at"))

@@ -179,7 +179,7 @@ class MCPView(View):
     # -- layout -----------------------------------------------------------------------------
 
     def client_columns(self) -> Sequence[Column]:
-        app = self.gateway_app
+        app = self.panel
         styles = app.status_styles
         now = app.now
 
@@ -237,7 +237,7 @@ class MCPView(View):
         ]
 
     def session_columns(self) -> Sequence[Column]:
-        now = self.gateway_app.now
+        now = self.panel.now
         return [
             Column("client_id", "CLIENT", lambda s: s.get("client_id", ""), width=14),
             Column("method", "METHOD", lambda s: s.get("method", ""), width=14),
@@ -337,7 +337,7 @@ class MCPView(View):
         detail = self.query_one("#mcp-detail", Static)
         pane_width = self.query_one("#mcp-detail-pane").content_size.width
         width = pane_width - 1 if pane_width else 50  # room for the scrollbar
-        app = self.gateway_app
+        app = self.panel
         text = client_detail(client, sessions, app.now(), app.status_styles, width)
         shown = (text.plain, list(text.spans))
         if shown != self._detail_shown:  # an idle view redraws nothing

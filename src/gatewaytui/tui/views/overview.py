@@ -230,7 +230,7 @@ class OverviewView(TableView):
 
     def _show_counts(self, store: StateStore) -> None:
         counts = Counter(w.get("status", "unknown") for w in store.items["workers"].values())
-        styles = self.gateway_app.status_styles
+        styles = self.panel.status_styles
         text = Text()
         for status in ("working", "idle", "connected", "draining", "not_ready", "gone"):
             text.append_text(status_text(status, styles))
@@ -242,7 +242,7 @@ class OverviewView(TableView):
     def _show_alerts(self) -> None:
         if self._store is None:
             return
-        app = self.gateway_app
+        app = self.panel
         found = alerts(self._store, self.throughput, app.now(), app.heartbeat_stale_after)
         state = app.session.state
         if state.status in (ConnectionStatus.RECONNECTING, ConnectionStatus.UNAUTHORIZED):

@@ -8,9 +8,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.text import Text
+from textual.screen import Screen
 
 from gatewaytui.client.store import Change, StateStore
 from gatewaytui.tui.formatting import STATUS_ORDER, age, coarse_age, ms, parse_ts, status_text
+from gatewaytui.tui.screens.worker_detail import WorkerDetailScreen
 from gatewaytui.tui.views.base import register_view
 from gatewaytui.tui.views.table_view import TableView, numeric_column
 from gatewaytui.tui.widgets.virtual_table import Column
@@ -66,13 +68,17 @@ class WorkersView(TableView):
     default_sort = ("id", False)
     markable = True  # d / u act on every marked worker
     selectable = True  # the app opens the worker's details
+    row_actions = frozenset({"drain", "undrain"})
+
+    def detail_screen(self, row_id: str) -> Screen[None]:
+        return WorkerDetailScreen(row_id)
 
     def __init__(self) -> None:
         super().__init__()
         self.rates = TokenRates()
 
     def columns(self) -> Sequence[Column]:
-        app = self.gateway_app
+        app = self.panel
         now = app.now
         clock = app.clock
         styles = app.status_styles

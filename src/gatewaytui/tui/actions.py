@@ -1,0 +1,249 @@
+"""The operator's actions on workers, jobs and the server, in one place.
+
+Views, detail screens and the command palette all call `PanelActions`: each action asks for
+confirmation in a dialog whose default is Cancel, refuses in read-only mode or while the
+gateway cannot be reached, calls the gateway through the session, and says what happened.
+Drains are watched until the worker has no jobs left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from rich.text import Text
+from textual.app import App
+from textual.screen import Screen
+
+from gatewaytui.client.errors import ClientError
+from gatewaytui.client.session import Session
+from gatewaytui.client.store import StateStore
+from gatewaytui.tui.formatting import age, parse_ts
+from gatewaytui.tui.messages import PanelStateChanged
+from gatewaytui.tui.screens.confirm import ConfirmScreen
+from gatewaytui.tui.screens.type_confirm import TypeToConfirmScreen
+from gatewaytui.tui.widgets.virtual_table import VirtualTable
+
+WorkerAction = Literal["drain", "undrain"]
+ServerAction = Literal["drain", "undrain"]
+
+
+class ActionHost(Protocol):
+    """What the actions read from the panel (the app provides it)."""
+
+    @property
+    def session(self) -> Session: ...
+    @property
+    def store(self) -> StateStore: ...
+    @property
+    def read_only(self) -> bool: ...
+    @property
+    def context_name(self) -> str: ...
+    def now(self) -> float: ...
+
+
+def selected_ids(table: VirtualTable | None) -> list[str]:
+    """The marked rows, else the row under the cursor."""
+    if table is None:
+        return []
+    if table.marked:
+        return sorted(table.marked)
+    return [table.cursor_id] if table.cursor_id else []
+
+
+def worker_action_dialog(
+    kind: str, worker_ids: list[str], workers: Mapping[str, Mapping[str, Any]]
+) -> ConfirmScreen:
+    """The drain / re-add confirmation: names every worker and its jobs in flight."""
+    body = Text()
+    total = 0
+    for worker_id in worker_ids:
+        worker = workers.get(worker_id) or {}
+        inflight = worker.get("inflight", 0)
+        total += inflight
+        body.append("  • ")
+        body.append(worker_id, "bold")
+        body.append(f"  {worker.get('status', '?')}, {inflight} job(s) in flight\n")
+    if kind == "drain":
+        body.append(
+            f"\nNo new jobs will be sent to them; the {total} in-flight job(s) finish normally."
+        )
+        return ConfirmScreen(f"Drain {len(worker_ids)} worker(s)?", body, "Drain")
+    body.append("\nThey go back into rotation and receive new jobs.")
+    return ConfirmScreen(f"Re-add {len(worker_ids)} worker(s)?", body, "Re-add")
+
+
+def cancel_job_dialog(job: Mapping[str, Any], now: float) -> ConfirmScreen:
+    """The job's what, where and how long, before it is cancelled."""
+    started = parse_ts(job.get("started_at"))
+    body = Text.assemble(
+        "  job ",
+        (job["id"], "bold"),
+        f"  {job.get('kind')} {job.get('model')}\n",
+        f"  on {job.get('worker') or job.get('backend') or '-'}, running for ",
+        age(now - started) if started else "-",
+        f", {job.get('tokens_out', 0)} tokens out\n\n",
+        "The client gets an error; the worker stops.",
+    )
+    return ConfirmScreen("Cancel this job?", body, "Cancel job")
+
+
+def server_dialog(kind: ServerAction, context_name: str, inflight: int) -> TypeToConfirmScreen:
+    """Draining the whole gateway is typed out: the context's name confirms it."""
+    if kind == "drain":
+        body = Text(
+            f"The gateway stops taking requests (/readyz 503, new requests 503) and waits for its "
+            f"{inflight} in-flight job(s). Undrain cancels it while it is unfinished.\n"
+        )
+        title = f"Drain the whole gateway '{context_name}'?"
+    else:
+        body = Text("The gateway accepts requests again.\n")
+        title = f"Undrain '{context_name}'?"
+    return TypeToConfirmScreen(title, body, context_name)
+
+
+class PanelActions:
+    """Drain / re-add workers, cancel a job, drain the server, save a snapshot.
+
+    `app` shows the dialogs and notices and runs the calls; `host` is the panel's state.
+    """
+
+    def __init__(self, app: App[Any], host: ActionHost) -> None:
+        self._app = app
+        self._host = host
+        self.drain_watch: dict[str, str] = {}  # worker id -> "drain" | "undrain"
+
+    def refuse_read_only(self) -> bool:
+        """True (and say why) when no action may be taken now."""
+        host = self._host
+        if host.read_only:
+            why = "offline snapshot" if host.session.is_offline else "read-only mode"
+            self._app.notify(f"Not allowed: this is a {why}.", severity="warning")
+            return True
+        if not host.session.state.live:
+            self._app.notify(
+                "Not connected to the gateway; try again when live.", severity="warning"
+            )
+            return True
+        return False
+
+    def _confirm_then(
+        self, dialog: Screen[bool], run: Callable[[], Coroutine[Any, Any, None]]
+    ) -> None:
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._app.run_worker(run(), group="actions")
+
+        self._app.push_screen(dialog, confirmed)
+
+    # ---- workers --------------------------------------------------------------------------
+
+    def request_worker_action(
+        self, kind: WorkerAction, worker_ids: list[str], table: VirtualTable | None = None
+    ) -> None:
+        """Confirm, then drain or re-add workers; progress shows until their jobs reach zero.
+        The marks of `table` (the rows acted on) are cleared once one succeeded."""
+        if not worker_ids or self.refuse_read_only():
+            return
+        dialog = worker_action_dialog(kind, worker_ids, self._host.store.items["workers"])
+        self._confirm_then(dialog, lambda: self._run_worker_action(kind, worker_ids, table))
+
+    async def _run_worker_action(
+        self, kind: WorkerAction, worker_ids: list[str], table: VirtualTable | None
+    ) -> None:
+        session = self._host.session
+        call = session.drain_worker if kind == "drain" else session.undrain_worker
+        done: list[str] = []
+        for worker_id in worker_ids:
+            try:
+                result = await call(worker_id)
+            except ClientError as exc:
+                self._app.notify(f"{kind} {worker_id} refused: {exc}", severity="error", timeout=10)
+                continue
+            done.append(worker_id)
+            if kind == "drain":
+                self.drain_watch[worker_id] = "drain"
+            else:
+                self.drain_watch.pop(worker_id, None)
+            self._app.notify(result.message or f"{kind} {worker_id}: ok", timeout=4)
+        if table is not None and done:
+            table.clear_marks()
+        self._app.post_message(PanelStateChanged())
+
+    def check_drains(self) -> None:
+        """Tell the operator when a drained worker has no jobs left (its maintenance can start)."""
+        workers = self._host.store.items["workers"]
+        for worker_id in list(self.drain_watch):
+            worker = workers.get(worker_id)
+            if worker is None or worker.get("status") == "gone":
+                self.drain_watch.pop(worker_id)
+                continue
+            if worker.get("draining") and worker.get("inflight", 0) == 0:
+                self.drain_watch.pop(worker_id)
+                self._app.notify(f"✓ {worker_id} drained: no jobs left", timeout=8)
+
+    def draining(self) -> tuple[tuple[str, str, int], ...]:
+        """The watched workers for the header: id, "drain" | "undrain", jobs left."""
+        workers = self._host.store.items["workers"]
+        return tuple(
+            (worker_id, kind, (workers.get(worker_id) or {}).get("inflight", 0))
+            for worker_id, kind in sorted(self.drain_watch.items())
+        )
+
+    # ---- jobs -----------------------------------------------------------------------------
+
+    def request_cancel_job(self, job_id: str) -> None:
+        """Confirm (default Cancel), then ask the gateway to cancel the job."""
+        if self.refuse_read_only():
+            return
+        job = self._host.store.items["jobs"].get(job_id)
+        if job is None:
+            self._app.notify(f"job {job_id} is no longer in flight", severity="warning")
+            return
+        dialog = cancel_job_dialog(job, self._host.now())
+        self._confirm_then(dialog, lambda: self._run_cancel(job["id"]))
+
+    async def _run_cancel(self, job_id: str) -> None:
+        try:
+            result = await self._host.session.cancel_job(job_id)
+        except ClientError as exc:
+            self._app.notify(f"cancel {job_id} refused: {exc}", severity="error", timeout=10)
+            return
+        self._app.notify(result.message or f"job {job_id} cancelled", timeout=4)
+
+    # ---- the server -----------------------------------------------------------------------
+
+    def request_server_action(self, kind: ServerAction) -> None:
+        """Type the context's name to drain (or undrain) the whole gateway."""
+        if self.refuse_read_only():
+            return
+        host = self._host
+        inflight = host.store.server.get("inflight", 0)
+        dialog = server_dialog(kind, host.context_name, inflight)
+        self._confirm_then(dialog, lambda: self._run_server(kind))
+
+    async def _run_server(self, kind: ServerAction) -> None:
+        session = self._host.session
+        try:
+            if kind == "drain":
+                result = await session.drain_server()
+            else:
+                result = await session.undrain_server()
+        except ClientError as exc:
+            self._app.notify(f"server {kind} refused: {exc}", severity="error", timeout=10)
+            return
+        self._app.notify(result.message or f"server {kind}: ok", timeout=5)
+
+    def save_snapshot(self, directory: Path) -> None:
+        """Write the state as it is now to a timestamped file in `directory`."""
+        host = self._host
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = directory / f"gatewaytui-{host.context_name}-{stamp}.json"
+        try:
+            saved = host.session.save_snapshot(path)
+        except (OSError, ClientError) as exc:
+            self._app.notify(f"could not save snapshot: {exc}", severity="error", timeout=10)
+            return
+        self._app.notify(f"saved {saved}", timeout=6)

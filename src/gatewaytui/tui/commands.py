@@ -1,0 +1,68 @@
+"""The command palette: server drain/undrain, contexts, themes, snapshot, pause."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Any, Protocol, cast
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from gatewaytui.tui.config import TuiConfig
+
+
+class CommandHost(Protocol):
+    """The app as the palette uses it."""
+
+    config: TuiConfig
+
+    @property
+    def can_act(self) -> bool: ...
+    @property
+    def context_name(self) -> str: ...
+    @property
+    def gateway_themes(self) -> Iterable[str]: ...
+    def action_server_drain(self) -> None: ...
+    def action_server_undrain(self) -> None: ...
+    def action_save_snapshot(self) -> None: ...
+    def action_pause(self) -> None: ...
+    def switch_context(self, name: str) -> object: ...
+    def set_theme(self, name: str) -> bool: ...
+
+
+class GatewayCommands(Provider):
+    """Command palette: server drain/undrain, contexts, themes, snapshot, pause."""
+
+    def _commands(self) -> list[tuple[str, Callable[[], Any], str]]:
+        app = cast(CommandHost, self.app)
+        commands: list[tuple[str, Callable[[], Any], str]] = []
+        if app.can_act:
+            commands += [
+                ("Server: drain", app.action_server_drain, "stop taking requests, finish jobs"),
+                ("Server: undrain", app.action_server_undrain, "cancel an unfinished drain"),
+            ]
+        commands.append(("Save snapshot", app.action_save_snapshot, "write the state to a file"))
+        commands.append(("Pause / resume live updates", app.action_pause, "freeze the screen"))
+        for context in app.config.contexts:
+            if context.name != app.context_name:
+                commands.append(
+                    (
+                        f"Context: {context.name}",
+                        partial(app.switch_context, context.name),
+                        context.url,
+                    )
+                )
+        for theme in sorted(app.gateway_themes):
+            commands.append((f"Theme: {theme}", partial(app.set_theme, theme), "colours"))
+        return commands
+
+    async def discover(self) -> Hits:
+        for name, callback, help_text in self._commands():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, callback, help_text in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)

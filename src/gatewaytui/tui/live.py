@@ -1,0 +1,115 @@
+"""Following a session's updates: coalesced, applied at most `refresh_rate` times a second
+inside `batch_update()` (Dolphie's habit), held back while paused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import time
+from collections.abc import Callable
+from typing import Any
+
+from textual.app import App
+from textual.css.query import NoMatches
+
+from gatewaytui.client.session import Session
+from gatewaytui.client.store import Change
+from gatewaytui.tui.views.deck import ViewDeck
+
+
+class LiveFeed:
+    """Draws the session's state into the views of `deck` and the screen on top of them
+    (a details screen); `after_draw(full)` redraws the rest (the header; `full` once a second
+    and on a full redraw: fleet-wide scans too), `on_connection` hears connection changes."""
+
+    def __init__(
+        self,
+        app: App[Any],
+        deck: ViewDeck,
+        *,
+        rate: float,
+        after_draw: Callable[[bool], None],
+        on_connection: Callable[[], None],
+    ) -> None:
+        self._app = app
+        self._deck = deck
+        self._interval = 1.0 / rate
+        self._after_draw = after_draw
+        self._on_connection = on_connection
+        self._session: Session | None = None
+        self._pending: Change | None = None
+        self._frozen = False
+        self.paused = False
+        self.clock: float | None = None  # whole seconds, advanced by `tick`
+
+    def follow(self, session: Session) -> None:
+        """Follow `session` (and stop following the previous one)."""
+        self._session = session
+        self._pending = None
+        self._app.run_worker(self._follow(session), exclusive=True, group="updates")
+
+    async def _follow(self, session: Session) -> None:
+        """Sleeping between updates caps the redraw rate (no pile-up)."""
+        async for update in session.updates():
+            if session is not self._session:
+                return
+            if update.change is not None:
+                self._pending = (
+                    update.change if self._pending is None else self._pending.merge(update.change)
+                )
+            if update.state_changed:
+                self._on_connection()
+            if not self.paused:
+                self.apply_pending()
+            await asyncio.sleep(self._interval)
+
+    def apply_pending(self) -> None:
+        change, self._pending = self._pending, None
+        if change is None or (change.empty and not change.snapshot):
+            return
+        session = self._session
+        assert session is not None
+        with self._app.batch_update():
+            self._deck.apply(session.store, change)
+            screen = self._app.screen
+            if hasattr(screen, "show_state"):
+                screen.show_state(session.store, change)
+            self._after_draw(False)
+        if change.snapshot and not self._frozen:
+            # The first big state and its rows are long-lived: once drawn, keep the GC's
+            # full passes off them (they were the tail of key-to-frame latency).
+            self._frozen = True
+            self._app.call_after_refresh(gc.freeze)
+
+    def redraw(self) -> None:
+        """Everything from the store (start, resume, context switch)."""
+        if self._session is None:
+            return
+        with self._app.batch_update():
+            self._deck.redraw(self._session.store)
+            self._after_draw(True)
+
+    def toggle_pause(self) -> None:
+        """Pause holds updates back; resuming draws what arrived meanwhile."""
+        self.paused = not self.paused
+        if not self.paused:
+            self.apply_pending()
+            self.redraw()
+
+    def tick(self) -> None:
+        """Once a second: histories always; the clock-dependent parts unless paused."""
+        self.clock = float(int(time.time()))
+        if self._session is None:
+            return
+        self._deck.sample(self._session.store)
+        if self.paused:
+            return
+        app = self._app
+        with app.batch_update(), contextlib.suppress(NoMatches):  # a tick during teardown
+            self._deck.view.tick()
+            screen = app.screen
+            if hasattr(screen, "tick") and screen is not app.screen_stack[0]:
+                screen.tick()
+            self._after_draw(True)
