@@ -113,6 +113,16 @@ def live(worker, connected, heartbeat, cpu, mem, inflight=0):
     worker.inflight = inflight
 
 
+def gpus(worker, name, total_mb, power_limit, *cards):
+    """NVML figures per card: (util %, memory used MB, temperature °C, power W)."""
+    worker.gpus = [
+        {"index": i, "name": name, "util_percent": util, "mem_used_mb": used,
+         "mem_total_mb": total_mb, "temperature_c": temp, "power_w": power,
+         "power_limit_w": power_limit}
+        for i, (util, used, temp, power) in enumerate(cards)
+    ]  # fmt: skip
+
+
 A100 = "NVIDIA A100 80GB PCIe"
 H100 = "NVIDIA H100 80GB HBM3"
 L40S = "NVIDIA L40S"
@@ -125,6 +135,7 @@ w = register(
     {"zone": "eu-west-1a", "gpu": "a100", "pool": "chat-large"}, "10.0.1.11:53412",
 )  # fmt: skip
 live(w, START, t("09:29:57.204"), 38.5, 61.2, inflight=3)
+gpus(w, A100, 81_920, 300.0, (91.0, 74_112, 68.0, 271.4))
 counters(
     w,
     {L70: (3412, 9, 4_118_204, 1_203_877, 0)},
@@ -193,6 +204,7 @@ w = register(
     {"zone": "eu-west-1a", "gpu": "h100", "pool": "code"}, "10.0.3.5:35510",
 )  # fmt: skip
 live(w, START + 3.1, t("09:29:59.020"), 71.6, 66.0, inflight=6)
+gpus(w, H100, 81_559, 700.0, (97.0, 77_903, 79.0, 655.2), (95.0, 77_211, 77.0, 640.8))
 counters(w, {QC: (8_440, 12, 21_907_338, 3_310_587, 0)}, 8_428 * 9.3306)
 
 w = register(
@@ -200,6 +212,7 @@ w = register(
     {"zone": "eu-west-1b", "gpu": "h100", "pool": "code"}, "10.0.3.7:49822",
 )  # fmt: skip
 live(w, START + 3.5, t("09:29:56.671"), 2.1, 12.8, inflight=0)
+gpus(w, H100, 81_559, 700.0, (0.0, 512, 36.0, 71.9), (0.0, 512, 35.0, 70.2))
 counters(
     w,
     {QC: (7_115, 26, 18_455_020, 2_790_433, 0)},

@@ -52,6 +52,11 @@ class FleetGroup:
     gpu: str = ""
 
 
+# Pretend GPUs of the demo's groups (by their `gpu` label): name, count, memory (MB).
+_GPU_NAMES = {"A100": "NVIDIA A100 80GB PCIe", "L4": "NVIDIA L4", "H100": "NVIDIA H100 80GB HBM3"}
+_GPU_COUNT = {"A100": 1, "L4": 1, "H100": 2}
+_GPU_MEM = {"A100": 81_920, "L4": 23_034, "H100": 81_559}
+
 FLEET = (
     FleetGroup("gpu-a100", (CHAT_8B, EMBED), 0.4, 4, 32, 0.25, 60, 0.0, "A100"),
     FleetGroup("gpu-l4", (CODER,), 0.3, 2, 16, 0.4, 30, 0.03, "L4"),
@@ -171,6 +176,8 @@ async def run_demo(
                 failure_rate=group.failure_rate,
                 embedding_dim=64,
                 max_tokens=96,
+                gpus=[_GPU_NAMES[group.gpu]] * _GPU_COUNT[group.gpu] if group.gpu else [],
+                gpu_mem_mb=_GPU_MEM[group.gpu] if group.gpu else 1,
             ),
         )
         fleets.append(asyncio.create_task(run_workers(settings, stop)))

@@ -253,6 +253,7 @@ def worker_settings_from_args(args: argparse.Namespace) -> Any:
                 "embedding_dim": args.embedding_dim,
                 "seed": args.seed,
                 "not_ready": args.not_ready,
+                "gpus": [args.fake_gpu_name] * args.fake_gpus,
             }
             if models:
                 simulate["models"] = models
@@ -449,6 +450,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--embedding-dim", type=int, default=384)
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--not-ready", action="store_true", help="report not_ready")
+    sim.add_argument(
+        "--fake-gpus", type=int, default=0, metavar="N", help="pretend to have N GPUs (demo)"
+    )
+    sim.add_argument("--fake-gpu-name", default="NVIDIA H100 80GB HBM3", help="their name")
     relay = worker.add_argument_group("relay worker")
     relay.add_argument("--upstream", help="OpenAI-compatible base URL to relay jobs to")
     relay.add_argument("--upstream-key-env", help="env var holding the upstream API key")

@@ -79,6 +79,7 @@ class WorkerRecord:
         "features",
         "gen",
         "gone_at",
+        "gpus",
         "heard_from",
         "host",
         "id",
@@ -135,6 +136,7 @@ class WorkerRecord:
         self.self_drain_started_at: float | None = None
         self.cpu_percent: float | None = None
         self.mem_percent: float | None = None
+        self.gpus: list[dict[str, Any]] = []
 
     def set_models(self, models: list[str]) -> None:
         self.models = tuple(dict.fromkeys(models))
@@ -207,6 +209,7 @@ class WorkerRecord:
             "drain_started_at": iso(self.drain_started_at),
             "cpu_percent": self.cpu_percent,
             "mem_percent": self.mem_percent,
+            "gpus": self.gpus,
             "processed": c.processed,
             "failures": c.failures,
             "tokens_in": c.tokens_in,

@@ -111,6 +111,8 @@ class WorkerRoster:
             worker.heard_from = True
             worker.cpu_percent = frame.cpu_percent
             worker.mem_percent = frame.mem_percent
+            if frame.gpus is not None:
+                worker.gpus = [g.model_dump() for g in frame.gpus]
             # A heartbeat cannot change capacity, so the per-model summary stays valid.
             self.live.hub.touch("workers", worker.id)
             if was_connected:

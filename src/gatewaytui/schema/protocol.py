@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter
 
-from gatewaytui.schema.state import HostInfo, WireModel
+from gatewaytui.schema.state import GpuStats, HostInfo, WireModel
 
 PROTOCOL_VERSION = 1
 
@@ -48,6 +48,7 @@ class HeartbeatFrame(WireModel):
     type: Literal["heartbeat"] = "heartbeat"
     cpu_percent: float | None = Field(default=None, ge=0, le=100_000)
     mem_percent: float | None = Field(default=None, ge=0, le=100)
+    gpus: list[GpuStats] | None = Field(default=None, max_length=64)  # None: not reported
 
 
 class StatusFrame(WireModel):

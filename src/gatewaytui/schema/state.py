@@ -50,6 +50,19 @@ class HostInfo(WireModel):
     python: str | None = None
 
 
+class GpuStats(WireModel):
+    """One GPU of a worker's machine, as NVML reports it (a field NVML cannot read is null)."""
+
+    index: int = Field(default=0, ge=0)
+    name: str = Field(default="", max_length=256)
+    util_percent: float | None = Field(default=None, ge=0, le=100)
+    mem_used_mb: int | None = Field(default=None, ge=0)
+    mem_total_mb: int | None = Field(default=None, ge=0)
+    temperature_c: float | None = Field(default=None, ge=-50, le=200)
+    power_w: float | None = Field(default=None, ge=0)
+    power_limit_w: float | None = Field(default=None, ge=0)
+
+
 class ModelCounters(WireModel):
     """Per-model counters of one worker."""
 
@@ -82,6 +95,11 @@ class WorkerSnapshot(WireModel):
     drain_started_at: datetime | None = None
     cpu_percent: float | None = None
     mem_percent: float | None = None
+    gpus: list[GpuStats] = Field(
+        default_factory=list,
+        description="The machine's GPUs from the last heartbeat that reported them (NVML); "
+        "empty without GPUs, without NVML, or from a worker that does not report them.",
+    )
     processed: int = 0
     failures: int = 0
     tokens_in: int = 0

@@ -53,6 +53,7 @@ from gatewaytui.workers.dial_out import (
     invalid_frame,
     wire_logger,
 )
+from gatewaytui.workers.gpu import FakeGpus, process_reader
 from gatewaytui.workers.hostinfo import LOAD_SAMPLER, host_info
 from gatewaytui.workers.logbuffer import LogRing, LogStreams, process_ring
 from gatewaytui.workers.settings import WorkerSettings, gateway_ws_url, redact_url
@@ -136,6 +137,14 @@ class WorkerClient(DialOutClient[RegisteredFrame]):
         upstream_key = settings.upstream.api_key if settings.upstream is not None else None
         self.log_ring = log_ring or process_ring((settings.key, upstream_key))
         self._log_streams: LogStreams | None = None
+        simulate = settings.simulate
+        self._gpus = (
+            FakeGpus(simulate.gpus, simulate.gpu_mem_mb, self._load_share)
+            if simulate is not None and simulate.gpus
+            else process_reader()
+            if simulate is None  # a simulated worker never reports the host's real GPUs
+            else None
+        )
 
     # ---- public control -----------------------------------------------------------------
 
@@ -212,7 +221,11 @@ class WorkerClient(DialOutClient[RegisteredFrame]):
 
     def _heartbeat_frame(self) -> HeartbeatFrame:
         cpu, mem = LOAD_SAMPLER.sample()
-        return HeartbeatFrame(cpu_percent=cpu, mem_percent=mem)
+        gpus = self._gpus.read() if self._gpus is not None else None
+        return HeartbeatFrame(cpu_percent=cpu, mem_percent=mem, gpus=gpus)
+
+    def _load_share(self) -> float:
+        return self.inflight / self.settings.concurrency if self.settings.concurrency else 0.0
 
     def _status_frame(self) -> StatusFrame:
         reason: str | None

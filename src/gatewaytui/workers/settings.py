@@ -53,6 +53,12 @@ class SimulateSettings(_Settings):
     seed: int = 0
     not_ready: bool = Field(default=False, description="Report ready=false (for demos).")
     not_ready_reason: str = "simulated: not ready"
+    gpus: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Pretend GPUs (their names) reported in heartbeats, load following jobs.",
+    )
+    gpu_mem_mb: int = Field(default=81_920, ge=1, description="Memory of each pretend GPU.")
 
 
 class UpstreamSettings(_Settings):
