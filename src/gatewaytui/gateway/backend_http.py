@@ -167,8 +167,9 @@ def _headers(key: str | None) -> dict[str, str]:
 
 
 def _encode(body: dict[str, Any]) -> bytes:
-    """The request body as httpx sent it: compact, UTF-8, no NaN (a ValueError)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    """The request body: compact UTF-8 JSON (no NaN can be in it: the gateway's request
+    parser refuses NaN and Infinity)."""
+    return codec.dumps(body)
 
 
 def describe_http_error(exc: BaseException) -> str:
@@ -354,7 +355,7 @@ async def post_json(
     if status >= 300:
         raise _status_error(spec, status, raw.decode("utf-8", "replace"), key)
     try:
-        answer = json.loads(raw)
+        answer = codec.loads(raw)
     except ValueError:
         raise UpstreamError(
             f"backend {spec.id}: the answer is not JSON", code="bad_backend_response"

