@@ -7,13 +7,30 @@ app module checks that `GatewayApp` provides it.
 
 from __future__ import annotations
 
-from typing import Protocol, cast
+from typing import Literal, Protocol, cast
 
 from textual.dom import DOMNode
 
 from gatewaytui.client.session import Session
 from gatewaytui.client.store import StateStore
-from gatewaytui.tui.actions import PanelActions
+from gatewaytui.tui.widgets.virtual_table import VirtualTable
+
+
+class Actions(Protocol):
+    """The operator's actions as views and screens call them (`actions.PanelActions`)."""
+
+    def refuse_read_only(self) -> bool:
+        """True (and say why) when no action may be taken now."""
+        ...
+
+    def request_worker_action(
+        self,
+        kind: Literal["drain", "undrain"],
+        worker_ids: list[str],
+        table: VirtualTable | None = None,
+    ) -> None: ...
+
+    def request_cancel_job(self, job_id: str) -> None: ...
 
 
 class PanelContext(Protocol):
@@ -42,7 +59,7 @@ class PanelContext(Protocol):
         ...
 
     @property
-    def actions(self) -> PanelActions: ...
+    def actions(self) -> Actions: ...
 
     def now(self) -> float:
         """Wall-clock now; for an offline snapshot, the moment it was taken."""

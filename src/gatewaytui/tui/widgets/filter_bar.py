@@ -7,6 +7,7 @@ shows on the header's second line while typing (enter keeps the last good filter
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 from textual import on
 from textual.app import ComposeResult
@@ -14,11 +15,19 @@ from textual.containers import Container
 from textual.widgets import Input
 
 from gatewaytui.tui.messages import PanelStateChanged
-from gatewaytui.tui.views.base import View
+
+
+class Filterable(Protocol):
+    """What the box filters (a view)."""
+
+    filter_text: str
+
+    def apply_filter(self, pattern: str) -> str | None: ...
+    def focus_main(self) -> None: ...
 
 
 class FilterBar(Container):
-    def __init__(self, current_view: Callable[[], View]) -> None:
+    def __init__(self, current_view: Callable[[], Filterable]) -> None:
         super().__init__(id="filter-bar")
         self._current_view = current_view
         self.input = Input(
