@@ -20,8 +20,8 @@ import openai
 import pytest
 import yaml
 
-from gatewaytui.gateway import backend_http
-from gatewaytui.gateway.backend_store import BackendStoreError, parse_store
+from gatewaytui.gateway.backends import http as backend_http
+from gatewaytui.gateway.backends.store import BackendStoreError, parse_store
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.core import Gateway
 from gatewaytui.schema import BackendStatus

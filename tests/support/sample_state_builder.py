@@ -351,8 +351,8 @@ for j in jobs:
     gw.jobs[j.id] = j
 
 # ---- backends: real records through the manager, health from real probe outcomes ------------
-from gatewaytui.gateway.backend_http import ProbeOutcome  # noqa: E402
-from gatewaytui.gateway.backend_store import StoredBackend  # noqa: E402
+from gatewaytui.gateway.backends.http import ProbeOutcome  # noqa: E402
+from gatewaytui.gateway.backends.store import StoredBackend  # noqa: E402
 from gatewaytui.gateway.jobs import Assignment  # noqa: E402
 from gatewaytui.schema.backends import BackendSpec  # noqa: E402
 
@@ -363,7 +363,7 @@ def backend(spec, revision, updated, probes=(), counters=None):
     stored = StoredBackend(BackendSpec.model_validate(spec), revision, updated)
     record = gw.backends._install(stored)
     for probed_at, ok, latency, models, error in probes:
-        gw.backends._apply_probe(
+        gw.backends.health._apply_probe(
             record, ProbeOutcome(ok, latency, list(models), error, probed_at=t(probed_at))
         )
     if counters:
@@ -431,7 +431,7 @@ gw.totals.tokens_out = 27_903_552
 gw.totals.embeddings = 3_061_504
 
 # ---- MCP: real relay records and calls through the gateway's MCP registry --------------------
-from gatewaytui.gateway.mcp import MCPCall  # noqa: E402
+from gatewaytui.gateway.mcp.relays import MCPCall  # noqa: E402
 from gatewaytui.schema.mcp_protocol import MCPServerInfo, RelayRegisterFrame  # noqa: E402
 
 

@@ -143,7 +143,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ).open_audiences()
         if open_to:
             log.warning("listening on %s with no secret for: %s", config.host, ", ".join(open_to))
-    from gatewaytui.gateway.backend_store import BackendStoreError
+    from gatewaytui.gateway.backends.store import BackendStoreError
 
     try:
         gateway = Gateway(config)

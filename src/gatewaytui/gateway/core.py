@@ -20,11 +20,11 @@ import contextlib
 import gc
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import gatewaytui
-from gatewaytui.gateway.backends import BackendHost, BackendManager
+from gatewaytui.gateway.backends.manager import BackendHost, BackendManager
 from gatewaytui.gateway.chat import ChatPath
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.dispatch import Dispatcher
@@ -33,7 +33,7 @@ from gatewaytui.gateway.embeddings import EmbeddingsPath
 from gatewaytui.gateway.events import EventLog
 from gatewaytui.gateway.jobs import Job, JobTable, Totals
 from gatewaytui.gateway.live import LiveState
-from gatewaytui.gateway.mcp import MCPRelays
+from gatewaytui.gateway.mcp.relays import MCPRelays
 from gatewaytui.gateway.metrics import GatewayMetrics
 from gatewaytui.gateway.registry import WorkerConnection, WorkerRecord, WorkerRegistry
 from gatewaytui.gateway.roster import WorkerRoster
@@ -68,6 +68,25 @@ class Gateway:
         self.events = EventLog(c.event_log_size, on_event=self.hub.add_event)
         self.metrics = GatewayMetrics(self.live.metrics_view, per_worker=c.metrics_per_worker)
         self.mcp = MCPRelays(c, self.hub, self.events, self.metrics.registry, self._draining)
+        self._wire_job_path()
+        self.backends = BackendManager(  # loads the store: BackendStoreError if broken
+            BackendHost(
+                config=c,
+                hub=self.hub,
+                events=self.events,
+                scheduler=self.scheduler,
+                worker_knows_model=self._worker_knows_model,
+                worker_frame=self.roster.frame,
+                touch_worker=self.live.touch_worker,
+                pump_queue=self.queue.pump,
+            )
+        )
+        self.live.backends = self.backends
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    def _wire_job_path(self) -> None:
+        """The parts between a request and a worker: queue, dispatch, roster, drain, paths."""
+        c = self.config
         self.queue = SlotQueue(
             c, self.scheduler, self.live, self.metrics, self.drain_state, self._knows_model
         )
@@ -106,20 +125,6 @@ class Gateway:
         self._embeddings = EmbeddingsPath(
             c, self.dispatch, self.queue, self.events, self.drain_state
         )
-        self.backends = BackendManager(  # loads the store: BackendStoreError if broken
-            BackendHost(
-                config=c,
-                hub=self.hub,
-                events=self.events,
-                scheduler=self.scheduler,
-                worker_knows_model=self._worker_knows_model,
-                worker_frame=self.roster.frame,
-                touch_worker=self.live.touch_worker,
-                pump_queue=self.queue.pump,
-            )
-        )
-        self.live.backends = self.backends
-        self._tasks: list[asyncio.Task[Any]] = []
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -186,30 +191,6 @@ class Gateway:
     def draining(self) -> bool:
         return self.drain_state.draining
 
-    @property
-    def drain_started_at(self) -> float | None:
-        return self.drain_state.started_at
-
-    @property
-    def drain_deadline(self) -> float | None:
-        return self.drain_state.deadline
-
-    @property
-    def on_drained(self) -> Callable[[], None] | None:
-        return self.server_drain.on_drained
-
-    @on_drained.setter
-    def on_drained(self, callback: Callable[[], None] | None) -> None:
-        self.server_drain.on_drained = callback
-
-    @property
-    def on_undrained(self) -> Callable[[], None] | None:
-        return self.server_drain.on_undrained
-
-    @on_undrained.setter
-    def on_undrained(self, callback: Callable[[], None] | None) -> None:
-        self.server_drain.on_undrained = callback
-
     # ---- state ----------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
@@ -233,9 +214,6 @@ class Gateway:
         self, worker: WorkerRecord, reason: str, *, evicted: bool = False, clean: bool = False
     ) -> None:
         self.roster.disconnected(worker, reason, evicted=evicted, clean=clean)
-
-    def sweep(self, now: float | None = None) -> None:
-        self.roster.sweep(now)
 
     # ---- operator actions -----------------------------------------------------------------
 
@@ -261,11 +239,6 @@ class Gateway:
         self.server_drain.begin_exit_drain()
 
     # ---- requests -------------------------------------------------------------------------
-
-    async def acquire(
-        self, model: str, exclude: frozenset[str] = frozenset(), *, deadline: float | None = None
-    ) -> WorkerRecord:
-        return await self.queue.acquire(model, exclude, deadline=deadline)
 
     async def chat(
         self, body: dict[str, Any], *, client: str | None = None

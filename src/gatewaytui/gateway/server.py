@@ -29,8 +29,8 @@ class DrainingServer(uvicorn.Server):
         self.handle_signals = handle_signals
         self._signals = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        gateway.on_drained = self._exit_now
-        gateway.on_undrained = self._reset_signals
+        gateway.server_drain.on_drained = self._exit_now
+        gateway.server_drain.on_undrained = self._reset_signals
 
     def _exit_now(self) -> None:
         self.should_exit = True

@@ -44,7 +44,7 @@ def add_backend_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
     @app.get("/api/backends")
     async def list_backends(request: Request) -> list[dict[str, Any]]:
         require_role(request.headers, "viewer")
-        return backends.list()
+        return backends.items()
 
     @app.post("/api/backends", status_code=201)
     async def create_backend(request: Request) -> JSONResponse:

@@ -24,7 +24,7 @@ from gatewaytui.gateway.auth import bearer_token
 from gatewaytui.gateway.core import Gateway
 from gatewaytui.gateway.hub import encode
 from gatewaytui.gateway.jobs import GatewayError
-from gatewaytui.gateway.mcp import (
+from gatewaytui.gateway.mcp.relays import (
     RPC_INVALID_REQUEST,
     RPC_PARSE_ERROR,
     RPC_REQUEST_TOO_LARGE,
