@@ -54,6 +54,7 @@ from gatewaytui.client.store import (
     iter_validate_state,
 )
 from gatewaytui.schema.durations import parse_duration
+from gatewaytui.shared.backoff import Backoff
 
 log = logging.getLogger("gatewaytui.client")
 
@@ -106,23 +107,6 @@ class Update:
     state: ConnectionState
     change: Change | None
     state_changed: bool
-
-
-class Backoff:
-    """Capped exponential backoff with full jitter: uniform(0, min(cap, base * 2**attempt))."""
-
-    def __init__(self, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None):
-        if base <= 0 or cap <= 0:
-            raise ValueError("backoff base and cap must be positive")
-        self.base = base
-        self.cap = cap
-        self._rng = rng or random.Random()
-
-    def ceiling(self, attempt: int) -> float:
-        return min(self.cap, self.base * 2 ** min(attempt, 64))
-
-    def delay(self, attempt: int) -> float:
-        return self._rng.uniform(0, self.ceiling(attempt))
 
 
 ChangeListener = Callable[[Change], None]

@@ -131,8 +131,8 @@ class Gateway:
     async def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self.hub.run(), name="state-hub"),
-            asyncio.create_task(self.roster.sweep_loop(), name="worker-sweep"),
-            asyncio.create_task(self.mcp.sweep_loop(), name="mcp-sweep"),
+            asyncio.create_task(self.roster.sweeper().run(), name="worker-sweep"),
+            asyncio.create_task(self.mcp.sweeper().run(), name="mcp-sweep"),
         ]
         await self.backends.start()
         self.events.add(

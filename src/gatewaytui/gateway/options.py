@@ -7,7 +7,6 @@ Precedence: flag > env > YAML > default. Nothing else in the gateway reads confi
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from gatewaytui.schema import ArgSpec, ArgState, ArgType, PluginDescriptor, PluginState
 from gatewaytui.schema.durations import format_duration, parse_duration
 from gatewaytui.schema.state import OptionSource
+from gatewaytui.shared.text import did_you_mean
 
 
 class OptionError(ValueError):
@@ -635,7 +635,7 @@ def resolve_options(
     flags = flags or {}
     env = env or {}
     errors: list[str] = [
-        f"{key}: unknown top-level key{_did_you_mean(str(key), TOP_LEVEL_KEYS)}"
+        f"{key}: unknown top-level key{did_you_mean(str(key), TOP_LEVEL_KEYS)}"
         f" (known: {', '.join(TOP_LEVEL_KEYS)})"
         for key in (yaml_doc or {})
         if key not in TOP_LEVEL_KEYS
@@ -725,16 +725,14 @@ def _unknown_yaml_keys(section: Mapping[str, Any]) -> list[str]:
     problems: list[str] = []
     for plugin, values in section.items():
         if plugin not in known:
-            problems.append(
-                f"plugin_options.{plugin}: unknown plugin{_did_you_mean(plugin, known)}"
-            )
+            problems.append(f"plugin_options.{plugin}: unknown plugin{did_you_mean(plugin, known)}")
             continue
         if not isinstance(values, Mapping):
             problems.append(f"plugin_options.{plugin}: expected a mapping")
             continue
         for key in values:
             if key not in known[plugin]:
-                hint = _did_you_mean(str(key), known[plugin])
+                hint = did_you_mean(str(key), known[plugin])
                 problems.append(f"plugin_options.{plugin}.{key}: unknown option{hint}")
     return problems
 
@@ -743,11 +741,6 @@ def allowed_values(plugin: str, spec: ArgSpec) -> str | None:
     """`one of least-busy, round-robin, fill-first` or `a positive integer`, if limited."""
     limit = LIMITS.get(f"{plugin}.{spec.id}")
     return None if limit is None else limit.expectation(spec.type)
-
-
-def _did_you_mean(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 _JSON_TYPES = {

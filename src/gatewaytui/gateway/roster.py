@@ -3,7 +3,6 @@ evicting the silent ones), and the operator's per-worker drain."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -22,6 +21,7 @@ from gatewaytui.gateway.registry import (
 )
 from gatewaytui.gateway.scheduler import Scheduler
 from gatewaytui.gateway.slots import SlotQueue
+from gatewaytui.gateway.sweep import SilentPeerSweep
 from gatewaytui.gateway.worker_logs import WorkerLogBroker
 from gatewaytui.schema import WorkerStatus
 from gatewaytui.schema.api import ActionResult
@@ -180,34 +180,29 @@ class WorkerRoster:
 
     # ---- the silent-peer sweep ------------------------------------------------------------
 
-    def sweep(self, now: float | None = None) -> None:
+    def sweeper(self) -> SilentPeerSweep:
         """Evict silent workers and forget gone ones past the retention period."""
-        now = time.time() if now is None else now
-        expiry, retention = self.config.heartbeat_expiry, self.config.gone_retention
-        for worker in list(self.registry):
-            if worker.gone_at is None:
-                silence = now - worker.last_heartbeat
-                if silence > expiry:
-                    self._evict(worker, f"no heartbeat for {silence:.0f}s (expiry {expiry:g}s)")
-            elif now - worker.gone_at > retention:
-                self.registry.remove(worker)
-                self.metrics.forget_worker(worker.id)
-                self.live.touch_worker(worker)
+        expiry = self.config.heartbeat_expiry
 
-    async def sweep_loop(self) -> None:
-        interval = max(min(self.config.heartbeat_interval / 2, 1.0), 0.05)
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                self.sweep()
-            except Exception:
-                log.exception("worker sweep failed")
+        def evict(worker: WorkerRecord, silence: float) -> None:
+            reason = f"no heartbeat for {silence:.0f}s (expiry {expiry:g}s)"
+            self.disconnected(worker, reason, evicted=True)
 
-    def _evict(self, worker: WorkerRecord, reason: str) -> None:
-        conn = worker.conn
-        self.disconnected(worker, reason, evicted=True)
-        if conn is not None:
-            asyncio.get_running_loop().create_task(conn.close(CLOSE_EVICTED, "heartbeat expired"))
+        def forget(worker: WorkerRecord) -> None:
+            self.registry.remove(worker)
+            self.metrics.forget_worker(worker.id)
+            self.live.touch_worker(worker)
+
+        return SilentPeerSweep(
+            noun="worker",
+            peers=lambda: self.registry,
+            expiry=expiry,
+            retention=self.config.gone_retention,
+            interval=max(min(self.config.heartbeat_interval / 2, 1.0), 0.05),
+            evict=evict,
+            forget=forget,
+            close_code=CLOSE_EVICTED,
+        )
 
     # ---- operator actions -----------------------------------------------------------------
 

@@ -10,7 +10,6 @@ variable or a file), and they never appear in a repr or in an error message.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -31,6 +30,8 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+
+from gatewaytui.shared.text import did_you_mean
 
 __all__ = [
     "DEFAULT_THEME",
@@ -399,8 +400,8 @@ def _check_color_text(value: str) -> str:
 
 
 def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f"; did you mean {matches[0]!r}?" if matches else ""
+    """The config file's form of the one `shared.text.did_you_mean`."""
+    return did_you_mean(word, candidates, "; did you mean {!r}?")
 
 
 def _unwrap(annotation: Any) -> Any:

@@ -6,8 +6,8 @@ the jobs it is sent; an MCP relay dials out the same way (`dial_out`) to bridge 
 imports only `gatewaytui.schema` and `gatewaytui.shared` of the project.
 """
 
+from gatewaytui.shared.backoff import Backoff
 from gatewaytui.workers.backend import Backend, ChunkSink, JobError
-from gatewaytui.workers.backoff import Backoff
 from gatewaytui.workers.client import SessionEnd, WorkerClient, WorkerProtocolError
 from gatewaytui.workers.hostinfo import host_info
 from gatewaytui.workers.relay import RelayBackend, upstream_base_url

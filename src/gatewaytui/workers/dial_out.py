@@ -24,7 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from gatewaytui import __version__
-from gatewaytui.workers.backoff import Backoff
+from gatewaytui.shared.backoff import Backoff
 from gatewaytui.workers.settings import BackoffSettings, redact_url
 
 EXIT_OK, EXIT_GAVE_UP, EXIT_CONFIG, EXIT_FORCED = 0, 1, 2, 130

@@ -43,8 +43,8 @@ from gatewaytui.schema.mcp_protocol import (
     RelayReplyFrame,
     server_info_from_initialize,
 )
+from gatewaytui.shared.backoff import Backoff
 from gatewaytui.shared.sse import EventTooLarge, sse_data
-from gatewaytui.workers.backoff import Backoff
 from gatewaytui.workers.settings import redact_url
 
 log = logging.getLogger("gatewaytui.workers.mcp_upstream")

@@ -29,6 +29,7 @@ from gatewaytui.gateway.clock import iso
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.events import EventLog
 from gatewaytui.gateway.hub import Collection, StateHub
+from gatewaytui.gateway.sweep import SilentPeerSweep
 from gatewaytui.schema.mcp_protocol import (
     CLOSE_DEAD,
     MCPServerInfo,
@@ -491,40 +492,32 @@ class MCPRelays:
             level="info" if clean and not evicted else "warning",
         )
 
-    def sweep(self, now: float | None = None) -> None:
+    def sweeper(self) -> SilentPeerSweep:
         """Drop relays silent for longer than `mcp.dead_after`; forget long-gone ones."""
-        now = time.time() if now is None else now
         dead_after = self.config.mcp_dead_after
-        for relay in list(self.relays.values()):
-            if relay.gone_at is None:
-                silence = now - relay.last_heartbeat
-                if silence > dead_after:
-                    conn = relay.conn
-                    self.relay_disconnected(
-                        relay,
-                        f"no frame for {silence:.0f}s (dead after {dead_after:g}s)",
-                        evicted=True,
-                    )
-                    if conn is not None:
-                        asyncio.get_running_loop().create_task(
-                            conn.close(CLOSE_DEAD, "heartbeat expired")
-                        )
-            elif now - relay.gone_at > self.config.gone_retention:
-                del self.relays[relay.id]
-                self._archive[relay.id] = relay.counters
-                self._archive.move_to_end(relay.id)
-                while len(self._archive) > COUNTER_ARCHIVE_SIZE:
-                    self._archive.popitem(last=False)
-                self._touch(relay)
 
-    async def sweep_loop(self) -> None:
-        interval = max(min(self.config.mcp_heartbeat_interval / 2, 1.0), 0.05)
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                self.sweep()
-            except Exception:
-                log.exception("mcp relay sweep failed")
+        def evict(relay: RelayRecord, silence: float) -> None:
+            reason = f"no frame for {silence:.0f}s (dead after {dead_after:g}s)"
+            self.relay_disconnected(relay, reason, evicted=True)
+
+        def forget(relay: RelayRecord) -> None:
+            del self.relays[relay.id]
+            self._archive[relay.id] = relay.counters
+            self._archive.move_to_end(relay.id)
+            while len(self._archive) > COUNTER_ARCHIVE_SIZE:
+                self._archive.popitem(last=False)
+            self._touch(relay)
+
+        return SilentPeerSweep(
+            noun="mcp relay",
+            peers=lambda: self.relays.values(),
+            expiry=dead_after,
+            retention=self.config.gone_retention,
+            interval=max(min(self.config.mcp_heartbeat_interval / 2, 1.0), 0.05),
+            evict=evict,
+            forget=forget,
+            close_code=CLOSE_DEAD,
+        )
 
     # ---- calls ----------------------------------------------------------------------------
 

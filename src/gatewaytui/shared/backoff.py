@@ -1,4 +1,6 @@
-"""Reconnect delays: capped exponential backoff with full jitter.
+"""Retry delays: capped exponential backoff with full jitter, for every reconnect loop (the
+panel's state stream, workers and MCP relays dialling out, an MCP server's restarts). Each
+caller picks its own cap (the panel 10 s, workers `backoff.cap_s`).
 
 Full jitter (a uniform draw between 0 and the exponential ceiling) keeps thousands of workers
 that lost the same gateway from reconnecting in lock-step when it comes back.
@@ -10,7 +12,10 @@ import random
 
 
 class Backoff:
-    """Delay before the n-th consecutive retry: uniform(0, min(cap, base * 2**n))."""
+    """Delay before the n-th consecutive retry: uniform(0, min(cap, base * 2**n)).
+
+    Either let it count (`next_delay()`, `reset()`) or pass the attempt (`delay(n)`).
+    """
 
     def __init__(self, base_s: float, cap_s: float, rng: random.Random | None = None) -> None:
         if base_s <= 0 or cap_s <= 0:
@@ -20,14 +25,19 @@ class Backoff:
         self.attempt = 0
         self._rng = rng or random.Random()
 
-    def ceiling(self) -> float:
-        """The upper bound of the next delay."""
+    def ceiling(self, attempt: int | None = None) -> float:
+        """The upper bound of the delay for `attempt` (by default the next one counted)."""
+        n = self.attempt if attempt is None else attempt
         # Clamp the exponent: 2**64 * base is already far past any sane cap.
-        return min(self.cap_s, self.base_s * 2 ** min(self.attempt, 64))
+        return float(min(self.cap_s, self.base_s * 2 ** min(n, 64)))
+
+    def delay(self, attempt: int) -> float:
+        """A delay for the given attempt, without counting."""
+        return self._rng.uniform(0, self.ceiling(attempt))
 
     def next_delay(self) -> float:
         """Draw the next delay and count the attempt."""
-        delay = self._rng.uniform(0, self.ceiling())
+        delay = self.delay(self.attempt)
         self.attempt += 1
         return delay
 
