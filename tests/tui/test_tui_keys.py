@@ -12,7 +12,7 @@ from support.panel import (
     offline_app,
     settle,
 )
-from support.paths import SAMPLE
+from support.paths import REPO, SAMPLE
 from support.waiting import until
 
 
@@ -108,3 +108,64 @@ async def test_a_dialog_footer_shows_its_own_keys_not_the_views():
         await settle(pilot)
         assert footer_keys(app) == ["Cancel"]
         assert app.screen.query_one("#typed").value == ""  # nothing looks typed already
+
+
+def _key_tokens(text: str) -> set[str]:
+    """`1 … 7` -> 1..7; `o / O`, `esc, q` -> each key."""
+    text = text.replace("`", "")
+    if "…" in text:
+        first, last = (part.strip() for part in text.split("…"))
+        return {str(n) for n in range(int(first), int(last) + 1)}
+    return {key.strip() for part in text.split(" / ") for key in part.split(",") if key.strip()}
+
+
+def _readme_keys() -> set[str]:
+    """The key column of the README's `### Keys` table."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    table = text.split("### Keys", 1)[1].split("\n\n", 2)[1]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert rows, "the README's key table is missing"
+    return set().union(*(_key_tokens(row.split("|")[1].strip()) for row in rows))
+
+
+async def test_readme_key_table_help_and_bindings_agree():
+    """The help lists every described binding with its real keys, and the README's key table
+    names exactly the keys the help shows: a new, removed or moved key fails here."""
+    from gatewaytui.tui.bindings import key_display, known_binding_ids, panel_classes
+    from gatewaytui.tui.screens.help import HelpScreen
+
+    declared = {
+        binding.id: set(key_display(binding.key).split(", "))
+        for cls in panel_classes()
+        for binding in vars(cls)["BINDINGS"]
+        if binding.id
+    }
+    described = {
+        binding.id
+        for cls in panel_classes()
+        for binding in vars(cls)["BINDINGS"]
+        if binding.tooltip
+    }
+    app = offline_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        rows = app.screen.rows()
+    shown_ids: set[str] = set()
+    help_keys: set[str] = set()
+    for keys, what, ids in rows:
+        assert what, f"{ids}: no description"
+        if ids.endswith("_N"):  # app.view_N: every numbered binding of that prefix
+            id_list = sorted(i for i in declared if i.removeprefix(ids[:-1]).isdigit())
+        else:
+            id_list = ids.split(", ")
+        assert set(id_list) <= known_binding_ids(), f"help names unknown ids: {ids}"
+        bound = set().union(*(declared[i] for i in id_list))
+        assert _key_tokens(keys) == bound, f"help shows {keys!r} for {ids}, bound: {bound}"
+        shown_ids.update(id_list)
+        help_keys |= bound
+    assert described <= shown_ids, f"described but not in the help: {described - shown_ids}"
+    readme = _readme_keys()
+    assert readme == help_keys, (
+        f"README only: {sorted(readme - help_keys)}; help only: {sorted(help_keys - readme)}"
+    )

@@ -92,6 +92,7 @@ _REGISTERED = (
 )
 
 ACTIONS = frozenset({"drain", "undrain", "cancel_job"})
+BACK = "back / clear the filter"
 ROW_ACTIONS = ACTIONS | {"details", "filter"}
 
 log = logging.getLogger(__name__)
@@ -113,22 +114,53 @@ class GatewayApp(App[None]):
                 entry.title,
                 id=f"app.view_{entry.key}",
                 show=False,
+                tooltip=f"switch view ({', '.join(e.title for e in VIEWS)})",
             )
             for entry in VIEWS
         ),
         # Priority: `/` is handled as the app reads it, so the keys of the same burst go to
         # the filter box it focuses (see action_filter), not to the table and its bindings.
-        Binding("slash", "filter", "Filter", id="app.filter", priority=True),
-        Binding("escape", "back", "Back", id="app.back", show=False),
+        # A binding's tooltip is what `?` says it does (bindings without one are not listed).
+        Binding(
+            "slash",
+            "filter",
+            "Filter",
+            id="app.filter",
+            priority=True,
+            tooltip="filter rows (regex over all columns)",
+        ),
+        Binding("escape", "back", "Back", id="app.back", show=False, tooltip=BACK),
         Binding("enter", "details", "Details", id="app.details"),
-        Binding("d", "drain", "Drain", id="app.drain"),
-        Binding("u", "undrain", "Re-add", id="app.undrain"),
-        Binding("x", "cancel_job", "Cancel job", id="app.cancel_job"),
-        Binding("p", "pause", "Pause", id="app.pause"),
-        Binding("S", "save_snapshot", "Snapshot", id="app.save_snapshot"),
-        Binding("question_mark", "help", "Help", id="app.help"),
-        Binding("q", "quit", "Quit", id="app.quit"),
-        Binding("r", "retry_now", "Retry now", id="app.retry_now"),
+        Binding(
+            "d", "drain", "Drain", id="app.drain", tooltip="drain the selected or marked workers"
+        ),
+        Binding(
+            "u",
+            "undrain",
+            "Re-add",
+            id="app.undrain",
+            tooltip="re-add (undrain) the selected or marked workers",
+        ),
+        Binding(
+            "x", "cancel_job", "Cancel job", id="app.cancel_job", tooltip="cancel the selected job"
+        ),
+        Binding("p", "pause", "Pause", id="app.pause", tooltip="pause / resume live updates"),
+        Binding(
+            "S",
+            "save_snapshot",
+            "Snapshot",
+            id="app.save_snapshot",
+            tooltip="save the current state to a snapshot file",
+        ),
+        Binding("question_mark", "help", "Help", id="app.help", tooltip="this help"),
+        Binding("q", "quit", "Quit", id="app.quit", tooltip="quit"),
+        Binding(
+            "r",
+            "retry_now",
+            "Retry now",
+            id="app.retry_now",
+            tooltip="reconnect now (while the gateway cannot be reached)",
+        ),
         # Textual adds its own palette binding only when the app has none, and without an id;
         # this one has an id, so `keymap: {app.command_palette: ctrl+k}` remaps it.
         Binding(
@@ -138,7 +170,7 @@ class GatewayApp(App[None]):
             id="app.command_palette",
             show=False,
             priority=True,
-            tooltip="Open the command palette",
+            tooltip="command palette: server drain, contexts, themes",
         ),
     ]
 

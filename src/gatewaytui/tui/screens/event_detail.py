@@ -15,6 +15,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from gatewaytui.tui.bindings import DETAILS_BACK
 from gatewaytui.tui.widgets.footer import GatewayFooter
 
 LEVEL_STYLES = {"warning": "bold yellow", "error": "bold red"}
@@ -42,7 +43,7 @@ class EventDetailScreen(ModalScreen[None]):
     CSS_PATH = "event_detail.tcss"
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "close", "Back", id="event_detail.back"),
+        Binding("escape,q", "close", "Back", id="event_detail.back", tooltip=DETAILS_BACK),
     ]
 
     def __init__(self, event: Mapping[str, Any]) -> None:

@@ -1,4 +1,7 @@
-"""`?`: every key that applies, with its binding id (for remapping in the config file)."""
+"""`?`: every key that applies, with its binding id (for remapping in the config file).
+
+Built from the bindings themselves (`tui.bindings`): what a key does is its binding's tooltip.
+"""
 
 from __future__ import annotations
 
@@ -12,34 +15,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-KEYS: list[tuple[str, str, str]] = [
-    (
-        "1 … 7",
-        "switch view (Overview, Workers, Jobs, Events, MCP, Backends, Plugins)",
-        "app.view_N",
-    ),
-    ("/", "filter rows (regex over all columns)", "app.filter"),
-    ("r", "reconnect now (while the gateway cannot be reached)", "app.retry_now"),
-    ("esc", "back / clear the filter", "app.back"),
-    ("o / O", "sort by the next column / reverse", "table.sort, table.reverse"),
-    ("enter", "open: worker, job or event details, backend form", "table.select"),
-    ("space", "workers: mark rows (bulk drain / re-add)", "table.mark"),
-    ("d", "drain the selected or marked workers", "app.drain"),
-    ("u", "re-add (undrain) the selected or marked workers", "app.undrain"),
-    ("x", "cancel the selected job", "app.cancel_job"),
-    ("x", "job details: cancel this job", "job_detail.cancel"),
-    ("esc, q", "details: back", "detail.back, job_detail.back, event_detail.back"),
-    ("f", "events: follow the newest", "events.follow"),
-    ("e", "plugins: export the effective configuration (YAML, env, flags)", "plugins.export"),
-    ("a / e", "backends: add / edit (enter too) in a form", "backends.add, backends.edit"),
-    ("t / P", "backends: enable or disable / probe now", "backends.toggle, backends.probe"),
-    ("delete", "backends: delete the selected backend (confirm with y)", "backends.delete"),
-    ("p", "pause / resume live updates", "app.pause"),
-    ("S", "save the current state to a snapshot file", "app.save_snapshot"),
-    ("ctrl+p", "command palette: server drain, contexts, themes", "app.command_palette"),
-    ("?", "this help", "app.help"),
-    ("q", "quit", "app.quit"),
-]
+from gatewaytui.tui.bindings import help_rows
 
 
 class HelpScreen(ModalScreen[None]):
@@ -55,23 +31,10 @@ class HelpScreen(ModalScreen[None]):
     ]
 
     def rows(self) -> list[tuple[str, str, str]]:
-        """`KEYS` with the config's keymap applied: a remapped binding shows its new keys."""
-        keymap: dict[str, str] = dict(getattr(getattr(self.app, "config", None), "keymap", {}))
-        rows = []
-        for key, what, binding_ids in KEYS:
-            ids = [part.strip() for part in binding_ids.split(",")]
-            if any(binding_id in keymap for binding_id in ids):
-                if len(ids) == 1:
-                    key = keymap[ids[0]].replace(",", " / ")
-                else:
-                    keys = key.split(" / ")
-                    if len(keys) == len(ids):
-                        key = " / ".join(
-                            keymap.get(i, k).replace(",", " / ")
-                            for i, k in zip(ids, keys, strict=True)
-                        )
-            rows.append((key, what, binding_ids))
-        return rows
+        """(keys, what it does, binding ids) from the live bindings: the app's keymap is
+        applied, so a remapped binding shows its new keys."""
+        keymap = dict(getattr(self.app, "_keymap", {}))
+        return [(row.key_text, row.what, row.id_text) for row in help_rows(keymap)]
 
     def compose(self) -> ComposeResult:
         table = Table(box=None, padding=(0, 2), expand=True)

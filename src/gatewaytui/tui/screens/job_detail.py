@@ -17,6 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from gatewaytui.client.store import Change, StateStore
+from gatewaytui.tui.bindings import DETAILS_BACK
 from gatewaytui.tui.context import PanelContext, panel_of
 from gatewaytui.tui.formatting import age, bar, parse_ts, status_text
 from gatewaytui.tui.widgets.footer import GatewayFooter
@@ -92,8 +93,14 @@ class JobDetailScreen(ModalScreen[None]):
     CSS_PATH = "job_detail.tcss"
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "close", "Back", id="job_detail.back"),
-        Binding("x", "cancel_job", "Cancel job", id="job_detail.cancel"),
+        Binding("escape,q", "close", "Back", id="job_detail.back", tooltip=DETAILS_BACK),
+        Binding(
+            "x",
+            "cancel_job",
+            "Cancel job",
+            id="job_detail.cancel",
+            tooltip="job details: cancel this job",
+        ),
     ]
 
     def __init__(self, job_id: str) -> None:

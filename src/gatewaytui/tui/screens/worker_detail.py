@@ -15,6 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Sparkline, Static
 
 from gatewaytui.client.store import Change, StateStore
+from gatewaytui.tui.bindings import DETAILS_BACK
 from gatewaytui.tui.context import PanelContext, panel_of
 from gatewaytui.tui.formatting import age, count, ms, parse_ts, status_text
 from gatewaytui.tui.widgets.footer import GatewayFooter
@@ -104,7 +105,7 @@ class WorkerDetailScreen(ModalScreen[None]):
     CSS_PATH = "worker_detail.tcss"
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "close", "Back", id="detail.back"),
+        Binding("escape,q", "close", "Back", id="detail.back", tooltip=DETAILS_BACK),
         Binding("d", "drain", "Drain", id="detail.drain"),
         Binding("u", "undrain", "Re-add", id="detail.undrain"),
     ]

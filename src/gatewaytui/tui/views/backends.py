@@ -22,6 +22,8 @@ from gatewaytui.tui.widgets.virtual_table import Column, VirtualTable
 
 ACTIONS = frozenset({"add", "edit", "delete", "toggle", "probe"})
 STATUS_ORDER = {"unhealthy": 0, "unknown": 1, "healthy": 2}
+EDIT_HELP = "backends: add / edit (enter too) in a form"
+TOGGLE_HELP = "backends: enable or disable / probe now"
 
 
 def models_text(backend: Mapping[str, Any]) -> str:
@@ -51,11 +53,17 @@ class BackendsView(TableView):
     default_sort = ("id", False)
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("a", "add", "Add", id="backends.add"),
-        Binding("e", "edit", "Edit", id="backends.edit"),
-        Binding("t", "toggle", "Enable/disable", id="backends.toggle"),
-        Binding("P", "probe", "Probe", id="backends.probe"),
-        Binding("delete", "delete", "Delete", id="backends.delete"),
+        Binding("a", "add", "Add", id="backends.add", tooltip=EDIT_HELP),
+        Binding("e", "edit", "Edit", id="backends.edit", tooltip=EDIT_HELP),
+        Binding("t", "toggle", "Enable/disable", id="backends.toggle", tooltip=TOGGLE_HELP),
+        Binding("P", "probe", "Probe", id="backends.probe", tooltip=TOGGLE_HELP),
+        Binding(
+            "delete",
+            "delete",
+            "Delete",
+            id="backends.delete",
+            tooltip="backends: delete the selected backend (confirm with y)",
+        ),
     ]
 
     def __init__(self) -> None:

@@ -41,7 +41,13 @@ class EventsView(TableView):
     selectable = True  # the app shows the whole event (long messages are cut in the table)
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f", "toggle_follow", "Follow", id="events.follow"),
+        Binding(
+            "f",
+            "toggle_follow",
+            "Follow",
+            id="events.follow",
+            tooltip="events: follow the newest",
+        ),
     ]
 
     def __init__(self) -> None:

@@ -15,6 +15,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from gatewaytui.client.store import Change, StateStore
+from gatewaytui.tui.screens.export import ExportScreen
 from gatewaytui.tui.views.base import register_view
 from gatewaytui.tui.views.table_view import TableView
 from gatewaytui.tui.widgets.virtual_table import Column, VirtualTable
@@ -85,7 +86,13 @@ class PluginsView(TableView):
     default_sort = (None, False)  # type: ignore[assignment]
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("e", "export", "Export", id="plugins.export"),
+        Binding(
+            "e",
+            "export",
+            "Export",
+            id="plugins.export",
+            tooltip="plugins: export the effective configuration (YAML, env, flags)",
+        ),
     ]
 
     def __init__(self) -> None:
@@ -184,8 +191,6 @@ class PluginsView(TableView):
         detail.update(describe_arg(row["plugin"], row["arg"]))
 
     def action_export(self) -> None:
-        from gatewaytui.tui.screens.export import ExportScreen
-
         plugins = [
             plugin
             for plugin_id, plugin in self._plugins.items()

@@ -53,6 +53,7 @@ GUTTER = 2
 MARK_GLYPH = "✓"
 SORT_ASCENDING = "▲"
 SORT_DESCENDING = "▼"
+SORT_HELP = "sort by the next column / reverse"
 _REPLACEMENT = "\ufffd"
 _CONTROL_CHARS = dict.fromkeys([*range(0x20), 0x7F, *range(0x80, 0xA0)], _REPLACEMENT)
 _ESCAPE = re.compile(r"\\.")
@@ -183,10 +184,22 @@ class VirtualTable(ScrollView, can_focus=True):
         Binding("pagedown", "page_down", "Page down", show=False, id="table.page_down"),
         Binding("home,g", "first", "First", show=False, id="table.first"),
         Binding("end,G", "last", "Last", show=False, id="table.last"),
-        Binding("space", "toggle_mark", "Mark", id="table.mark"),
-        Binding("enter", "select", "Open", id="table.select"),
-        Binding("o", "cycle_sort", "Sort", id="table.sort"),
-        Binding("O", "reverse_sort", "Reverse", id="table.reverse"),
+        Binding(
+            "space",
+            "toggle_mark",
+            "Mark",
+            id="table.mark",
+            tooltip="workers: mark rows (bulk drain / re-add)",
+        ),
+        Binding(
+            "enter",
+            "select",
+            "Open",
+            id="table.select",
+            tooltip="open: worker, job or event details, backend form",
+        ),
+        Binding("o", "cycle_sort", "Sort", id="table.sort", tooltip=SORT_HELP),
+        Binding("O", "reverse_sort", "Reverse", id="table.reverse", tooltip=SORT_HELP),
     ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
