@@ -69,12 +69,30 @@ class ExactUpstream(Upstream):
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return _Written(usage)
 
+        async def embeddings(request: Request) -> Response:
+            body = await request.json()
+            up.requests.append({"path": request.url.path, "auth": None, "body": body})
+            return Response(embeddings_body(len(body["input"])), media_type="application/json")
+
         return Starlette(
             routes=[
                 Route("/v1/models", models),
                 Route("/v1/chat/completions", chat, methods=["POST"]),
+                Route("/v1/embeddings", embeddings, methods=["POST"]),
             ]
         )
+
+
+def embeddings_body(count: int) -> bytes:
+    """Spacing and number spellings (1.50, -0.0, 2E-3) that no re-encoding would keep."""
+    items = ", ".join(
+        f'{{"object": "embedding", "index": {i}, "embedding": [1.50, -0.0, 2E-3, {i}]}}'
+        for i in range(count)
+    )
+    return (
+        f'{{"object": "list", "data": [{items}], "model": "{MODEL}", '
+        f'"usage": {{"prompt_tokens": {2 * count}, "total_tokens": {2 * count}}}}}'
+    ).encode()
 
 
 class _Written(Response):
@@ -172,3 +190,17 @@ def test_the_openai_sdk_reads_the_stream_and_the_usage(path) -> None:
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
     assert chunks[-1].usage.total_tokens == 7
     assert chunks[-1].system_fingerprint is None and chunks[2].system_fingerprint == "fp_1"
+
+
+def test_embeddings_from_one_upstream_come_back_as_its_bytes(path) -> None:
+    inputs = [f"text {i}" for i in range(5)]
+    body = {"model": MODEL, "input": inputs}
+    r = httpx.post(path.url + "/v1/embeddings", json=body, timeout=20)
+    assert r.status_code == 200
+    answer = r.json()
+    assert [d["embedding"] for d in answer["data"]] == [[1.5, -0.0, 0.002, i] for i in range(5)]
+    assert answer["model"] == MODEL and answer["usage"]["prompt_tokens"] == 10
+    if path.gateway.backends.records:  # the backend path passes the body on untouched
+        assert r.content == embeddings_body(5)
+    path.wait_for(lambda g: not g.jobs and g.totals.embeddings == 5)
+    assert path.sync(lambda: path.gateway.totals.tokens_in) == 10

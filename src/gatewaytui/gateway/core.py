@@ -247,5 +247,5 @@ class Gateway:
 
     async def embeddings(
         self, body: dict[str, Any], *, client: str | None = None
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | bytes:
         return await self._embeddings.embeddings(body, client=client)

@@ -19,6 +19,7 @@ from gatewaytui.gateway.jobs import (
     JobCancelledError,
     JobTable,
     RawChunks,
+    RawResult,
     UnknownTargetError,
     WorkerJobError,
     WorkerLost,
@@ -175,7 +176,9 @@ class Dispatcher:
             )
 
     def route_frame(
-        self, worker: WorkerRecord, frame: RawChunks | ChunkFrame | ResultFrame | ErrorFrame
+        self,
+        worker: WorkerRecord,
+        frame: RawChunks | RawResult | ChunkFrame | ResultFrame | ErrorFrame,
     ) -> None:
         """A worker's answer for one of its assignments goes to the request waiting on it."""
         assignment = self.assignments.get(frame.job_id)
@@ -256,7 +259,7 @@ class Dispatcher:
             raise JobCancelledError(f"job {assignment.job.id} {item.reason}")
         if isinstance(item, ErrorFrame):
             self._failed(assignment, item)
-        if isinstance(item, ResultFrame):
+        if isinstance(item, ResultFrame | RawResult):
             self.release(assignment)  # the worker is done with it: no cancel at job end
         return item
 

@@ -19,6 +19,7 @@ from gatewaytui.gateway.jobs import (
     GatewayError,
     Job,
     JobCancelledError,
+    RawResult,
     WorkerJobError,
     WorkerLostError,
     job_frame,
@@ -33,6 +34,7 @@ class _PartitionRun:
     """The shared progress of one request's runners."""
 
     total: int
+    raw: bytes | None = None  # the whole answer as one upstream wrote it (passed on as is)
     next_start: int = 0
     done: int = 0
     chunk_seq: int = 0
@@ -69,8 +71,10 @@ class EmbeddingsPath:
 
     async def embeddings(
         self, body: dict[str, Any], *, client: str | None = None
-    ) -> dict[str, Any]:
-        """Split the inputs across workers by their batch size and reassemble in order."""
+    ) -> dict[str, Any] | bytes:
+        """Split the inputs across workers by their batch size and reassemble in order. One
+        upstream's answer for all the inputs that it names the requested model in comes
+        back as its bytes (nothing to reassemble: no parsing, no encoding)."""
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise BadRequestError("'model' is required and must be a string")
@@ -98,6 +102,8 @@ class EmbeddingsPath:
             raise group_error.exceptions[0] from None
         finally:
             self.dispatch.end_job(job, ok, embeddings=total if ok else 0)
+        if run.raw is not None:
+            return run.raw
         return {
             "object": "list",
             "data": [
@@ -163,12 +169,16 @@ class EmbeddingsPath:
         frame = job_frame(assignment.id, "embeddings", model, False, chunk_body)
         try:
             await self.dispatch.send_job(assignment, frame)
-            vectors, tokens = await self._result(assignment, count)
+            whole = start == 0 and count == run.total
+            vectors, tokens, raw = await self._result(assignment, count, whole, job.model)
         except (WorkerLostError, WorkerJobError) as exc:
             partition["chunks_failed"] += 1
             self._retry_later(job, run, chunk, worker, exc)
         else:
-            results[start : start + count] = vectors
+            if raw is not None:
+                run.raw = raw
+            else:
+                results[start : start + count] = vectors
             job.tokens_in += tokens
             partition["done_items"] += count
             partition["chunks_done"] += 1
@@ -204,10 +214,16 @@ class EmbeddingsPath:
             job_id=job.id,
         )
 
-    async def _result(self, assignment: Assignment, count: int) -> tuple[list[Any], int]:
+    async def _result(
+        self, assignment: Assignment, count: int, whole: bool, model: str
+    ) -> tuple[list[Any], int, bytes | None]:
         while True:
             item = await self.dispatch.next_frame(assignment)
-            if not isinstance(item, ResultFrame):
+            if isinstance(item, RawResult):
+                tokens = item.usage.prompt_tokens if item.usage is not None else 0
+                if whole and item.count == count and item.model == model:
+                    return [], tokens, item.raw
+            elif not isinstance(item, ResultFrame):
                 continue
             data = (item.data or {}).get("data")
             if not isinstance(data, list) or len(data) != count:
@@ -220,7 +236,7 @@ class EmbeddingsPath:
             ordered = sorted(data, key=lambda d: d.get("index", 0) if isinstance(d, dict) else 0)
             vectors = [d.get("embedding") if isinstance(d, dict) else None for d in ordered]
             usage = item.usage.model_dump() if item.usage else (item.data or {}).get("usage") or {}
-            return vectors, int(usage.get("prompt_tokens", 0) or 0)
+            return vectors, int(usage.get("prompt_tokens", 0) or 0), None
 
 
 def _embedding_inputs(value: Any) -> list[Any]:

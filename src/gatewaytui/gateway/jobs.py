@@ -11,6 +11,8 @@ from typing import Any
 
 from gatewaytui.gateway.clock import iso
 from gatewaytui.gateway.registry import WorkerRecord
+from gatewaytui.schema.protocol import Usage
+from gatewaytui.shared import codec
 
 
 class GatewayError(Exception):
@@ -212,3 +214,25 @@ class RawChunks:
 
     def sse(self) -> bytes:
         return b"".join([b"data: " + event + b"\n\n" for event in self.events])
+
+
+class RawResult:
+    """An embeddings answer kept as the upstream's bytes: `count` vectors (counted, not
+    parsed), the `model` it names and its usage. The embeddings path sends it on as it is
+    when it is the whole answer to the request; otherwise it parses it (`data`)."""
+
+    __slots__ = ("count", "job_id", "model", "raw", "usage")
+
+    def __init__(
+        self, job_id: str, raw: bytes, count: int, model: str | None, usage: Usage | None
+    ) -> None:
+        self.job_id = job_id
+        self.raw = raw
+        self.count = count
+        self.model = model
+        self.usage = usage
+
+    @property
+    def data(self) -> dict[str, Any] | None:
+        parsed = codec.loads(self.raw)
+        return parsed if isinstance(parsed, dict) else None

@@ -10,7 +10,7 @@ from typing import Any
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.dispatch import Dispatcher, notify_worker
 from gatewaytui.gateway.events import EventLog
-from gatewaytui.gateway.jobs import ConflictError, RawChunks, UnknownTargetError
+from gatewaytui.gateway.jobs import ConflictError, RawChunks, RawResult, UnknownTargetError
 from gatewaytui.gateway.live import LiveState
 from gatewaytui.gateway.metrics import GatewayMetrics
 from gatewaytui.gateway.registry import (
@@ -104,7 +104,7 @@ class WorkerRoster:
     def frame(self, worker: WorkerRecord, frame: Any) -> None:
         """Apply one parsed frame from a registered worker."""
         worker.last_heartbeat = time.time()
-        if isinstance(frame, RawChunks | ChunkFrame | ResultFrame | ErrorFrame):
+        if isinstance(frame, RawChunks | RawResult | ChunkFrame | ResultFrame | ErrorFrame):
             self.dispatch.route_frame(worker, frame)
         elif isinstance(frame, HeartbeatFrame):
             was_connected = not worker.heard_from

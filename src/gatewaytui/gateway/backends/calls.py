@@ -13,7 +13,8 @@ import aiohttp
 
 from gatewaytui.gateway.backends import http as backend_http
 from gatewaytui.gateway.backends.http import UpstreamError
-from gatewaytui.gateway.jobs import RawChunks
+from gatewaytui.gateway.jobs import RawChunks, RawResult
+from gatewaytui.gateway.passthrough import embeddings_summary
 from gatewaytui.schema.backends import (
     BackendSpec,
     DeclaredModel,
@@ -193,9 +194,21 @@ class BackendConnection:
         model = self._model(job, spec, ModelCapability.EMBED)
         body = dict(job.body)
         body["model"] = job.model
-        data = await backend_http.post_json(client, spec, "/embeddings", body)
+        raw = await backend_http.post_raw(client, spec, "/embeddings", body)
         dimension = model.embedding_dimension if model is not None else None
-        if dimension and "dimensions" not in body:
+        check_dimension = bool(dimension) and "dimensions" not in body
+        modifier = model.token_modifier if model is not None else 1.0
+        if not check_dimension and modifier == 1.0:
+            # The vectors need not be understood: pass the body on as bytes, with only its
+            # size, model and usage read (the embeddings path decides whether it can).
+            summary = embeddings_summary(raw)
+            if summary is not None:
+                count, answered_model, raw_usage = summary
+                usage = _usage(raw_usage, 1.0)
+                self._emit(RawResult(job.job_id, raw, count, answered_model, usage))
+                return
+        data = backend_http.parse_answer(spec, raw)
+        if check_dimension:
             for item in data.get("data") or ():
                 vector = item.get("embedding") if isinstance(item, dict) else None
                 if isinstance(vector, list) and len(vector) != dimension:

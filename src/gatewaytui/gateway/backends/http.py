@@ -343,9 +343,10 @@ def _post(
     )
 
 
-async def post_json(
+async def post_raw(
     client: aiohttp.ClientSession, spec: BackendSpec, path: str, body: dict[str, Any]
-) -> dict[str, Any]:
+) -> bytes:
+    """A job POST; the answer's body as it came (an error status raises)."""
     key = resolve_key(spec)
     try:
         async with _post(client, spec, path, body, key, JSON_HEADERS) as response:
@@ -354,6 +355,17 @@ async def post_json(
         raise _transport_error(spec, exc, key) from None
     if status >= 300:
         raise _status_error(spec, status, raw.decode("utf-8", "replace"), key)
+    return raw
+
+
+async def post_json(
+    client: aiohttp.ClientSession, spec: BackendSpec, path: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    return parse_answer(spec, await post_raw(client, spec, path, body))
+
+
+def parse_answer(spec: BackendSpec, raw: bytes) -> dict[str, Any]:
+    """An answer's body as a JSON object, or `bad_backend_response`."""
     try:
         answer = codec.loads(raw)
     except ValueError:

@@ -63,7 +63,8 @@ def add_openai_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
         body = await json_object(request)
         client = client_addr(request.client)
         result = await unless_client_leaves(request, gateway.embeddings(body, client=client))
-        return Response(codec.dumps(result), media_type="application/json")
+        raw = result if isinstance(result, bytes) else codec.dumps(result)
+        return Response(raw, media_type="application/json")
 
     app.router.routes.append(Route("/v1/chat/completions", chat_completions, methods=["POST"]))
     app.router.routes.append(Route("/v1/embeddings", embeddings, methods=["POST"]))
