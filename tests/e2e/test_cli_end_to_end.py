@@ -184,9 +184,61 @@ def test_options_command_masks_secrets(tmp_path):
     assert "sk-very-secret" not in out
     assert "api_keys" in out and "<set> " in out
     lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
-    assert "99" in lines["queue_size"] and "(yaml)" in lines["queue_size"]
-    assert "5s" in lines["queue_timeout"] and "(env)" in lines["queue_timeout"]
-    assert "9999" in lines["port"] and "(flag)" in lines["port"]
+    assert "99" in lines["queue_size"]
+    assert lines["queue_size"].endswith("(yaml plugin_options.llm.queue_size)")
+    assert "5s" in lines["queue_timeout"] and lines["queue_timeout"].endswith(
+        "(env LLM_QUEUE_TIMEOUT)"
+    )
+    assert "9999" in lines["port"] and lines["port"].endswith("(flag --server-port)")
+    assert lines["scheduler"].endswith("(default)")
+
+
+def test_serve_reports_every_config_problem_with_file_line_and_key(tmp_path):
+    config = tmp_path / "gw.yaml"
+    config.write_text(
+        "plugin_options:\n"
+        "  llm:\n"
+        "    queue_size: -3\n"
+        "    schedulr: random\n"
+        "  server:\n"
+        "    port: lots\n"
+        "bogus: 1\n",
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [*CLI, "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LLM_QUEUE_TIMEOUT": "soon"},
+        timeout=60,
+    )
+    assert result.returncode == 2
+    err = result.stderr
+    assert "invalid options (5 problems):" in err
+    assert (
+        f"{config}:3:17: plugin_options.llm.queue_size=-3: expected a non-negative integer" in err
+    )
+    assert (
+        f"{config}:4:5: plugin_options.llm.schedulr: unknown option (did you mean 'scheduler'?)"
+        in err
+    )
+    assert f"{config}:6:11: plugin_options.server.port=lots: expected an integer" in err
+    assert f"{config}:7:1: bogus: unknown top-level key" in err
+    assert "env LLM_QUEUE_TIMEOUT=soon:" in err
+    assert err.index(":3:17:") < err.index(":4:5:") < err.index(":6:11:")  # in reading order
+
+
+def test_a_duplicate_key_in_the_gateway_config_is_an_error(tmp_path):
+    config = tmp_path / "gw.yaml"
+    config.write_text("plugin_options:\n  llm: {}\nplugin_options: {}\n", encoding="utf-8")
+    result = subprocess.run(
+        [*CLI, "options", "--config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert (
+        f"{config}:3:1: invalid YAML: duplicate key 'plugin_options' (first defined on line 1)"
+        in (result.stderr)
+    )
 
 
 def test_broken_yaml_is_reported_with_file_and_line(tmp_path):

@@ -24,6 +24,7 @@ from gatewaytui.gateway.options import (
     resolve_options,
 )
 from gatewaytui.schema import ArgType
+from gatewaytui.shared.yaml_marks import StrictLoader, compose, node_mark, where
 
 log = logging.getLogger("gatewaytui.cli")
 
@@ -63,23 +64,46 @@ def setup_logging_to_file(level: str) -> None:
 
 def load_yaml_file(path: Path) -> dict[str, Any]:
     """Parse a YAML config; a broken file is reported with its line and left untouched."""
+    return _read_yaml(path)[0]
+
+
+def _read_yaml(path: Path) -> tuple[dict[str, Any], str]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CliError(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{path}: not UTF-8 text ({exc.reason})") from None
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=StrictLoader)  # a SafeLoader that refuses duplicate keys
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise CliError(f"{where}: invalid YAML: {exc.problem}") from None
+        mark = exc.problem_mark or exc.context_mark
+        raise CliError(f"{where(path, mark)}: invalid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise CliError(f"{path}: invalid YAML: {exc}") from None
     if doc is None:
-        return {}
+        return {}, text
     if not isinstance(doc, dict):
-        raise CliError(f"{path}: expected a mapping at the top level")
-    return doc
+        raise CliError(f"{path}:1:1: expected a mapping at the top level")
+    return doc, text
+
+
+def option_problems(exc: OptionError, path: Path | None, text: str) -> str:
+    """Every problem on its own line; those from the config file start with file:line:col
+    (as the panel's config errors do)."""
+    root = compose(text) if path is not None else None
+    located: list[tuple[int, int, str]] = []
+    lines = []
+    for problem in exc.problems:
+        if path is not None and problem.yaml_loc is not None:
+            mark = node_mark(root, problem.yaml_loc, at_key=problem.at_key)
+            line, col = (mark.line, mark.column) if mark is not None else (0, 0)
+            located.append((line, col, f"  {where(path, mark)}: {problem.message}"))
+        else:
+            lines.append(f"  {problem.message}")
+    lines = [text for _, _, text in sorted(located)] + lines  # the file's in reading order
+    count = len(lines)
+    return "\n".join([f"invalid options ({count} problem{'s' if count != 1 else ''}):", *lines])
 
 
 # ---- option flags generated from the descriptors ----------------------------------------
@@ -107,11 +131,12 @@ def add_option_flags(parser: argparse.ArgumentParser) -> None:
 
 def resolve_from_args(args: argparse.Namespace) -> ResolvedOptions:
     flags = {k: v for k, v in vars(args).items() if "." in k and v is not None}
-    yaml_doc = load_yaml_file(Path(args.config)) if args.config else {}
+    path = Path(args.config) if args.config else None
+    yaml_doc, text = _read_yaml(path) if path is not None else ({}, "")
     try:
         resolved = resolve_options(flags=flags, env=os.environ, yaml_doc=yaml_doc)
     except OptionError as exc:
-        raise CliError(f"invalid options: {exc}") from None
+        raise CliError(option_problems(exc, path, text)) from None
     for warning in resolved.warnings:
         log.warning("%s", warning)
     return resolved
@@ -190,8 +215,15 @@ def cmd_options(args: argparse.Namespace) -> int:
                 value = "<set>" if arg.is_set else "<unset>"
             else:
                 value = arg.value if arg.value not in (None, "") else '""'
-            print(f"  {arg.id:<26} {value!s:<24} ({arg.source})")
+            print(f"  {arg.id:<26} {value!s:<24} ({_source_label(resolved, plugin.id, arg.id)})")
     return 0
+
+
+def _source_label(resolved: ResolvedOptions, plugin: str, arg_id: str) -> str:
+    """`env LLM_QUEUE_SIZE`, `flag --llm-queue-size`, `yaml plugin_options.llm.queue_size`,
+    or `default`: where the value came from, by name."""
+    arg = resolved.args[plugin][arg_id]
+    return f"{arg.source} {arg.label}" if arg.label and arg.source != "default" else arg.source
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -17,8 +17,24 @@ from gatewaytui.schema.state import OptionSource
 from gatewaytui.shared.text import did_you_mean
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One bad option value or key. `yaml_loc` is its key path in the config file when it
+    came from there (so the CLI can add file:line:col); `at_key` points at the key itself
+    (an unknown key) rather than its value."""
+
+    message: str
+    yaml_loc: tuple[str, ...] | None = None
+    at_key: bool = False
+
+
 class OptionError(ValueError):
-    """A bad option value or key; the message names the source and the expectation."""
+    """Bad option values or keys, all of them: `problems` holds one per problem, each message
+    naming its source and the expectation; `str()` joins them with "; "."""
+
+    def __init__(self, message: str | list[Problem]) -> None:
+        self.problems = [Problem(message)] if isinstance(message, str) else list(message)
+        super().__init__("; ".join(p.message for p in self.problems))
 
 
 def _arg(
@@ -559,6 +575,8 @@ def describe_source(spec: ArgSpec, source: OptionSource, label: str, raw: Any, k
         return f"default of {key}"
     if source == "flag":
         return f"{label} {shown}"
+    if source == "env":
+        return f"env {label}={shown}"
     return f"{label}={shown}"
 
 
@@ -634,15 +652,24 @@ def resolve_options(
     """
     flags = flags or {}
     env = env or {}
-    errors: list[str] = [
-        f"{key}: unknown top-level key{did_you_mean(str(key), TOP_LEVEL_KEYS)}"
-        f" (known: {', '.join(TOP_LEVEL_KEYS)})"
+    errors: list[Problem] = [
+        Problem(
+            f"{key}: unknown top-level key{did_you_mean(str(key), TOP_LEVEL_KEYS)}"
+            f" (known: {', '.join(TOP_LEVEL_KEYS)})",
+            (str(key),),
+            at_key=True,
+        )
         for key in (yaml_doc or {})
         if key not in TOP_LEVEL_KEYS
     ]
     section = (yaml_doc or {}).get("plugin_options") or {}
     if not isinstance(section, Mapping):
-        raise OptionError("plugin_options: expected a mapping of plugin id to options")
+        errors.append(
+            Problem(
+                "plugin_options: expected a mapping of plugin id to options", ("plugin_options",)
+            )
+        )
+        raise OptionError(errors)
     errors.extend(_unknown_yaml_keys(section))
     resolved = ResolvedOptions()
     for descriptor in DESCRIPTORS:
@@ -661,13 +688,16 @@ def resolve_options(
             if source == "default" and spec.deprecated and spec.default == "":
                 bucket[spec.id] = ResolvedArg(spec=spec, value=None, source=source)
                 continue
+            loc = ("plugin_options", descriptor.id, spec.id) if source == "yaml" else None
             try:
                 value = parse_value(spec, raw, listed=key in LISTED)
             except ShapeError as exc:  # not a value to echo: name where it is
-                errors.append(f"{label}: {exc}")
+                errors.append(Problem(f"{label}: {exc}", loc))
                 continue
             except ValueError as exc:
-                errors.append(f"{describe_source(spec, source, label, raw, key)}: {exc}")
+                errors.append(
+                    Problem(f"{describe_source(spec, source, label, raw, key)}: {exc}", loc)
+                )
                 continue
             if spec.deprecated and source != "default":
                 resolved.warnings.append(
@@ -677,26 +707,26 @@ def resolve_options(
                 spec=spec, value=value, source=source, label=label, raw=raw
             )
         resolved.args[descriptor.id] = bucket
+    if not errors:
+        _feed_replacements(resolved)
+    errors.extend(_out_of_limits(resolved))  # of the values that parsed: every problem at once
     if errors:
-        raise OptionError("; ".join(errors))
-    _feed_replacements(resolved)
-    errors = _out_of_limits(resolved)
-    if errors:
-        raise OptionError("; ".join(errors))
+        raise OptionError(errors)
     return resolved
 
 
-def _out_of_limits(resolved: ResolvedOptions) -> list[str]:
+def _out_of_limits(resolved: ResolvedOptions) -> list[Problem]:
     """Range and choice checks, each naming where the value came from."""
-    errors: list[str] = []
+    errors: list[Problem] = []
     for key, limit in LIMITS.items():
         plugin, arg_id = key.split(".")
-        arg = resolved.args[plugin][arg_id]
-        if arg.value is None:  # an unset deprecated option
+        arg = resolved.args.get(plugin, {}).get(arg_id)
+        if arg is None or arg.value is None:  # did not parse, or an unset deprecated option
             continue
         problem = limit.problem(arg.spec.type, arg.value)
         if problem:
-            errors.append(f"{arg.where(key)}: {problem}")
+            loc = ("plugin_options", plugin, arg_id) if arg.source == "yaml" else None
+            errors.append(Problem(f"{arg.where(key)}: {problem}", loc))
     return errors
 
 
@@ -720,20 +750,33 @@ def _feed_replacements(resolved: ResolvedOptions) -> None:
         resolved.warnings.append(f"{old.label} sets {plugin}.{new_id} (its replacement)")
 
 
-def _unknown_yaml_keys(section: Mapping[str, Any]) -> list[str]:
+def _unknown_yaml_keys(section: Mapping[str, Any]) -> list[Problem]:
     known = {d.id: {a.id for a in d.args} for d in DESCRIPTORS}
-    problems: list[str] = []
+    problems: list[Problem] = []
     for plugin, values in section.items():
+        here = ("plugin_options", str(plugin))
         if plugin not in known:
-            problems.append(f"plugin_options.{plugin}: unknown plugin{did_you_mean(plugin, known)}")
+            problems.append(
+                Problem(
+                    f"plugin_options.{plugin}: unknown plugin{did_you_mean(plugin, known)}",
+                    here,
+                    at_key=True,
+                )
+            )
             continue
         if not isinstance(values, Mapping):
-            problems.append(f"plugin_options.{plugin}: expected a mapping")
+            problems.append(Problem(f"plugin_options.{plugin}: expected a mapping", here))
             continue
         for key in values:
             if key not in known[plugin]:
                 hint = did_you_mean(str(key), known[plugin])
-                problems.append(f"plugin_options.{plugin}.{key}: unknown option{hint}")
+                problems.append(
+                    Problem(
+                        f"plugin_options.{plugin}.{key}: unknown option{hint}",
+                        (*here, str(key)),
+                        at_key=True,
+                    )
+                )
     return problems
 
 

@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from gatewaytui.shared.text import did_you_mean
+from gatewaytui.shared.yaml_marks import StrictLoader, node_mark, where
 
 __all__ = [
     "DEFAULT_THEME",
@@ -481,65 +482,9 @@ def _error_message(error: Mapping[str, Any]) -> str:
 # ---- YAML with line numbers -------------------------------------------------------------
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys (a silently ignored second `keymap:`)."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
-    loader.flatten_mapping(node)
-    seen: dict[Any, yaml.Node] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        try:
-            duplicate = key in seen
-        except TypeError:
-            duplicate = False
-        if duplicate:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping",
-                node.start_mark,
-                f"duplicate key {key!r} (first defined on line {seen[key].start_mark.line + 1})",
-                key_node.start_mark,
-            )
-        seen[key] = key_node
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,  # type: ignore[arg-type]
-)
-
-
-def _node_mark(
-    root: yaml.Node | None, loc: tuple[Any, ...], *, at_key: bool = False
-) -> yaml.Mark | None:
-    """Where `loc` is in the YAML document: its value (or, `at_key`, its key), else the
-    closest parent that exists."""
-    node = root
-    mark = root.start_mark if root is not None else None
-    for index, part in enumerate(loc):
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                if getattr(key_node, "value", None) == str(part):
-                    last = index == len(loc) - 1
-                    mark = key_node.start_mark if last and at_key else value_node.start_mark
-                    node = value_node
-                    break
-            else:
-                return mark
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part >= len(node.value):
-                return mark
-            node = node.value[part]
-            mark = node.start_mark
-        else:
-            return mark
-    return mark
-
-
-def _where(path: Path, mark: yaml.Mark | None) -> str:
-    return f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+_StrictLoader = StrictLoader
+_node_mark = node_mark
+_where = where
 
 
 # ---- public API -------------------------------------------------------------------------
