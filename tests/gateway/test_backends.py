@@ -27,7 +27,8 @@ from gatewaytui.gateway.core import Gateway
 from gatewaytui.schema import BackendStatus
 from gatewaytui.schema.backends import BackendSpec, ProbeResult
 from support.backend_upstream import upstreams
-from support.ports import reserve_port
+from support.ports import free_port, reserve_port
+from support.waiting import wait_until
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -563,7 +564,6 @@ def test_declared_capabilities_and_dimensions(gw, upstream):
 def test_a_gateway_killed_while_writing_keeps_every_acknowledged_edit(tmp_path):
     import random
     import signal
-    import socket
     import subprocess
     import sys
     import time
@@ -571,9 +571,7 @@ def test_a_gateway_killed_while_writing_keeps_every_acknowledged_edit(tmp_path):
     store = tmp_path / "backends.yaml"
     acknowledged = 0
     for round_ in range(4):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "gatewaytui.cli.main", "serve", "--server-port", str(port)],
             env={
@@ -615,9 +613,11 @@ def test_a_gateway_killed_while_writing_keeps_every_acknowledged_edit(tmp_path):
                         if ok.status_code == 200:
                             acknowledged = n
 
+                before = acknowledged
                 writer = threading.Thread(target=hammer)
                 writer.start()
-                time.sleep(random.uniform(0.2, 0.6))  # an arbitrary moment mid-writes
+                wait_until(lambda: acknowledged > before, what="an acknowledged edit")  # noqa: B023
+                time.sleep(random.uniform(0, 0.4))  # then an arbitrary moment mid-writes
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(10)
                 stop.set()

@@ -22,10 +22,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from support.loop_thread import run_loop
 from support.ports import reserve_port
-from support.waiting import uvicorn_started
-
-WAIT_S = 10.0
+from support.waiting import WAIT_S, uvicorn_started
 
 
 class Upstream:
@@ -68,7 +67,7 @@ class Upstream:
         asyncio.set_event_loop(self.loop)
         self._gate = asyncio.Event()
         self._serve = self.loop.create_task(self.server.serve(sockets=[self.sock]))
-        self.loop.run_forever()
+        run_loop(self.loop)
 
     async def _started(self) -> None:
         await uvicorn_started(self.server, self._serve, WAIT_S)  # _serve is set on this loop
@@ -84,8 +83,8 @@ class Upstream:
 
     def stop(self) -> None:
         self.server.should_exit = True
-        self.loop.call_soon_threadsafe(self._gate.set)  # type: ignore[union-attr]
-        if self._thread.is_alive():
+        if self._thread.is_alive():  # a second stop() finds the loop closed
+            self.loop.call_soon_threadsafe(self._gate.set)  # type: ignore[union-attr]
             asyncio.run_coroutine_threadsafe(self._finish(), self.loop).result(WAIT_S)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(WAIT_S)

@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.core import Gateway
 from gatewaytui.gateway.server import DrainingServer, bind_socket, make_server
-from support.waiting import uvicorn_started
+from support.loop_thread import run_loop
+from support.waiting import WAIT_S, uvicorn_started
 
 T = TypeVar("T")
 
@@ -21,7 +22,7 @@ class RunningGateway:
     def __init__(self, config: GatewayConfig, *, port: int = 0) -> None:
         self.config = config
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread = threading.Thread(target=run_loop, args=(self.loop,), daemon=True)
         self._thread.start()
         self.sock = bind_socket("127.0.0.1", port)
         self.port = self.sock.getsockname()[1]
@@ -51,7 +52,7 @@ class RunningGateway:
 
         return self.call(wrapper, timeout)
 
-    def wait_for(self, predicate: Callable[[Gateway], bool], timeout: float = 10) -> None:
+    def wait_for(self, predicate: Callable[[Gateway], bool], timeout: float = WAIT_S) -> None:
         """Poll a condition on the gateway's loop until it holds (state is polled, not slept)."""
 
         async def poll() -> None:
@@ -70,8 +71,9 @@ class RunningGateway:
                 self._serve.result(15)
             except Exception:
                 self.server.force_exit = True
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
+        if self._thread.is_alive():  # a second stop() finds the loop closed
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
         self.sock.close()
 
 

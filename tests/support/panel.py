@@ -21,6 +21,17 @@ def offline_app(**kwargs: Any) -> GatewayApp:
     return GatewayApp(TuiConfig(), snapshot=SAMPLE, read_only=True, **kwargs)
 
 
+def snapshot_app(**kwargs: Any) -> GatewayApp:
+    """`offline_app` with its 1 Hz tick stopped, for SVG snapshots: the tick samples rates and
+    redraws the Overview's labels, so a picture taken after a second (a slow start on a busy
+    machine) differed from one taken before it. The stored pictures have no tick."""
+    app = offline_app(**kwargs)
+    feed = app.feed  # LiveFeed: the app runs `feed.tick` once a second from on_mount
+    assert callable(getattr(feed, "tick", None)), "the 1 Hz tick moved: update snapshot_app"
+    feed.tick = lambda: None  # type: ignore[method-assign]
+    return app
+
+
 def live_app(
     url: str, *, token_env: str | None = None, name: str = "test", **kwargs: Any
 ) -> GatewayApp:

@@ -11,6 +11,8 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from support.waiting import WAIT_S
+
 
 class RawWorker:
     def __init__(
@@ -53,7 +55,7 @@ class RawWorker:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         if register:
-            first = self.others.get(timeout=5)
+            first = self.others.get(timeout=WAIT_S)
             if first.get("type") != "registered":
                 raise AssertionError(f"expected registered, got {first}")
             self.registered = first
@@ -81,7 +83,7 @@ class RawWorker:
     def send_raw(self, data: str | bytes) -> None:
         self.ws.send(data)
 
-    def next_job(self, timeout: float = 5) -> dict[str, Any]:
+    def next_job(self, timeout: float = WAIT_S) -> dict[str, Any]:
         return self.frames.get(timeout=timeout)
 
     def heartbeat(self) -> None:

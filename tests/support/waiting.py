@@ -12,6 +12,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+# The bound on waiting for something that should happen. A wait ends as soon as it happens, so
+# a generous bound costs nothing when tests pass and keeps a busy machine (other test runs,
+# builds) from failing them; a wait for something that must NOT happen uses its own short window.
+WAIT_S = 20.0
+
 
 class _Serving(Protocol):
     """A task or future serving uvicorn: if it ends before `started`, its error is the reason."""
@@ -21,7 +26,7 @@ class _Serving(Protocol):
 
 
 async def until(
-    pilot: Any, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+    pilot: Any, predicate: Callable[[], bool], timeout: float = WAIT_S, what: str = "condition"
 ) -> None:
     """Poll `predicate` between Pilot pauses (the app processes messages meanwhile)."""
     deadline = time.monotonic() + timeout
@@ -33,7 +38,7 @@ async def until(
 
 def wait_until(
     predicate: Callable[[], bool],
-    timeout: float = 20.0,
+    timeout: float = WAIT_S,
     what: str = "condition",
     interval: float = 0.05,
 ) -> None:
@@ -47,7 +52,7 @@ def wait_until(
 
 async def poll_until(
     predicate: Callable[[], bool],
-    timeout: float = 10.0,
+    timeout: float = WAIT_S,
     what: str = "condition",
     interval: float = 0.01,
 ) -> None:
@@ -66,7 +71,7 @@ def _check_serving(serving: _Serving | None) -> None:
 
 
 async def uvicorn_started(
-    server: Any, serving: _Serving | None = None, timeout: float = 10.0
+    server: Any, serving: _Serving | None = None, timeout: float = WAIT_S
 ) -> None:
     """Await a uvicorn server's `started` on its own loop; fail fast if serving ended."""
     deadline = time.monotonic() + timeout
@@ -78,7 +83,7 @@ async def uvicorn_started(
 
 
 def uvicorn_started_blocking(
-    server: Any, serving: _Serving | None = None, timeout: float = 10.0
+    server: Any, serving: _Serving | None = None, timeout: float = WAIT_S
 ) -> None:
     """The same from another thread than the server's loop."""
     deadline = time.monotonic() + timeout

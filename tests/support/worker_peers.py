@@ -47,9 +47,7 @@ from gatewaytui.workers import (
     WorkerSettings,
 )
 from support.ports import reserve_port
-from support.waiting import uvicorn_started
-
-WAIT_S = 5.0
+from support.waiting import WAIT_S, uvicorn_started
 
 
 async def within(awaitable: Any, timeout: float = WAIT_S) -> Any:

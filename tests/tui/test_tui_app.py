@@ -211,7 +211,7 @@ async def test_cancel_job_from_the_jobs_view(gateway):
         assert isinstance(app.screen, ConfirmScreen)
         assert job["job_id"] in str(app.screen.body)
         await pilot.press("y")
-        assert worker.cancels.get(timeout=5)["job_id"] == job["job_id"]
+        assert worker.cancels.get(timeout=20)["job_id"] == job["job_id"]
         await until(pilot, lambda: table(app).total_count == 0)
     thread.join(10)
     assert results[0].status_code == 503

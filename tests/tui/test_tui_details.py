@@ -114,7 +114,7 @@ async def test_cancel_a_job_from_its_detail_screen(gateway):
         assert isinstance(app.screen, ConfirmScreen)
         assert job["job_id"] in str(app.screen.body)
         await pilot.press("y")
-        assert worker.cancels.get(timeout=5)["job_id"] == job["job_id"]
+        assert worker.cancels.get(timeout=20)["job_id"] == job["job_id"]
         await until(
             pilot,
             lambda: "no longer in flight" in "\n".join(screen_lines(body)),

@@ -36,10 +36,13 @@ async def test_context_colour_forms_draw_the_badge(color, expected):
     context = ContextConfig(name="prod", url=UNREACHABLE, color=color, label="PRODUCTION")
     app = GatewayApp(TuiConfig(contexts=[context]), context=context, connection_options=FAST)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
         header = app.query_one(GatewayHeader)
+        await until(  # drawn once the app has started (later on a busy machine)
+            pilot,
+            lambda: getattr(header, "_plain", "").startswith(" PRODUCTION "),
+            what="the badge",
+        )
         badge = next(span for span in header._spans if span.start == 0)
-        assert header._plain.startswith(" PRODUCTION ")
         assert badge.style.reverse and badge.style.bold
         assert badge.style.color.name == expected
 

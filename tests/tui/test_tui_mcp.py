@@ -20,7 +20,7 @@ from gatewaytui.tui.views.mcp import (
     duration_text,
 )
 from support.mcp_peers import InProcessRelay, relay_settings
-from support.panel import FAST, SIZES, offline_app, still
+from support.panel import FAST, SIZES, offline_app, snapshot_app, still
 from support.waiting import until
 
 
@@ -131,10 +131,10 @@ def test_detail_helpers_are_plain_and_stable():
 
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
 def test_mcp_view_snapshot(snap_compare, size):
-    assert snap_compare(offline_app(), press=("5", "down"), terminal_size=size, run_before=still)
+    assert snap_compare(snapshot_app(), press=("5", "down"), terminal_size=size, run_before=still)
 
 
 def test_mcp_view_snapshot_calls_focused(snap_compare):
     assert snap_compare(
-        offline_app(), press=("5", "tab", "down"), terminal_size=(120, 40), run_before=still
+        snapshot_app(), press=("5", "tab", "down"), terminal_size=(120, 40), run_before=still
     )

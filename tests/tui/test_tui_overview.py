@@ -20,21 +20,24 @@ def alerts_text(app: GatewayApp) -> str:
     return "\n".join(screen_lines(app.query_one("#alerts")))
 
 
-async def test_overview_alerts_a_growing_queue():
+async def test_overview_alerts_a_growing_queue(monkeypatch):
     app = offline_app()
     async with app.run_test(size=(120, 40)) as pilot:
         view = app.current_view
+        # The test feeds the samples: the app's own 1 Hz sample (the snapshot's queue of 2, at
+        # the real clock) landing between them would break the growth it draws.
+        monkeypatch.setattr(view, "background_tick", lambda store: None)
         assert "queue growing" not in alerts_text(app)
         server = dict(app.store.server)
         for length in range(1, 11):  # ten samples a second apart, each longer
             view.throughput.sample({**server, "queue": {"length": length}}, float(length))
         view.tick()
-        await pilot.pause()
-        assert "▲ queue growing: 10 waiting" in alerts_text(app)
+        await until(
+            pilot, lambda: "▲ queue growing: 10 waiting" in alerts_text(app), what="the alert"
+        )
         view.throughput.sample({**server, "queue": {"length": 3}}, 11.0)  # it drains
         view.tick()
-        await pilot.pause()
-        assert "queue growing" not in alerts_text(app)
+        await until(pilot, lambda: "queue growing" not in alerts_text(app), what="no alert")
 
 
 async def test_overview_alerts_stale_heartbeats(tmp_path):

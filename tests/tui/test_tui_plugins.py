@@ -10,7 +10,8 @@ from gatewaytui.schema.options_export import export_config
 from gatewaytui.tui.app import GatewayApp
 from gatewaytui.tui.config import ContextConfig, TuiConfig
 from gatewaytui.tui.screens.export import ExportScreen
-from support.panel import offline_app
+from support.panel import offline_app, snapshot_app
+from support.waiting import until
 
 SECRET = "sk-very-secret-value"
 
@@ -72,8 +73,7 @@ async def test_secrets_never_reach_the_api_the_screen_or_the_export(make_gateway
     app = GatewayApp(TuiConfig(contexts=[context]), context=context)
     async with app.run_test(size=(200, 60)) as pilot:
         await pilot.press("7")
-        while not app._current_table().total_count:
-            await pilot.pause(0.05)
+        await until(pilot, lambda: app._current_table().total_count > 0, what="options")
         table = app._current_table()
         table.move_cursor_to("server.api_keys")
         await pilot.pause()
@@ -103,17 +103,17 @@ def test_export_when_nothing_changed(fmt, expected):
 
 
 def test_plugins_view_snapshot(snap_compare):
-    app = offline_app()
+    app = snapshot_app()
     assert snap_compare(app, press=("7",), terminal_size=(120, 40))
 
 
 def test_plugins_view_snapshot_narrow(snap_compare):
-    app = offline_app()
+    app = snapshot_app()
     assert snap_compare(app, press=("7",), terminal_size=(80, 24))
 
 
 def test_export_snapshot(snap_compare):
-    app = offline_app()
+    app = snapshot_app()
     assert snap_compare(app, press=("7", "e"), terminal_size=(100, 30))
 
 

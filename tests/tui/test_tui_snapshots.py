@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gatewaytui.tui.actions import worker_action_dialog
-from support.panel import SIZES, offline_app, still
+from support.panel import SIZES, snapshot_app, still
 
 
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
@@ -16,13 +16,13 @@ from support.panel import SIZES, offline_app, still
     ids=["overview", "workers", "jobs", "events"],
 )
 def test_views(snap_compare, keys, size):
-    assert snap_compare(offline_app(), press=keys, terminal_size=size, run_before=still)
+    assert snap_compare(snapshot_app(), press=keys, terminal_size=size, run_before=still)
 
 
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
 def test_worker_details(snap_compare, size):
     assert snap_compare(
-        offline_app(), press=("2", "down", "enter"), terminal_size=size, run_before=still
+        snapshot_app(), press=("2", "down", "enter"), terminal_size=size, run_before=still
     )
 
 
@@ -35,16 +35,16 @@ def test_job_details(snap_compare, size):
         await pilot.press("enter")
         await pilot.pause()
 
-    assert snap_compare(offline_app(), terminal_size=size, run_before=open_job)
+    assert snap_compare(snapshot_app(), terminal_size=size, run_before=open_job)
 
 
 def test_filter_and_marks(snap_compare):
     keys = ("2", "slash", *"gpu-(a|h)100", "enter", "space", "space")
-    assert snap_compare(offline_app(), press=keys, terminal_size=(120, 40), run_before=still)
+    assert snap_compare(snapshot_app(), press=keys, terminal_size=(120, 40), run_before=still)
 
 
 def test_help(snap_compare):
-    assert snap_compare(offline_app(), press=("question_mark",), terminal_size=(100, 30))
+    assert snap_compare(snapshot_app(), press=("question_mark",), terminal_size=(100, 30))
 
 
 def test_drain_dialog(snap_compare):
@@ -58,7 +58,7 @@ def test_drain_dialog(snap_compare):
         await pilot.pause()
 
     assert snap_compare(
-        offline_app(), press=("2",), terminal_size=(100, 30), run_before=open_dialog
+        snapshot_app(), press=("2",), terminal_size=(100, 30), run_before=open_dialog
     )
 
 
@@ -67,7 +67,7 @@ def test_drain_dialog(snap_compare):
 
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
 def test_backends_view(snap_compare, size):
-    assert snap_compare(offline_app(), press=("6",), terminal_size=size, run_before=still)
+    assert snap_compare(snapshot_app(), press=("6",), terminal_size=size, run_before=still)
 
 
 def _backend_form(backend_id: str | None, *keys: str):
@@ -91,11 +91,11 @@ def _backend_form(backend_id: str | None, *keys: str):
 
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
 def test_backend_edit_form(snap_compare, size):
-    assert snap_compare(offline_app(), terminal_size=size, run_before=_backend_form("vllm-prod"))
+    assert snap_compare(snapshot_app(), terminal_size=size, run_before=_backend_form("vllm-prod"))
 
 
 def test_backend_add_form_with_errors(snap_compare):
     keys = ("b", "a", "d", " ", "i", "d", "tab", "tab", *"ftp://10.0.0.5")
     assert snap_compare(
-        offline_app(), terminal_size=(120, 40), run_before=_backend_form(None, *keys)
+        snapshot_app(), terminal_size=(120, 40), run_before=_backend_form(None, *keys)
     )
