@@ -75,7 +75,8 @@ async def test_live_header_fits_80_columns_on_two_lines_when_it_can(gateway):
     app = live_app(gateway.url, name="lab")
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.session.state.live, what="live")
-        await until(pilot, lambda: "queue" in header_text(app), what="header")
+        # The header redraws from its own state after the session's: wait for what it shows.
+        await until(pilot, lambda: "● live" in header_text(app), what="the live header")
         lines = header_lines(app)
         assert "● live" in lines[0] and "jobs 0" in "\n".join(lines)
         assert "queue 0/" in "\n".join(lines) and not any("…" in line for line in lines)
