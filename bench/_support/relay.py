@@ -1,6 +1,6 @@
 """Relay worker(s) for bench/overhead.py: `run_workers` with `UpstreamSettings`, own process.
 
-By default this is the shipped RelayBackend exactly as `gatewaytui worker --upstream` runs it
+By default this is the shipped RelayHandler exactly as `gatewaytui worker --upstream` runs it
 (aiohttp). `--client httpx` swaps in the relay's previous HTTP client for its job POSTs —
 httpx over `ShardedTransport` (bench/_support/sharded.py), as shipped until aiohttp replaced it —
 so the two can be compared on one machine in one run. `--uvloop` runs the worker on uvloop.
@@ -19,12 +19,12 @@ from typing import Any
 import httpx
 from sharded import ShardedTransport
 
-from gatewaytui.workers import RelayBackend, UpstreamSettings, WorkerSettings, run_workers
-from gatewaytui.workers.backend import JobError
-from gatewaytui.workers.relay import _upstream_error
+from gatewaytui.workers import RelayHandler, UpstreamSettings, WorkerSettings, run_workers
+from gatewaytui.workers.job_handler import JobError
+from gatewaytui.workers.openai_relay import _upstream_error
 
 
-class HttpxRelayBackend(RelayBackend):
+class HttpxRelayBackend(RelayHandler):
     """The relay with its job POSTs over httpx and sharded pools (discovery stays aiohttp)."""
 
     async def start(self) -> None:

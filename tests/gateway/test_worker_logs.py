@@ -22,7 +22,9 @@ OPS = "op-token"
 VIEW = "view-token"
 
 
-def _record(msg: str, *args: object, name: str = "gatewaytui.workers.client") -> logging.LogRecord:
+def _record(
+    msg: str, *args: object, name: str = "gatewaytui.workers.gateway_link"
+) -> logging.LogRecord:
     return logging.LogRecord(name, logging.INFO, __file__, 1, msg, args, None)
 
 
@@ -45,7 +47,7 @@ def test_ring_keeps_each_workers_lines_apart() -> None:
     ring = LogRing()
     ring.emit(_record("worker %s: job %s failed", "w1", "j1"))
     ring.emit(_record("%s: stopped", "worker w2"))
-    ring.emit(_record("backend reloaded", name="gatewaytui.workers.relay"))
+    ring.emit(_record("backend reloaded", name="gatewaytui.workers.openai_relay"))
     assert [x.message for x in ring.tail(10, "w1")] == [
         "worker w1: job j1 failed",
         "backend reloaded",

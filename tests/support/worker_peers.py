@@ -38,10 +38,10 @@ from gatewaytui.schema.protocol import (
     WorkerFrame,
 )
 from gatewaytui.workers import (
-    Backend,
     BackoffSettings,
     ChunkSink,
-    SimulatedBackend,
+    JobHandler,
+    SimulatedHandler,
     SimulateSettings,
     WorkerClient,
     WorkerSettings,
@@ -347,10 +347,10 @@ def worker_settings(gateway_url: str, **overrides: Any) -> WorkerSettings:
 
 @contextlib.asynccontextmanager
 async def running_worker(
-    settings: WorkerSettings, backend: Backend | None = None
+    settings: WorkerSettings, backend: JobHandler | None = None
 ) -> AsyncIterator[WorkerClient]:
     """A started WorkerClient (and its backend), stopped on exit."""
-    backend = backend or SimulatedBackend(settings.simulate)
+    backend = backend or SimulatedHandler(settings.simulate)
     async with backend:
         client = WorkerClient(settings, backend)
         await client.start()
@@ -360,7 +360,7 @@ async def running_worker(
             await within(client.stop())
 
 
-class GateBackend(Backend):
+class GateBackend(JobHandler):
     """Jobs block until the test opens the gate; records starts and cancellations."""
 
     def __init__(self) -> None:

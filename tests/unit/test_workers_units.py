@@ -10,7 +10,7 @@ import pytest
 from gatewaytui.schema.protocol import StatusFrame
 from gatewaytui.workers import (
     Backoff,
-    SimulatedBackend,
+    SimulatedHandler,
     WorkerSettings,
     embed_text,
     gateway_ws_url,
@@ -110,7 +110,7 @@ def test_settings_hide_secrets_and_derive_fleet_identities() -> None:
 
 
 def test_backend_state_is_kept_within_the_wire_limits() -> None:
-    backend = SimulatedBackend()
+    backend = SimulatedHandler()
     backend.set_ready(False, "x" * 5000)
     backend._update(models=[f"m{i}" for i in range(600)])
     assert backend.reason is not None and len(backend.reason) == 1024

@@ -15,15 +15,15 @@ import uvicorn
 from gatewaytui.gateway.server import bind_socket
 from gatewaytui.workers.openai_sim import openai_app
 from gatewaytui.workers.settings import SimulateSettings
-from gatewaytui.workers.simulated import SimulatedBackend, completion_words
+from gatewaytui.workers.simulated import SimulatedHandler, completion_words
 from support.waiting import uvicorn_started
 
 MODELS = ["sim-chat", "sim-embed"]
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[tuple[str, SimulatedBackend]]:
-    backend = SimulatedBackend(
+async def sim() -> AsyncIterator[tuple[str, SimulatedHandler]]:
+    backend = SimulatedHandler(
         SimulateSettings(models=MODELS, latency_s=0.0, tokens_per_second=0, embedding_dim=8)
     )
     sock = bind_socket("127.0.0.1", 0)

@@ -8,7 +8,7 @@ import pytest
 
 from gatewaytui.schema.protocol import ErrorFrame, ResultFrame, StatusFrame
 from gatewaytui.shared.sse import SseSplitter, sse_data
-from gatewaytui.workers import RelayBackend, UpstreamSettings, upstream_base_url
+from gatewaytui.workers import RelayHandler, UpstreamSettings, upstream_base_url
 from support.worker_peers import (
     FakeGateway,
     UpstreamState,
@@ -21,8 +21,8 @@ from support.worker_peers import (
 MESSAGES = [{"role": "user", "content": "hi there friend"}]
 
 
-def relay(url: str, **extra: object) -> RelayBackend:
-    return RelayBackend(UpstreamSettings(url=url, retry_interval_s=0.02, **extra))
+def relay(url: str, **extra: object) -> RelayHandler:
+    return RelayHandler(UpstreamSettings(url=url, retry_interval_s=0.02, **extra))
 
 
 async def test_models_are_discovered_and_requests_carry_the_upstream_key() -> None:

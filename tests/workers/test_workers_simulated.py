@@ -8,7 +8,7 @@ import platform
 
 import gatewaytui
 from gatewaytui.schema.protocol import ErrorFrame, ResultFrame
-from gatewaytui.workers import SimulatedBackend, SimulateSettings, embed_text
+from gatewaytui.workers import SimulatedHandler, SimulateSettings, embed_text
 from support.worker_peers import FakeGateway, running_worker, within, worker_settings
 
 MESSAGES = [
@@ -169,7 +169,7 @@ async def test_jobs_it_cannot_take_are_refused_with_error_frames() -> None:
 
 async def test_not_ready_toggle_is_reported_and_enforced() -> None:
     sim = SimulateSettings(latency_s=0, not_ready=True, not_ready_reason="warming up")
-    backend = SimulatedBackend(sim)
+    backend = SimulatedHandler(sim)
     async with FakeGateway() as gw, running_worker(worker_settings(gw.url), backend):
         conn = await gw.accept()
         status = await conn.status()

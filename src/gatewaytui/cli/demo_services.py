@@ -21,7 +21,7 @@ from gatewaytui.gateway.server import bind_socket
 from gatewaytui.workers.mcp_relay import MCPRelaySettings, run_mcp_relay
 from gatewaytui.workers.openai_sim import openai_app
 from gatewaytui.workers.settings import SimulateSettings
-from gatewaytui.workers.simulated import SimulatedBackend
+from gatewaytui.workers.simulated import SimulatedHandler
 
 log = logging.getLogger("gatewaytui.demo")
 
@@ -45,7 +45,7 @@ class RunningServer:
 
 async def start_simulated_backend(models: list[str]) -> RunningServer:
     """The simulated inference server behind the OpenAI API, on a free loopback port."""
-    backend = SimulatedBackend(
+    backend = SimulatedHandler(
         SimulateSettings(
             models=models,
             latency_s=0.3,

@@ -7,11 +7,11 @@ imports only `gatewaytui.schema` and `gatewaytui.shared` of the project.
 """
 
 from gatewaytui.shared.backoff import Backoff
-from gatewaytui.workers.backend import Backend, ChunkSink, JobError
-from gatewaytui.workers.client import SessionEnd, WorkerClient, WorkerProtocolError
+from gatewaytui.workers.gateway_link import SessionEnd, WorkerClient, WorkerProtocolError
 from gatewaytui.workers.hostinfo import host_info
-from gatewaytui.workers.relay import RelayBackend, upstream_base_url
-from gatewaytui.workers.runner import build_backend, build_clients, run_workers
+from gatewaytui.workers.job_handler import ChunkSink, JobError, JobHandler
+from gatewaytui.workers.openai_relay import RelayHandler, upstream_base_url
+from gatewaytui.workers.runner import build_clients, build_handler, run_workers
 from gatewaytui.workers.settings import (
     DEFAULT_GATEWAY_URL,
     BackoffSettings,
@@ -20,25 +20,25 @@ from gatewaytui.workers.settings import (
     WorkerSettings,
     gateway_ws_url,
 )
-from gatewaytui.workers.simulated import SimulatedBackend, completion_words, embed_text
+from gatewaytui.workers.simulated import SimulatedHandler, completion_words, embed_text
 
 __all__ = [
     "DEFAULT_GATEWAY_URL",
-    "Backend",
     "Backoff",
     "BackoffSettings",
     "ChunkSink",
     "JobError",
-    "RelayBackend",
+    "JobHandler",
+    "RelayHandler",
     "SessionEnd",
     "SimulateSettings",
-    "SimulatedBackend",
+    "SimulatedHandler",
     "UpstreamSettings",
     "WorkerClient",
     "WorkerProtocolError",
     "WorkerSettings",
-    "build_backend",
     "build_clients",
+    "build_handler",
     "completion_words",
     "embed_text",
     "gateway_ws_url",

@@ -1,6 +1,6 @@
 """The simulated inference server with an OpenAI HTTP face, as a vLLM or llama-server looks
 from outside: `/v1/models`, `/v1/chat/completions` (JSON and SSE) and `/v1/embeddings`, answered
-by a `SimulatedBackend` (its latency, pace, failures and deterministic output).
+by a `SimulatedHandler` (its latency, pace, failures and deterministic output).
 
 The demo registers one as a gateway backend; it also stands in for an upstream when trying
 `gatewaytui worker --upstream` with no GPU at hand.
@@ -22,8 +22,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from gatewaytui.schema.protocol import JobFrame
-from gatewaytui.workers.backend import JobError
-from gatewaytui.workers.simulated import SimulatedBackend
+from gatewaytui.workers.job_handler import JobError
+from gatewaytui.workers.simulated import SimulatedHandler
 
 _DONE = object()
 
@@ -33,7 +33,7 @@ def _error(status: int, message: str, code: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status)
 
 
-def openai_app(backend: SimulatedBackend) -> Starlette:
+def openai_app(backend: SimulatedHandler) -> Starlette:
     """An ASGI app that serves `backend`'s models over the OpenAI API."""
 
     async def models(_: Request) -> Response:
@@ -90,7 +90,7 @@ def openai_app(backend: SimulatedBackend) -> Starlette:
 
 
 async def _stream(
-    backend: SimulatedBackend, job: JobFrame, include_usage: bool
+    backend: SimulatedHandler, job: JobFrame, include_usage: bool
 ) -> AsyncIterator[str]:
     """The backend's chunks as Server-Sent Events; a client that leaves cancels the job."""
     chunks: asyncio.Queue[Any] = asyncio.Queue()

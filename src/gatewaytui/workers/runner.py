@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from gatewaytui.workers.backend import Backend
-from gatewaytui.workers.client import WorkerClient
 from gatewaytui.workers.dial_out import (
     EXIT_CONFIG,
     EXIT_FORCED,
@@ -20,9 +18,11 @@ from gatewaytui.workers.dial_out import (
     drain_on_signals,
     run_until_stopped,
 )
-from gatewaytui.workers.relay import RelayBackend
+from gatewaytui.workers.gateway_link import WorkerClient
+from gatewaytui.workers.job_handler import JobHandler
+from gatewaytui.workers.openai_relay import RelayHandler
 from gatewaytui.workers.settings import WorkerSettings, redact_url
-from gatewaytui.workers.simulated import SimulatedBackend
+from gatewaytui.workers.simulated import SimulatedHandler
 
 log = logging.getLogger("gatewaytui.workers.runner")
 
@@ -31,22 +31,22 @@ __all__ = [
     "EXIT_FORCED",
     "EXIT_GAVE_UP",
     "EXIT_OK",
-    "build_backend",
     "build_clients",
+    "build_handler",
     "run_workers",
 ]
 
 
-def build_backend(settings: WorkerSettings) -> Backend:
+def build_handler(settings: WorkerSettings) -> JobHandler:
     """The backend `settings` asks for: simulated or relay."""
     if settings.upstream is not None:
-        return RelayBackend(settings.upstream)
+        return RelayHandler(settings.upstream)
     if settings.simulate is not None:
-        return SimulatedBackend(settings.simulate)
+        return SimulatedHandler(settings.simulate)
     raise ValueError("worker settings need either simulate or upstream")
 
 
-def build_clients(settings: WorkerSettings, backend: Backend) -> list[WorkerClient]:
+def build_clients(settings: WorkerSettings, backend: JobHandler) -> list[WorkerClient]:
     """One client per identity (`count` of them), all sharing `backend`."""
     return [
         WorkerClient(settings, backend, worker_id=worker_id, name=name)
@@ -59,7 +59,7 @@ async def run_workers(
     stop: asyncio.Event | None = None,
     *,
     install_signal_handlers: bool = False,
-    backend: Backend | None = None,
+    backend: JobHandler | None = None,
 ) -> int:
     """Run `settings.count` workers until `stop` is set, a signal arrives, or all give up.
 
@@ -67,7 +67,7 @@ async def run_workers(
     gracefully; a second signal stops at once. Returns 0 when every worker ended cleanly,
     1 when one gave up reconnecting, 2 on a configuration error, 130 after a forced stop.
     """
-    backend = backend or build_backend(settings)
+    backend = backend or build_handler(settings)
     clients = build_clients(settings, backend)
     stop = stop or asyncio.Event()
     force = asyncio.Event()

@@ -20,10 +20,10 @@ import time
 from typing import Any
 
 from gatewaytui.schema.protocol import JobFrame, Usage
-from gatewaytui.workers.backend import (
-    Backend,
+from gatewaytui.workers.job_handler import (
     ChunkSink,
     JobError,
+    JobHandler,
     embedding_inputs,
     requested_max_tokens,
     words_in_messages,
@@ -64,7 +64,7 @@ def completion_words(body: dict[str, Any], model: str, n_tokens: int, seed: int 
     return rng.choices(VOCABULARY, k=n_tokens)
 
 
-class SimulatedBackend(Backend):
+class SimulatedHandler(JobHandler):
     """Answers chat and embeddings jobs for the configured models with fake output."""
 
     def __init__(self, settings: SimulateSettings | None = None) -> None:

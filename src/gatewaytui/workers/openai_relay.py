@@ -26,17 +26,17 @@ from gatewaytui.schema.protocol import JobFrame, Usage
 from gatewaytui.shared import codec
 from gatewaytui.shared.sse import READ_BUFFER_BYTES, SseSplitter
 from gatewaytui.shared.tls import tls_context
-from gatewaytui.workers.backend import (
-    Backend,
+from gatewaytui.workers.job_handler import (
     ChunkSink,
     JobError,
+    JobHandler,
     RawChunkSink,
     usage_from,
     words_in_messages,
 )
 from gatewaytui.workers.settings import UpstreamSettings
 
-log = logging.getLogger("gatewaytui.workers.relay")
+log = logging.getLogger("gatewaytui.workers.openai_relay")
 
 _MAX_ERROR_CHARS = 1000
 _JSON = {"Content-Type": "application/json"}
@@ -50,7 +50,7 @@ def upstream_base_url(url: str) -> str:
     return base
 
 
-class RelayBackend(Backend):
+class RelayHandler(JobHandler):
     """Forwards jobs to `settings.url` with one `aiohttp.ClientSession`."""
 
     def __init__(self, settings: UpstreamSettings) -> None:
@@ -103,7 +103,7 @@ class RelayBackend(Backend):
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            raise RuntimeError("RelayBackend.start() was not called")
+            raise RuntimeError("RelayHandler.start() was not called")
         return self._session
 
     # ---- discovery ----------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """One worker connection: dial the gateway, register, heartbeat, run jobs, reconnect, drain.
 
 `WorkerClient` speaks the worker protocol over the connection loop it shares with the MCP
-relay (`dial_out.DialOutClient`); a `Backend` answers the jobs. Many clients can share one
+relay (`dial_out.DialOutClient`); a `JobHandler` answers the jobs. Many clients can share one
 backend and one event loop (a simulated fleet), so a client costs two idle tasks and a timer
 while connected — no polling.
 """
@@ -44,7 +44,6 @@ from gatewaytui.schema.protocol import (
     Usage,
 )
 from gatewaytui.shared import codec
-from gatewaytui.workers.backend import MAX_REASON_CHARS, Backend, JobError
 from gatewaytui.workers.dial_out import (
     DialOutClient,
     DialOutSettings,
@@ -55,10 +54,11 @@ from gatewaytui.workers.dial_out import (
 )
 from gatewaytui.workers.gpu import FakeGpus, process_reader
 from gatewaytui.workers.hostinfo import LOAD_SAMPLER, host_info
+from gatewaytui.workers.job_handler import MAX_REASON_CHARS, JobError, JobHandler
 from gatewaytui.workers.logbuffer import LogRing, LogStreams, process_ring
 from gatewaytui.workers.settings import WorkerSettings, gateway_ws_url, redact_url
 
-log = logging.getLogger("gatewaytui.workers.client")
+log = logging.getLogger("gatewaytui.workers.gateway_link")
 _wire_log = wire_logger("gatewaytui.workers.wire")
 
 WorkerProtocolError = GatewayProtocolError
@@ -88,7 +88,7 @@ class WorkerClient(DialOutClient[RegisteredFrame]):
     def __init__(
         self,
         settings: WorkerSettings,
-        backend: Backend,
+        backend: JobHandler,
         *,
         worker_id: str | None = None,
         name: str | None = None,

@@ -1,6 +1,8 @@
-"""What answers a worker's jobs: the interface shared by the simulated and relay backends.
+"""What answers a worker's jobs: `JobHandler`, the interface of the simulated and relay
+handlers. (Not to be confused with the gateway's *backends*, `gateway/backends/`: servers the
+gateway itself calls.)
 
-One backend may serve many `WorkerClient`s (a simulated fleet in one process shares one), so
+One handler may serve many `WorkerClient`s (a simulated fleet in one process shares one), so
 it reports readiness and models to listeners rather than to a single connection.
 """
 
@@ -15,7 +17,7 @@ from typing import Any, Self
 from gatewaytui.schema.protocol import JobFrame, Usage
 from gatewaytui.shared import codec
 
-log = logging.getLogger("gatewaytui.workers.backend")
+log = logging.getLogger("gatewaytui.workers.job_handler")
 
 # Limits of StatusFrame/RegisterFrame: larger values would fail validation on the wire.
 MAX_REASON_CHARS = 1024
@@ -41,7 +43,7 @@ class JobError(Exception):
         self.code = code
 
 
-class Backend(ABC):
+class JobHandler(ABC):
     """Runs jobs and keeps readiness/models current; subclasses implement the three calls."""
 
     def __init__(self, models: list[str] | None = None) -> None:
