@@ -8,13 +8,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, WebSocket
+from pydantic import ValidationError
 
 from gatewaytui.gateway.core import Gateway
 from gatewaytui.gateway.jobs import RawChunks
 from gatewaytui.gateway.registry import DuplicateWorkerError
 from gatewaytui.gateway.routes.common import AuthError, Guard, client_addr, deny
 from gatewaytui.gateway.routes.dial_in import DialIn, frame_text, parse_frame, serve_dial_in
-from gatewaytui.schema.protocol import WORKER_FRAME_ADAPTER, ChunksFrame, RegisterFrame
+from gatewaytui.schema.protocol import (
+    WORKER_FRAME_ADAPTER,
+    ChunksFrame,
+    RegisterFrame,
+    ResultFrame,
+    Usage,
+)
 from gatewaytui.shared import codec
 
 log = logging.getLogger("gatewaytui.gateway.routes.workers")
@@ -27,7 +34,11 @@ def worker_dial_in(gateway: Gateway) -> DialIn:
     def parse(message: Mapping[str, Any]) -> tuple[Any, int]:
         text = frame_text(message, limit, "worker")
         if text.startswith(CHUNKS_PREFIX):  # the stream's hot path: no pydantic per frame
-            fast = raw_chunks(text)
+            fast: Any = raw_chunks(text)
+            if fast is not None:
+                return fast, len(text)
+        elif text.startswith(RESULT_PREFIX):  # every job's answer (embeddings: large)
+            fast = result_frame(text)
             if fast is not None:
                 return fast, len(text)
         frame = parse_frame(WORKER_FRAME_ADAPTER, text)
@@ -79,6 +90,31 @@ def raw_chunks(text: str) -> RawChunks | None:
             return None
         events.append(chunk.encode())
     return RawChunks(job_id, events, tokens, usage)
+
+
+RESULT_PREFIX = '{"type":"result"'
+
+
+def result_frame(text: str) -> ResultFrame | None:
+    """A well-formed `result` frame parsed with orjson and built without validating its
+    `data` again (a JSON object is all the schema asks of it); None: let the schema judge."""
+    try:
+        frame = codec.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(frame, dict) or frame.get("type") != "result" or len(frame) > 4:
+        return None
+    job_id, data, usage = frame.get("job_id"), frame.get("data"), frame.get("usage")
+    if type(job_id) is not str or not (data is None or type(data) is dict):
+        return None
+    if usage is not None:
+        if type(usage) is not dict:
+            return None
+        try:
+            usage = Usage.model_validate(usage)
+        except ValidationError:
+            return None
+    return ResultFrame.model_construct(type="result", job_id=job_id, data=data, usage=usage)
 
 
 def add_worker_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
