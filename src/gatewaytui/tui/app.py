@@ -356,6 +356,8 @@ class GatewayApp(App[None]):
             )
 
     def _on_connection_change(self) -> None:
+        if not self.screen_stack:  # closing: the session's last change comes after the screens
+            return
         if self.session.state.status is ConnectionStatus.LIVE and self._role is None:
             self._learn_role()
         self._after_draw(True)
