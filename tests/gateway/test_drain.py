@@ -14,6 +14,7 @@ import pytest
 
 from support.ports import free_port
 from support.raw_worker import RawWorker
+from support.waiting import WAIT_S, wait_until
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -203,11 +204,13 @@ def served_gateway(serve_gateway):
     return serve_gateway()
 
 
-def wait_ready_status(url: str, status: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while httpx.get(url + "/readyz").status_code != status:
-        assert time.monotonic() < deadline, f"/readyz never answered {status}"
-        time.sleep(0.02)
+def wait_ready_status(url: str, status: int) -> None:
+    """Poll /readyz until it answers `status` (bounded by support.waiting.WAIT_S)."""
+    wait_until(
+        lambda: httpx.get(url + "/readyz", timeout=WAIT_S).status_code == status,
+        what=f"/readyz answering {status}",
+        interval=0.02,
+    )
 
 
 def test_sigterm_drains_then_exits(served_gateway):
@@ -217,10 +220,7 @@ def test_sigterm_drains_then_exits(served_gateway):
     thread = chat_in_thread(url, results)
     job = worker.next_job()
     proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while httpx.get(url + "/readyz").status_code != 503:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_ready_status(url, 503)
     rejected = httpx.post(url + "/v1/chat/completions", json={"model": "m", "messages": MESSAGES})
     assert rejected.status_code == 503 and rejected.json()["error"]["code"] == "server_draining"
     assert proc.poll() is None  # still waiting for the in-flight job
@@ -237,10 +237,7 @@ def test_second_sigterm_exits_at_once(served_gateway):
     chat_in_thread(url, results)
     worker.next_job()
     proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while httpx.get(url + "/readyz").status_code != 503:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_ready_status(url, 503)
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     proc.wait(10)

@@ -285,7 +285,9 @@ async def test_pause_freezes_the_screen_until_resumed(gateway):
         assert "PAUSED" in header_text(app)
         RawWorker(gateway.ws_url, "second", ["m"])
         await until(pilot, lambda: "second" in app.store.workers, what="store update")
-        await pilot.pause(0.3)
+        # The update reached the panel's feed, which holds it back instead of drawing it.
+        await until(pilot, lambda: app.feed._pending is not None, what="a held update")
+        await pilot.pause()
         assert table(app).total_count == 1  # frozen
         await pilot.press("p")
         await until(pilot, lambda: table(app).total_count == 2)
