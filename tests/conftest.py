@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from gatewaytui.gateway.config import GatewayConfig
 from support.gateway_harness import RunningGateway, SimFleet
+
+# `gatewaytui serve` run by tests (subprocesses) keeps no ledger file in the working directory
+# unless a test asks for one (a flag or YAML value wins over this).
+os.environ.setdefault("HISTORY_ENABLED", "false")
 
 
 @pytest.fixture

@@ -90,7 +90,12 @@ def test_yaml_list_of_keys_is_accepted_for_list_options(make_gateway):
 
     from support.gateway_harness import RunningGateway
 
-    doc = {"plugin_options": {"server": {"api_keys": ["sk-a", "sk-b"], "viewer_tokens": []}}}
+    doc = {
+        "plugin_options": {
+            "server": {"api_keys": ["sk-a", "sk-b"], "viewer_tokens": []},
+            "history": {"enabled": False},  # no ledger file in the working directory
+        }
+    }
     resolved = resolve_options(yaml_doc=doc)
     assert resolved.get("server", "api_keys") == "sk-a,sk-b"
     config = GatewayConfig.from_options(resolved)
@@ -119,8 +124,9 @@ def test_yaml_list_of_keys_is_accepted_for_list_options(make_gateway):
             "plugin_options.llm.scheduler: expected a string, not a mapping",
         ),
         (
-            {"server": {"api_keys": {"a": 1}}},
-            "plugin_options.server.api_keys: expected a string (or a list of them), not a mapping",
+            {"server": {"viewer_tokens": {"a": 1}}},
+            "plugin_options.server.viewer_tokens: expected a string (or a list of them), "
+            "not a mapping",
         ),
         (
             {"server": {"operator_tokens": ["t1", ["t2"]]}},

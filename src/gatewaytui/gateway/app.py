@@ -14,6 +14,7 @@ import gatewaytui
 from gatewaytui.gateway.auth import Auth
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.core import Gateway
+from gatewaytui.gateway.history.routes import add_history_routes
 from gatewaytui.gateway.jobs import GatewayError
 from gatewaytui.gateway.routes import admin
 from gatewaytui.gateway.routes.backends import add_backend_routes
@@ -78,6 +79,7 @@ def create_app(gateway: Gateway, auth: Auth | None = None) -> FastAPI:
     admin.add_state_routes(app, gateway, guard)
     admin.add_action_routes(app, gateway, guard)
     add_backend_routes(app, gateway, guard)
+    add_history_routes(app, gateway, guard.require_role)
     admin.add_server_drain_route(app, gateway, guard)
     admin.add_metrics_route(app, gateway)
     admin.add_state_stream_route(app, gateway, guard)

@@ -10,6 +10,8 @@ import hmac
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
+from gatewaytui.gateway.api_keys import key_name, parse_api_keys
+
 Role = Literal["viewer", "operator"]
 
 
@@ -43,7 +45,8 @@ class Auth:
         operator_tokens: Iterable[str] = (),
         viewer_tokens: Iterable[str] = (),
     ) -> None:
-        self.api_keys = tuple(api_keys)
+        self.key_names = parse_api_keys(api_keys)  # key -> name (`name=key` entries)
+        self.api_keys = tuple(self.key_names)
         self.worker_keys = (worker_key,) if worker_key else ()
         self.operator_tokens = tuple(operator_tokens)
         self.viewer_tokens = tuple(viewer_tokens)
@@ -54,6 +57,10 @@ class Auth:
 
     def api_ok(self, token: str | None) -> bool:
         return not self.api_keys or _matches(token, self.api_keys)
+
+    def api_key_name(self, token: str | None) -> str | None:
+        """The name of the API key a request used (None when API auth is open or no match)."""
+        return key_name(token, self.key_names) if self.key_names else None
 
     def worker_ok(self, token: str | None) -> bool:
         return not self.worker_keys or _matches(token, self.worker_keys)

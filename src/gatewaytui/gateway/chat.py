@@ -36,7 +36,7 @@ class ChatPath:
         self.drain = drain
 
     async def chat(
-        self, body: dict[str, Any], *, client: str | None = None
+        self, body: dict[str, Any], *, client: str | None = None, key: str | None = None
     ) -> tuple[Job, dict[str, Any] | AsyncGenerator[bytes, None]]:
         """Run a chat completion. Returns the response body, or an SSE byte stream.
 
@@ -51,7 +51,7 @@ class ChatPath:
         stream = bool(body.get("stream"))
         self.drain.refuse_new_work()  # before the model lookup: an unknown model is 503 too
         self.queue.check_model(model)
-        job = self.dispatch.new_job("chat", model, stream, client)
+        job = self.dispatch.new_job("chat", model, stream, client, key)
         try:
             assignment = await self._start(job, body, frozenset())
         except BaseException:
@@ -62,7 +62,7 @@ class ChatPath:
         return job, await self._finish(job, body, assignment)
 
     async def _start(self, job: Job, body: dict[str, Any], exclude: frozenset[str]) -> Assignment:
-        worker = await self.queue.acquire(job.model, exclude, deadline=job.deadline)
+        worker = await self.queue.acquire(job.model, exclude, deadline=job.deadline, job=job)
         assignment_id = job.id if job.attempt == 1 else f"{job.id}.{job.attempt}"
         assignment = self.dispatch.assign(job, worker, assignment_id)
         model = worker.concrete_model(job.model)
@@ -138,11 +138,13 @@ class ChatPath:
                         item = await dispatch.next_frame(assignment)
                 except WorkerLostError as exc:
                     if sent_any or job.attempt > 1:
+                        job.error = exc
                         yield _sse_error(exc)
                         return
                     assignment = await self._retry(job, body, assignment)
                     continue
                 except GatewayError as exc:
+                    job.error = exc
                     yield _sse_error(exc)
                     return
                 if isinstance(item, ResultFrame):
@@ -182,6 +184,7 @@ class ChatPath:
                 dispatch.live.touch_job(job)
                 yield parts[0] if len(parts) == 1 else b"".join(parts)
         except GatewayError as exc:  # a failed retry start (queue full, timeout)
+            job.error = exc
             yield _sse_error(exc)
         finally:
             if not ok and job.cancel_reason is None:

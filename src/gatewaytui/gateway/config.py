@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gatewaytui.gateway.api_keys import parse_api_keys
 from gatewaytui.gateway.options import SCHEDULER_STRATEGIES, ResolvedOptions, resolve_options
 
 __all__ = ["SCHEDULER_STRATEGIES", "GatewayConfig"]
@@ -18,6 +19,13 @@ __all__ = ["SCHEDULER_STRATEGIES", "GatewayConfig"]
 
 def _split(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _api_keys(text: str) -> tuple[str, ...]:
+    """The entries, checked here so `serve` and `options` refuse a bad one at start."""
+    entries = _split(text)
+    parse_api_keys(entries)
+    return entries
 
 
 # attribute -> (plugin, option id, conversion of the resolved value)
@@ -28,7 +36,7 @@ _SOURCES: dict[str, tuple[str, str, Callable[[Any], Any]]] = {
     "state_stream_rate": ("server", "state_stream_rate", float),
     "state_keepalive": ("server", "state_keepalive", float),
     "event_log_size": ("server", "event_log_size", int),
-    "api_keys": ("server", "api_keys", _split),
+    "api_keys": ("server", "api_keys", _api_keys),
     "worker_key": ("server", "worker_key", str),
     "operator_tokens": ("server", "operator_tokens", _split),
     "viewer_tokens": ("server", "viewer_tokens", _split),
@@ -55,6 +63,12 @@ _SOURCES: dict[str, tuple[str, str, Callable[[Any], Any]]] = {
     "backends_probe_interval": ("backends", "probe_interval", float),
     "backends_failure_threshold": ("backends", "failure_threshold", int),
     "backends_cooldown": ("backends", "cooldown", float),
+    "history_enabled": ("history", "enabled", bool),
+    "history_path": ("history", "path", str),
+    "history_max_age": ("history", "max_age", float),
+    "history_max_size_mb": ("history", "max_size_mb", int),
+    "history_queue_size": ("history", "write_queue", int),
+    "history_flush_interval": ("history", "flush_interval", float),
 }
 
 _DEFAULTS = resolve_options()
@@ -106,6 +120,12 @@ class GatewayConfig:
     backends_probe_interval: float = _D["backends_probe_interval"]
     backends_failure_threshold: int = _D["backends_failure_threshold"]
     backends_cooldown: float = _D["backends_cooldown"]
+    history_enabled: bool = _D["history_enabled"]
+    history_path: str = _D["history_path"]
+    history_max_age: float = _D["history_max_age"]
+    history_max_size_mb: int = _D["history_max_size_mb"]
+    history_queue_size: int = _D["history_queue_size"]
+    history_flush_interval: float = _D["history_flush_interval"]
     options: ResolvedOptions = field(default_factory=resolve_options, compare=False, repr=False)
 
     @classmethod
@@ -116,6 +136,12 @@ class GatewayConfig:
 
     @classmethod
     def build(cls, **overrides: object) -> GatewayConfig:
-        """Defaults with a few overrides by `plugin.arg` style names (used by tests and demo)."""
+        """Defaults with a few overrides by `plugin.arg` style names (used by tests and demo).
+
+        No ledger file unless a `history__…` override is given: tests and the demo must not
+        write `history.sqlite3` into the working directory (`serve` keeps the default, on).
+        """
         flags = {key.replace("__", "."): value for key, value in overrides.items()}
+        if not any(key.startswith("history.") for key in flags):
+            flags["history.enabled"] = "false"
         return cls.from_options(resolve_options(flags=flags))

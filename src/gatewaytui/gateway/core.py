@@ -31,6 +31,7 @@ from gatewaytui.gateway.dispatch import Dispatcher
 from gatewaytui.gateway.drain import DrainState, ServerDrain
 from gatewaytui.gateway.embeddings import EmbeddingsPath
 from gatewaytui.gateway.events import EventLog
+from gatewaytui.gateway.history.recorder import HistoryRecorder
 from gatewaytui.gateway.jobs import Job, JobTable, Totals
 from gatewaytui.gateway.live import LiveState
 from gatewaytui.gateway.mcp.relays import MCPRelays
@@ -82,6 +83,9 @@ class Gateway:
             )
         )
         self.live.backends = self.backends
+        self.history = HistoryRecorder(self)  # the usage ledger: one hook per ended request
+        self.dispatch.on_job_end = self.history.job_ended
+        self.mcp.on_call_end = self.history.mcp_call_ended
         self._tasks: list[asyncio.Task[Any]] = []
 
     def _wire_job_path(self) -> None:
@@ -135,6 +139,7 @@ class Gateway:
             asyncio.create_task(self.mcp.sweeper().run(), name="mcp-sweep"),
         ]
         await self.backends.start()
+        await self.history.start()
         self.events.add(
             "server_start", f"gateway {gatewaytui.__version__} listening on {self.listen}"
         )
@@ -150,6 +155,7 @@ class Gateway:
                 await task
         self._tasks = []
         await self.backends.stop()
+        await self.history.stop()
         self.server_drain.stop()
 
     # ---- what the parts share -------------------------------------------------------------
@@ -241,11 +247,11 @@ class Gateway:
     # ---- requests -------------------------------------------------------------------------
 
     async def chat(
-        self, body: dict[str, Any], *, client: str | None = None
+        self, body: dict[str, Any], *, client: str | None = None, key: str | None = None
     ) -> tuple[Job, dict[str, Any] | AsyncGenerator[bytes, None]]:
-        return await self._chat.chat(body, client=client)
+        return await self._chat.chat(body, client=client, key=key)
 
     async def embeddings(
-        self, body: dict[str, Any], *, client: str | None = None
+        self, body: dict[str, Any], *, client: str | None = None, key: str | None = None
     ) -> dict[str, Any] | bytes:
-        return await self._embeddings.embeddings(body, client=client)
+        return await self._embeddings.embeddings(body, client=client, key=key)

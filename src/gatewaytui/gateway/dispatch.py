@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.drain import DrainState
 from gatewaytui.gateway.events import EventLog
+from gatewaytui.gateway.history.recorder import CURRENT_JOB
 from gatewaytui.gateway.jobs import (
     Assignment,
     Cancelled,
@@ -78,12 +81,19 @@ class Dispatcher:
         self.metrics = metrics
         self.events = events
         self.drain = drain
+        # (job, ok, embeddings, exception) once per ended job: the usage ledger's hook
+        self.on_job_end: Callable[[Job, bool, int, BaseException | None], None] | None = None
 
     # ---- jobs -----------------------------------------------------------------------------
 
-    def new_job(self, kind: str, model: str, stream: bool, client: str | None) -> Job:
+    def new_job(
+        self, kind: str, model: str, stream: bool, client: str | None, key: str | None = None
+    ) -> Job:
         self.drain.refuse_new_work()
-        job = Job(id=new_job_id(kind), kind=kind, model=model, stream=stream, client=client)
+        job = Job(
+            id=new_job_id(kind), kind=kind, model=model, stream=stream, client=client, key=key
+        )
+        CURRENT_JOB.set(job)
         job.deadline = time.monotonic() + self.config.request_timeout  # one for the request
         self.jobs[job.id] = job
         self.live.touch_job(job)
@@ -110,6 +120,8 @@ class Dispatcher:
             job.tokens_out,
             embeddings,
         )
+        if self.on_job_end is not None:  # the usage ledger; the exception being handled, if any
+            self.on_job_end(job, ok, embeddings, None if ok else sys.exc_info()[1])
         self.live.touch_job(job)
         self.live.hub.touch_server()
 
@@ -131,6 +143,7 @@ class Dispatcher:
         assignment = Assignment(assignment_id, job, worker)
         self.assignments[assignment_id] = assignment
         job.assignments[assignment_id] = assignment
+        job.upstream_begin()
         worker.assignments.add(assignment_id)
         backend_id = getattr(worker, "backend_id", None)
         if backend_id is not None:  # a backend, not a connected worker (gateway/backends/)
@@ -150,6 +163,7 @@ class Dispatcher:
         if assignment.released:
             return
         assignment.released = True
+        assignment.job.upstream_end()
         worker = assignment.worker
         worker.assignments.discard(assignment.id)
         if worker.gone_at is None:
@@ -249,6 +263,7 @@ class Dispatcher:
         """What one item from an assignment's queue means: the frame itself, or the error it
         stands for (a stream also takes items off the queue itself, to send them together)."""
         if isinstance(item, RawChunks | ChunkFrame):
+            assignment.job.first_token()
             return item
         if isinstance(item, WorkerLost):
             self.account(assignment, False, error=f"worker lost: {item.reason}")

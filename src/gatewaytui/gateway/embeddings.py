@@ -70,7 +70,7 @@ class EmbeddingsPath:
         self.drain = drain
 
     async def embeddings(
-        self, body: dict[str, Any], *, client: str | None = None
+        self, body: dict[str, Any], *, client: str | None = None, key: str | None = None
     ) -> dict[str, Any] | bytes:
         """Split the inputs across workers by their batch size and reassemble in order. One
         upstream's answer for all the inputs that it names the requested model in comes
@@ -81,7 +81,7 @@ class EmbeddingsPath:
         inputs = _embedding_inputs(body.get("input"))
         self.drain.refuse_new_work()
         self.queue.check_model(model)
-        job = self.dispatch.new_job("embeddings", model, False, client)
+        job = self.dispatch.new_job("embeddings", model, False, client, key)
         total = len(inputs)
         job.partition = {
             "total_items": total,
@@ -136,7 +136,9 @@ class EmbeddingsPath:
                 run.changed.clear()
                 await run.changed.wait()
                 continue
-            worker = await self.queue.acquire(job.model, chunk.excluded, deadline=job.deadline)
+            worker = await self.queue.acquire(
+                job.model, chunk.excluded, deadline=job.deadline, job=job
+            )
             if chunk.start < 0:
                 if run.next_start >= run.total:  # another runner claimed the rest meanwhile
                     self.queue.free_slot(worker)

@@ -142,6 +142,37 @@ class Job:
     assignments: dict[str, Assignment] = field(default_factory=dict)
     cancel_reason: str | None = None
     deadline: float = float("inf")  # time.monotonic() by which the whole request must end
+    # For the usage ledger and the overhead header (gateway/history):
+    key: str | None = None  # the API key's name, never the key
+    mono: float = field(default_factory=time.monotonic)
+    dispatched_at: float | None = None  # wall time of the first dispatch to a worker
+    first_token_ms: float | None = None
+    queue_wait_s: float = 0.0
+    upstream_s: float = 0.0  # time with at least one assignment out at a worker
+    busy: int = 0
+    busy_since: float = 0.0
+    error: BaseException | None = None  # a failure reported in-band (an SSE error event)
+
+    def upstream_begin(self) -> None:
+        if self.busy == 0:
+            self.busy_since = time.perf_counter()
+            if self.dispatched_at is None:
+                self.dispatched_at = time.time()
+        self.busy += 1
+
+    def upstream_end(self) -> None:
+        self.busy -= 1
+        if self.busy == 0:
+            self.upstream_s += time.perf_counter() - self.busy_since
+
+    def upstream_so_far(self) -> float:
+        if self.busy:
+            return self.upstream_s + time.perf_counter() - self.busy_since
+        return self.upstream_s
+
+    def first_token(self) -> None:
+        if self.first_token_ms is None:
+            self.first_token_ms = (time.monotonic() - self.mono) * 1000
 
     def to_dict(self) -> dict[str, Any]:
         return {

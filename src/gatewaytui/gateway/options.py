@@ -50,6 +50,7 @@ def _arg(
     replacement: str = "",
     feeds: str | None = None,
     listed: bool = False,
+    named: bool = False,
     choices: tuple[str, ...] = (),
     minimum: float | None = None,
     maximum: float | None = None,
@@ -66,6 +67,8 @@ def _arg(
         FEEDS[(plugin, arg_id)] = feeds
     if listed:
         LISTED.add(f"{plugin}.{arg_id}")
+    if named:
+        NAMED.add(f"{plugin}.{arg_id}")
     if choices or minimum is not None or maximum is not None or above is not None:
         LIMITS[f"{plugin}.{arg_id}"] = Limit(choices, minimum, maximum, above)
     return ArgSpec(
@@ -128,6 +131,8 @@ TOP_LEVEL_KEYS = ("plugin_options",)
 LIMITS: dict[str, Limit] = {}
 # `plugin.arg` of the comma-separated list options (YAML may give them as a list).
 LISTED: set[str] = set()
+# `plugin.arg` of list options whose items may be named: YAML may give a mapping name: value.
+NAMED: set[str] = set()
 
 SCHEDULER_STRATEGIES = ("least-busy", "round-robin", "fill-first")
 
@@ -205,10 +210,13 @@ DESCRIPTORS: list[PluginDescriptor] = [
                 "api_keys",
                 STR,
                 "",
-                "Comma-separated API keys for OpenAI clients; empty means no auth.",
-                example="sk-team-a,sk-team-b",
+                "Comma-separated API keys for OpenAI clients, each `name=key` or a bare key "
+                "(named by a short fingerprint); YAML may give a mapping of name to key. "
+                "Usage history shows the names, never the keys. Empty means no auth.",
+                example="team-search=sk-team-a,team-chat=sk-team-b",
                 secret=True,
                 listed=True,
+                named=True,
             ),
             _arg(
                 "server",
@@ -463,6 +471,61 @@ DESCRIPTORS: list[PluginDescriptor] = [
         ],
     ),
     PluginDescriptor(
+        id="history",
+        name="History",
+        summary=(
+            "The usage ledger: one record per finished request in a local SQLite file, "
+            "with per-minute rollups (GET /api/history/*)."
+        ),
+        args=[
+            _arg("history", "enabled", BOOL, "true", "Record finished requests in the ledger."),
+            _arg(
+                "history",
+                "path",
+                STR,
+                "history.sqlite3",
+                "SQLite file of the ledger (WAL; created if missing).",
+                example="/var/lib/gatewaytui/history.sqlite3",
+            ),
+            _arg(
+                "history",
+                "max_age",
+                DUR,
+                "168h",
+                "Records and rollups older than this are deleted.",
+                example="720h",
+                minimum=60,
+            ),
+            _arg(
+                "history",
+                "max_size_mb",
+                INT,
+                "1024",
+                "The oldest records are deleted while the data is larger (0: no limit).",
+                example="256",
+                minimum=0,
+            ),
+            _arg(
+                "history",
+                "write_queue",
+                INT,
+                "10000",
+                "Records waiting for the writer; beyond it they are dropped and counted.",
+                minimum=1,
+            ),
+            _arg(
+                "history",
+                "flush_interval",
+                DUR,
+                "500ms",
+                "Longest a finished request waits in memory before it is written.",
+                example="1s",
+                above=0,
+                maximum=60,
+            ),
+        ],
+    ),
+    PluginDescriptor(
         id="metrics",
         name="Metrics",
         summary="Prometheus exposition at /metrics.",
@@ -502,12 +565,14 @@ def _kind(raw: Any) -> str:
     return "a mapping" if isinstance(raw, Mapping) else "a list"
 
 
-def _scalar(spec: ArgSpec, raw: Any, *, listed: bool = False) -> Any:
+def _scalar(spec: ArgSpec, raw: Any, *, listed: bool = False, named: bool = False) -> Any:
     """A YAML list for a list option becomes its comma-separated text; any other list or
     mapping is refused (turning `[sk-a, sk-b]` into the text "['sk-a', 'sk-b']" would
-    silently break auth)."""
+    silently break auth). A mapping for a named list becomes `name=value,…`."""
     if not isinstance(raw, list | tuple | Mapping | set):
         return raw
+    if named and isinstance(raw, Mapping):
+        return ",".join(_named_items(raw))
     if not listed or isinstance(raw, Mapping):
         want = _EXPECTED[spec.type] + (" (or a list of them)" if listed else "")
         raise ShapeError(f"expected {want}, not {_kind(raw)}")
@@ -522,13 +587,25 @@ def _scalar(spec: ArgSpec, raw: Any, *, listed: bool = False) -> Any:
     return ",".join(items)
 
 
-def parse_value(spec: ArgSpec, raw: Any, *, listed: bool = False) -> Any:
+def _named_items(raw: Mapping[Any, Any]) -> list[str]:
+    items: list[str] = []
+    for number, (name, value) in enumerate(raw.items(), 1):
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ShapeError(f"item {number}: expected a string value, not {type(value).__name__}")
+        text, label = str(value).strip(), str(name).strip()
+        if not text or not label or "," in text or "," in label or "=" in label:
+            raise ShapeError(f"item {number}: name and value must be non-empty, without commas")
+        items.append(f"{label}={text}")
+    return items
+
+
+def parse_value(spec: ArgSpec, raw: Any, *, listed: bool = False, named: bool = False) -> Any:
     """Convert a raw value (string from flag/env, or a YAML scalar) to the spec's type.
 
     `listed`: the option is a comma-separated list, so a YAML list of strings is accepted.
     Raises ShapeError for a list or mapping that cannot stand for the value.
     """
-    raw = _scalar(spec, raw, listed=listed)
+    raw = _scalar(spec, raw, listed=listed, named=named)
     text = str(raw).strip() if not isinstance(raw, bool) else ("true" if raw else "false")
     try:
         match spec.type:
@@ -690,7 +767,7 @@ def resolve_options(
                 continue
             loc = ("plugin_options", descriptor.id, spec.id) if source == "yaml" else None
             try:
-                value = parse_value(spec, raw, listed=key in LISTED)
+                value = parse_value(spec, raw, listed=key in LISTED, named=key in NAMED)
             except ShapeError as exc:  # not a value to echo: name where it is
                 errors.append(Problem(f"{label}: {exc}", loc))
                 continue
@@ -810,6 +887,9 @@ def config_json_schema() -> dict[str, Any]:
                     "type": ["string", "array"],
                     "items": {"type": "string", "pattern": "^[^,]+$"},
                 }
+                if f"{descriptor.id}.{spec.id}" in NAMED:
+                    prop["type"] = ["string", "array", "object"]
+                    prop["additionalProperties"] = {"type": "string", "pattern": "^[^,]+$"}
             prop["description"] = spec.description + (
                 f" Deprecated: {spec.replacement}" if spec.deprecated else ""
             )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.drain import DrainState
 from gatewaytui.gateway.jobs import (
+    Job,
     ModelNotFoundError,
     QueueFullError,
     QueueTimeoutError,
@@ -69,7 +70,12 @@ class SlotQueue:
             raise ModelNotFoundError(f"The model {model!r} does not exist or has no worker")
 
     async def acquire(
-        self, model: str, exclude: frozenset[str] = frozenset(), *, deadline: float | None = None
+        self,
+        model: str,
+        exclude: frozenset[str] = frozenset(),
+        *,
+        deadline: float | None = None,
+        job: Job | None = None,
     ) -> WorkerRecord:
         """Reserve a slot on a worker for `model`, waiting in the FIFO queue if all are busy.
 
@@ -97,10 +103,10 @@ class SlotQueue:
                 f"({self.config.queue_size}); retry later"
             )
         return await self._wait(
-            Waiter(model, exclude, asyncio.get_running_loop().create_future()), wait
+            Waiter(model, exclude, asyncio.get_running_loop().create_future()), wait, job
         )
 
-    async def _wait(self, waiter: Waiter, wait: float) -> WorkerRecord:
+    async def _wait(self, waiter: Waiter, wait: float, job: Job | None = None) -> WorkerRecord:
         self.waiters.append(waiter)
         self.live.mark_dirty()
         try:
@@ -121,6 +127,8 @@ class SlotQueue:
             with contextlib.suppress(ValueError):
                 self.waiters.remove(waiter)
             self.live.mark_dirty()
+            if job is not None:  # given up or not: the ledger shows how long it waited
+                job.queue_wait_s += time.monotonic() - waiter.enqueued
         self.metrics.queue_wait.observe(time.monotonic() - waiter.enqueued)
         return worker
 

@@ -355,6 +355,8 @@ class MCPRelays:
         self.calls: dict[str, MCPCall] = {}
         self._archive: OrderedDict[str, RelayCounters] = OrderedDict()
         self.metrics = MCPMetrics(registry, lambda: list(self.relays.values()))
+        # (call, error, cancelled) once per ended call: the usage ledger (gateway/history)
+        self.on_call_end: Callable[[MCPCall, str | None, bool], None] | None = None
         hub.add_collection("mcp_clients", Collection(self._client_item, self._all_clients))
         hub.add_collection("mcp_sessions", Collection(self._session_item, self._all_sessions))
 
@@ -659,6 +661,8 @@ class MCPRelays:
         if call.done:
             return
         self._forget(call)
+        if self.on_call_end is not None:
+            self.on_call_end(call, error, False)
         if error is not None:
             self._count_error(call, error)
         elif call.counted:
@@ -673,6 +677,8 @@ class MCPRelays:
             return
         self.cancel_on_relay(call, reason)
         self._forget(call)
+        if self.on_call_end is not None:
+            self.on_call_end(call, reason, True)
         if call.counted:
             self.metrics.calls.labels(call.relay.id, metric_method(call.method), "cancelled").inc()
 

@@ -39,9 +39,12 @@ class Guard:
 
     auth: Auth
 
-    def require_api(self, headers: Mapping[str, str]) -> None:
-        if not self.auth.api_ok(bearer_token(headers)):
+    def require_api(self, headers: Mapping[str, str]) -> str | None:
+        """Checks the API key; returns its name (for the usage ledger), None when open."""
+        token = bearer_token(headers)
+        if not self.auth.api_ok(token):
             raise AuthError("invalid or missing API key (send Authorization: Bearer <key>)")
+        return self.auth.api_key_name(token)
 
     def require_role(self, headers: Mapping[str, str], needed: Role) -> Role:
         role = self.auth.operator_role(bearer_token(headers))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,6 +11,7 @@ from fastapi.responses import Response
 from starlette.routing import Route
 
 from gatewaytui.gateway.core import Gateway
+from gatewaytui.gateway.history.recorder import CURRENT_JOB
 from gatewaytui.gateway.routes.common import (
     Guard,
     client_addr,
@@ -50,21 +52,45 @@ def add_openai_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
     # The two hot routes are plain Starlette routes: FastAPI's per-request dependency solving
     # cost about a tenth of the gateway's CPU per call (bench/overhead.py) and they use none.
     async def chat_completions(request: Request) -> Response:
-        guard.require_api(request.headers)
+        started = time.perf_counter()
+        key = guard.require_api(request.headers)
         body = await json_object(request)
         client = client_addr(request.client)
-        job, result = await unless_client_leaves(request, gateway.chat(body, client=client))
+        job, result = await unless_client_leaves(
+            request, gateway.chat(body, client=client, key=key)
+        )
         if isinstance(result, dict):
-            return Response(codec.dumps(result), media_type="application/json")
-        return SseResponse(result, {"Cache-Control": "no-cache", "X-Job-Id": job.id})  # type: ignore[return-value]
+            response = Response(codec.dumps(result), media_type="application/json")
+            response.headers.update(timing_headers(gateway, job, started))
+            return response
+        # the headers leave before the body: what the gateway added until then
+        headers = {"Cache-Control": "no-cache", "X-Job-Id": job.id}
+        headers.update(timing_headers(gateway, job, started))
+        return SseResponse(result, headers)  # type: ignore[return-value]
 
     async def embeddings(request: Request) -> Response:
-        guard.require_api(request.headers)
+        started = time.perf_counter()
+        key = guard.require_api(request.headers)
         body = await json_object(request)
         client = client_addr(request.client)
-        result = await unless_client_leaves(request, gateway.embeddings(body, client=client))
+        result = await unless_client_leaves(
+            request, gateway.embeddings(body, client=client, key=key)
+        )
         raw = result if isinstance(result, bytes) else codec.dumps(result)
-        return Response(raw, media_type="application/json")
+        response = Response(raw, media_type="application/json")
+        response.headers.update(timing_headers(gateway, CURRENT_JOB.get(), started))
+        return response
 
     app.router.routes.append(Route("/v1/chat/completions", chat_completions, methods=["POST"]))
     app.router.routes.append(Route("/v1/embeddings", embeddings, methods=["POST"]))
+
+
+def timing_headers(gateway: Gateway, job: Any, started: float) -> dict[str, str]:
+    """`X-Gateway-Overhead-Us`: the time the gateway itself added (total minus upstream minus
+    queue wait), and `X-Gateway-Queue-Us`: the time the request waited for a free slot."""
+    if job is None:
+        return {}
+    return {
+        "X-Gateway-Overhead-Us": str(gateway.history.overhead_us(job, started)),
+        "X-Gateway-Queue-Us": str(int(job.queue_wait_s * 1_000_000)),
+    }
