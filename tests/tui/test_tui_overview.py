@@ -107,3 +107,34 @@ async def test_the_overview_says_when_the_gateway_cannot_be_reached(make_gateway
         app.current_view.tick()
         await pilot.pause()
         assert "✖ not connected to the gateway (reconnecting)" in str(alerts_box.render())
+
+
+async def test_failing_is_a_share_of_recent_jobs_not_any_failure():
+    """The sample's workers have past failures: no alert until the panel sees a fifth of a
+    worker's recent jobs fail (totals growing under it), with the configured threshold."""
+    from gatewaytui.tui.config import AlertsConfig
+
+    app = GatewayApp(
+        TuiConfig(alerts=AlertsConfig(failing_share=0.5, failing_min_jobs=4)),
+        snapshot=SAMPLE,
+        read_only=True,
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        view = app.current_view
+        view.background_tick(app.store)
+        view.tick()
+        await pilot.pause()
+        assert "failing" not in alerts_text(app)
+        rates = view.failure_rates
+        assert (rates.threshold, rates.min_jobs) == (0.5, 4)
+        worker = app.store.items["workers"]["gpu-a100-01"]
+        ok, bad = worker["processed"], worker["failures"]
+        rates.sample({"gpu-a100-01": {"processed": ok + 3, "failures": bad + 2}}, 10**9)
+        rates.sample({"gpu-a100-01": {"processed": ok + 3, "failures": bad + 2}}, 10**9 + 30)
+        view.tick()
+        await pilot.pause()
+        assert "failing" not in alerts_text(app)  # 2 of 5 is under a half
+        rates.sample({"gpu-a100-01": {"processed": ok + 3, "failures": bad + 5}}, 10**9 + 60)
+        view.tick()
+        await pilot.pause()
+        assert "▲ gpu-a100-01 failing: 5 of 8 jobs (62%)" in alerts_text(app)

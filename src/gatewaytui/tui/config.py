@@ -224,6 +224,23 @@ def _default_contexts() -> list[ContextConfig]:
     return [ContextConfig(name="local", url="http://127.0.0.1:8080")]
 
 
+class AlertsConfig(BaseModel):
+    """When the Overview's alerts fire."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    failing_share: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=0.2,
+        description="A worker is 'failing' when at least this share of its recent jobs failed.",
+    )
+    failing_window: Annotated[float, Field(ge=10, le=3600)] = Field(
+        default=300.0, description="Recent means within this many seconds."
+    )
+    failing_min_jobs: Annotated[int, Field(ge=1)] = Field(
+        default=5, description="...and at least this many jobs ended in the window."
+    )
+
+
 class TuiConfig(BaseModel):
     """The whole config file."""
 
@@ -275,6 +292,10 @@ class TuiConfig(BaseModel):
             "gatewaytui-high-contrast), a Textual built-in one, or one from the user themes "
             "folder (`themes/` next to this file)."
         ),
+    )
+    alerts: AlertsConfig = Field(
+        default_factory=AlertsConfig,
+        description="Alert thresholds of the Overview (e.g. when a worker counts as failing).",
     )
     snapshot_dir: Path | None = Field(
         default=None,

@@ -13,6 +13,7 @@ from textual.dom import DOMNode
 
 from gatewaytui.client.session import Session
 from gatewaytui.client.store import StateStore
+from gatewaytui.tui.config import TuiConfig
 from gatewaytui.tui.widgets.virtual_table import VirtualTable
 
 
@@ -60,6 +61,11 @@ class PanelContext(Protocol):
 
     @property
     def actions(self) -> Actions: ...
+
+    @property
+    def config(self) -> TuiConfig:
+        """The panel's config file (alert thresholds, keymap, ...)."""
+        ...
 
     def now(self) -> float:
         """Wall-clock now; for an offline snapshot, the moment it was taken."""

@@ -15,6 +15,7 @@ from textual.widgets import Sparkline, Static
 
 from gatewaytui.client.connection import ConnectionStatus
 from gatewaytui.client.store import Change, StateStore
+from gatewaytui.tui.failure_rate import FailureRate, FailureRates
 from gatewaytui.tui.formatting import STATUS_GLYPHS, age, bar, count, parse_ts, status_text
 from gatewaytui.tui.views.base import register_view
 from gatewaytui.tui.views.table_view import TableView
@@ -22,7 +23,6 @@ from gatewaytui.tui.widgets.virtual_table import Column
 
 SAMPLES = 300  # 5 minutes at one sample a second
 QUEUE_GROWTH_SAMPLES = 10
-FAILING_WINDOW_S = 300
 
 
 class Throughput:
@@ -62,8 +62,15 @@ def servers(model: Mapping[str, Any]) -> tuple[int, int]:
     )
 
 
-def alerts(store: StateStore, throughput: Throughput, now: float, stale_after: float) -> list[Text]:
-    """What an on-call operator should look at first."""
+def alerts(
+    store: StateStore,
+    throughput: Throughput,
+    now: float,
+    stale_after: float,
+    failing: Sequence[FailureRate] = (),
+) -> list[Text]:
+    """What an on-call operator should look at first. `failing`: workers whose recent jobs
+    fail at or above the configured share (`FailureRates.failing()`), not any failure."""
     found: list[Text] = []
     server = store.server
     if server.get("status") == "draining":
@@ -129,19 +136,18 @@ def alerts(store: StateStore, throughput: Throughput, now: float, stale_after: f
     if stale:
         shown = ", ".join(sorted(stale)[:5]) + (f" +{len(stale) - 5}" if len(stale) > 5 else "")
         found.append(Text(f"▲ stale heartbeat (> {stale_after:g}s): {shown}", "bold yellow"))
-    failing = [
-        w
-        for w in store.items["workers"].values()
-        if w.get("last_error_at") and now - (parse_ts(w["last_error_at"]) or 0) < FAILING_WINDOW_S
-    ]
-    for worker in sorted(failing, key=lambda w: w.get("last_error_at") or "", reverse=True)[:5]:
+    workers = store.items["workers"]
+    for rate in list(failing)[:5]:
+        worker = workers.get(rate.worker_id) or {}
+        last_at = parse_ts(worker.get("last_error_at"))
+        last = f", last {age(now - last_at)} ago" if last_at else ""
         found.append(
             Text.assemble(
                 ("▲ ", "bold yellow"),
-                (worker["id"], "bold"),
-                f" failing: {worker.get('failures', 0)} failures, last "
-                f"{age(now - (parse_ts(worker['last_error_at']) or now))} ago: ",
-                (str(worker.get("last_error") or ""), ""),
+                (rate.worker_id, "bold"),
+                f" failing: {rate.failed} of {rate.jobs} jobs ({rate.share:.0%})"
+                f" in the last {age(rate.span_s)}{last}: ",
+                Text(str(worker.get("last_error") or "")),
             )
         )
     return found
@@ -160,6 +166,16 @@ class OverviewView(TableView):
         self._store: StateStore | None = None
         self._shown: tuple[Any, ...] = ()
         self._alerts_shown: str | None = None
+        self._failure_rates: FailureRates | None = None
+
+    @property
+    def failure_rates(self) -> FailureRates:
+        if self._failure_rates is None:
+            config = self.panel.config.alerts
+            self._failure_rates = FailureRates(
+                config.failing_window, config.failing_share, config.failing_min_jobs
+            )
+        return self._failure_rates
 
     def columns(self) -> Sequence[Column]:
         def ready(m: Mapping[str, Any]) -> Text:
@@ -243,7 +259,13 @@ class OverviewView(TableView):
         if self._store is None:
             return
         app = self.panel
-        found = alerts(self._store, self.throughput, app.now(), app.heartbeat_stale_after)
+        found = alerts(
+            self._store,
+            self.throughput,
+            app.now(),
+            app.heartbeat_stale_after,
+            self.failure_rates.failing(),
+        )
         state = app.session.state
         if state.status in (ConnectionStatus.RECONNECTING, ConnectionStatus.UNAUTHORIZED):
             found.insert(
@@ -261,7 +283,9 @@ class OverviewView(TableView):
 
     def background_tick(self, store: StateStore) -> None:
         self._store = store
-        self.throughput.sample(store.server, time.monotonic())
+        now = time.monotonic()
+        self.throughput.sample(store.server, now)
+        self.failure_rates.sample(store.items["workers"], now)
 
     def tick(self) -> None:
         """Fleet-wide scans (status counts, alerts) run here, once a second, not per update."""
