@@ -26,7 +26,7 @@ from gatewaytui.schema.history import (
     UsageRow,
     UsageSeries,
 )
-from support.gateway_harness import RunningGateway
+from support.gateway_harness import RunningGateway, SimFleet
 
 MESSAGES = [{"role": "user", "content": "hello there"}]
 
@@ -169,11 +169,18 @@ def test_usage_and_series_from_rollups(make_gateway, sim_workers, tmp_path):
     assert "UsageReport" in spec["components"]["schemas"]
 
 
-def test_history_survives_a_restart(sim_workers, tmp_path):
+def test_history_survives_a_restart(tmp_path):
+    from gatewaytui.workers.settings import SimulateSettings, WorkerSettings
+
     db = str(tmp_path / "h.sqlite3")
     first = RunningGateway(GatewayConfig.build(history__path=db))
     try:
-        fleet = sim_workers(first, id="w", simulate={"models": ["m"]})
+        settings = WorkerSettings(
+            gateway_url=first.ws_url,
+            simulate=SimulateSettings(models=["m"], latency_s=0.01, tokens_per_second=0),
+            drain_timeout_s=5,
+        )
+        fleet = SimFleet(first, settings)
         sdk(first).chat.completions.create(model="m", messages=MESSAGES)
         flush(first)
         before = history(first)["jobs"]
@@ -307,7 +314,7 @@ def test_named_api_keys_and_no_key_anywhere(make_gateway, sim_workers, tmp_path)
         server__api_keys=f"team-search={named},{bare}",
         server__viewer_tokens="viewer-tok",
     )
-    fleet = sim_workers(gw, id="w", simulate={"models": ["m"]})
+    sim_workers(gw, id="w", simulate={"models": ["m"]})
     sdk(gw, key=named).chat.completions.create(model="m", messages=MESSAGES)
     sdk(gw, key=bare).chat.completions.create(model="m", messages=MESSAGES)
     with pytest.raises(openai.AuthenticationError):
@@ -326,8 +333,7 @@ def test_named_api_keys_and_no_key_anywhere(make_gateway, sim_workers, tmp_path)
     from gatewaytui.gateway.api_keys import fingerprint
 
     assert keys == {"team-search", fingerprint(bare)}
-    fleet.stop()
-    gw.stop()  # the ledger closes its file: every byte written is on disk now
+    flush(gw)  # committed: in the file or its write-ahead log, both read below
     blobs = [p.read_bytes() for p in tmp_path.iterdir() if p.is_file()]
     for secret in (named, bare):
         assert all(secret not in text for text in seen)
