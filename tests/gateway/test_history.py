@@ -3,6 +3,7 @@ with a real SQLite file: outcomes, restart, broken files, retention, named keys,
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import threading
@@ -12,6 +13,7 @@ import httpx
 import openai
 import pytest
 
+from gatewaytui.client.errors import ActionError
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.history import store
 from gatewaytui.gateway.history.failures import FailureEvents
@@ -404,3 +406,47 @@ def test_tests_and_demo_write_no_ledger_unless_asked(tmp_path):
     from gatewaytui.gateway.options import resolve_options
 
     assert GatewayConfig.from_options(resolve_options()).history_enabled is True  # serve: on
+
+
+async def test_mcp_calls_land_in_the_ledger(make_gateway, tmp_path):
+    from support.mcp_peers import InProcessRelay, mcp_client, relay_settings
+
+    gw = make_gateway(history__path=str(tmp_path / "h.sqlite3"))
+    relay = InProcessRelay(gw, relay_settings(gw, name="Demo tools"))
+    try:
+        async with mcp_client(gw) as session:
+            await session.initialize()
+            result = await session.call_tool("add", {"a": 2, "b": 40})
+            assert result.structured_content == {"result": 42}
+    finally:
+        assert relay.stop() == 0
+    await asyncio.to_thread(flush, gw)
+    page = await asyncio.to_thread(history, gw, outcome="ok")
+    calls = [j for j in page["jobs"] if j["kind"] == "mcp"]
+    assert any(j["model"] == "tools/call add" and j["worker"] == "demo" for j in calls)
+    assert any(j["model"] == "initialize" for j in calls)
+    assert all(j["status"] == 200 and j["duration_ms"] >= 0 for j in calls)
+
+
+async def test_the_client_reads_the_history(make_gateway, sim_workers, tmp_path):
+    from gatewaytui.client import GatewayClient
+
+    gw = make_gateway(history__path=str(tmp_path / "h.sqlite3"), server__viewer_tokens="v")
+    await asyncio.to_thread(sim_workers, gw, id="w", simulate={"models": ["m"]})
+    for _ in range(3):
+        await asyncio.to_thread(sdk(gw).chat.completions.create, model="m", messages=MESSAGES)
+    await asyncio.to_thread(flush, gw)
+    async with GatewayClient(gw.url, "v") as client:
+        page = await client.history.jobs(limit=2, model="m")
+        assert len(page.jobs) == 2 and page.next_cursor
+        older = await client.history.jobs(limit=2, cursor=page.next_cursor)
+        assert len(older.jobs) == 1
+        job = await client.history.job(page.jobs[0].id)
+        assert job.outcome == "ok" and job.worker == "w"
+        usage = await client.history.usage("worker", "15m")
+        assert usage.rows[0].group == "w" and usage.rows[0].requests == 3
+        series = await client.history.series("1h", model="m")
+        assert sum(p.requests for p in series.points) == 3
+        with pytest.raises(ActionError) as missing:
+            await client.history.job("nope")
+        assert missing.value.status == 404

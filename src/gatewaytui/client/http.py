@@ -27,6 +27,7 @@ from gatewaytui.client.errors import (
     error_detail_from_body,
     error_message_from_body,
 )
+from gatewaytui.client.history import HistoryClient
 from gatewaytui.schema.api import ActionResult, ServerDrainRequest, WorkerLogs
 from gatewaytui.schema.backends import ProbeResult
 from gatewaytui.schema.state import BackendSnapshot, GatewayState, PluginState
@@ -209,6 +210,11 @@ class GatewayClient:
             ) from None
 
     # -- reads ------------------------------------------------------------------------------
+
+    @property
+    def history(self) -> HistoryClient:
+        """The usage ledger: `await client.history.jobs()`, `.job(id)`, `.usage()`, `.series()`."""
+        return HistoryClient(self)
 
     async def state_json(self) -> dict[str, Any]:
         """`GET /api/state` as the raw dict (same shape as the store's `to_state_dict()`)."""
