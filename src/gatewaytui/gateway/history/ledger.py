@@ -122,30 +122,9 @@ class Ledger:
     # ---- writer thread --------------------------------------------------------------------
 
     def _run(self) -> None:
-        s = self.settings
         self._ensure_open()
         while True:
-            try:
-                first = self._queue.get(timeout=s.flush_interval)
-            except queue.Empty:
-                first = None
-            batch: list[tuple[Any, ...]] = []
-            markers: list[threading.Event] = []
-            item = first
-            stop = False
-            while True:
-                if item is _STOP:
-                    stop = True
-                elif isinstance(item, threading.Event):
-                    markers.append(item)
-                elif item is not None:
-                    batch.append(item)
-                if stop or markers or len(batch) >= s.batch_size:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
+            batch, markers, stop = self._collect()
             try:
                 self._write(batch)
                 self._maybe_retain()
@@ -161,6 +140,30 @@ class Ledger:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
             self._conn = None
+
+    def _collect(self) -> tuple[list[tuple[Any, ...]], list[threading.Event], bool]:
+        """The next batch: what arrives within `flush_interval`, up to `batch_size` records,
+        cut short by a flush marker or the stop sentinel."""
+        try:
+            item: Any = self._queue.get(timeout=self.settings.flush_interval)
+        except queue.Empty:
+            item = None
+        batch: list[tuple[Any, ...]] = []
+        markers: list[threading.Event] = []
+        stop = False
+        while True:
+            if item is _STOP:
+                stop = True
+            elif isinstance(item, threading.Event):
+                markers.append(item)
+            elif item is not None:
+                batch.append(item)
+            if stop or markers or len(batch) >= self.settings.batch_size:
+                return batch, markers, stop
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, markers, stop
 
     def _ensure_open(self) -> sqlite3.Connection | None:
         if self._conn is not None:
