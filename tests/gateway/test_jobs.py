@@ -116,7 +116,8 @@ def test_client_disconnect_cancels_on_the_worker(gateway, stream):
     body = json.dumps({"model": "m", "messages": MESSAGES, "stream": stream}).encode()
     sock = socket.create_connection(("127.0.0.1", gateway.port))
     sock.sendall(
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\n"
         + f"Content-Length: {len(body)}\r\n\r\n".encode()
         + body
     )
@@ -268,7 +269,8 @@ def test_client_disconnect_cancels_every_open_embeddings_chunk(gateway):
     body = json.dumps({"model": "e", "input": ["a", "b", "c", "d"]}).encode()
     sock = socket.create_connection(("127.0.0.1", gateway.port))
     sock.sendall(
-        b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\n"
         + f"Content-Length: {len(body)}\r\n\r\n".encode()
         + body
     )

@@ -9,16 +9,19 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import gatewaytui
 from gatewaytui.gateway.auth import Auth
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.core import Gateway
 from gatewaytui.gateway.history.routes import add_history_routes
+from gatewaytui.gateway.http_guard import GuardPolicy, HttpGuard
 from gatewaytui.gateway.jobs import GatewayError
+from gatewaytui.gateway.openapi_extra import describe_plain_routes
 from gatewaytui.gateway.routes import admin
 from gatewaytui.gateway.routes.backends import add_backend_routes
-from gatewaytui.gateway.routes.common import Guard, error_response
+from gatewaytui.gateway.routes.common import Guard, error_response, http_error_response
 from gatewaytui.gateway.routes.mcp import add_mcp_routes
 from gatewaytui.gateway.routes.openai import add_openai_routes
 from gatewaytui.gateway.routes.worker_logs import add_worker_log_routes
@@ -33,18 +36,24 @@ def ws_max_bytes(config: GatewayConfig) -> int:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    """Every error is an OpenAI-style JSON error body with its status."""
+    """Every error is a JSON error body with its status, in its route's format (OpenAI on
+    /v1, JSON-RPC on /mcp, the admin envelope elsewhere): routing errors (404, 405) too."""
 
     @app.exception_handler(GatewayError)
-    async def _gateway_error(_: Request, exc: GatewayError) -> JSONResponse:
-        return error_response(exc)
+    async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+        return error_response(exc, request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return http_error_response(request.url.path, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         return error_response(
-            GatewayError(f"{where}: {first.get('msg', 'invalid request')}", status=422)
+            GatewayError(f"{where}: {first.get('msg', 'invalid request')}", status=422),
+            request.url.path,
         )
 
 
@@ -73,6 +82,7 @@ def create_app(gateway: Gateway, auth: Auth | None = None) -> FastAPI:
     )
     app.state.gateway = gateway
     app.state.ws_max_bytes = ws_max_bytes(c)
+    app.add_middleware(HttpGuard, policy=GuardPolicy.from_config(c))  # limits, Host, Origin
     _add_error_handlers(app)
     admin.add_health_routes(app, gateway)
     add_openai_routes(app, gateway, guard)
@@ -86,4 +96,5 @@ def create_app(gateway: Gateway, auth: Auth | None = None) -> FastAPI:
     add_worker_routes(app, gateway, guard)
     add_worker_log_routes(app, gateway, guard)
     add_mcp_routes(app, gateway, guard)
+    describe_plain_routes(app)
     return app

@@ -40,6 +40,13 @@ _SOURCES: dict[str, tuple[str, str, Callable[[Any], Any]]] = {
     "worker_key": ("server", "worker_key", str),
     "operator_tokens": ("server", "operator_tokens", _split),
     "viewer_tokens": ("server", "viewer_tokens", _split),
+    "open": ("server", "open", bool),
+    "token_file": ("server", "token_file", str),
+    "allowed_hosts": ("server", "allowed_hosts", _split),
+    "max_body_bytes": ("server", "max_body_bytes", int),
+    "header_timeout": ("server", "header_timeout", float),
+    "body_timeout": ("server", "body_timeout", float),
+    "max_connections": ("server", "max_connections", int),
     "scheduler": ("llm", "scheduler", str),
     "queue_size": ("llm", "queue_size", int),
     "queue_timeout": ("llm", "queue_timeout", float),
@@ -51,6 +58,8 @@ _SOURCES: dict[str, tuple[str, str, Callable[[Any], Any]]] = {
     "heartbeat_expiry": ("workers", "heartbeat_expiry", float),
     "gone_retention": ("workers", "gone_retention", float),
     "max_frame_bytes": ("workers", "max_frame_bytes", int),
+    "first_frame_timeout": ("workers", "first_frame_timeout", float),
+    "unresponsive_after": ("workers", "unresponsive_after", int),
     "metrics_enabled": ("metrics", "enabled", bool),
     "metrics_per_worker": ("metrics", "per_worker", bool),
     "mcp_max_request_bytes": ("mcp", "max_request_bytes", int),
@@ -97,6 +106,13 @@ class GatewayConfig:
     worker_key: str = _D["worker_key"]
     operator_tokens: tuple[str, ...] = _D["operator_tokens"]
     viewer_tokens: tuple[str, ...] = _D["viewer_tokens"]
+    open: bool = _D["open"]
+    token_file: str = _D["token_file"]
+    allowed_hosts: tuple[str, ...] = _D["allowed_hosts"]
+    max_body_bytes: int = _D["max_body_bytes"]
+    header_timeout: float = _D["header_timeout"]
+    body_timeout: float = _D["body_timeout"]
+    max_connections: int = _D["max_connections"]
     scheduler: str = _D["scheduler"]
     queue_size: int = _D["queue_size"]
     queue_timeout: float = _D["queue_timeout"]
@@ -108,6 +124,8 @@ class GatewayConfig:
     heartbeat_expiry: float = _D["heartbeat_expiry"]
     gone_retention: float = _D["gone_retention"]
     max_frame_bytes: int = _D["max_frame_bytes"]
+    first_frame_timeout: float = _D["first_frame_timeout"]
+    unresponsive_after: int = _D["unresponsive_after"]
     metrics_enabled: bool = _D["metrics_enabled"]
     metrics_per_worker: bool = _D["metrics_per_worker"]
     mcp_max_request_bytes: int = _D["mcp_max_request_bytes"]

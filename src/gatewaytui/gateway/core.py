@@ -36,7 +36,12 @@ from gatewaytui.gateway.jobs import Job, JobTable, Totals
 from gatewaytui.gateway.live import LiveState
 from gatewaytui.gateway.mcp.relays import MCPRelays
 from gatewaytui.gateway.metrics import GatewayMetrics
-from gatewaytui.gateway.registry import WorkerConnection, WorkerRecord, WorkerRegistry
+from gatewaytui.gateway.registry import (
+    WorkerConnection,
+    WorkerRecord,
+    WorkerRegistry,
+    model_family,
+)
 from gatewaytui.gateway.roster import WorkerRoster
 from gatewaytui.gateway.scheduler import Scheduler
 from gatewaytui.gateway.slots import SlotQueue
@@ -104,6 +109,7 @@ class Gateway:
             events=self.events,
             drain=self.drain_state,
         )
+        self.dispatch.label_for = self._metric_label
         self.worker_logs = WorkerLogBroker()
         self.roster = WorkerRoster(
             c,
@@ -168,6 +174,14 @@ class Gateway:
 
     def _knows_model(self, model: str) -> bool:
         return self._worker_knows_model(model) or self.backends.knows_model(model)
+
+    def _metric_label(self, model: str) -> str:
+        """The name a job's metrics carry: the model when served by that name, else the
+        served family it matched, so series come from what the gateway serves, never from
+        what a client typed (`llama3:8b-x1`, `-x2`, … are all `llama3:8b`)."""
+        if self.registry.knows_model(model, False) or self.backends.knows_model_exactly(model):
+            return model
+        return model_family(model)
 
     @property
     def started_at(self) -> float:

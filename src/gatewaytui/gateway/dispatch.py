@@ -21,6 +21,7 @@ from gatewaytui.gateway.jobs import (
     Job,
     JobCancelledError,
     JobTable,
+    JobTooLargeError,
     RawChunks,
     RawResult,
     UnknownTargetError,
@@ -31,7 +32,7 @@ from gatewaytui.gateway.jobs import (
 )
 from gatewaytui.gateway.live import LiveState
 from gatewaytui.gateway.metrics import GatewayMetrics
-from gatewaytui.gateway.registry import WorkerConnection, WorkerRecord
+from gatewaytui.gateway.registry import WorkerConnection, WorkerRecord, model_family
 from gatewaytui.gateway.scheduler import Scheduler
 from gatewaytui.gateway.slots import SlotQueue, deadline_error
 from gatewaytui.schema.api import ActionResult
@@ -83,6 +84,9 @@ class Dispatcher:
         self.drain = drain
         # (job, ok, embeddings, exception) once per ended job: the usage ledger's hook
         self.on_job_end: Callable[[Job, bool, int, BaseException | None], None] | None = None
+        # The served name a job's metrics carry (set by the Gateway, which knows what is
+        # served); the default keeps only the family, never the whole typed name.
+        self.label_for: Callable[[str], str] = model_family
 
     # ---- jobs -----------------------------------------------------------------------------
 
@@ -93,6 +97,7 @@ class Dispatcher:
         job = Job(
             id=new_job_id(kind), kind=kind, model=model, stream=stream, client=client, key=key
         )
+        job.metric_model = self.label_for(model)
         CURRENT_JOB.set(job)
         job.deadline = time.monotonic() + self.config.request_timeout  # one for the request
         self.jobs[job.id] = job
@@ -112,7 +117,7 @@ class Dispatcher:
         totals.tokens_out += job.tokens_out
         totals.embeddings += embeddings
         self.metrics.job_finished(
-            job.model,
+            job.metric_model,
             job.kind,
             time.time() - job.started_at,
             ok,
@@ -180,6 +185,9 @@ class Dispatcher:
             return
         try:
             await conn.send(frame)
+        except JobTooLargeError:  # refused before sending: the connection is fine
+            self.release(assignment)
+            raise
         except Exception as exc:  # the reader side will notice the broken connection too
             assignment.queue.put_nowait(WorkerLost(f"send failed: {exc}"))
 

@@ -77,6 +77,13 @@ class ConflictError(GatewayError):
     status, type, code = 409, "invalid_request_error", "conflict"
 
 
+class JobTooLargeError(GatewayError):
+    """The job frame would exceed `workers.max_frame_bytes`: refused before it is sent, so a
+    worker connection is never dropped for a request the gateway knew could not fit."""
+
+    status, type, code = 413, "invalid_request_error", "request_too_large"
+
+
 class BadRequestError(GatewayError):
     status, type, code = 400, "invalid_request_error", "invalid_request"
 
@@ -129,6 +136,7 @@ class Job:
     kind: str
     model: str
     stream: bool = False
+    metric_model: str = ""  # the served name metrics label it with (Gateway._metric_label)
     client: str | None = None
     started_at: float = field(default_factory=time.time)
     state: str = "queued"

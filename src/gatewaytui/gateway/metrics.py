@@ -22,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 
 import gatewaytui
+from gatewaytui.gateway.json_body import safe_text
 from gatewaytui.schema import WorkerStatus
 
 disable_created_metrics()  # `_created` series only add noise for operators
@@ -141,11 +142,14 @@ class GatewayMetrics:
         }
 
     def _child(self, metric: Any, *labels: str) -> Any:
-        """`metric.labels(...)`, cached: label lookup showed up in per-request profiles."""
+        """`metric.labels(...)`, cached: label lookup showed up in per-request profiles.
+
+        Label values are made UTF-8 safe here, so no value can make /metrics fail to render.
+        """
         key = (id(metric), labels)
         child = self._children.get(key)
         if child is None:
-            child = self._children[key] = metric.labels(*labels)
+            child = self._children[key] = metric.labels(*(safe_text(v) for v in labels))
         return child
 
     def forget_worker(self, worker: str) -> None:

@@ -244,6 +244,69 @@ DESCRIPTORS: list[PluginDescriptor] = [
                 secret=True,
                 listed=True,
             ),
+            _arg(
+                "server",
+                "open",
+                BOOL,
+                "false",
+                "Run the operator API open (no token) when no operator or viewer token is "
+                "set. Off by default: the gateway then generates an operator token into "
+                "server.token_file at first start.",
+            ),
+            _arg(
+                "server",
+                "token_file",
+                STR,
+                "",
+                "File of the generated operator token (mode 0600; reused when present). "
+                "Empty: $XDG_STATE_HOME/gatewaytui/operator-token "
+                "(~/.local/state/gatewaytui/operator-token).",
+                example="/var/lib/gatewaytui/operator-token",
+            ),
+            _arg(
+                "server",
+                "allowed_hosts",
+                STR,
+                "",
+                "Extra host names the Host header may carry (DNS-rebinding guard); the bind "
+                "address, and on loopback the loopback names, are always allowed; * allows any.",
+                example="gateway.internal,10.0.0.5",
+                listed=True,
+            ),
+            _arg(
+                "server",
+                "max_body_bytes",
+                INT,
+                "1048576",
+                "Largest request body of the admin API (/api); /v1 bodies are bounded by "
+                "workers.max_frame_bytes, /mcp by mcp.max_request_bytes (413 above).",
+                minimum=1,
+            ),
+            _arg(
+                "server",
+                "header_timeout",
+                DUR,
+                "10s",
+                "A connection must send complete request headers within this; else closed.",
+                example="5s",
+            ),
+            _arg(
+                "server",
+                "body_timeout",
+                DUR,
+                "1m",
+                "A request body must arrive within this after the headers (408 after).",
+                example="30s",
+            ),
+            _arg(
+                "server",
+                "max_connections",
+                INT,
+                "1000",
+                "Connections open at once (HTTP and WebSocket); more are closed on accept. "
+                "Never above the file-descriptor limit minus 64.",
+                minimum=1,
+            ),
         ],
     ),
     PluginDescriptor(
@@ -367,7 +430,26 @@ DESCRIPTORS: list[PluginDescriptor] = [
                 "max_frame_bytes",
                 INT,
                 "4194304",
-                "Largest frame a worker may send; larger closes its connection (1008).",
+                "Largest frame in either direction: a worker frame over it closes the "
+                "connection (1008); a /v1 request whose job frame would exceed it gets 413.",
+                minimum=1,
+            ),
+            _arg(
+                "workers",
+                "first_frame_timeout",
+                DUR,
+                "1m",
+                "A worker must answer a job (first chunk, result or error) within this; "
+                "else the job is retried elsewhere and the miss counts against the worker.",
+                example="30s",
+            ),
+            _arg(
+                "workers",
+                "unresponsive_after",
+                INT,
+                "2",
+                "Consecutive missed first frames after which a worker is shown unresponsive "
+                "and gets no jobs until it answers one again (or reconnects).",
                 minimum=1,
             ),
         ],

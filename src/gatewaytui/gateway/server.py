@@ -12,8 +12,10 @@ from types import FrameType
 
 import uvicorn
 
+from gatewaytui.gateway import log_limits
 from gatewaytui.gateway.app import create_app, ws_max_bytes
 from gatewaytui.gateway.core import Gateway
+from gatewaytui.gateway.http_limits import guarded_protocol
 
 log = logging.getLogger("gatewaytui.gateway.server")
 
@@ -63,8 +65,10 @@ def make_server(
     gateway: Gateway, *, log_level: str = "warning", handle_signals: bool = True
 ) -> DrainingServer:
     c = gateway.config
+    log_limits.install()  # a flood of bad peers cannot flood the log
     config = uvicorn.Config(
         create_app(gateway),
+        http=guarded_protocol(c.header_timeout, c.max_connections),
         host=c.host,
         port=c.port,
         log_level=log_level,

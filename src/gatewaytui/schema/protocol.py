@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter
 
+from gatewaytui.schema.ids import WORKER_ID_MAX_LENGTH, WORKER_ID_PATTERN
 from gatewaytui.schema.state import GpuStats, HostInfo, WireModel
 
 PROTOCOL_VERSION = 1
@@ -32,7 +33,7 @@ LOG_FRAME_MAX_LINES = 500  # log lines per frame; a bigger snapshot spans severa
 
 class RegisterFrame(WireModel):
     type: Literal["register"] = "register"
-    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/-]+$")
+    id: str = Field(min_length=1, max_length=WORKER_ID_MAX_LENGTH, pattern=WORKER_ID_PATTERN)
     name: str = Field(default="", max_length=256)
     models: list[str] = Field(default_factory=list, max_length=512)
     max_concurrency: int = Field(default=1, ge=0, le=100_000)

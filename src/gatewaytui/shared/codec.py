@@ -20,7 +20,14 @@ BACKEND = "orjson" if orjson is not None else "json"
 
 
 def _std_dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    """Never fails on a string that cannot be UTF-8 encoded (a lone surrogate, which orjson
+    refuses): that document falls back to ASCII escapes, so one bad string cannot make the
+    state, the stream or a response fail to serialise."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=True).encode()
 
 
 if orjson is not None:

@@ -13,13 +13,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gatewaytui.schema.ids import WORKER_ID_BAD_CHARS, WORKER_ID_PATTERN
+
 DEFAULT_GATEWAY_URL = "ws://127.0.0.1:8080"
 WORKERS_CONNECT_PATH = "/api/workers/connect"
 
-# Same pattern as RegisterFrame.id, so a bad id fails at start-up rather than at register.
-WORKER_ID_PATTERN = r"^[A-Za-z0-9._:@/-]+$"
+# The schema's one rule (RegisterFrame.id, the routes), so a bad id fails at start-up.
 _ID_OK = re.compile(WORKER_ID_PATTERN)
-_ID_BAD_CHARS = re.compile(r"[^A-Za-z0-9._:@/-]+")
+_ID_BAD_CHARS = WORKER_ID_BAD_CHARS
 
 
 class _Settings(BaseModel):

@@ -131,6 +131,10 @@ class BackendManager:
                 return True
         return False
 
+    def knows_model_exactly(self, model: str) -> bool:
+        """An enabled backend serves `model` by that very name (metric labels)."""
+        return any(model in r.worker.models for r in self._serving())
+
     def routable_count(self) -> int:
         return sum(1 for r in self.records.values() if r.routing and r.worker.models)
 

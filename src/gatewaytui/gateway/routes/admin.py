@@ -18,8 +18,11 @@ import gatewaytui
 from gatewaytui.gateway.core import Gateway
 from gatewaytui.gateway.hub import encode
 from gatewaytui.gateway.jobs import GatewayError
+from gatewaytui.gateway.json_body import parse_json
+from gatewaytui.gateway.openapi_extra import path_parameters
 from gatewaytui.gateway.routes.common import Guard, deny
 from gatewaytui.schema.api import ActionResult, ServerDrainRequest
+from gatewaytui.schema.ids import is_worker_id
 
 log = logging.getLogger("gatewaytui.gateway.routes.admin")
 
@@ -63,12 +66,20 @@ def add_action_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
     def action(path: str, run: Callable[..., ActionResult]) -> None:
         async def handler(request: Request) -> dict[str, Any]:
             guard.require_role(request.headers, "operator")
+            worker_id = request.path_params.get("worker_id")
+            if worker_id is not None and not is_worker_id(worker_id):  # the schema's one rule
+                raise GatewayError(
+                    f"{worker_id[:140]!r} is not a worker id", status=404, code="not_found"
+                )
             return run(**request.path_params).model_dump(mode="json")
 
-        app.add_api_route(path, handler, methods=["POST"], name=path)
+        app.add_api_route(
+            path, handler, methods=["POST"], name=path, openapi_extra=path_parameters(path)
+        )
 
-    action("/api/workers/{worker_id}/drain", gateway.drain_worker)
-    action("/api/workers/{worker_id}/undrain", gateway.undrain_worker)
+    # `{worker_id:path}`: a worker id may hold `/` (schema.ids), sent percent-encoded.
+    action("/api/workers/{worker_id:path}/drain", gateway.drain_worker)
+    action("/api/workers/{worker_id:path}/undrain", gateway.undrain_worker)
     action("/api/jobs/{job_id}/cancel", gateway.cancel_job)
     action("/api/server/undrain", gateway.undrain_server)
 
@@ -81,7 +92,11 @@ def add_server_drain_route(app: FastAPI, gateway: Gateway, guard: Guard) -> None
         guard.require_role(request.headers, "operator")
         raw = await request.body()
         try:
-            options = ServerDrainRequest.model_validate_json(raw) if raw else ServerDrainRequest()
+            options = (
+                ServerDrainRequest.model_validate(parse_json(raw))
+                if raw.strip()
+                else ServerDrainRequest()
+            )
         except ValidationError as exc:
             raise GatewayError(
                 f"invalid drain request: {exc.errors()[0]['msg']}", status=422

@@ -6,7 +6,6 @@ in the state (`BackendSnapshot`): never the key, only `api_key_set` / `api_key_e
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,26 +13,19 @@ from fastapi.responses import JSONResponse
 
 from gatewaytui.gateway.core import Gateway
 from gatewaytui.gateway.jobs import GatewayError
+from gatewaytui.gateway.json_body import parse_json_object
 from gatewaytui.gateway.routes.common import Guard
-
-MAX_BODY_BYTES = 1024 * 1024
 
 
 async def _body(request: Request, *, optional: bool = False) -> dict[str, Any] | None:
+    """The JSON object of the body; its size was limited while it was read (http_guard:
+    server.max_body_bytes) and it went through the gateway's one parser."""
     raw = await request.body()
     if not raw.strip():
         if optional:
             return None
         raise GatewayError("request body must be a JSON object (a backend spec)", status=400)
-    if len(raw) > MAX_BODY_BYTES:
-        raise GatewayError(f"request body larger than {MAX_BODY_BYTES} bytes", status=413)
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise GatewayError(f"request body is not valid JSON: {exc}", status=400) from None
-    if not isinstance(body, dict):
-        raise GatewayError("request body must be a JSON object", status=400)
-    return body
+    return parse_json_object(raw)
 
 
 def add_backend_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:

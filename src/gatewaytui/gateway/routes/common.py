@@ -11,11 +11,13 @@ from typing import Any, TypeVar
 import anyio
 from fastapi import Request, WebSocket
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gatewaytui.gateway.auth import Auth, Role, bearer_token
+from gatewaytui.gateway.http_guard import error_body, error_headers
 from gatewaytui.gateway.jobs import GatewayError
+from gatewaytui.gateway.json_body import parse_json_object
 from gatewaytui.schema.protocol import CLOSE_POLICY_VIOLATION
-from gatewaytui.shared import codec
 
 T = TypeVar("T")
 
@@ -28,9 +30,37 @@ class ForbiddenError(GatewayError):
     status, type, code = 403, "permission_error", "forbidden"
 
 
-def error_response(exc: GatewayError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+def error_response(exc: GatewayError, path: str = "/api") -> JSONResponse:
+    """The error in its route's format (`http_guard.error_body`: OpenAI, JSON-RPC, admin)."""
+    return JSONResponse(error_body(path, exc), status_code=exc.status, headers=error_headers(exc))
+
+
+_HTTP_ERROR_CODES = {
+    404: ("invalid_request_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    400: ("invalid_request_error", "invalid_request"),
+}
+
+
+def http_error_response(path: str, exc: StarletteHTTPException) -> JSONResponse:
+    """Routing errors (404, 405 with its `Allow`) in the route's error format."""
+    kind, code = _HTTP_ERROR_CODES.get(exc.status_code, ("invalid_request_error", None))
+    if exc.status_code == 404:
+        message = f"no route {path[:200]!r}"
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        message = f"method not allowed on {path[:200]!r}" + (
+            f" (allowed: {allowed})" if allowed else ""
+        )
+    else:
+        message = str(exc.detail)
+    error = GatewayError(message, status=exc.status_code, code=code)
+    error.type = kind
+    return JSONResponse(
+        error_body(path, error),
+        status_code=exc.status_code,
+        headers=error_headers(error, (exc.headers or {}).items()),
+    )
 
 
 @dataclass(frozen=True)
@@ -95,13 +125,9 @@ def client_addr(scope_client: Any) -> str | None:
 
 
 async def json_object(request: Request) -> dict[str, Any]:
-    try:
-        body = codec.loads(await request.body())  # orjson: a fifth of json's time per body
-    except ValueError as exc:
-        raise GatewayError(f"request body is not valid JSON: {exc}", status=400) from None
-    if not isinstance(body, dict):
-        raise GatewayError("request body must be a JSON object", status=400)
-    return body
+    """The body as a JSON object (the gateway's one parser: no lone surrogates, bad UTF-8);
+    its size was limited while it was read (http_guard)."""
+    return parse_json_object(await request.body())
 
 
 async def _until_disconnect(request: Request) -> None:

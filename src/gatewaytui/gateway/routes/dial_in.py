@@ -15,6 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from gatewaytui.gateway.events import EventLog
+from gatewaytui.gateway.jobs import JobTooLargeError
 from gatewaytui.gateway.routes.common import client_addr
 from gatewaytui.schema.protocol import CLOSE_DUPLICATE_ID, CLOSE_POLICY_VIOLATION
 from gatewaytui.shared import codec
@@ -28,12 +29,22 @@ CLOSE_MESSAGE_TOO_BIG = 1009  # sent by the WebSocket layer itself, above ws_max
 class PeerConnection:
     """Adapts a Starlette WebSocket to what the worker registry and MCP relays need."""
 
-    def __init__(self, ws: WebSocket) -> None:
+    def __init__(self, ws: WebSocket, max_bytes: int | None = None) -> None:
         self.ws = ws
         self.closed = False
+        self.max_bytes = max_bytes
 
     async def send(self, frame: dict[str, Any]) -> None:
-        await self.ws.send_text(codec.dumps_text(frame))
+        """Send one frame; one the peer must not receive (over `max_bytes`) is refused with
+        JobTooLargeError (413 for the request) and the connection stays up."""
+        text = codec.dumps_text(frame)
+        limit = self.max_bytes
+        if limit is not None and len(text) > limit // 4 and len(text.encode()) > limit:
+            raise JobTooLargeError(
+                f"the request makes a job frame of {len(text.encode())} bytes, over "
+                f"workers.max_frame_bytes={limit}"
+            )
+        await self.ws.send_text(text)
 
     async def close(self, code: int, reason: str) -> None:
         if self.closed:
@@ -92,6 +103,7 @@ class DialIn:
     events: EventLog
     refuse_kind: str = "refuse"
     tag_events: bool = False  # events carry worker_id
+    send_limit: int | None = None  # frames to the peer larger than this are refused (413)
 
 
 @dataclass
@@ -170,7 +182,7 @@ class _Session:
 
 async def serve_dial_in(ws: WebSocket, peer: DialIn) -> None:
     """One dial-in connection: register, then frames until it closes or breaks a rule."""
-    session = _Session(ws, peer, PeerConnection(ws), client_addr(ws.client))
+    session = _Session(ws, peer, PeerConnection(ws, peer.send_limit), client_addr(ws.client))
     try:
         if await session.register():
             await session.frames()

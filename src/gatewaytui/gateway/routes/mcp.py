@@ -11,7 +11,6 @@ Installed by `create_app` through `add_mcp_routes`.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
@@ -22,12 +21,13 @@ from starlette.requests import ClientDisconnect
 
 from gatewaytui.gateway.auth import bearer_token
 from gatewaytui.gateway.core import Gateway
+from gatewaytui.gateway.http_guard import clean_header
 from gatewaytui.gateway.hub import encode
 from gatewaytui.gateway.jobs import GatewayError
+from gatewaytui.gateway.json_body import parse_json
 from gatewaytui.gateway.mcp.relays import (
     RPC_INVALID_REQUEST,
     RPC_PARSE_ERROR,
-    RPC_REQUEST_TOO_LARGE,
     RPC_UNAUTHORIZED,
     TERMINATE_METHOD,
     DuplicateRelayError,
@@ -72,46 +72,33 @@ def rpc_response(
 
 
 def mcp_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Only `mcp-*` headers travel between client, relay and server (never credentials)."""
+    """Only `mcp-*` headers travel between client, relay and server (never credentials),
+    and only those that are valid HTTP headers (`http_guard.clean_header`): a relay's value
+    with CR/LF could otherwise not be sent, and the client would get no answer at all."""
     out: dict[str, str] = {}
     for name, value in headers.items():
         lower = name.lower()
         if lower.startswith("mcp-") and len(out) < MAX_FORWARDED_HEADERS:
-            out[lower] = value[:MAX_HEADER_VALUE]
+            cleaned = clean_header(lower, value[:MAX_HEADER_VALUE])
+            if cleaned is not None:
+                out[lower] = cleaned
     return out
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) anything above `limit` without reading it all."""
-    too_large = MCPError(
-        f"request body exceeds mcp.max_request_bytes ({limit})",
-        status=413,
-        rpc_code=RPC_REQUEST_TOO_LARGE,
-        code="request_too_large",
-    )
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
-        raise too_large
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+    """The request body. `limit` (mcp.max_request_bytes) is enforced while it is read, by the
+    gateway's ASGI guard (http_guard.py), which answers 413 as a JSON-RPC error."""
+    del limit  # the guard's policy holds the same value
+    return await request.body()
 
 
 def parse_message(body: bytes) -> dict[str, Any]:
     """One JSON-RPC 2.0 request, notification or response; anything else is a 400."""
     try:
-        message = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        message = parse_json(body)  # the gateway's one body parser: no lone surrogates
+    except GatewayError as exc:
         raise MCPError(
-            f"request body is not valid JSON: {exc}"[:300],
-            status=400,
-            rpc_code=RPC_PARSE_ERROR,
-            code="parse_error",
+            exc.message, status=400, rpc_code=RPC_PARSE_ERROR, code="parse_error"
         ) from None
 
     def invalid(why: str, code: str = "invalid_request") -> MCPError:

@@ -91,6 +91,7 @@ def timing_headers(gateway: Gateway, job: Any, started: float) -> dict[str, str]
     if job is None:
         return {}
     return {
+        "X-Job-Id": job.id,  # every proxied answer names its job, not only streams
         "X-Gateway-Overhead-Us": str(gateway.history.overhead_us(job, started)),
         "X-Gateway-Queue-Us": str(int(job.queue_wait_s * 1_000_000)),
     }

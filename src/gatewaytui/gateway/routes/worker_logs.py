@@ -82,7 +82,7 @@ def add_worker_log_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
     """Install the worker-logs route (a viewer token reads it)."""
     broker = gateway.worker_logs
 
-    @app.get("/api/workers/{worker_id}/logs", response_model=None)
+    @app.get("/api/workers/{worker_id:path}/logs", response_model=None)
     async def worker_logs(worker_id: str, request: Request) -> Any:
         guard.require_role(request.headers, "viewer")
         worker = gateway.registry.get(worker_id)

@@ -58,6 +58,7 @@ def worker_dial_in(gateway: Gateway) -> DialIn:
         disconnected=gateway.worker_disconnected,
         events=gateway.events,
         tag_events=True,
+        send_limit=limit,
     )
 
 

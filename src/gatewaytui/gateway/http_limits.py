@@ -1,0 +1,100 @@
+"""Slow and idle connections end: a header deadline and a connection cap in uvicorn's HTTP
+protocol (the part of a request no ASGI middleware sees).
+
+- Headers: a connection must deliver a request's complete headers within
+  `server.header_timeout` of opening (or of its previous answer, on keep-alive); one that
+  dribbles or idles is closed. Bodies are timed by the ASGI guard (`http_guard.py`).
+- Connections: at most `server.max_connections` open at once (HTTP and WebSocket alike),
+  never more than the file-descriptor limit minus a reserve; the next one is closed as
+  soon as it is accepted, so a flood cannot starve `/healthz` or the log of descriptors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gatewaytui.gateway.log_limits import RateLimitedLog
+
+log = RateLimitedLog(logging.getLogger("gatewaytui.gateway.http"))
+
+FD_RESERVE = 64  # descriptors kept for files, the store, outgoing calls
+
+
+def connection_cap(configured: int) -> int:
+    """`configured`, but below the process's file-descriptor limit (minus a reserve)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return configured
+    return max(min(configured, soft - FD_RESERVE), 1)
+
+
+class _Stats:
+    refused = 0
+    header_timeouts = 0
+
+
+stats = _Stats()
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a header deadline and a connection cap."""
+
+    header_timeout = 10.0
+    cap = 1000
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        if len(self.connections) > self.cap:
+            stats.refused += 1
+            log.warning("cap", "connection from %s refused: %d open (server.max_connections)",
+                        self.client, len(self.connections) - 1)  # fmt: skip
+            self.connections.discard(self)
+            transport.abort()
+            return
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            stats.header_timeouts += 1
+            log.info("headers", "connection from %s closed: no complete request headers "
+                     "within %gs", self.client, self.header_timeout)  # fmt: skip
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        self._arm()
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and not self.pipeline:
+            self._arm()  # the next request's headers are due within the timeout too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+
+def guarded_protocol(header_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
+    """The protocol class for one server: its header timeout and connection cap."""
+    attrs = {"header_timeout": header_timeout, "cap": connection_cap(max_connections)}
+    return type("GuardedHttpProtocol", (GuardedHttpProtocol,), attrs)
