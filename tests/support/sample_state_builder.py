@@ -609,6 +609,10 @@ state = {
     "events": events,
 }
 loop.close()
+# A single node: no replicas, and the `replica` of every item is null (as the panel stores it).
+for item in [*state["workers"], *state["jobs"], *mcp["clients"], *events]:
+    item["replica"] = None
+state["replicas"] = []
 
 GatewayState.model_validate(state)
 text = json.dumps(state, indent=2, ensure_ascii=False) + "\n"

@@ -87,10 +87,15 @@ def create_app(gateway: Gateway, auth: Auth | None = None) -> FastAPI:
     admin.add_health_routes(app, gateway)
     add_openai_routes(app, gateway, guard)
     admin.add_state_routes(app, gateway, guard)
-    admin.add_action_routes(app, gateway, guard)
+    if gateway.cluster is not None:  # any replica takes an action; the owner runs it
+        from gatewaytui.gateway.cluster.routes import add_fleet_action_routes
+
+        add_fleet_action_routes(app, gateway.cluster, guard)
+    else:
+        admin.add_action_routes(app, gateway, guard)
+        admin.add_server_drain_route(app, gateway, guard)
     add_backend_routes(app, gateway, guard)
     add_history_routes(app, gateway, guard.require_role)
-    admin.add_server_drain_route(app, gateway, guard)
     admin.add_metrics_route(app, gateway)
     admin.add_state_stream_route(app, gateway, guard)
     add_worker_routes(app, gateway, guard)

@@ -78,6 +78,13 @@ _SOURCES: dict[str, tuple[str, str, Callable[[Any], Any]]] = {
     "history_max_size_mb": ("history", "max_size_mb", int),
     "history_queue_size": ("history", "write_queue", int),
     "history_flush_interval": ("history", "flush_interval", float),
+    "cluster_redis_url": ("cluster", "redis_url", str),
+    "cluster_replica_id": ("cluster", "replica_id", str),
+    "cluster_advertise_url": ("cluster", "advertise_url", str),
+    "cluster_replica_ttl": ("cluster", "replica_ttl", float),
+    "cluster_publish_rate": ("cluster", "publish_rate", float),
+    "cluster_command_timeout": ("cluster", "command_timeout", float),
+    "cluster_redis_timeout": ("cluster", "redis_timeout", float),
 }
 
 _DEFAULTS = resolve_options()
@@ -144,6 +151,13 @@ class GatewayConfig:
     history_max_size_mb: int = _D["history_max_size_mb"]
     history_queue_size: int = _D["history_queue_size"]
     history_flush_interval: float = _D["history_flush_interval"]
+    cluster_redis_url: str = field(default=_D["cluster_redis_url"], repr=False)  # a secret
+    cluster_replica_id: str = _D["cluster_replica_id"]
+    cluster_advertise_url: str = _D["cluster_advertise_url"]
+    cluster_replica_ttl: float = _D["cluster_replica_ttl"]
+    cluster_publish_rate: float = _D["cluster_publish_rate"]
+    cluster_command_timeout: float = _D["cluster_command_timeout"]
+    cluster_redis_timeout: float = _D["cluster_redis_timeout"]
     options: ResolvedOptions = field(default_factory=resolve_options, compare=False, repr=False)
 
     @classmethod

@@ -21,7 +21,7 @@ import gc
 import time
 from collections import deque
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gatewaytui
 from gatewaytui.gateway.backends.manager import BackendHost, BackendManager
@@ -49,6 +49,9 @@ from gatewaytui.gateway.worker_logs import WorkerLogBroker
 from gatewaytui.schema import ServerStatus
 from gatewaytui.schema.api import ActionResult
 from gatewaytui.schema.protocol import RegisterFrame
+
+if TYPE_CHECKING:
+    from gatewaytui.gateway.cluster.node import ClusterNode
 
 
 class Gateway:
@@ -92,6 +95,11 @@ class Gateway:
         self.dispatch.on_job_end = self.history.job_ended
         self.mcp.on_call_end = self.history.mcp_call_ended
         self._tasks: list[asyncio.Task[Any]] = []
+        self.cluster: ClusterNode | None = None
+        if c.cluster_redis_url:
+            from gatewaytui.gateway.cluster.node import ClusterNode  # only a fleet loads redis
+
+            self.cluster = ClusterNode(self)
 
     def _wire_job_path(self) -> None:
         """The parts between a request and a worker: queue, dispatch, roster, drain, paths."""
@@ -146,6 +154,8 @@ class Gateway:
         ]
         await self.backends.start()
         await self.history.start()
+        if self.cluster is not None:
+            await self.cluster.start()
         self.events.add(
             "server_start", f"gateway {gatewaytui.__version__} listening on {self.listen}"
         )
@@ -154,6 +164,8 @@ class Gateway:
         gc.freeze()
 
     async def stop(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -21,6 +21,8 @@ class EventLog:
         self._events: deque[dict[str, Any]] = deque(maxlen=max(size, 1))
         self._next_id = 1
         self._on_event = on_event
+        # Set by the fleet (gateway/cluster): this replica's events also go to the fleet log.
+        self.on_local: Callable[[dict[str, Any]], None] | None = None
 
     def add(
         self,
@@ -42,7 +44,19 @@ class EventLog:
         }
         self._next_id += 1
         self._events.append(event)
+        if self.on_local is not None:
+            self.on_local(event)
         log.log(_LOG_LEVELS.get(level, logging.INFO), "%s: %s", kind, message)
+        if self._on_event is not None:
+            self._on_event(event)
+        return event
+
+    def append_remote(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Add an event another fleet replica recorded (it keeps its `replica`), numbered in
+        this log's sequence; not logged again here."""
+        event = {**event, "id": self._next_id}
+        self._next_id += 1
+        self._events.append(event)
         if self._on_event is not None:
             self._on_event(event)
         return event

@@ -5,6 +5,7 @@ derived from workers, jobs and the queue."""
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import gatewaytui
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
     from gatewaytui.gateway.slots import Waiter
 
 SERVING = frozenset({WorkerStatus.CONNECTED, WorkerStatus.IDLE, WorkerStatus.WORKING})
+
+
+def _single_node() -> dict[str, Any]:
+    return {"cluster": "off", "replica": None}
 
 
 class BackendModels(Protocol):
@@ -62,6 +67,8 @@ class LiveState:
         self.started_at = started_at
         self.listen = listen
         self.backends: BackendModels = _NoBackends()
+        # The server row's fleet fields (`cluster`, `replica`); a fleet replaces this.
+        self.fleet_fields: Callable[[], dict[str, Any]] = _single_node
         self.models: dict[str, dict[str, Any]] = {}
         self.serving_workers = 0
         self._dirty = True
@@ -132,6 +139,7 @@ class LiveState:
             "tokens_in_total": totals.tokens_in,
             "tokens_out_total": totals.tokens_out,
             "embeddings_total": totals.embeddings,
+            **self.fleet_fields(),
         }
 
     def readiness(self) -> tuple[ServerStatus, str | None]:

@@ -608,6 +608,79 @@ DESCRIPTORS: list[PluginDescriptor] = [
         ],
     ),
     PluginDescriptor(
+        id="cluster",
+        name="Cluster",
+        summary=(
+            "Several replicas acting as one gateway through Redis (docs/cluster.md); "
+            "an empty Redis URL keeps the gateway a single process."
+        ),
+        args=[
+            _arg(
+                "cluster",
+                "redis_url",
+                STR,
+                "",
+                "Redis URL shared by the replicas of a fleet; empty means a single node. "
+                "It may carry a password, so it is a secret.",
+                example="redis://:password@10.0.0.5:6379/0",
+                secret=True,
+            ),
+            _arg(
+                "cluster",
+                "replica_id",
+                STR,
+                "",
+                "This replica's id in the fleet; empty means host name and port.",
+                example="gw-eu-1",
+            ),
+            _arg(
+                "cluster",
+                "advertise_url",
+                STR,
+                "",
+                "How the other replicas reach this one over HTTP (forwarded requests); empty "
+                "means http://<host>:<port> (the host name when bound to all addresses).",
+                example="http://10.0.0.7:8080",
+            ),
+            _arg(
+                "cluster",
+                "replica_ttl",
+                DUR,
+                "10s",
+                "A replica that has not refreshed its registration for this long is gone.",
+                example="15s",
+            ),
+            _arg(
+                "cluster",
+                "publish_rate",
+                NUM,
+                "10",
+                "Most times a second a replica publishes what changed on it.",
+                example="4",
+                above=0,
+                maximum=50,
+            ),
+            _arg(
+                "cluster",
+                "command_timeout",
+                DUR,
+                "5s",
+                "How long an action forwarded to the owning replica waits for its answer "
+                "(then 504).",
+                example="10s",
+            ),
+            _arg(
+                "cluster",
+                "redis_timeout",
+                DUR,
+                "1s",
+                "Longest a Redis call may take before the replica counts Redis as down "
+                "(degraded: it serves its own workers and backends).",
+                example="2s",
+            ),
+        ],
+    ),
+    PluginDescriptor(
         id="metrics",
         name="Metrics",
         summary="Prometheus exposition at /metrics.",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from gatewaytui.gateway.config import GatewayConfig
@@ -67,6 +68,9 @@ class WorkerRoster:
         self.metrics = metrics
         self.events = events
         self.worker_logs = worker_logs
+        # Set by a fleet (gateway/cluster): applies the fleet's drain flag to a worker
+        # being admitted, so a drained worker stays drained wherever it reconnects.
+        self.on_admit: Callable[[WorkerRecord], None] | None = None
 
     # ---- a worker's connection ------------------------------------------------------------
 
@@ -80,6 +84,8 @@ class WorkerRoster:
             self.metrics.worker_events.labels("refused").inc()
             self.events.add("refuse", str(exc), level="warning", worker_id=frame.id)
             raise
+        if self.on_admit is not None:
+            self.on_admit(worker)
         self.scheduler.add(worker)
         self.live.touch_worker(worker)
         self.metrics.worker_events.labels("connect").inc()

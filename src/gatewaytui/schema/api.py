@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -35,6 +35,18 @@ class ActionResult(WireModel):
 class ServerDrainRequest(WireModel):
     timeout_s: float | None = Field(default=None, gt=0)
     exit_when_done: bool = False
+    scope: Literal["replica", "fleet"] = Field(
+        default="replica",
+        description="In a fleet: drain this replica (or `replica`) only, or every replica.",
+    )
+    replica: str | None = Field(
+        default=None, description="In a fleet: the replica to drain (default: this one)."
+    )
+
+
+class ServerUndrainRequest(WireModel):
+    scope: Literal["replica", "fleet"] = "replica"
+    replica: str | None = None
 
 
 class WorkerLogs(WireModel):

@@ -110,6 +110,9 @@ class WorkerSnapshot(WireModel):
     last_error: str | None = None
     last_error_at: datetime | None = None
     reconnects: int = 0
+    replica: str | None = Field(
+        default=None, description="The fleet replica holding its connection (clustered only)."
+    )
 
 
 class JobKind(StrEnum):
@@ -145,6 +148,9 @@ class JobSnapshot(WireModel):
     attempt: int = 1
     partition: PartitionProgress | None = None
     client: str | None = None
+    replica: str | None = Field(
+        default=None, description="The fleet replica running it (clustered only)."
+    )
 
 
 class ModelSummary(WireModel):
@@ -195,6 +201,9 @@ class MCPClientSnapshot(WireModel):
     last_error_at: datetime | None = None
     rejected: int = 0
     reconnects: int = 0
+    replica: str | None = Field(
+        default=None, description="The fleet replica holding its relay (clustered only)."
+    )
 
 
 class MCPSessionSnapshot(WireModel):
@@ -348,6 +357,12 @@ class EventRecord(WireModel):
     message: str
     worker_id: str | None = None
     job_id: str | None = None
+    replica: str | None = Field(
+        default=None, description="The fleet replica it happened on (clustered only)."
+    )
+
+
+ClusterStatus = Literal["off", "ok", "degraded"]
 
 
 class QueueInfo(WireModel):
@@ -374,6 +389,33 @@ class ServerSnapshot(WireModel):
     tokens_in_total: int = 0
     tokens_out_total: int = 0
     embeddings_total: int = 0
+    cluster: ClusterStatus = Field(
+        default="off",
+        description="`off` (a single node), `ok` (in a fleet, Redis reachable) or `degraded` "
+        "(Redis unreachable: this replica serves its own workers and backends).",
+    )
+    replica: str | None = Field(default=None, description="This replica's id (clustered only).")
+
+
+class ReplicaSnapshot(WireModel):
+    """One gateway replica of a fleet, as registered in Redis (docs/cluster.md)."""
+
+    id: str
+    advertise_url: str = ""
+    status: str = Field(
+        default="ready",
+        description="`ready`, `not_ready`, `draining`, `degraded` (its Redis link is down) "
+        "or `gone` (its registration expired).",
+    )
+    started_at: datetime | None = None
+    last_seen: datetime | None = None
+    workers: int = Field(default=0, description="Workers connected to it (not gone).")
+    jobs: int = Field(default=0, description="Jobs in flight on it.")
+    capacity: int = Field(default=0, description="Slots of its ready workers.")
+    inflight: int = Field(default=0, description="Of those slots, the ones in use.")
+    draining: bool = False
+    version: str = ""
+    local: bool = Field(default=False, description="This is the replica serving the state.")
 
 
 class GatewayState(WireModel):
@@ -390,6 +432,9 @@ class GatewayState(WireModel):
     backends: list[BackendSnapshot] = Field(default_factory=list)
     plugins: list[PluginState] = Field(default_factory=list)
     events: list[EventRecord] = Field(default_factory=list)
+    replicas: list[ReplicaSnapshot] = Field(
+        default_factory=list, description="The fleet's replicas (empty for a single node)."
+    )
 
 
 def state_json_schema() -> dict[str, Any]:

@@ -23,6 +23,7 @@ STREAM_COLLECTIONS: dict[str, tuple[str, ...]] = {
     "plugins": ("plugins",),
     "mcp_clients": ("mcp", "clients"),
     "mcp_sessions": ("mcp", "sessions"),
+    "replicas": ("replicas",),
 }
 
 
