@@ -183,7 +183,7 @@ async def run_demo(
         fleets.append(asyncio.create_task(run_workers(settings, stop)))
     simulated = await start_simulated_backend([BACKEND_MODEL, CHAT_8B])
     await register_demo_backends(base, simulated.url, CHAT_8B)
-    helpers = [asyncio.create_task(traffic(base, rate, stop))]
+    helpers: list[asyncio.Task[Any]] = [asyncio.create_task(traffic(base, rate, stop))]
     if mcp_available():
         helpers.append(asyncio.create_task(run_demo_mcp_relay(port, stop)))
         helpers.append(asyncio.create_task(mcp_traffic(base, max(rate / 4, 0.1), stop)))

@@ -72,6 +72,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="the MCP server to start, speaking MCP over stdio",
     )
     parser.set_defaults(func=cmd_mcp_relay)
+    assert isinstance(parser, argparse.ArgumentParser)
     return parser
 
 

@@ -21,7 +21,6 @@ websockets and pydantic).
 """
 
 from gatewaytui.client.connection import (
-    Backoff,
     ConnectionState,
     ConnectionStatus,
     GatewayConnection,
@@ -40,6 +39,7 @@ from gatewaytui.client.store import (
     StateStore,
     load_snapshot_file,
 )
+from gatewaytui.shared.backoff import Backoff
 
 __all__ = [
     "COLLECTIONS",

@@ -321,19 +321,7 @@ class GatewayConnection:
                         max_queue=64,
                     )
                 except InvalidStatus as exc:
-                    status = exc.response.status_code
-                    if status in (401, 403):
-                        body = bytes(exc.response.body or b"")
-                        message = error_message_from_body(status, body)
-                        self._set_state(
-                            ConnectionState(
-                                ConnectionStatus.UNAUTHORIZED,
-                                time.time(),
-                                attempt=attempt,
-                                last_error=f"HTTP {status}: {message}",
-                                http_status=status,
-                            )
-                        )
+                    if self._unauthorized(exc, attempt):
                         return
                     reason = describe_exception(exc)
                 except (OSError, TimeoutError, WebSocketException) as exc:
@@ -364,18 +352,15 @@ class GatewayConnection:
                         if time.monotonic() - live_started >= self.stable_after:
                             attempt = 0
 
-                if resync:
-                    self.resyncs += 1
-                    delay = 0.0 if attempt == 0 else self.backoff.delay(attempt)
-                else:
-                    delay = self.backoff.delay(attempt)
+                self.resyncs += resync
+                # A resync right after a stable stream goes at once; anything else backs off.
+                delay = 0.0 if resync and attempt == 0 else self.backoff.delay(attempt)
                 attempt += 1
                 now = time.time()
                 if failing_since is None:
                     failing_since = now
-                status = ConnectionStatus.RECONNECTING if ever_live else ConnectionStatus.CONNECTING
                 waiting = ConnectionState(
-                    status,
+                    ConnectionStatus.RECONNECTING if ever_live else ConnectionStatus.CONNECTING,
                     failing_since if ever_live else self.state.since,
                     attempt=attempt,
                     next_retry_at=now + delay,
@@ -386,6 +371,23 @@ class GatewayConnection:
                 self._set_state(replace(waiting, next_retry_at=None))
         finally:
             self._live_started = None
+
+    def _unauthorized(self, exc: InvalidStatus, attempt: int) -> bool:
+        """A 401/403 on connect: the state says why and the loop stops (retrying cannot help)."""
+        http_status = exc.response.status_code
+        if http_status not in (401, 403):
+            return False
+        message = error_message_from_body(http_status, bytes(exc.response.body or b""))
+        self._set_state(
+            ConnectionState(
+                ConnectionStatus.UNAUTHORIZED,
+                time.time(),
+                attempt=attempt,
+                last_error=f"HTTP {http_status}: {message}",
+                http_status=http_status,
+            )
+        )
+        return True
 
     async def _sleep(self, delay: float) -> None:
         self._wake.clear()

@@ -18,6 +18,7 @@ from websockets.exceptions import (
     InvalidHandshake,
     InvalidStatus,
     InvalidURI,
+    WebSocketException,
 )
 
 
@@ -107,6 +108,26 @@ def describe_exception(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, ClientError):
         return exc.message
+    if isinstance(exc, WebSocketException):
+        words = _describe_websocket(exc)
+        if words is not None:
+            return words
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return "timed out"
+    if isinstance(exc, httpx.TransportError):
+        # httpx wraps httpcore wraps anyio's "All connection attempts failed" wraps the OS
+        # error: the innermost specific cause is the one worth showing.
+        chain = _cause_chain(exc)
+        for cause in reversed(chain[1:]):
+            if isinstance(cause, OSError | TimeoutError) and type(cause) is not OSError:
+                return describe_exception(cause)
+        return str(chain[-1]) or str(exc) or type(exc).__name__
+    if isinstance(exc, OSError):
+        return _describe_os_error(exc)
+    return str(exc) or type(exc).__name__
+
+
+def _describe_websocket(exc: WebSocketException) -> str | None:
     if isinstance(exc, InvalidStatus):
         response = exc.response
         status = response.status_code
@@ -126,16 +147,10 @@ def describe_exception(exc: BaseException) -> str:
         return f"connection closed by gateway ({rcvd.code}{reason})"
     if isinstance(exc, InvalidHandshake):
         return f"not a gatewaytui gateway? WebSocket handshake failed: {exc}"
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
-        return "timed out"
-    if isinstance(exc, httpx.TransportError):
-        # httpx wraps httpcore wraps anyio's "All connection attempts failed" wraps the OS
-        # error: the innermost specific cause is the one worth showing.
-        chain = _cause_chain(exc)
-        for cause in reversed(chain[1:]):
-            if isinstance(cause, OSError | TimeoutError) and type(cause) is not OSError:
-                return describe_exception(cause)
-        return str(chain[-1]) or str(exc) or type(exc).__name__
+    return None
+
+
+def _describe_os_error(exc: OSError) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, socket.gaierror):
@@ -144,12 +159,10 @@ def describe_exception(exc: BaseException) -> str:
         return f"TLS error: {exc.reason or exc}"
     if isinstance(exc, ConnectionResetError):
         return "connection reset"
-    if isinstance(exc, OSError):
-        text = str(exc)
-        if text.startswith("Multiple exceptions") and "Errno 111" in text:  # IPv6 and IPv4
-            return "connection refused"
-        return (exc.strerror or str(exc) or type(exc).__name__).lower()
-    return str(exc) or type(exc).__name__
+    text = str(exc)
+    if text.startswith("Multiple exceptions") and "Errno 111" in text:  # IPv6 and IPv4
+        return "connection refused"
+    return (exc.strerror or str(exc) or type(exc).__name__).lower()
 
 
 def _cause_chain(exc: BaseException) -> list[BaseException]:

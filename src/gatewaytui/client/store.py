@@ -281,53 +281,9 @@ class StateStore:
         if seq != self.seq + 1:
             raise SequenceGap(self.seq + 1, seq)
         server_patch, upsert, remove, events = self._checked_delta(message)
-
-        added: dict[str, frozenset[str]] = {}
-        changed: dict[str, frozenset[str]] = {}
-        removed: dict[str, frozenset[str]] = {}
-        for name, patches in upsert.items():
-            items = self.items[name]
-            new_ids: set[str] = set()
-            changed_ids: set[str] = set()
-            for patch in patches:
-                item_id = patch["id"]
-                current = items.get(item_id)
-                if current is None:
-                    items[item_id] = patch
-                    new_ids.add(item_id)
-                    continue
-                for key, value in patch.items():
-                    if current.get(key, _MISSING) != value:
-                        current.update(patch)
-                        changed_ids.add(item_id)
-                        break
-            if new_ids:
-                added[name] = frozenset(new_ids)
-            if changed_ids:
-                changed[name] = frozenset(changed_ids)
-        for name, ids in remove.items():
-            items = self.items[name]
-            gone = {item_id for item_id in ids if items.pop(item_id, None) is not None}
-            if not gone:
-                continue
-            removed[name] = frozenset(gone)
-            if name in added:
-                added[name] = added[name] - gone
-                if not added[name]:
-                    del added[name]
-            if name in changed:
-                changed[name] = changed[name] - gone
-                if not changed[name]:
-                    del changed[name]
-
-        server_changed = False
-        if server_patch:
-            server = self.server
-            for key, value in server_patch.items():
-                if server.get(key, _MISSING) != value:
-                    server.update(server_patch)
-                    server_changed = True
-                    break
+        added, changed = self._upsert(upsert)
+        removed = self._remove(remove, added, changed)
+        server_changed = self._patch_server(server_patch) if server_patch else False
         if events:
             self.events.extend(events)
         self.seq = seq
@@ -342,6 +298,58 @@ class StateStore:
             server=server_changed,
             events=tuple(events),
         )
+
+    def _upsert(
+        self, upsert: dict[str, list[Item]]
+    ) -> tuple[dict[str, frozenset[str]], dict[str, frozenset[str]]]:
+        """Insert new items and merge patches; the ids added and the ids really changed."""
+        added: dict[str, frozenset[str]] = {}
+        changed: dict[str, frozenset[str]] = {}
+        for name, patches in upsert.items():
+            items = self.items[name]
+            new_ids: set[str] = set()
+            changed_ids: set[str] = set()
+            for patch in patches:
+                item_id = patch["id"]
+                current = items.get(item_id)
+                if current is None:
+                    items[item_id] = patch
+                    new_ids.add(item_id)
+                elif _differs(current, patch):
+                    current.update(patch)
+                    changed_ids.add(item_id)
+            if new_ids:
+                added[name] = frozenset(new_ids)
+            if changed_ids:
+                changed[name] = frozenset(changed_ids)
+        return added, changed
+
+    def _remove(
+        self,
+        remove: dict[str, list[str]],
+        added: dict[str, frozenset[str]],
+        changed: dict[str, frozenset[str]],
+    ) -> dict[str, frozenset[str]]:
+        """Drop removed items (and them from `added`/`changed`); the ids really removed."""
+        removed: dict[str, frozenset[str]] = {}
+        for name, ids in remove.items():
+            items = self.items[name]
+            gone = {item_id for item_id in ids if items.pop(item_id, None) is not None}
+            if not gone:
+                continue
+            removed[name] = frozenset(gone)
+            for sets in (added, changed):
+                if name in sets:
+                    sets[name] = sets[name] - gone
+                    if not sets[name]:
+                        del sets[name]
+        return removed
+
+    def _patch_server(self, patch: Item) -> bool:
+        if _differs(self.server, patch):
+            self.server.update(patch)
+            return True
+        return False
 
     def _checked_delta(
         self, message: Mapping[str, Any]
@@ -359,7 +367,15 @@ class StateStore:
             raise MalformedDelta("delta.remove is not an object")
         if not isinstance(events, list):
             raise MalformedDelta("delta.events is not a list")
-        known_upsert: dict[str, list[Item]] = {}
+        known_upsert = self._checked_upsert(upsert)
+        known_remove = self._checked_remove(remove)
+        for event in events:
+            if type(event) is not dict:
+                raise MalformedDelta("delta.events has an entry that is not an object")
+        return server, known_upsert, known_remove, events
+
+    def _checked_upsert(self, upsert: dict[str, Any]) -> dict[str, list[Item]]:
+        known: dict[str, list[Item]] = {}
         for name, patches in upsert.items():
             items = self.items.get(name)
             if items is None:
@@ -375,18 +391,18 @@ class StateStore:
                     raise MalformedDelta(
                         f"delta.upsert.{name}: new item {patch['id']!r} lacks {missing}"
                     )
-            known_upsert[name] = patches
-        known_remove: dict[str, list[str]] = {}
+            known[name] = patches
+        return known
+
+    def _checked_remove(self, remove: dict[str, Any]) -> dict[str, list[str]]:
+        known: dict[str, list[str]] = {}
         for name, ids in remove.items():
             if name not in self.items:
                 continue
             if not isinstance(ids, list) or not all(type(i) is str for i in ids):
                 raise MalformedDelta(f"delta.remove.{name} is not a list of ids")
-            known_remove[name] = ids
-        for event in events:
-            if type(event) is not dict:
-                raise MalformedDelta("delta.events has an entry that is not an object")
-        return server, known_upsert, known_remove, events
+            known[name] = ids
+        return known
 
     def _replace(self, state: dict[str, Any], seq: int) -> Change:
         """Swap in a whole state (already validated) and report the difference."""
@@ -616,6 +632,11 @@ def _fill_defaults(raw: dict[str, Any], model: GatewayState) -> None:
     if isinstance(raw.get("events"), list):
         for event, defaults in zip(raw["events"], dumped["events"], strict=False):
             _setdefaults(event, defaults)
+
+
+def _differs(current: Item, patch: Item) -> bool:
+    """Whether a patch changes anything (stops at the first differing key)."""
+    return any(current.get(key, _MISSING) != value for key, value in patch.items())
 
 
 def _or_default(value: Any, default: Any) -> Any:

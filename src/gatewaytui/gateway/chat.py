@@ -4,6 +4,7 @@ result or stream its chunks as SSE; a worker lost before the first byte is retri
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
 from typing import Any
 
 from gatewaytui.gateway.dispatch import Dispatcher
@@ -22,6 +23,23 @@ from gatewaytui.gateway.jobs import (
 from gatewaytui.gateway.slots import SlotQueue
 from gatewaytui.schema.protocol import ChunkFrame, ResultFrame
 from gatewaytui.shared import codec
+
+
+@dataclass
+class _StreamRun:
+    """Where one SSE answer stands."""
+
+    wants_usage: bool
+    ok: bool = False
+    sent_any: bool = False
+    usage_sent: bool = False  # a usage chunk went through as the upstream wrote it
+    last_chunk: dict[str, Any] | bytes = field(default_factory=dict)
+    pending: Any = None  # an item taken off the queue behind chunks, not yet handled
+
+    @property
+    def make_usage(self) -> bool:
+        """The client asked for usage and no upstream usage chunk went through."""
+        return self.wants_usage and not self.usage_sent
 
 
 class ChatPath:
@@ -122,22 +140,17 @@ class ChatPath:
     async def _stream(
         self, job: Job, body: dict[str, Any], assignment: Assignment
     ) -> AsyncGenerator[bytes, None]:
-        ok = False
-        sent_any = False
-        usage_sent = False  # a usage chunk went through as the upstream wrote it
-        wants_usage = _wants_stream_usage(body)
-        last_chunk: dict[str, Any] | bytes = {}
-        pending: Any = None  # an item taken off the queue behind chunks, not yet handled
+        run = _StreamRun(wants_usage=_wants_stream_usage(body))
         dispatch = self.dispatch
         try:
             while True:
                 try:
-                    if pending is not None:
-                        item, pending = dispatch.outcome(assignment, pending), None
+                    if run.pending is not None:
+                        item, run.pending = dispatch.outcome(assignment, run.pending), None
                     else:
                         item = await dispatch.next_frame(assignment)
                 except WorkerLostError as exc:
-                    if sent_any or job.attempt > 1:
+                    if run.sent_any or job.attempt > 1:
                         job.error = exc
                         yield _sse_error(exc)
                         return
@@ -148,49 +161,56 @@ class ChatPath:
                     yield _sse_error(exc)
                     return
                 if isinstance(item, ResultFrame):
-                    ok = True
-                    make_usage = wants_usage and not usage_sent
-                    yield self._end(job, assignment, item, make_usage, last_chunk)
+                    run.ok = True
+                    yield self._end(job, assignment, item, run.make_usage, run.last_chunk)
                     return
                 if not isinstance(item, RawChunks | ChunkFrame):
                     continue
-                # Chunks already queued go out together, in one write; so does the stream's
-                # end when its result frame is there as well.
-                parts: list[bytes] = []
-                queue = assignment.queue
-                while True:
-                    sent_any = True
-                    job.tokens_out += item.tokens
-                    if isinstance(item, RawChunks):
-                        parts.append(item.sse())
-                        last_chunk = item.events[-1]
-                        usage_sent = usage_sent or item.usage
-                    else:
-                        last_chunk = item.data
-                        parts.append(b"data: " + codec.dumps(item.data) + b"\n\n")
-                    if queue.empty():
-                        break
-                    item = queue.get_nowait()
-                    if isinstance(item, ResultFrame):
-                        dispatch.outcome(assignment, item)
-                        ok = True
-                        make_usage = wants_usage and not usage_sent
-                        parts.append(self._end(job, assignment, item, make_usage, last_chunk))
-                        yield b"".join(parts)
-                        return
-                    if not isinstance(item, RawChunks | ChunkFrame):
-                        pending = item
-                        break
+                data = self._batch(job, assignment, item, run)
+                if run.ok:  # the result frame was queued behind the chunks
+                    yield data
+                    return
                 dispatch.live.touch_job(job)
-                yield parts[0] if len(parts) == 1 else b"".join(parts)
+                yield data
         except GatewayError as exc:  # a failed retry start (queue full, timeout)
             job.error = exc
             yield _sse_error(exc)
         finally:
-            if not ok and job.cancel_reason is None:
+            if not run.ok and job.cancel_reason is None:
                 for a in list(job.assignments.values()):
                     dispatch.cancel_on_worker(a, "client went away")
-            dispatch.end_job(job, ok)
+            dispatch.end_job(job, run.ok)
+
+    def _batch(
+        self, job: Job, assignment: Assignment, item: RawChunks | ChunkFrame, run: _StreamRun
+    ) -> bytes:
+        """Chunks already queued go out together, in one write; so does the stream's end when
+        its result frame is there as well (then `run.ok`)."""
+        parts: list[bytes] = []
+        queue = assignment.queue
+        while True:
+            run.sent_any = True
+            job.tokens_out += item.tokens
+            if isinstance(item, RawChunks):
+                parts.append(item.sse())
+                run.last_chunk = item.events[-1]
+                run.usage_sent = run.usage_sent or item.usage
+            else:
+                run.last_chunk = item.data
+                parts.append(b"data: " + codec.dumps(item.data) + b"\n\n")
+            if queue.empty():
+                break
+            queued = queue.get_nowait()
+            if isinstance(queued, ResultFrame):
+                self.dispatch.outcome(assignment, queued)
+                run.ok = True
+                parts.append(self._end(job, assignment, queued, run.make_usage, run.last_chunk))
+                return b"".join(parts)
+            if not isinstance(queued, RawChunks | ChunkFrame):
+                run.pending = queued
+                break
+            item = queued
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _end(
         self,

@@ -166,40 +166,13 @@ class StateHub:
         for name, dirty in self._dirty.items():
             if not dirty:
                 continue
-            getter = self.collections[name].get
-            sent = self._sent[name]
-            patches: list[Item] = []
-            gone: list[str] = []
-            for item_id in dirty:
-                current = getter(item_id)
-                previous = sent.get(item_id)
-                if current is None:
-                    if previous is not None:
-                        del sent[item_id]
-                        gone.append(item_id)
-                    continue
-                if previous is None:
-                    patches.append(current)
-                else:
-                    patch = {k: v for k, v in current.items() if previous.get(k, _MISSING) != v}
-                    if not patch:
-                        continue
-                    patch["id"] = item_id
-                    patches.append(patch)
-                sent[item_id] = current
+            patches, gone = self._diff(name, dirty)
             dirty.clear()
             if patches:
                 upsert[name] = patches
             if gone:
                 remove[name] = gone
-        server_patch: Item | None = None
-        if self._server_dirty:
-            self._server_dirty = False
-            current_server = self._server()
-            server_patch = {
-                k: v for k, v in current_server.items() if self._sent_server.get(k, _MISSING) != v
-            } or None
-            self._sent_server = current_server
+        server_patch = self._server_patch()
         events, self._pending_events = self._pending_events, []
         self._sent_events.extend(events)
         if not (upsert or remove or server_patch or events):
@@ -215,6 +188,40 @@ class StateHub:
         if events:
             message["events"] = events
         return encode(message)
+
+    def _diff(self, name: str, dirty: Iterable[str]) -> tuple[list[Item], list[str]]:
+        """One collection's changed fields (whole items when new) and its removed ids."""
+        getter = self.collections[name].get
+        sent = self._sent[name]
+        patches: list[Item] = []
+        gone: list[str] = []
+        for item_id in dirty:
+            current = getter(item_id)
+            previous = sent.get(item_id)
+            if current is None:
+                if previous is not None:
+                    del sent[item_id]
+                    gone.append(item_id)
+                continue
+            if previous is None:
+                patches.append(current)
+            else:
+                patch = {k: v for k, v in current.items() if previous.get(k, _MISSING) != v}
+                if not patch:
+                    continue
+                patch["id"] = item_id
+                patches.append(patch)
+            sent[item_id] = current
+        return patches, gone
+
+    def _server_patch(self) -> Item | None:
+        if not self._server_dirty:
+            return None
+        self._server_dirty = False
+        current_server = self._server()
+        patch = {k: v for k, v in current_server.items() if self._sent_server.get(k, _MISSING) != v}
+        self._sent_server = current_server
+        return patch or None
 
     def _state_from(
         self, items: Callable[[str], list[Item]], server: Item, events: list[Item]

@@ -25,7 +25,7 @@ import gatewaytui
 from gatewaytui.gateway.json_body import safe_text
 from gatewaytui.schema import WorkerStatus
 
-disable_created_metrics()  # `_created` series only add noise for operators
+disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` series only add noise for operators
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _PREFIX = "gatewaytui"

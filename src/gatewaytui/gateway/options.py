@@ -871,6 +871,19 @@ def find_spec(plugin: str, arg_id: str) -> ArgSpec:
     raise KeyError(f"{plugin}.{arg_id}")
 
 
+def _winning_source(
+    spec: ArgSpec, key: str, flags: Mapping[str, Any], env: Mapping[str, str], plugin_yaml: Any
+) -> tuple[OptionSource, str, Any]:
+    """Where an option's value comes from: flag > env > YAML > default (source, label, raw)."""
+    if key in flags and flags[key] is not None:
+        return "flag", spec.flag, flags[key]
+    if spec.env in env:
+        return "env", spec.env, env[spec.env]
+    if isinstance(plugin_yaml, Mapping) and spec.id in plugin_yaml:
+        return "yaml", spec.yaml, plugin_yaml[spec.id]
+    return "default", "", spec.default
+
+
 def resolve_options(
     flags: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
@@ -909,14 +922,7 @@ def resolve_options(
         bucket: dict[str, ResolvedArg] = {}
         for spec in descriptor.args:
             key = f"{descriptor.id}.{spec.id}"
-            candidates: list[tuple[OptionSource, str, Any]] = []
-            if key in flags and flags[key] is not None:
-                candidates.append(("flag", spec.flag, flags[key]))
-            if spec.env in env:
-                candidates.append(("env", spec.env, env[spec.env]))
-            if isinstance(plugin_yaml, Mapping) and spec.id in plugin_yaml:
-                candidates.append(("yaml", spec.yaml, plugin_yaml[spec.id]))
-            source, label, raw = candidates[0] if candidates else ("default", "", spec.default)
+            source, label, raw = _winning_source(spec, key, flags, env, plugin_yaml)
             if source == "default" and spec.deprecated and spec.default == "":
                 bucket[spec.id] = ResolvedArg(spec=spec, value=None, source=source)
                 continue
@@ -1018,7 +1024,7 @@ def allowed_values(plugin: str, spec: ArgSpec) -> str | None:
     return None if limit is None else limit.expectation(spec.type)
 
 
-_JSON_TYPES = {
+_JSON_TYPES: dict[ArgType, dict[str, Any]] = {
     ArgType.INT: {"type": ["integer", "string"]},
     ArgType.NUMBER: {"type": ["number", "string"]},
     ArgType.BOOL: {"type": ["boolean", "string"]},
@@ -1030,44 +1036,49 @@ _JSON_TYPES = {
 }
 
 
+def _arg_schema(key: str, spec: ArgSpec) -> dict[str, Any]:
+    """One option's JSON Schema: type (or list/name form), limits, default, flags."""
+    prop: dict[str, Any] = dict(_JSON_TYPES[spec.type])
+    if key in LISTED:
+        prop = {
+            "type": ["string", "array"],
+            "items": {"type": "string", "pattern": "^[^,]+$"},
+        }
+        if key in NAMED:
+            prop["type"] = ["string", "array", "object"]
+            prop["additionalProperties"] = {"type": "string", "pattern": "^[^,]+$"}
+    prop["description"] = spec.description + (
+        f" Deprecated: {spec.replacement}" if spec.deprecated else ""
+    )
+    limit = LIMITS.get(key)
+    if limit is not None and limit.choices:
+        prop["enum"] = list(limit.choices)
+    elif limit is not None:
+        for name, bound in (
+            ("minimum", limit.minimum),
+            ("maximum", limit.maximum),
+            ("exclusiveMinimum", limit.above),
+        ):
+            if bound is not None:
+                prop[name] = int(bound) if float(bound).is_integer() else bound
+    if spec.default and not spec.secret:
+        prop["default"] = spec.default
+    if spec.example:
+        prop["examples"] = [spec.example]
+    if spec.deprecated:
+        prop["deprecated"] = True
+    if spec.secret:
+        prop["writeOnly"] = True
+    return prop
+
+
 def config_json_schema() -> dict[str, Any]:
     """JSON Schema of the gateway's YAML config, generated from the descriptors."""
     plugins: dict[str, Any] = {}
     for descriptor in DESCRIPTORS:
         properties: dict[str, Any] = {}
         for spec in descriptor.args:
-            prop: dict[str, Any] = dict(_JSON_TYPES[spec.type])
-            if f"{descriptor.id}.{spec.id}" in LISTED:
-                prop = {
-                    "type": ["string", "array"],
-                    "items": {"type": "string", "pattern": "^[^,]+$"},
-                }
-                if f"{descriptor.id}.{spec.id}" in NAMED:
-                    prop["type"] = ["string", "array", "object"]
-                    prop["additionalProperties"] = {"type": "string", "pattern": "^[^,]+$"}
-            prop["description"] = spec.description + (
-                f" Deprecated: {spec.replacement}" if spec.deprecated else ""
-            )
-            limit = LIMITS.get(f"{descriptor.id}.{spec.id}")
-            if limit is not None and limit.choices:
-                prop["enum"] = list(limit.choices)
-            elif limit is not None:
-                for name, bound in (
-                    ("minimum", limit.minimum),
-                    ("maximum", limit.maximum),
-                    ("exclusiveMinimum", limit.above),
-                ):
-                    if bound is not None:
-                        prop[name] = int(bound) if float(bound).is_integer() else bound
-            if spec.default and not spec.secret:
-                prop["default"] = spec.default
-            if spec.example:
-                prop["examples"] = [spec.example]
-            if spec.deprecated:
-                prop["deprecated"] = True
-            if spec.secret:
-                prop["writeOnly"] = True
-            properties[spec.id] = prop
+            properties[spec.id] = _arg_schema(f"{descriptor.id}.{spec.id}", spec)
         plugins[descriptor.id] = {
             "type": "object",
             "title": descriptor.name,

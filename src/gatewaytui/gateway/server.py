@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Generator
 from types import FrameType
 
 import uvicorn
@@ -51,10 +52,13 @@ class DrainingServer(uvicorn.Server):
         log.warning("signal %s: draining (send it again to exit at once)", sig)
         self._loop.call_soon_threadsafe(self.gateway.begin_exit_drain)
 
-    def capture_signals(self) -> contextlib.AbstractContextManager[None]:
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None]:
         if not self.handle_signals:  # an embedding program (demo, tests) owns the signals
-            return contextlib.nullcontext()
-        return super().capture_signals()
+            yield
+            return
+        with super().capture_signals():
+            yield
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()

@@ -21,7 +21,7 @@ _SECRETS_NOTE = "secrets are left out: {names}"
 
 def _typed(arg: Mapping[str, Any]) -> Any:
     """A YAML scalar of the right type (durations stay strings like `90s`)."""
-    value = arg.get("value")
+    value: Any = arg.get("value")
     match arg.get("type"):
         case "int":
             return int(value)

@@ -481,11 +481,13 @@ async def run_until_stopped(
     all_done = asyncio.ensure_future(asyncio.gather(*(c.wait() for c in clients)))
     stop_wait = asyncio.ensure_future(stop.wait())
     try:
-        await asyncio.wait({all_done, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        first: set[asyncio.Future[Any]] = {all_done, stop_wait}
+        await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
         if not all_done.done():
             draining = asyncio.ensure_future(asyncio.gather(*(c.drain() for c in clients)))
             force_wait = asyncio.ensure_future(force.wait())
-            await asyncio.wait({draining, force_wait}, return_when=asyncio.FIRST_COMPLETED)
+            second: set[asyncio.Future[Any]] = {draining, force_wait}
+            await asyncio.wait(second, return_when=asyncio.FIRST_COMPLETED)
             if not draining.done():
                 forced = True
                 await asyncio.gather(*(c.stop() for c in clients))

@@ -463,7 +463,8 @@ class StdioUpstream(Upstream):
             raise UpstreamError(
                 503, f"the MCP server is not ready: {self.reason}", "upstream_not_ready"
             )
-        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        found = message.get("params")
+        params: dict[str, Any] = found if isinstance(found, dict) else {}
         cached = self.init_result
         if (
             method == "initialize"
@@ -696,15 +697,15 @@ class HttpUpstream(Upstream):
             sent = False
             async for data in _sse_data(response, self.max_message_bytes):
                 try:
-                    message = json.loads(data)
+                    event = json.loads(data)
                 except ValueError:
                     raise UpstreamError(
                         502, "the MCP server sent an event that is not JSON", "bad_upstream"
                     ) from None
-                if isinstance(message, dict):
+                if isinstance(event, dict):
                     await emit(
                         RelayEventFrame(
-                            call_id=call_id, headers={} if sent else headers, message=message
+                            call_id=call_id, headers={} if sent else headers, message=event
                         )
                     )
                     sent = True

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
@@ -223,6 +224,7 @@ class RelayHandler(JobHandler):
         client_wants_usage = isinstance(client_options, dict) and bool(
             client_options.get("include_usage")
         )
+        pass_usage = usage_passthrough and client_wants_usage
         body = self._body(job, stream=True)
         usage: Usage | None = None
         tokens_out = 0
@@ -235,25 +237,10 @@ class RelayHandler(JobHandler):
                     text = (await response.read()).decode("utf-8", "replace")
                     raise _upstream_error(response.status, text)
                 splitter = SseSplitter(2 * READ_BUFFER_BYTES)
-                done = False
                 async for data in response.content.iter_any():
-                    texts: list[str] = []
-                    tokens = 0
-                    usage_passed = False
-                    for payload in splitter.feed(data):
-                        if payload.strip() == b"[DONE]":
-                            done = True
-                            break
-                        chunk = _parse_chunk(payload, loads)
-                        usage = usage_from(chunk.get("usage")) or usage
-                        choices = chunk.get("choices")
-                        if not choices:  # a usage-only chunk: folded into the result
-                            if usage_passthrough and client_wants_usage:
-                                texts.append(payload.decode("utf-8", "replace"))
-                                usage_passed = True
-                            continue
-                        tokens += _has_output(choices)
-                        texts.append(payload.decode("utf-8", "replace"))
+                    texts, tokens, usage_passed, usage, done = _read_batch(
+                        splitter.feed(data), pass_usage, usage, loads
+                    )
                     if texts:
                         tokens_out += tokens
                         await emit(texts, tokens, usage_passed)
@@ -271,6 +258,30 @@ class RelayHandler(JobHandler):
                 prompt_tokens=prompt, completion_tokens=tokens_out, total_tokens=prompt + tokens_out
             )
         return usage
+
+
+def _read_batch(
+    payloads: Iterable[bytes], pass_usage: bool, usage: Usage | None, loads: Any
+) -> tuple[list[str], int, bool, Usage | None, bool]:
+    """The chunks one read completed: their texts (unchanged), the tokens they carry, whether
+    the usage chunk is among the texts, the usage so far, and whether `[DONE]` came."""
+    texts: list[str] = []
+    tokens = 0
+    usage_passed = False
+    for payload in payloads:
+        if payload.strip() == b"[DONE]":
+            return texts, tokens, usage_passed, usage, True
+        chunk = _parse_chunk(payload, loads)
+        usage = usage_from(chunk.get("usage")) or usage
+        choices = chunk.get("choices")
+        if not choices:  # a usage-only chunk: folded into the result
+            if pass_usage:
+                texts.append(payload.decode("utf-8", "replace"))
+                usage_passed = True
+            continue
+        tokens += _has_output(choices)
+        texts.append(payload.decode("utf-8", "replace"))
+    return texts, tokens, usage_passed, usage, False
 
 
 def _line_too_long() -> JobError:

@@ -28,7 +28,7 @@ from gatewaytui.workers.simulated import SimulatedHandler
 _DONE = object()
 
 
-def _error(status: int, message: str, code: str) -> JSONResponse:
+def _error(status: int, message: str, code: str | None) -> JSONResponse:
     kind = "invalid_request_error" if status < 500 else "server_error"
     return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status)
 

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -57,11 +58,14 @@ class BackendConnection:
                 self._run(job), name=f"backend-{job.job_id}"
             )
             self.tasks[job.job_id] = task
-            task.add_done_callback(lambda _, job_id=job.job_id: self.tasks.pop(job_id, None))
+            task.add_done_callback(partial(self._forget, job.job_id))
         elif kind == "cancel":
-            task = self.tasks.get(str(frame.get("job_id")))
-            if task is not None:
-                task.cancel()  # closes the upstream request
+            running = self.tasks.get(str(frame.get("job_id")))
+            if running is not None:
+                running.cancel()  # closes the upstream request
+
+    def _forget(self, job_id: str, _: asyncio.Task[None]) -> None:
+        self.tasks.pop(job_id, None)
 
     async def close(self, code: int, reason: str) -> None:
         """Nothing to close: each call is its own request."""
@@ -256,7 +260,8 @@ def completion_as_chunk(data: dict[str, Any]) -> dict[str, Any]:
     for index, choice in enumerate(data.get("choices") or ()):
         if not isinstance(choice, dict):
             continue
-        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        found = choice.get("message")
+        message: dict[str, Any] = found if isinstance(found, dict) else {}
         delta: dict[str, Any] = {"role": message.get("role", "assistant")}
         if message.get("content") is not None:
             delta["content"] = message["content"]

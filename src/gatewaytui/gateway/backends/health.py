@@ -8,7 +8,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -60,7 +60,7 @@ class BackendHealth:
 
     async def stop(self) -> None:
         """Cancel the loop and every probe in flight."""
-        tasks = [self._task] if self._task is not None else []
+        tasks: list[asyncio.Task[Any]] = [self._task] if self._task is not None else []
         for record in self.records.values():
             if record.probe_task is not None:
                 tasks.append(record.probe_task)

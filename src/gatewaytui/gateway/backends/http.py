@@ -189,26 +189,34 @@ def describe_http_error(exc: BaseException) -> str:
     )
     seen = 0
     while cause is not None and seen < 10:
-        if isinstance(cause, ConnectionRefusedError) or (
-            isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED
-        ):
-            return "connection refused"
-        if isinstance(cause, socket.gaierror):
-            return "cannot resolve host"
-        if isinstance(cause, OSError) and not isinstance(cause, aiohttp.ClientError):
-            if isinstance(cause, ssl.SSLError) or type(cause) is not OSError:
-                if cause.strerror:
-                    return cause.strerror.lower()
-            elif cause.errno:  # asyncio's `OSError(errno, "Connect call failed …")`
-                return os.strerror(cause.errno).lower()
-        text = str(cause)
-        if "Errno 111" in text or "Connection refused" in text:
-            return "connection refused"
-        if "Name or service not known" in text or "nodename nor servname" in text:
-            return "cannot resolve host"
+        words = _describe_cause(cause)
+        if words is not None:
+            return words
         cause = cause.__cause__ or cause.__context__
         seen += 1
     return str(exc) or type(exc).__name__
+
+
+def _describe_cause(cause: BaseException) -> str | None:
+    """Words for one link of an exception's cause chain, if it says what went wrong."""
+    if isinstance(cause, ConnectionRefusedError) or (
+        isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED
+    ):
+        return "connection refused"
+    if isinstance(cause, socket.gaierror):
+        return "cannot resolve host"
+    if isinstance(cause, OSError) and not isinstance(cause, aiohttp.ClientError):
+        if isinstance(cause, ssl.SSLError) or type(cause) is not OSError:
+            if cause.strerror:
+                return cause.strerror.lower()
+        elif cause.errno:  # asyncio's `OSError(errno, "Connect call failed …")`
+            return os.strerror(cause.errno).lower()
+    text = str(cause)
+    if "Errno 111" in text or "Connection refused" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "cannot resolve host"
+    return None
 
 
 def error_text(status: int, body: str) -> str:
@@ -355,6 +363,7 @@ async def post_raw(
         raise _transport_error(spec, exc, key) from None
     if status >= 300:
         raise _status_error(spec, status, raw.decode("utf-8", "replace"), key)
+    assert isinstance(raw, bytes)
     return raw
 
 

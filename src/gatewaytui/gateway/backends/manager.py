@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -45,6 +45,7 @@ from gatewaytui.schema.backends import (
 )
 
 log = logging.getLogger("gatewaytui.gateway.backends")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -275,7 +276,7 @@ class BackendManager:
             log.error("backends store write failed: %s", exc)
             raise StoreWriteError(f"could not save {self.store.path}: {exc}") from None
 
-    async def _commit(self, run: Callable[[], Any]) -> Any:
+    async def _commit(self, run: Callable[[], Coroutine[Any, Any, T]]) -> T:
         """Serialise edits; a client that leaves mid-write does not split file and memory."""
         async with self._lock:
             return await asyncio.shield(run())
