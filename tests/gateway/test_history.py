@@ -450,3 +450,29 @@ async def test_the_client_reads_the_history(make_gateway, sim_workers, tmp_path)
         with pytest.raises(ActionError) as missing:
             await client.history.job("nope")
         assert missing.value.status == 404
+
+
+def test_usage_over_hours_and_ragged_edges_matches_the_raw_records(tmp_path):
+    conn = store.open_writer(str(tmp_path / "h.sqlite3"))
+    base = 1_700_000_000.0 // 3600 * 3600
+    rows = [
+        _record(f"r{i}", base + i * 37.0, model="a" if i % 3 else "b", duration_ms=10.0 + i % 90)
+        for i in range(800)  # a little over 8 hours, one record every 37 s
+    ]
+    store.write_batch(conn, rows)
+    for start, end in [(base + 1234, base + 5 * 3600 + 77), (base, base + 8 * 3600 - 1),
+                       (base + 600, base + 1500)]:  # fmt: skip
+        got = {r["group"]: r["requests"] for r in store.usage(conn, "model", start, end)}
+        first, last = int(start // 60), int(end // 60) + 1  # whole minutes, as documented
+        want: dict[str, int] = {}
+        for r in rows:
+            if first <= r[COLUMNS.index("ended_at")] // 60 < last:
+                model = r[COLUMNS.index("model")]
+                want[model] = want.get(model, 0) + 1
+        assert got == want
+        total = sum(sum(r["latency_buckets"]) for r in store.usage(conn, "model", start, end))
+        assert total == sum(want.values())
+    points = store.series(conn, base, base + 8 * 3600, hourly=True)
+    assert [p["minute"] % 60 for p in points] == [0] * len(points)
+    assert sum(p["requests"] for p in points) == 800  # the hour holding the end counts
+    conn.close()

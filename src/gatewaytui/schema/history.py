@@ -90,7 +90,7 @@ class UsageReport(WireModel):
 
 
 class SeriesPoint(WireModel):
-    t: float  # the minute's start, epoch seconds
+    t: float  # the minute's (or hour's) start, epoch seconds
     requests: int = 0
     errors: int = 0
     tokens_in: int = 0
@@ -107,5 +107,5 @@ class UsageSeries(WireModel):
     window: str
     start: float
     end: float
-    step_s: int = 60
+    step_s: int = 60  # 3600 (hourly points) for windows over 6 h
     points: list[SeriesPoint] = Field(default_factory=list)

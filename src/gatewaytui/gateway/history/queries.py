@@ -22,6 +22,7 @@ from gatewaytui.schema.history import (
 
 MAX_LIMIT = 500
 MAX_WINDOW_S = 31 * 86400.0
+HOURLY_OVER_S = 6 * 3600.0  # longer windows get hourly series points
 
 
 class BadQueryError(ValueError):
@@ -150,7 +151,8 @@ async def usage_series(
     where: store.UsageFilter | None = None,
 ) -> UsageSeries:
     start, end = _span(window, end)
-    rows = await ledger.read(lambda conn: store.series(conn, start, end, where))
+    hourly = end - start > HOURLY_OVER_S  # a 7-day sparkline needs no 10,080 points
+    rows = await ledger.read(lambda conn: store.series(conn, start, end, where, hourly=hourly))
     points = [
         SeriesPoint(
             t=float(r["minute"] * 60),
@@ -167,7 +169,9 @@ async def usage_series(
         )
         for r in rows
     ]
-    return UsageSeries(window=window, start=start, end=end, points=points)
+    return UsageSeries(
+        window=window, start=start, end=end, step_s=3600 if hourly else 60, points=points
+    )
 
 
 __all__ = [

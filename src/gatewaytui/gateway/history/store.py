@@ -25,7 +25,7 @@ _ROLLUP_SUMS = (
     "requests", "errors", "tokens_in", "tokens_out", "embeddings", "dur_sum", "ttft_sum", "ttft_n",
 )  # fmt: skip
 _ROLLUP_VALUES = (*_ROLLUP_SUMS, *LAT, *TTFT)
-_TEXT_SCAN_ROWS = 200_000  # a text search looks at most this many records per page
+_TEXT_SCAN_ROWS = 50_000  # a text search looks at most this many records per page
 GROUPS = {"model": "model", "key": "key", "worker": "worker", "backend": "backend"}
 _FILTERS = ("outcome", "model", "key", "worker")
 
@@ -65,7 +65,6 @@ _DDL = [
             )
         )
     })""",
-    "CREATE INDEX IF NOT EXISTS jobs_ended ON jobs(ended_at)",
     "CREATE INDEX IF NOT EXISTS jobs_id ON jobs(id)",
     *(f"CREATE INDEX IF NOT EXISTS jobs_{c} ON jobs({c}, seq)" for c in _FILTERS),
     f"""CREATE TABLE IF NOT EXISTS rollup (
@@ -75,9 +74,10 @@ _DDL = [
         PRIMARY KEY (minute, model, key, worker, backend, outcome)
     ) WITHOUT ROWID""",
 ]
+_DDL.append(_DDL[-1].replace("rollup (", "rollup_hour (", 1))  # the same, per hour
 _INSERT_JOB = f"INSERT INTO jobs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
-_UPSERT_ROLLUP = (
-    f"INSERT INTO rollup ({', '.join((*_ROLLUP_KEY, *_ROLLUP_VALUES))}) "
+_UPSERT_ROLLUP = (  # .format(table=rollup | rollup_hour)
+    f"INSERT INTO {{table}} ({', '.join((*_ROLLUP_KEY, *_ROLLUP_VALUES))}) "
     f"VALUES ({', '.join('?' for _ in (*_ROLLUP_KEY, *_ROLLUP_VALUES))}) "
     f"ON CONFLICT ({', '.join(_ROLLUP_KEY)}) DO UPDATE SET "
     + ", ".join(f"{c} = {c} + excluded.{c}" for c in _ROLLUP_VALUES)
@@ -159,12 +159,28 @@ def _rollup_rows(records: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return [(*k, *(int(v) for v in row)) for k, row in acc.items()]
 
 
+def _hour_rows(minutes: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Minute rollup rows folded into hour rows (keyed by the hour's first minute)."""
+    acc: dict[tuple[Any, ...], list[int]] = {}
+    for row in minutes:
+        key = (row[0] - row[0] % 60, *row[1:6])
+        into = acc.get(key)
+        if into is None:
+            acc[key] = list(row[6:])
+        else:
+            for i, value in enumerate(row[6:]):
+                into[i] += value
+    return [(*k, *v) for k, v in acc.items()]
+
+
 def write_batch(conn: sqlite3.Connection, records: Sequence[tuple[Any, ...]]) -> None:
     """Raw records and their rollups in one transaction (all or nothing)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.executemany(_INSERT_JOB, records)
-        conn.executemany(_UPSERT_ROLLUP, _rollup_rows(records))
+        minutes = _rollup_rows(records)
+        conn.executemany(_UPSERT_ROLLUP.format(table="rollup"), minutes)
+        conn.executemany(_UPSERT_ROLLUP.format(table="rollup_hour"), _hour_rows(minutes))
         conn.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(sqlite3.Error):
@@ -190,8 +206,17 @@ def apply_retention(
     deleted = 0
     if max_age_s > 0:
         cutoff = now - max_age_s
-        deleted += conn.execute("DELETE FROM jobs WHERE ended_at < ?", (cutoff,)).rowcount
+        # Records are in end order, so the oldest have the lowest seq: find the first to keep
+        # from the start (a short scan: older ones went on earlier passes; no index needed).
+        keep = conn.execute(
+            "SELECT seq FROM jobs WHERE ended_at >= ? ORDER BY seq LIMIT 1", (cutoff,)
+        ).fetchone()
+        if keep is None:
+            deleted += conn.execute("DELETE FROM jobs").rowcount
+        else:
+            deleted += conn.execute("DELETE FROM jobs WHERE seq < ?", (keep[0],)).rowcount
         conn.execute("DELETE FROM rollup WHERE minute < ?", (int(cutoff // 60),))
+        conn.execute("DELETE FROM rollup_hour WHERE minute < ?", (int(cutoff // 3600) * 60,))
     if max_bytes > 0:
         while used_bytes(conn) > max_bytes:
             low, high = conn.execute("SELECT min(seq), max(seq) FROM jobs").fetchone()
@@ -255,12 +280,10 @@ def list_jobs(
         floor = max(top - _TEXT_SCAN_ROWS, 0)
         where.append("seq >= ?")
         args.append(floor)
-        where.append(
-            "instr(lower(id || ' ' || coalesce(model, '') || ' ' || coalesce(key, '') || ' ' ||"
-            " coalesce(worker, '') || ' ' || coalesce(backend, '') || ' ' ||"
-            " coalesce(client, '') || ' ' || coalesce(error, '')), ?) > 0"
-        )
-        args.append(text.lower())
+        like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        fields = ("id", "model", "key", "worker", "backend", "client", "error")
+        where.append("(" + " OR ".join(f"{f} LIKE ? ESCAPE '\\'" for f in fields) + ")")
+        args.extend([like] * len(fields))
     sql = f"SELECT seq, {', '.join(COLUMNS)} FROM jobs"
     if where:
         sql += " WHERE " + " AND ".join(where)
@@ -299,6 +322,21 @@ class UsageFilter:
         return "".join(f" AND {p}" for p in parts), args
 
 
+def _tiers(start: float, end: float) -> list[tuple[str, int, int]]:
+    """(table, first minute, minute after the last) covering [start, end): whole hours from
+    the hour rollups, the ragged edges from the minute rollups."""
+    m0, m1 = int(start // 60), _minute_end(end)
+    h0, h1 = -(-m0 // 60) * 60, m1 // 60 * 60  # first and last whole-hour boundaries inside
+    if h1 - h0 < 60:
+        return [("rollup", m0, m1)]
+    parts = [("rollup_hour", h0, h1)]
+    if m0 < h0:
+        parts.append(("rollup", m0, h0))
+    if h1 < m1:
+        parts.append(("rollup", h1, m1))
+    return parts
+
+
 def usage(
     conn: sqlite3.Connection,
     group: str,
@@ -309,13 +347,17 @@ def usage(
     """Per-group sums over [start, end) from the rollups, with histogram buckets."""
     column = GROUPS[group]
     extra, args = (where or UsageFilter()).sql()
+    cols = ", ".join(_ROLLUP_VALUES)
     sums = ", ".join(f"sum({c})" for c in _ROLLUP_VALUES)
-    sql = (
-        f"SELECT {column}, {sums} FROM rollup WHERE minute >= ? AND minute < ?{extra} "
-        f"GROUP BY {column}"
-    )
+    parts, params = [], []
+    for table, lo, hi in _tiers(start, end):
+        parts.append(
+            f"SELECT {column} AS g, {cols} FROM {table} WHERE minute >= ? AND minute < ?{extra}"
+        )
+        params += [lo, hi, *args]
+    sql = f"SELECT g, {sums} FROM ({' UNION ALL '.join(parts)}) GROUP BY g"
     out = []
-    for row in conn.execute(sql, [int(start // 60), _minute_end(end), *args]):
+    for row in conn.execute(sql, params):
         values = dict(zip(_ROLLUP_VALUES, row[1:], strict=True))
         out.append(
             {
@@ -329,15 +371,23 @@ def usage(
 
 
 def series(
-    conn: sqlite3.Connection, start: float, end: float, where: UsageFilter | None = None
+    conn: sqlite3.Connection,
+    start: float,
+    end: float,
+    where: UsageFilter | None = None,
+    *,
+    hourly: bool = False,
 ) -> list[dict[str, Any]]:
-    """Per-minute sums over [start, end) (minutes with no traffic are absent)."""
+    """Per-minute (or, `hourly`, per-hour) sums over [start, end); quiet ones are absent."""
     extra, args = (where or UsageFilter()).sql()
+    table = "rollup_hour" if hourly else "rollup"
     sql = (
         "SELECT minute, sum(requests), sum(errors), sum(tokens_in), sum(tokens_out), "
-        "sum(embeddings), sum(dur_sum), sum(ttft_sum), sum(ttft_n) FROM rollup "
+        f"sum(embeddings), sum(dur_sum), sum(ttft_sum), sum(ttft_n) FROM {table} "
         f"WHERE minute >= ? AND minute < ?{extra} GROUP BY minute ORDER BY minute"
     )
+    if hourly:
+        start = start // 3600 * 3600
     names = ("minute", "requests", "errors", "tokens_in", "tokens_out", "embeddings",
              "dur_sum", "ttft_sum", "ttft_n")  # fmt: skip
     return [

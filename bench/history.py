@@ -1,0 +1,323 @@
+"""The usage ledger (issue 14): hot-path cost, ingest, query speed and size at millions of rows.
+
+1. Gateway CPU per chat request with the ledger on against off, in the same run: two
+   `gatewaytui serve` processes (one with `--history-enabled false`), each with its own
+   simulated worker process (no latency), driven alternately in rounds by the same closed-loop
+   client; CPU from /proc. Target: on <= off x 1.05.
+2. Sustained ingest: records offered to a running `Ledger` at 5,000/s for a few seconds on an
+   asyncio loop whose worst lag (a 1 ms ticker's overshoot) is reported; then its capacity
+   (as many as it takes, as fast as they come). Target: >= 5,000 records/s, none dropped.
+3. A 24-hour usage query (group by model, p50/p95 from the rollups) over 10,000,000 stored
+   records spread over 7 days (generated through the ledger's own batch writer into a temp
+   file). Target: <= 100 ms.
+4. An ended-jobs search (newest first, a filter, a text search) over 1,000,000 records.
+   Target: <= 100 ms each.
+5. Database bytes per million records.
+
+    python bench/history.py            # several minutes (generates 10 M records)
+    python bench/history.py --quick    # under a minute, fewer records (CI smoke)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "_support"))
+from common import PYTHON, Proc, free_port, gateway_argv, header, processes, verdict, wait_http
+
+from gatewaytui.gateway.history import store
+from gatewaytui.gateway.history.ledger import Ledger, LedgerSettings
+from gatewaytui.gateway.history.record import COLUMNS
+
+MODELS = ["llama3:8b", "llama3:70b", "qwen2.5:32b", "mistral:7b", "nomic-embed-text", "phi3"]
+KEYS = ["team-search", "team-chat", "batch-jobs", "ci", "key-1a2b3c4d", "eval", "docs", "ops"]
+OUTCOMES = ["ok"] * 97 + ["upstream_error", "queue_timeout", "client_gone"]
+
+
+# ---- 1. CPU per request, ledger on vs off ---------------------------------------------------
+
+
+def cpu_on_off(rounds: int, seconds: float, concurrency: int) -> bool:
+    ok = True
+    with processes() as procs, tempfile.TemporaryDirectory() as scratch:
+        stacks: dict[str, tuple[Proc, str]] = {}
+        for name, extra in (
+            ("on", ("--history-enabled", "true", "--history-path", f"{scratch}/h.sqlite3")),
+            ("off", ("--history-enabled", "false")),
+        ):
+            port = free_port()
+            gw = Proc(f"gateway-{name}", gateway_argv(port, *extra))
+            procs.append(gw)
+            wait_http(f"http://127.0.0.1:{port}/healthz", 20, proc=gw)
+            procs.append(
+                Proc(
+                    f"worker-{name}",
+                    [
+                        PYTHON,
+                        "-m",
+                        "gatewaytui.cli.main",
+                        "--log-level",
+                        "warning",
+                        "worker",
+                        "--simulate",
+                        "--latency",
+                        "0",
+                        "--tokens-per-second",
+                        "0",
+                        "--max-tokens",
+                        "8",
+                        "--models",
+                        "bench",
+                        "--concurrency",
+                        "128",
+                        "--gateway",
+                        f"ws://127.0.0.1:{port}",
+                    ],
+                )
+            )
+            wait_http(f"http://127.0.0.1:{port}/readyz", 20, proc=gw)
+            stacks[name] = (gw, f"http://127.0.0.1:{port}")
+        totals = {name: [0.0, 0] for name in stacks}
+        asyncio.run(_drive(stacks, totals, 1, min(seconds, 1.0), concurrency))  # warm up
+        totals = {name: [0.0, 0] for name in stacks}
+        asyncio.run(_drive(stacks, totals, rounds, seconds, concurrency))
+        per = {name: cpu / max(n, 1) * 1e6 for name, (cpu, n) in totals.items()}
+        for name in ("off", "on"):
+            cpu, n = totals[name]
+            print(
+                f"   ledger {name:>3}: {n} requests, gateway {cpu:.2f} CPU s, "
+                f"{per[name]:.0f} us/request"
+            )
+        ratio = per["on"] / per["off"]
+        ok &= verdict(
+            "gateway CPU per request, ledger on / off", ratio, 1.05, "x", higher_is_better=False
+        )
+    return ok
+
+
+async def _drive(stacks: dict, totals: dict, rounds: int, seconds: float, concurrency: int) -> None:
+    body = {"model": "bench", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30, trust_env=False) as client:
+        for r in range(rounds):
+            order = list(stacks) if r % 2 == 0 else list(reversed(stacks))
+            for name in order:
+                gw, url = stacks[name]
+                stop = time.monotonic() + seconds
+                counts = [0] * concurrency
+
+                async def loop(
+                    slot: int, url: str = url, stop: float = stop, counts: list[int] = counts
+                ) -> None:
+                    while time.monotonic() < stop:
+                        reply = await client.post(url + "/v1/chat/completions", json=body)
+                        reply.raise_for_status()
+                        counts[slot] += 1
+
+                cpu0 = gw.cpu_seconds()
+                await asyncio.gather(*(loop(i) for i in range(concurrency)))
+                totals[name][0] += gw.cpu_seconds() - cpu0
+                totals[name][1] += sum(counts)
+
+
+# ---- 2. ingest ------------------------------------------------------------------------------
+
+
+def _record(i: int, ended: float, rng: random.Random) -> tuple:
+    model = MODELS[i % len(MODELS)]
+    dur = rng.lognormvariate(6.0, 0.8)  # ~400 ms median
+    outcome = OUTCOMES[rng.randrange(len(OUTCOMES))]
+    worker = f"gpu-{(i % len(MODELS)) * 2 + (i // 7) % 2:02d}"
+    key = KEYS[(i * 7919) % len(KEYS)]
+    values = {
+        "id": f"chat-{i:09d}-bench0", "kind": "chat", "model": model, "key": key,
+        "client": f"10.0.{i % 50}.{i % 200}:5{i % 1000:04d}", "worker": worker, "backend": None,
+        "replica": None, "requested_at": ended - dur / 1000, "started_at": ended - dur / 1000,
+        "ended_at": ended, "queue_ms": 0.0, "ttft_ms": dur / 4, "duration_ms": dur,
+        "tokens_in": 20 + i % 300, "tokens_out": 50 + i % 500, "embeddings": 0,
+        "outcome": outcome, "status": 200 if outcome == "ok" else 503,
+        "error": None if outcome == "ok" else f"{outcome}: worker {worker} said no",
+        "stream": i % 2, "attempts": 1,
+    }  # fmt: skip
+    return tuple(values[c] for c in COLUMNS)
+
+
+async def _offer(ledger: Ledger, rate: float, seconds: float) -> tuple[int, float]:
+    """Offer `rate` records/s for `seconds` in 10 ms ticks; returns (offered, worst lag s)."""
+    rng = random.Random(1)
+    worst = 0.0
+    stop = False
+
+    async def ticker() -> None:
+        nonlocal worst
+        while not stop:
+            t = time.perf_counter()
+            await asyncio.sleep(0.001)
+            worst = max(worst, time.perf_counter() - t - 0.001)
+
+    tick = asyncio.create_task(ticker())
+    offered, start = 0, time.perf_counter()
+    while (now := time.perf_counter()) - start < seconds:
+        due = int((now - start) * rate)
+        while offered < due:
+            ledger.add(_record(offered, time.time(), rng))
+            offered += 1
+        await asyncio.sleep(0.01)
+    stop = True
+    await tick
+    return offered, worst
+
+
+def ingest(seconds: float) -> bool:
+    ok = True
+    with tempfile.TemporaryDirectory() as scratch:
+        ledger = Ledger(LedgerSettings(path=f"{scratch}/h.sqlite3", flush_interval=0.25))
+
+        async def run() -> tuple[int, float, float]:
+            ledger.start()
+            offered, worst = await _offer(ledger, 5000, seconds)
+            t = time.perf_counter()
+            await asyncio.to_thread(ledger.flush, 30)
+            lagging = time.perf_counter() - t
+            await ledger.stop()
+            return offered, worst, lagging
+
+        offered, worst, lagging = asyncio.run(run())
+        print(
+            f"   offered {offered} records at 5,000/s for {seconds:g} s: written {ledger.written}, "
+            f"dropped {ledger.dropped}, last batch on disk {lagging * 1000:.0f} ms after the last "
+            f"offer; event loop worst lag {worst * 1000:.1f} ms"
+        )
+        ok &= ledger.dropped == 0 and ledger.written == offered
+        # capacity: as fast as records come (queue large enough to hold them all)
+        n = int(5000 * seconds * 2)
+        rng = random.Random(2)
+        rows = [_record(i, time.time(), rng) for i in range(n)]
+        fast = Ledger(LedgerSettings(path=f"{scratch}/h2.sqlite3", queue_size=n + 10))
+
+        async def burst() -> float:
+            fast.start()
+            t = time.perf_counter()
+            for row in rows:
+                fast.add(row)
+            await asyncio.to_thread(fast.flush, 120)
+            took = time.perf_counter() - t
+            await fast.stop()
+            return took
+
+        took = asyncio.run(burst())
+        rate = fast.written / took
+        print(f"   capacity: {fast.written} records written in {took:.2f} s")
+        ok &= verdict("sustained ingest", rate, 5000, "records/s", higher_is_better=True)
+        ok &= verdict(
+            "event loop worst lag at 5,000 records/s", worst * 1000, 50, "ms",
+            higher_is_better=False,
+        )  # fmt: skip
+    return ok
+
+
+# ---- 3-5. queries and size ------------------------------------------------------------------
+
+
+def generate(path: str, count: int, span_s: float, now: float) -> float:
+    """`count` records evenly over `span_s` before `now`, through the ledger's batch writer."""
+    conn = store.open_writer(path)
+    rng = random.Random(3)
+    t0 = time.perf_counter()
+    step = span_s / count
+    batch = 50_000
+    for lo in range(0, count, batch):
+        rows = [_record(i, now - span_s + i * step, rng) for i in range(lo, min(lo + batch, count))]
+        store.write_batch(conn, rows)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return time.perf_counter() - t0
+
+
+def timed(conn: sqlite3.Connection, fn, repeat: int = 5) -> float:
+    fn(conn)  # warm the page cache as a running gateway's would be
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn(conn)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def queries(usage_records: int, search_records: int) -> bool:
+    ok = True
+    now = time.time()
+    with tempfile.TemporaryDirectory() as scratch:
+        big = f"{scratch}/usage.sqlite3"
+        took = generate(big, usage_records, 7 * 86400, now)
+        size = os.path.getsize(big)
+        print(
+            f"   generated {usage_records:,} records over 7 days in {took:.0f} s "
+            f"({usage_records / took:,.0f}/s through write_batch); file {size / 2**20:,.0f} MiB"
+        )
+        conn = store.connect(big, readonly=True)
+        rollups = conn.execute("SELECT count(*) FROM rollup").fetchone()[0]
+        print(f"   {rollups:,} per-minute rollup rows")
+        for group in ("model", "key"):
+            q = timed(conn, lambda c, g=group: store.usage(c, g, now - 86400, now))
+            label = f"24-hour usage by {group} over {usage_records:,} records"
+            ok &= verdict(label, q * 1000, 100, "ms", higher_is_better=False)
+        q = timed(conn, lambda c: store.usage(c, "model", now - 7 * 86400, now), repeat=2)
+        print(f"   (7-day usage by model: {q * 1000:.0f} ms)")
+        per_million = size / usage_records * 1e6
+        print(f"   database bytes per million records: {per_million / 2**20:.0f} MiB")
+        conn.close()
+        if search_records != usage_records:
+            small = f"{scratch}/search.sqlite3"
+            generate(small, search_records, 86400, now)
+        else:
+            small = big
+        conn = store.connect(small, readonly=True)
+        cases = {
+            "newest page": lambda c: store.list_jobs(c, limit=50),
+            "outcome=timeout": lambda c: store.list_jobs(c, limit=50, outcome="queue_timeout"),
+            "model+key": lambda c: store.list_jobs(c, limit=50, model="phi3", key="ci"),
+            "text 'gpu-03 said'": lambda c: store.list_jobs(c, limit=50, text="gpu-03 said"),
+            "text with no match": lambda c: store.list_jobs(c, limit=50, text="no-such-thing"),
+        }  # fmt: skip
+        for label, fn in cases.items():
+            q = timed(conn, fn)
+            label = f"ended-jobs search over {search_records:,}: {label}"
+            ok &= verdict(label, q * 1000, 100, "ms", higher_is_better=False)
+        conn.close()
+    return ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    header("history: the usage ledger" + (" (--quick)" if args.quick else ""))
+    ok = True
+    print("-- gateway CPU per request, ledger on vs off (same run, alternating rounds)")
+    ok &= cpu_on_off(
+        rounds=2 if args.quick else 6, seconds=1.5 if args.quick else 4, concurrency=16
+    )
+    print("-- ingest")
+    ok &= ingest(seconds=2 if args.quick else 6)
+    print("-- queries")
+    ok &= queries(
+        usage_records=300_000 if args.quick else 10_000_000,
+        search_records=300_000 if args.quick else 1_000_000,
+    )
+    print("== history:", "PASS" if ok else "MISS")
+
+
+if __name__ == "__main__":
+    main()
