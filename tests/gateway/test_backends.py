@@ -209,13 +209,18 @@ def test_the_key_is_write_only_and_kept_unless_a_new_one_is_given(gw, upstream, 
         probe = c.post("/api/backends/up/probe").json()
         assert probe["ok"] is False and "HTTP 401" in probe["error"]
 
-        monkeypatch.setenv("UP_KEY_FOR_TEST", "sk-upstream-key-1")
-        ref = c.patch("/api/backends/up", json={"api_key": "env:UP_KEY_FOR_TEST"}).json()
-        assert ref["api_key_set"] is True and ref["api_key_env"] == "UP_KEY_FOR_TEST"
+        monkeypatch.setenv("GATEWAYTUI_BACKEND_UP_KEY_FOR_TEST", "sk-upstream-key-1")
+        ref = c.patch(
+            "/api/backends/up", json={"api_key": "env:GATEWAYTUI_BACKEND_UP_KEY_FOR_TEST"}
+        ).json()
+        assert (
+            ref["api_key_set"] is True
+            and ref["api_key_env"] == "GATEWAYTUI_BACKEND_UP_KEY_FOR_TEST"
+        )
         assert c.post("/api/backends/up/probe").json()["ok"] is True
-        monkeypatch.delenv("UP_KEY_FOR_TEST")
+        monkeypatch.delenv("GATEWAYTUI_BACKEND_UP_KEY_FOR_TEST")
         missing = c.post("/api/backends/up/probe").json()
-        assert missing["ok"] is False and "UP_KEY_FOR_TEST" in missing["error"]
+        assert missing["ok"] is False and "GATEWAYTUI_BACKEND_UP_KEY_FOR_TEST" in missing["error"]
 
 
 def test_a_broken_store_file_at_start_is_reported_with_its_line_and_left_alone(store):

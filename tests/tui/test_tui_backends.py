@@ -282,14 +282,18 @@ async def test_reload_theirs_refreshes_the_key_hint_and_the_remove_switch(gw):
         form = app.screen
         key, remove = form.query_one("#api_key", Input), form.query_one("#remove_key", Switch)
         assert key.placeholder.startswith("none") and not remove.display  # no key: no switch
-        httpx.patch(gw.url + "/api/backends/b", json={"api_key": "env:TEAM_KEY"})  # colleague
+        httpx.patch(
+            gw.url + "/api/backends/b", json={"api_key": "env:GATEWAYTUI_BACKEND_TEAM_KEY"}
+        )  # colleague
         await type_into(pilot, form, "max_concurrency", "2")
         await pilot.press("ctrl+s")
         conflict = form.query_one("#conflict")
         await until(pilot, lambda: conflict.has_class("-shown"), what="conflict panel")
         assert "the key was changed" in str(form.query_one("#conflict-text", Static).render())
         await pilot.click("#reload")
-        assert key.placeholder.startswith("set (env:TEAM_KEY)") and remove.display
+        assert (
+            key.placeholder.startswith("set (env:GATEWAYTUI_BACKEND_TEAM_KEY)") and remove.display
+        )
         remove.value = True  # now the stored key can be removed from this form
         await pilot.press("ctrl+s")
         await until(pilot, lambda: not isinstance(app.screen, BackendFormScreen), what="saved")

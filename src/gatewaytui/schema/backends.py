@@ -48,6 +48,21 @@ BACKEND_TYPE_ALIASES = {
 
 BACKEND_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 ENV_REF_PREFIX = "env:"
+# `env:` references may only name variables meant for backend keys: never the gateway's own
+# secrets (SERVER_WORKER_KEY, ...), which an operator could otherwise send to any URL.
+BACKEND_KEY_ENV_PREFIX = "GATEWAYTUI_BACKEND_"
+
+
+def env_ref_problem(name: str) -> str | None:
+    """Why `env:<name>` may not be used as a backend key, or None."""
+    if not name.startswith(BACKEND_KEY_ENV_PREFIX) or name == BACKEND_KEY_ENV_PREFIX:
+        return (
+            f"env: may only name variables starting with {BACKEND_KEY_ENV_PREFIX} "
+            f"(e.g. env:{BACKEND_KEY_ENV_PREFIX}VLLM), not the gateway's other variables"
+        )
+    return None
+
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}$")
 
@@ -66,6 +81,54 @@ READ_ONLY_FIELDS = frozenset(BackendSnapshot.model_fields) - {
     "max_concurrency",
     "batch_size",
 }
+
+
+MAX_PATTERN_LENGTH = 256
+
+
+def _walk_regex(items: Any, inside_repeat: bool) -> str | None:
+    """What makes a parsed regex able to backtrack without bound, or None."""
+    from re import _constants as c  # type: ignore[attr-defined]
+
+    for op, arg in items:
+        children: list[Any] = []
+        repeated = inside_repeat
+        if op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
+            _low, high, sub = arg
+            repeats = high is c.MAXREPEAT or high > 1
+            if repeats and inside_repeat:
+                return "a repeat inside a repeat (like (a+)+) can take exponential time"
+            children, repeated = [sub], inside_repeat or repeats
+        elif op is c.BRANCH:
+            if inside_repeat:
+                return "an alternation inside a repeat (like (a|aa)*) can take exponential time"
+            children = list(arg[1])
+        elif op in (c.GROUPREF, c.GROUPREF_EXISTS):
+            return "back-references are not allowed"
+        elif op is c.SUBPATTERN:
+            children = [arg[-1]]
+        elif op in (c.ASSERT, c.ASSERT_NOT):
+            children = [arg[1]]
+        for child in children:
+            problem = _walk_regex(child, repeated)
+            if problem:
+                return problem
+    return None
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why a model-filter pattern is refused, or None. Patterns run against every model a
+    backend lists, so one that can backtrack without bound (nested repeats, alternation
+    under a repeat, back-references) is refused here, before it can ever run."""
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        return f"longer than {MAX_PATTERN_LENGTH} characters"
+    try:
+        from re import _parser  # type: ignore[attr-defined]
+
+        parsed = _parser.parse(pattern)
+    except re.error as exc:
+        return f"is not a regex: {exc}"
+    return _walk_regex(parsed, False)
 
 
 def canonical_backend_type(value: str) -> str:
@@ -217,12 +280,9 @@ class BackendSpec(SpecModel):
         for index, pattern in enumerate(value):
             if not pattern:
                 raise ValueError(f"pattern {index + 1} is empty")
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(
-                    f"pattern {index + 1} ({pattern!r}) is not a regex: {exc}"
-                ) from None
+            problem = regex_problem(pattern)
+            if problem is not None:
+                raise ValueError(f"pattern {index + 1} ({pattern[:60]!r}) {problem}")
         return value
 
     @field_validator("declared_models")

@@ -29,7 +29,12 @@ import aiohttp
 from aiohttp.http_exceptions import LineTooLong
 
 import gatewaytui
-from gatewaytui.schema.backends import ENV_REF_PREFIX, BackendSpec, backend_root_url
+from gatewaytui.schema.backends import (
+    ENV_REF_PREFIX,
+    BackendSpec,
+    backend_root_url,
+    env_ref_problem,
+)
 from gatewaytui.shared import codec
 from gatewaytui.shared.sse import READ_BUFFER_BYTES, SseSplitter
 from gatewaytui.shared.tls import tls_context
@@ -132,6 +137,9 @@ def resolve_key(spec: BackendSpec) -> str | None:
     if not secret.startswith(ENV_REF_PREFIX):
         return secret
     name = secret[len(ENV_REF_PREFIX) :]
+    problem = env_ref_problem(name)  # a store file edited by hand is held to the rule too
+    if problem is not None:
+        raise UpstreamError(problem, code="backend_key_refused", retryable=False)
     value = os.environ.get(name)
     if not value:
         raise UpstreamError(

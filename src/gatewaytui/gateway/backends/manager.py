@@ -41,6 +41,7 @@ from gatewaytui.schema import BackendStatus, ModelSummary
 from gatewaytui.schema.backends import (
     READ_ONLY_FIELDS,
     BackendSpec,
+    env_ref_problem,
     field_errors,
 )
 
@@ -255,9 +256,19 @@ class BackendManager:
             key = new_key or None  # "" removes the key
         merged["api_key"] = key
         try:
-            return BackendSpec.model_validate(merged)
+            spec = BackendSpec.model_validate(merged)
         except ValidationError as exc:
             raise BackendInvalidError(field_errors(exc)) from None
+        env = spec.api_key_env
+        if env is not None and (problem := env_ref_problem(env)):
+            raise BackendInvalidError({"api_key": problem})
+        kept = key is not None and (not has_key or new_key is None) and base is not None
+        if kept and base is not None and spec.url != base.url:  # the key stays with its URL
+            raise BackendInvalidError(
+                    {"api_key": "the URL changed: send the key again (a stored key is only "
+                     "ever sent to the URL it was stored with)"}
+                )  # fmt: skip
+        return spec
 
     def _check_revision(self, record: BackendRecord, wanted: int | None) -> None:
         if wanted is not None and wanted != record.revision:

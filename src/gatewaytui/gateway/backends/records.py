@@ -13,6 +13,7 @@ from gatewaytui.gateway.backends.store import (
 from gatewaytui.gateway.clock import iso
 from gatewaytui.gateway.registry import RESERVED_PREFIX, WorkerRecord
 from gatewaytui.schema import BackendStatus, HostInfo
+from gatewaytui.schema.backends import BackendSpec
 from gatewaytui.schema.protocol import (
     RegisterFrame,
 )
@@ -55,6 +56,7 @@ class BackendRecord:
         self.updated_at = stored.updated_at
         self.status = BackendStatus.UNKNOWN
         self.discovered: list[str] = []
+        self._served: tuple[BackendSpec, list[str], list[str]] | None = None
         self.latency_ms: float | None = None
         self.last_probe_at: float | None = None
         self.last_ok_at: float | None = None
@@ -78,10 +80,20 @@ class BackendRecord:
         return StoredBackend(self.spec, self.revision, self.updated_at)
 
     def served_models(self) -> list[str]:
-        """Declared models first, then the discovered ones the include/exclude regexes admit."""
-        names = [m.name for m in self.spec.declared_models]
+        """Declared models first, then the discovered ones the include/exclude regexes admit.
+
+        Computed once per (spec, probe result) and cached: the filters run when a probe
+        brings a new list or the spec changes, never on a state read. (The patterns
+        themselves were checked at validation: no unbounded backtracking, schema.backends.)
+        """
+        spec, discovered = self.spec, self.discovered
+        cached = self._served
+        if cached is not None and cached[0] is spec and cached[1] is discovered:
+            return cached[2]
+        names = [m.name for m in spec.declared_models]
         declared = set(names)
-        names += [m for m in self.discovered if m not in declared and self.spec.admits(m)]
+        names += [m for m in discovered if m not in declared and spec.admits(m)]
+        self._served = (spec, discovered, names)
         return names
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,7 +104,7 @@ class BackendRecord:
             {
                 "status": self.status.value,
                 "routing": self.routing,
-                "models": self.served_models(),
+                "models": list(self.served_models()),
                 "discovered_models": list(self.discovered),
                 "latency_ms": self.latency_ms,
                 "last_probe_at": iso(self.last_probe_at),
