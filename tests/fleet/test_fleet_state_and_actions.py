@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from support.fleet import RedisServer, Replica, wait_until, workers_by_id
+from support.fleet import RedisServer, Replica, Traffic, wait_until, workers_by_id
 
 
 def _converged(replicas: list[Replica], worker_owner: dict[str, str]) -> bool:
@@ -134,10 +134,12 @@ def test_drain_flag_follows_the_worker_to_another_replica(fleet: Any) -> None:
 
 def test_a_killed_replica_leaves_the_fleet_and_its_workers_show_gone(fleet: Any) -> None:
     replicas, worker = fleet
-    r1, _, r3 = replicas
+    r1, r2, r3 = replicas
     worker("w3", r3)
     worker("w1", r1)
     wait_until(lambda: _converged(replicas, {"w1": "r1", "w3": "r3"}), 15, "convergence")
+    load = Traffic(r1.url, "m-fleet", stream=True)  # r1's own worker serves it throughout
+    wait_until(lambda: load.ok >= 5, 10, "traffic before the kill")
     r3.signal(signal.SIGKILL)
 
     def r3_gone() -> bool:
@@ -146,9 +148,12 @@ def test_a_killed_replica_leaves_the_fleet_and_its_workers_show_gone(fleet: Any)
         return {r["id"] for r in state["replicas"]} == {"r1", "r2"} and w3["status"] == "gone"
 
     wait_until(r3_gone, 10, "r3 to leave r1's view (TTL 2s) with w3 gone")
-    # The survivors still serve their own work.
+    served = load.ok
+    wait_until(lambda: load.ok >= served + 5, 10, "traffic after the kill")
+    assert not load.stop().failed, load.failed[:3]
+    # The survivors still serve: r2 (no worker of its own) forwards to r1's worker.
     chat = httpx.post(
-        r1.url + "/v1/chat/completions",
+        r2.url + "/v1/chat/completions",
         json={"model": "m-fleet", "messages": [{"role": "user", "content": "hi"}]},
         timeout=10,
     )
@@ -161,6 +166,8 @@ def test_redis_down_degrades_and_recovers(fleet: Any, redis: RedisServer) -> Non
     worker("w1", r1)
     worker("w2", r2)
     wait_until(lambda: _converged(replicas, {"w1": "r1", "w2": "r2"}), 15, "convergence")
+    load = Traffic(r1.url, "m-fleet")
+    wait_until(lambda: load.ok >= 5, 10, "traffic before the outage")
     redis.stop()
     wait_until(lambda: r1.state()["server"]["cluster"] == "degraded", 10, "r1 degraded")
     state = r1.state()
@@ -177,6 +184,9 @@ def test_redis_down_degrades_and_recovers(fleet: Any, redis: RedisServer) -> Non
     wait_until(
         lambda: all(r.state()["server"]["cluster"] == "ok" for r in replicas), 15, "recovery"
     )
+    served = load.ok
+    wait_until(lambda: load.ok >= served + 5, 10, "traffic after the restart")
+    assert not load.stop().failed, load.failed[:3]  # no request failed because of Redis
     wait_until(lambda: _converged(replicas, {"w1": "r1", "w2": "r2"}), 15, "re-convergence")
     # The drain flag set while Redis was down reached the fleet.
     wait_until(lambda: workers_by_id(r2.state())["w1"]["draining"], 5, "w1 draining on r2")

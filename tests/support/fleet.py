@@ -204,3 +204,39 @@ class Worker(Process):
 
 def workers_by_id(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {w["id"]: w for w in state["workers"]}
+
+
+class Traffic:
+    """Chat requests in a loop against one URL from a background thread: load during a
+    failure, counting what succeeded and what did not (with the first errors kept)."""
+
+    def __init__(self, url: str, model: str, *, stream: bool = False) -> None:
+        import threading
+
+        self.url = url + "/v1/chat/completions"
+        self.body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+        if stream:
+            self.body["stream"] = True
+        self.ok = 0
+        self.failed: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not self._stop.is_set():
+                try:
+                    response = client.post(self.url, json=self.body)
+                    text = response.text
+                    if response.status_code == 200 and '"error"' not in text:
+                        self.ok += 1
+                    else:
+                        self.failed.append(f"{response.status_code}: {text[:200]}")
+                except httpx.HTTPError as exc:
+                    self.failed.append(repr(exc))
+
+    def stop(self) -> Traffic:
+        self._stop.set()
+        self._thread.join(15)
+        return self

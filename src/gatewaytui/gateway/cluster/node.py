@@ -24,6 +24,7 @@ from gatewaytui.gateway.clock import iso
 from gatewaytui.gateway.cluster import keys
 from gatewaytui.gateway.cluster.actions import FleetActions
 from gatewaytui.gateway.cluster.commands import CommandBus
+from gatewaytui.gateway.cluster.forward import Forwarder
 from gatewaytui.gateway.cluster.link import LINK_ERRORS, RedisDownError, RedisLink, loads
 from gatewaytui.gateway.cluster.mirror import MIRRORED, SERVING, FleetMirror, encode
 from gatewaytui.gateway.cluster.shared import DrainFlags, FleetEvents
@@ -73,6 +74,7 @@ class ClusterNode:
         self.events = FleetEvents(self, c.event_log_size)
         self.actions = FleetActions(self)
         self.commands = CommandBus(self, self.actions.handlers())
+        self.forwarder = Forwarder(self)
         self.replicas: dict[str, Item] = {}  # the other live replicas' registrations
         self.epoch: str | None = None
         self.last_beat: float | None = None
@@ -214,6 +216,7 @@ class ClusterNode:
 
                 await self.link.call(leave)
         await self.link.close()
+        await self.forwarder.close()
 
     def _link_changed(self, up: bool, reason: str) -> None:
         self.gateway.hub.touch_server()

@@ -31,6 +31,9 @@ def model_list(gateway: Gateway) -> dict[str, Any]:
                 owners.setdefault(model, []).append(worker.id)
     for model, ids in gateway.backends.model_owners().items():
         owners.setdefault(model, []).extend(ids)
+    if gateway.cluster is not None:  # models served by the other replicas' workers
+        for model, extra in gateway.cluster.mirror.remote_models().items():
+            owners.setdefault(model, []).extend(extra["owned_by"])
     created = int(gateway.started_at)
     return {
         "object": "list",
@@ -55,6 +58,10 @@ def add_openai_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
         started = time.perf_counter()
         key = guard.require_api(request.headers)
         body = await json_object(request)
+        if gateway.cluster is not None:  # another replica may serve this model
+            forwarded = await gateway.cluster.forwarder.maybe_forward(request, body)
+            if forwarded is not None:
+                return forwarded
         client = client_addr(request.client)
         job, result = await unless_client_leaves(
             request, gateway.chat(body, client=client, key=key)
@@ -72,6 +79,10 @@ def add_openai_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
         started = time.perf_counter()
         key = guard.require_api(request.headers)
         body = await json_object(request)
+        if gateway.cluster is not None:  # another replica may serve this model
+            forwarded = await gateway.cluster.forwarder.maybe_forward(request, body)
+            if forwarded is not None:
+                return forwarded
         client = client_addr(request.client)
         result = await unless_client_leaves(
             request, gateway.embeddings(body, client=client, key=key)

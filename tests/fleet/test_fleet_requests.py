@@ -1,0 +1,75 @@
+"""Requests across replicas: a model served only by workers on another replica is reached
+through any replica, streaming included, with the official `openai` SDK as the client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import openai
+
+from support.fleet import wait_until
+
+
+def _sees_model(replica: Any, model: str) -> bool:
+    return any(m["id"] == model and m["ready_workers"] for m in replica.state()["models"])
+
+
+def test_chat_and_embeddings_reach_a_model_on_another_replica(fleet: Any) -> None:
+    replicas, worker = fleet
+    r1, r2, r3 = replicas
+    worker("w1", r1, "--models", "only-on-r1")
+    wait_until(lambda: _sees_model(r3, "only-on-r1"), 15, "r3 to see the model on r1")
+    client = openai.OpenAI(base_url=r3.url + "/v1", api_key="unused", max_retries=0)
+
+    answer = client.chat.completions.create(
+        model="only-on-r1", messages=[{"role": "user", "content": "hello fleet"}]
+    )
+    assert answer.choices[0].message.content
+
+    stream = client.chat.completions.create(
+        model="only-on-r1",
+        messages=[{"role": "user", "content": "stream it"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text and chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+    vectors = client.embeddings.create(model="only-on-r1", input=["a", "b", "c"])
+    assert [d.index for d in vectors.data] == [0, 1, 2]
+
+    models = {m.id for m in client.models.list()}
+    assert "only-on-r1" in models
+
+    raw = httpx.post(
+        r2.url + "/v1/chat/completions",
+        json={"model": "only-on-r1", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=10,
+    )
+    assert raw.status_code == 200 and raw.headers["x-gatewaytui-replica"] == "r1"
+    # The jobs ran on r1 (the owner of the worker), whichever replica took the request.
+    state = r1.state()
+    assert state["server"]["requests_total"] >= 4
+    # An unknown model is still a clean OpenAI-format 404 from any replica.
+    missing = httpx.post(
+        r2.url + "/v1/chat/completions",
+        json={"model": "nowhere", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=10,
+    )
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
+
+
+def test_a_forwarded_request_is_never_forwarded_again(fleet: Any) -> None:
+    replicas, worker = fleet
+    r1, r2, _ = replicas
+    worker("w1", r1, "--models", "only-on-r1")
+    wait_until(lambda: _sees_model(r2, "only-on-r1"), 15, "r2 to see the model on r1")
+    looped = httpx.post(
+        r2.url + "/v1/chat/completions",
+        json={"model": "only-on-r1", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"X-Gatewaytui-Forwarded-By": "r3"},
+        timeout=10,
+    )
+    assert looped.status_code == 404  # served here: r2 has no worker for it
