@@ -130,6 +130,30 @@ def status_line(gateway: Gateway) -> str:
     )
 
 
+def _fleet_settings(group: FleetGroup, size: int, port: int) -> WorkerSettings:
+    """The simulated workers of one fleet group, dialling the demo's gateway."""
+    return WorkerSettings(
+        gateway_url=f"ws://127.0.0.1:{port}",
+        id=group.prefix,
+        labels={"gpu": group.gpu} if group.gpu else {"tier": "cpu"},
+        concurrency=group.concurrency,
+        batch_size=group.batch_size,
+        count=size,
+        drain_timeout_s=5,
+        simulate=SimulateSettings(
+            models=list(group.models),
+            latency_s=group.latency_s,
+            latency_jitter_s=group.latency_s / 3,
+            tokens_per_second=group.tokens_per_second,
+            failure_rate=group.failure_rate,
+            embedding_dim=64,
+            max_tokens=96,
+            gpus=[_GPU_NAMES[group.gpu]] * _GPU_COUNT[group.gpu] if group.gpu else [],
+            gpu_mem_mb=_GPU_MEM[group.gpu] if group.gpu else 1,
+        ),
+    )
+
+
 async def run_demo(
     *, port: int = 0, workers: int = 10, rate: float = 3.0, duration: float | None = None
 ) -> int:
@@ -158,29 +182,10 @@ async def run_demo(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
     keep_info_lines()  # the panel's worker logs screen shows the workers' INFO lines
-    fleets = []
-    for group, size in zip(FLEET, fleet_sizes(workers), strict=True):
-        settings = WorkerSettings(
-            gateway_url=f"ws://127.0.0.1:{port}",
-            id=group.prefix,
-            labels={"gpu": group.gpu} if group.gpu else {"tier": "cpu"},
-            concurrency=group.concurrency,
-            batch_size=group.batch_size,
-            count=size,
-            drain_timeout_s=5,
-            simulate=SimulateSettings(
-                models=list(group.models),
-                latency_s=group.latency_s,
-                latency_jitter_s=group.latency_s / 3,
-                tokens_per_second=group.tokens_per_second,
-                failure_rate=group.failure_rate,
-                embedding_dim=64,
-                max_tokens=96,
-                gpus=[_GPU_NAMES[group.gpu]] * _GPU_COUNT[group.gpu] if group.gpu else [],
-                gpu_mem_mb=_GPU_MEM[group.gpu] if group.gpu else 1,
-            ),
-        )
-        fleets.append(asyncio.create_task(run_workers(settings, stop)))
+    fleets = [
+        asyncio.create_task(run_workers(_fleet_settings(group, size, port), stop))
+        for group, size in zip(FLEET, fleet_sizes(workers), strict=True)
+    ]
     simulated = await start_simulated_backend([BACKEND_MODEL, CHAT_8B])
     await register_demo_backends(base, simulated.url, CHAT_8B)
     helpers: list[asyncio.Task[Any]] = [asyncio.create_task(traffic(base, rate, stop))]

@@ -414,6 +414,7 @@ def add_panel_flags(parser: argparse.ArgumentParser, *, top: bool, context: bool
 # ---- parser -----------------------------------------------------------------------------
 
 
+# Over 60 lines on purpose: the whole command line declared in one place, in help order.
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gatewaytui",

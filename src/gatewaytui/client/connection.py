@@ -330,22 +330,7 @@ class GatewayConnection:
                     log.exception("connecting to %s failed", self.ws_url)
                     reason = f"internal error: {describe_exception(exc)}"
                 else:
-                    self.connections += 1
-                    self._ws = ws
-                    try:
-                        await self._consume(ws)
-                    except _StreamEnded as end:
-                        reason, resync = end.reason, end.resync
-                    except Exception as exc:
-                        log.exception("state stream from %s failed", self.ws_url)
-                        reason = f"internal error: {describe_exception(exc)}"
-                    finally:
-                        self._ws = None
-                        live_started = self._live_started
-                        self._live_started = None
-                        with contextlib.suppress(Exception):
-                            async with asyncio.timeout(2):
-                                await ws.close()
+                    reason, resync, live_started = await self._stream_from(ws)
                     if live_started is not None:
                         ever_live = True
                         failing_since = None
@@ -371,6 +356,29 @@ class GatewayConnection:
                 self._set_state(replace(waiting, next_retry_at=None))
         finally:
             self._live_started = None
+
+    async def _stream_from(self, ws: ClientConnection) -> tuple[str, bool, float | None]:
+        """Mirror one connection until it ends: why it ended, whether a resync was asked,
+        and when it went live (None if it never did)."""
+        self.connections += 1
+        self._ws = ws
+        resync = False
+        try:
+            await self._consume(ws)
+            reason = "stream ended"  # not reached: _consume ends by raising _StreamEnded
+        except _StreamEnded as end:
+            reason, resync = end.reason, end.resync
+        except Exception as exc:
+            log.exception("state stream from %s failed", self.ws_url)
+            reason = f"internal error: {describe_exception(exc)}"
+        finally:
+            self._ws = None
+            live_started = self._live_started
+            self._live_started = None
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await ws.close()
+        return reason, resync, live_started
 
     def _unauthorized(self, exc: InvalidStatus, attempt: int) -> bool:
         """A 401/403 on connect: the state says why and the loop stops (retrying cannot help)."""

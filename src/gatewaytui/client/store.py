@@ -404,8 +404,10 @@ class StateStore:
             known[name] = ids
         return known
 
-    def _replace(self, state: dict[str, Any], seq: int) -> Change:
-        """Swap in a whole state (already validated) and report the difference."""
+    def _replace_items(
+        self, state: dict[str, Any]
+    ) -> tuple[dict[str, frozenset[str]], dict[str, frozenset[str]], dict[str, frozenset[str]]]:
+        """Swap in every collection of a whole state; the ids added, changed and removed."""
         added: dict[str, frozenset[str]] = {}
         changed: dict[str, frozenset[str]] = {}
         removed: dict[str, frozenset[str]] = {}
@@ -427,6 +429,11 @@ class StateStore:
             if diff_ids:
                 changed[name] = frozenset(diff_ids)
             self.items[name] = incoming
+        return added, changed, removed
+
+    def _replace(self, state: dict[str, Any], seq: int) -> Change:
+        """Swap in a whole state (already validated) and report the difference."""
+        added, changed, removed = self._replace_items(state)
         server = state.get("server")
         server = server if isinstance(server, dict) else {}
         server_changed = server != self.server

@@ -884,6 +884,39 @@ def _winning_source(
     return "default", "", spec.default
 
 
+def _resolve_plugin(
+    descriptor: PluginDescriptor,
+    flags: Mapping[str, Any],
+    env: Mapping[str, str],
+    plugin_yaml: Any,
+    warnings: list[str],
+    errors: list[Problem],
+) -> dict[str, ResolvedArg]:
+    """One plugin's options; bad values go to `errors`, deprecations to `warnings`."""
+    bucket: dict[str, ResolvedArg] = {}
+    for spec in descriptor.args:
+        key = f"{descriptor.id}.{spec.id}"
+        source, label, raw = _winning_source(spec, key, flags, env, plugin_yaml)
+        if source == "default" and spec.deprecated and spec.default == "":
+            bucket[spec.id] = ResolvedArg(spec=spec, value=None, source=source)
+            continue
+        loc = ("plugin_options", descriptor.id, spec.id) if source == "yaml" else None
+        try:
+            value = parse_value(spec, raw, listed=key in LISTED, named=key in NAMED)
+        except ShapeError as exc:  # not a value to echo: name where it is
+            errors.append(Problem(f"{label}: {exc}", loc))
+            continue
+        except ValueError as exc:
+            errors.append(Problem(f"{describe_source(spec, source, label, raw, key)}: {exc}", loc))
+            continue
+        if spec.deprecated and source != "default":
+            warnings.append(
+                f"{label} is deprecated" + (f": {spec.replacement}" if spec.replacement else "")
+            )
+        bucket[spec.id] = ResolvedArg(spec=spec, value=value, source=source, label=label, raw=raw)
+    return bucket
+
+
 def resolve_options(
     flags: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
@@ -919,32 +952,9 @@ def resolve_options(
     resolved = ResolvedOptions()
     for descriptor in DESCRIPTORS:
         plugin_yaml = section.get(descriptor.id) or {}
-        bucket: dict[str, ResolvedArg] = {}
-        for spec in descriptor.args:
-            key = f"{descriptor.id}.{spec.id}"
-            source, label, raw = _winning_source(spec, key, flags, env, plugin_yaml)
-            if source == "default" and spec.deprecated and spec.default == "":
-                bucket[spec.id] = ResolvedArg(spec=spec, value=None, source=source)
-                continue
-            loc = ("plugin_options", descriptor.id, spec.id) if source == "yaml" else None
-            try:
-                value = parse_value(spec, raw, listed=key in LISTED, named=key in NAMED)
-            except ShapeError as exc:  # not a value to echo: name where it is
-                errors.append(Problem(f"{label}: {exc}", loc))
-                continue
-            except ValueError as exc:
-                errors.append(
-                    Problem(f"{describe_source(spec, source, label, raw, key)}: {exc}", loc)
-                )
-                continue
-            if spec.deprecated and source != "default":
-                resolved.warnings.append(
-                    f"{label} is deprecated" + (f": {spec.replacement}" if spec.replacement else "")
-                )
-            bucket[spec.id] = ResolvedArg(
-                spec=spec, value=value, source=source, label=label, raw=raw
-            )
-        resolved.args[descriptor.id] = bucket
+        resolved.args[descriptor.id] = _resolve_plugin(
+            descriptor, flags, env, plugin_yaml, resolved.warnings, errors
+        )
     if not errors:
         _feed_replacements(resolved)
     errors.extend(_out_of_limits(resolved))  # of the values that parsed: every problem at once

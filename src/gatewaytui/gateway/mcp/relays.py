@@ -543,46 +543,7 @@ class MCPRelays:
                 rpc_code=RPC_NOT_FOUND,
                 code="mcp_client_not_found",
             )
-        refusal: MCPError | None = None
-        limit = self.config.mcp_client_concurrency
-        if relay.gone_at is not None:
-            refusal = MCPError(
-                f"MCP relay {client_id!r} is disconnected; retry when it is back",
-                status=503,
-                rpc_code=RPC_UNAVAILABLE,
-                code="relay_unavailable",
-            )
-        elif self.is_draining():
-            refusal = MCPError(
-                "the gateway is draining; not accepting new calls",
-                status=503,
-                rpc_code=RPC_UNAVAILABLE,
-                code="server_draining",
-            )
-        elif not relay.ready:
-            refusal = MCPError(
-                f"MCP relay {client_id!r} cannot reach its server: {relay.reason or 'not ready'}",
-                status=503,
-                rpc_code=RPC_UNAVAILABLE,
-                code="relay_not_ready",
-            )
-        elif relay.token_required and not token:
-            refusal = MCPError(
-                f"MCP relay {client_id!r} requires its own token (send it in X-Relay-Token)",
-                status=401,
-                rpc_code=RPC_UNAUTHORIZED,
-                code="relay_token_required",
-            )
-        elif len(relay.calls) >= limit:
-            relay.counters.rejected += 1
-            self.metrics.calls.labels(relay.id, metric_method(method), "rejected").inc()
-            refusal = MCPError(
-                f"MCP client {client_id!r} has {limit} calls in flight "
-                f"(mcp.client_concurrency); retry later",
-                status=429,
-                rpc_code=RPC_TOO_MANY_CALLS,
-                code="too_many_calls",
-            )
+        refusal = self._refusal(relay, client_id, method, token)
         call = MCPCall(
             relay, method, request_id=request_id, target=target, client=client, counted=counted
         )
@@ -600,6 +561,52 @@ class MCPRelays:
         self._touch(relay)
         self.hub.touch("mcp_sessions", call.id)
         return call
+
+    def _refusal(
+        self, relay: RelayRecord, client_id: str, method: str, token: str | None
+    ) -> MCPError | None:
+        """Why a call to this relay may not run now (gone, draining, not ready, no token, at
+        its concurrency limit), or None."""
+        limit = self.config.mcp_client_concurrency
+        if relay.gone_at is not None:
+            return MCPError(
+                f"MCP relay {client_id!r} is disconnected; retry when it is back",
+                status=503,
+                rpc_code=RPC_UNAVAILABLE,
+                code="relay_unavailable",
+            )
+        if self.is_draining():
+            return MCPError(
+                "the gateway is draining; not accepting new calls",
+                status=503,
+                rpc_code=RPC_UNAVAILABLE,
+                code="server_draining",
+            )
+        if not relay.ready:
+            return MCPError(
+                f"MCP relay {client_id!r} cannot reach its server: {relay.reason or 'not ready'}",
+                status=503,
+                rpc_code=RPC_UNAVAILABLE,
+                code="relay_not_ready",
+            )
+        if relay.token_required and not token:
+            return MCPError(
+                f"MCP relay {client_id!r} requires its own token (send it in X-Relay-Token)",
+                status=401,
+                rpc_code=RPC_UNAUTHORIZED,
+                code="relay_token_required",
+            )
+        if len(relay.calls) >= limit:
+            relay.counters.rejected += 1
+            self.metrics.calls.labels(relay.id, metric_method(method), "rejected").inc()
+            return MCPError(
+                f"MCP client {client_id!r} has {limit} calls in flight "
+                f"(mcp.client_concurrency); retry later",
+                status=429,
+                rpc_code=RPC_TOO_MANY_CALLS,
+                code="too_many_calls",
+            )
+        return None
 
     async def send_call(self, call: MCPCall, frame: RelayCallFrame) -> None:
         """Hand the call to its relay; a failed send shows up as RelayLost on the queue."""

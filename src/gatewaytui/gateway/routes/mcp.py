@@ -152,73 +152,22 @@ def add_mcp_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
 def add_mcp_client_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
     """`/mcp/{client_id}`: MCP clients (Streamable HTTP) with the API key."""
     relays = gateway.mcp
-    config = gateway.config
-
-    def check_api_key(request: Request) -> None:
-        if not guard.auth.api_ok(bearer_token(request.headers)):
-            raise MCPError(
-                "invalid or missing API key (send Authorization: Bearer <key>)",
-                status=401,
-                rpc_code=RPC_UNAUTHORIZED,
-                code="invalid_api_key",
-            )
+    limit = gateway.config.mcp_max_request_bytes
 
     @app.post("/mcp/{client_id}", response_model=None)
     async def mcp_post(client_id: str, request: Request) -> Response:
-        request_id: Any = None
-        try:
-            check_api_key(request)
-            message = parse_message(await read_body(request, config.mcp_max_request_bytes))
-            method = message.get("method")
-            if method is not None:
-                request_id = message.get("id")
-            call = relays.open_call(
-                client_id,
-                method or "(response)",
-                request_id=request_id,
-                target=call_target(message) if method else None,
-                client=client_addr(request.client),
-                token=request.headers.get(RELAY_TOKEN_HEADER),
-            )
-        except MCPError as exc:
-            return rpc_response(exc, request_id)
-        except ClientDisconnect:  # gone while sending its body: nobody to answer
-            return Response(status_code=499)
-        frame = RelayCallFrame(
-            call_id=call.id,
-            message=message,
-            headers=mcp_headers(request.headers),
-            token=request.headers.get(RELAY_TOKEN_HEADER),
-        )
-        return await _run_call(relays, request, call, frame)
+        return await _post(relays, guard, limit, client_id, request)
 
     @app.delete("/mcp/{client_id}", response_model=None)
     async def mcp_delete(client_id: str, request: Request) -> Response:
         """The client ends its MCP session; the relay passes it to the server."""
-        try:
-            check_api_key(request)
-            call = relays.open_call(
-                client_id,
-                TERMINATE_METHOD,
-                client=client_addr(request.client),
-                token=request.headers.get(RELAY_TOKEN_HEADER),
-                counted=False,
-            )
-        except MCPError as exc:
-            return rpc_response(exc)
-        frame = RelayCallFrame(
-            call_id=call.id,
-            http_method="DELETE",
-            headers=mcp_headers(request.headers),
-            token=request.headers.get(RELAY_TOKEN_HEADER),
-        )
-        return await _run_call(relays, request, call, frame)
+        return await _delete(relays, guard, client_id, request)
 
     @app.get("/mcp/{client_id}", response_model=None)
     async def mcp_get(client_id: str, request: Request) -> Response:
         """No server-initiated stream through the relay: 405, as the transport allows."""
         try:
-            check_api_key(request)
+            _check_api_key(guard, request)
         except MCPError as exc:
             return rpc_response(exc)
         no_stream = MCPError(
@@ -228,6 +177,69 @@ def add_mcp_client_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
             code="method_not_allowed",
         )
         return rpc_response(no_stream, headers={"Allow": "POST, DELETE"})
+
+
+def _check_api_key(guard: Guard, request: Request) -> None:
+    if not guard.auth.api_ok(bearer_token(request.headers)):
+        raise MCPError(
+            "invalid or missing API key (send Authorization: Bearer <key>)",
+            status=401,
+            rpc_code=RPC_UNAUTHORIZED,
+            code="invalid_api_key",
+        )
+
+
+async def _post(
+    relays: MCPRelays, guard: Guard, limit: int, client_id: str, request: Request
+) -> Response:
+    """One JSON-RPC message from an MCP client, forwarded to the relay named in the URL."""
+    request_id: Any = None
+    try:
+        _check_api_key(guard, request)
+        message = parse_message(await read_body(request, limit))
+        method = message.get("method")
+        if method is not None:
+            request_id = message.get("id")
+        call = relays.open_call(
+            client_id,
+            method or "(response)",
+            request_id=request_id,
+            target=call_target(message) if method else None,
+            client=client_addr(request.client),
+            token=request.headers.get(RELAY_TOKEN_HEADER),
+        )
+    except MCPError as exc:
+        return rpc_response(exc, request_id)
+    except ClientDisconnect:  # gone while sending its body: nobody to answer
+        return Response(status_code=499)
+    frame = RelayCallFrame(
+        call_id=call.id,
+        message=message,
+        headers=mcp_headers(request.headers),
+        token=request.headers.get(RELAY_TOKEN_HEADER),
+    )
+    return await _run_call(relays, request, call, frame)
+
+
+async def _delete(relays: MCPRelays, guard: Guard, client_id: str, request: Request) -> Response:
+    try:
+        _check_api_key(guard, request)
+        call = relays.open_call(
+            client_id,
+            TERMINATE_METHOD,
+            client=client_addr(request.client),
+            token=request.headers.get(RELAY_TOKEN_HEADER),
+            counted=False,
+        )
+    except MCPError as exc:
+        return rpc_response(exc)
+    frame = RelayCallFrame(
+        call_id=call.id,
+        http_method="DELETE",
+        headers=mcp_headers(request.headers),
+        token=request.headers.get(RELAY_TOKEN_HEADER),
+    )
+    return await _run_call(relays, request, call, frame)
 
 
 def add_mcp_relay_route(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
