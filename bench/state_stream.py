@@ -12,7 +12,7 @@ A real WebSocket client on `WS /api/state/stream` counts the bytes of every mess
 Compared with what a polling dashboard would move: the size of `GET /api/state` times the
 number of deltas per second (same cadence), and one full snapshot per second. Target: delta
 bytes <= 10 % of the repeated full snapshots. Also reported: the time the hub spends per tick
-diffing and encoding a delta (`StateHub.flush`, including `Gateway._refresh_derived`), and an
+diffing and encoding a delta (`StateHub.flush`, including `LiveState.refresh_derived`), and an
 estimate of the bytes with permessage-deflate (zlib with context takeover, as browsers and
 the websockets library would negotiate it).
 
@@ -274,7 +274,7 @@ async def bench(args: argparse.Namespace) -> bool:
     print(
         f"   hub tick (StateHub.flush, diff + encode): mean {sum(flush_ms) / len(flush_ms):.2f} ms,"
         f" p95 {percentile(flush_ms, 95):.2f} ms, max {flush_ms[-1]:.2f} ms over "
-        f"{len(flush_ms)} ticks; of which Gateway._refresh_derived mean "
+        f"{len(flush_ms)} ticks; of which LiveState.refresh_derived mean "
         f"{sum(derived_ms) / len(derived_ms):.2f} ms"
     )
     ratio = delta_bps / same_cadence * 100
