@@ -52,7 +52,7 @@ class BackendConnection:
     async def send(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
         if kind == "job":
-            # Built by the gateway itself (core.job_frame): no validation on this hot path.
+            # Built by the gateway itself (jobs.job_frame): no validation on this hot path.
             job = JobFrame.model_construct(**frame)
             task = asyncio.get_running_loop().create_task(
                 self._run(job), name=f"backend-{job.job_id}"
