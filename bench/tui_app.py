@@ -18,7 +18,7 @@ view (10,000 rows sorted by id).
 Figures, each against the issue's target:
   initial render   first snapshot received (the WebSocket message complete) until the first
                    composed frame showing the Workers view with its rows            <= 500 ms
-  churn tick       `GatewayApp._apply_pending` (every view's show_state, header, drains)
+  churn tick       `LiveFeed.apply_pending` (every view's show_state, header, drains)
                    + the frame it causes, p50/p95                                   <= 25 ms
   key to frame     "down" on the Workers table until the frame that shows it, under churn,
                    p95                                                              <= 50 ms
@@ -343,14 +343,14 @@ def make_panel(url: str) -> Any:
 
     context = ContextConfig(name="bench", url=url)
     app = GatewayApp(TuiConfig(contexts=[context], default_context="bench"), context=context)
-    app._switcher._initial = "view-workers"  # as if "2" had been pressed before data came
+    app._deck._initial = "view-workers"  # as if "2" had been pressed before data came
     return app
 
 
 def workers_table(app: Any) -> Any:
     from gatewaytui.tui.views.workers import WorkersView
 
-    return app._views_by_id[f"view-{WorkersView.view_id}"].table
+    return next(view for view in app._deck.views if isinstance(view, WorkersView)).table
 
 
 @dataclass
@@ -364,7 +364,7 @@ class Frame:
 
 @dataclass
 class Tick:
-    """One `_apply_pending` that had something to apply, and the frame it caused."""
+    """One `LiveFeed.apply_pending` that had something to apply, and the frame it caused."""
 
     start: float
     end: float
@@ -455,7 +455,7 @@ class Frames:
 
 
 class Probe:
-    """Hooks on the panel's update path: stream messages, store applies, `_apply_pending`."""
+    """Hooks on the panel's update path: stream messages, store applies, `apply_pending`."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -503,10 +503,11 @@ class Probe:
         connection._decode = timed_decode
         store.apply = timed_apply
         store.apply_snapshot = timed_apply_snapshot
-        original = app._apply_pending
+        feed = app.feed
+        original = feed.apply_pending
 
         def timed_apply_pending() -> None:
-            change = app._pending
+            change = feed._pending
             start, cpu = time.perf_counter(), time.thread_time()
             original()
             end = time.perf_counter()
@@ -527,7 +528,7 @@ class Probe:
             if self.frames is not None:
                 self.frames.claims.append(tick)
 
-        app._apply_pending = timed_apply_pending
+        feed.apply_pending = timed_apply_pending
 
 
 class Refreshes:
@@ -640,7 +641,7 @@ async def headless(args: argparse.Namespace, gw: GatewayProc, figures: Figures) 
             f" {ms(probe.decoded_at - probe.snapshot_at):.0f} ms"
             f" -> store {probe.snapshot_store_ms:.0f} ms -> waited"
             f" {ms(snap.start - probe.decoded_at) - probe.snapshot_store_ms:.0f} ms"
-            f" -> _apply_pending (all views) {ms(snap.wall):.0f} ms"
+            f" -> apply_pending (all views) {ms(snap.wall):.0f} ms"
             f" -> frame {ms(shown - snap.end):.0f} ms"
         )
         print(f"   GC pauses from connect to first frame: {pauses.summary()}")
@@ -674,7 +675,7 @@ async def headless(args: argparse.Namespace, gw: GatewayProc, figures: Figures) 
             f"{driver['stats'].get('workers_touched', 0) / max(driver['ticks'], 1):.0f} workers "
             f"touched per tick; hub flush {pcts(driver['flush_ms'])}"
         )
-        print(f"   _apply_pending   {pcts([ms(t.wall) for t in ticks])}")
+        print(f"   apply_pending    {pcts([ms(t.wall) for t in ticks])}")
         print(
             f"   its frame        {pcts([ms(t.frame_wall) for t in ticks])} "
             f"({sum(t.framed for t in ticks)} of {len(ticks)} updates repainted something)"
@@ -692,7 +693,7 @@ async def headless(args: argparse.Namespace, gw: GatewayProc, figures: Figures) 
         rest_s = cpu1 - cpu0 - client_s - apply_s - frame_s
         print(
             f"   process CPU {cpu_headless:.0f} % of one core = client {client_s / span * 100:.0f}"
-            f" + _apply_pending {apply_s / span * 100:.0f} + frames {frame_s / span * 100:.0f}"
+            f" + apply_pending {apply_s / span * 100:.0f} + frames {frame_s / span * 100:.0f}"
             f" ({len(window_frames)} frames) + the rest (event loop, websockets, timers, GC)"
             f" {rest_s / span * 100:.0f}"
         )
@@ -789,7 +790,7 @@ def panel_main(args: argparse.Namespace) -> int:
     )
     app = make_panel(args.url)
     fd = args.ready_fd
-    original = app._apply_pending
+    original = app.feed.apply_pending
     told = False
 
     def apply_pending() -> None:
@@ -799,7 +800,7 @@ def panel_main(args: argparse.Namespace) -> int:
             told = True
             os.write(fd, b"ready\n")
 
-    app._apply_pending = apply_pending
+    app.feed.apply_pending = apply_pending
     app.run()
     return 0
 

@@ -456,7 +456,7 @@ async def test_read_only_hides_and_refuses_backend_edits():
         await pilot.press("6")
         assert table(app).total_count == 4
         view = app.current_view
-        for action in ("add", "edit", "delete", "toggle", "probe"):
+        for action in ("add", "edit", "delete", "toggle_enabled", "probe"):
             assert view.check_action(action, ()) is False
         await pilot.press("a")
         await pilot.press("e")

@@ -21,11 +21,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, ValidationError
 
 from gatewaytui.client.errors import ClientError
+from gatewaytui.client.rows import BackendRow, JobRow, MCPClientRow, MCPSessionRow, WorkerRow
 from gatewaytui.schema.state import (
     SCHEMA_VERSION,
     BackendSnapshot,
@@ -196,13 +197,27 @@ class StateStore:
 
     # -- reading ----------------------------------------------------------------------------
 
-    @property
-    def workers(self) -> dict[str, Item]:
-        return self.items["workers"]
+    # The collections as their row types (`client.rows`): the same dicts, typed for readers.
 
     @property
-    def jobs(self) -> dict[str, Item]:
-        return self.items["jobs"]
+    def workers(self) -> dict[str, WorkerRow]:
+        return cast("dict[str, WorkerRow]", self.items["workers"])
+
+    @property
+    def jobs(self) -> dict[str, JobRow]:
+        return cast("dict[str, JobRow]", self.items["jobs"])
+
+    @property
+    def backends(self) -> dict[str, BackendRow]:
+        return cast("dict[str, BackendRow]", self.items["backends"])
+
+    @property
+    def mcp_clients(self) -> dict[str, MCPClientRow]:
+        return cast("dict[str, MCPClientRow]", self.items["mcp_clients"])
+
+    @property
+    def mcp_sessions(self) -> dict[str, MCPSessionRow]:
+        return cast("dict[str, MCPSessionRow]", self.items["mcp_sessions"])
 
     @property
     def models(self) -> dict[str, Item]:

@@ -18,6 +18,7 @@ from textual.app import App
 from textual.screen import Screen
 
 from gatewaytui.client.errors import ClientError
+from gatewaytui.client.rows import JobRow, WorkerRow
 from gatewaytui.client.session import Session
 from gatewaytui.client.store import StateStore
 from gatewaytui.tui.formatting import age, parse_ts
@@ -54,13 +55,13 @@ def selected_ids(table: VirtualTable | None) -> list[str]:
 
 
 def worker_action_dialog(
-    kind: str, worker_ids: list[str], workers: Mapping[str, Mapping[str, Any]]
+    kind: str, worker_ids: list[str], workers: Mapping[str, WorkerRow]
 ) -> ConfirmScreen:
     """The drain / re-add confirmation: names every worker and its jobs in flight."""
     body = Text()
     total = 0
     for worker_id in worker_ids:
-        worker = workers.get(worker_id) or {}
+        worker = workers.get(worker_id) or WorkerRow(id=worker_id)
         inflight = worker.get("inflight", 0)
         total += inflight
         body.append("  • ")
@@ -75,7 +76,7 @@ def worker_action_dialog(
     return ConfirmScreen(f"Re-add {len(worker_ids)} worker(s)?", body, "Re-add")
 
 
-def cancel_job_dialog(job: Mapping[str, Any], now: float) -> ConfirmScreen:
+def cancel_job_dialog(job: JobRow, now: float) -> ConfirmScreen:
     """The job's what, where and how long, before it is cancelled."""
     started = parse_ts(job.get("started_at"))
     body = Text.assemble(
@@ -147,7 +148,7 @@ class PanelActions:
         The marks of `table` (the rows acted on) are cleared once one succeeded."""
         if not worker_ids or self.refuse_read_only():
             return
-        dialog = worker_action_dialog(kind, worker_ids, self._host.store.items["workers"])
+        dialog = worker_action_dialog(kind, worker_ids, self._host.store.workers)
         self._confirm_then(dialog, lambda: self._run_worker_action(kind, worker_ids, table))
 
     async def _run_worker_action(
@@ -174,7 +175,7 @@ class PanelActions:
 
     def check_drains(self) -> None:
         """Tell the operator when a drained worker has no jobs left (its maintenance can start)."""
-        workers = self._host.store.items["workers"]
+        workers = self._host.store.workers
         for worker_id in list(self.drain_watch):
             worker = workers.get(worker_id)
             if worker is None or worker.get("status") == "gone":
@@ -186,9 +187,13 @@ class PanelActions:
 
     def draining(self) -> tuple[tuple[str, str, int], ...]:
         """The watched workers for the header: id, "drain" | "undrain", jobs left."""
-        workers = self._host.store.items["workers"]
+        workers = self._host.store.workers
         return tuple(
-            (worker_id, kind, (workers.get(worker_id) or {}).get("inflight", 0))
+            (
+                worker_id,
+                kind,
+                (workers.get(worker_id) or WorkerRow(id=worker_id)).get("inflight", 0),
+            )
             for worker_id, kind in sorted(self.drain_watch.items())
         )
 
@@ -198,7 +203,7 @@ class PanelActions:
         """Confirm (default Cancel), then ask the gateway to cancel the job."""
         if self.refuse_read_only():
             return
-        job = self._host.store.items["jobs"].get(job_id)
+        job = self._host.store.jobs.get(job_id)
         if job is None:
             self._app.notify(f"job {job_id} is no longer in flight", severity="warning")
             return

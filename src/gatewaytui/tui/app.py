@@ -341,7 +341,7 @@ class GatewayApp(App[None]):
         """After the views: drains that finished, the header; once a second (`full`) the
         fleet-wide count of serving workers and the banner too."""
         if full:
-            self._serving_count = serving_count(self.store.items["workers"])
+            self._serving_count = serving_count(self.store.workers)
         self.actions.check_drains()
         self._update_header()
         if full:
@@ -356,22 +356,22 @@ class GatewayApp(App[None]):
             )
 
     def _on_connection_change(self) -> None:
+        """Banner, header and keys follow the connection; once live, learn our role (a
+        viewer token makes the panel read-only)."""
         if not self.screen_stack:  # closing: the session's last change comes after the screens
             return
-        if self.session.state.status is ConnectionStatus.LIVE and self._role is None:
-            self._learn_role()
+        client = self.session.client
+        if self.session.state.status is ConnectionStatus.LIVE and self._role is None and client:
+
+            async def learn_role() -> None:
+                with contextlib.suppress(Exception):
+                    self._role = await client.whoami()
+                    self.refresh_bindings()
+                    self._update_header()
+
+            self.run_worker(learn_role(), exclusive=True, group="role")
         self._after_draw(True)
         self.refresh_bindings()
-
-    @work(exclusive=True, group="role")
-    async def _learn_role(self) -> None:
-        client = self.session.client
-        if client is None:
-            return
-        with contextlib.suppress(Exception):
-            self._role = await client.whoami()
-            self.refresh_bindings()
-            self._update_header()
 
     # ---- header and banner ----------------------------------------------------------------
 
@@ -402,8 +402,8 @@ class GatewayApp(App[None]):
             connection=ConnectionLine(state.status, parse_ts(self.store.as_of), state.retry_in()),
             counts=Counts(
                 self._serving_count,
-                len(self.store.items["workers"]),
-                len(self.store.items["jobs"]),
+                len(self.store.workers),
+                len(self.store.jobs),
                 queue.get("length", 0),
                 queue.get("capacity", 0),
                 server.get("version"),

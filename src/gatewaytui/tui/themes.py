@@ -19,10 +19,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
@@ -253,7 +253,7 @@ def parse_theme(text: str, source: str = "<theme>", default_name: str | None = N
     return theme
 
 
-def _theme_error_message(error: dict[str, Any]) -> str:
+def _theme_error_message(error: ErrorDetails) -> str:
     loc = tuple(error.get("loc", ()))
     if error.get("type") == "extra_forbidden" and len(loc) == 1:
         return f"unknown key{_did_you_mean(str(loc[0]), _ThemeFile.model_fields)}"

@@ -10,8 +10,8 @@ they changed and offers to reload their version or to save over it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import ValidationError
 from rich.text import Text
@@ -28,6 +28,8 @@ from gatewaytui.schema.durations import format_duration
 from gatewaytui.tui.context import PanelContext, panel_of
 
 # Form fields in order; each has an error line under it (`#err-<field>`).
+T = TypeVar("T")
+
 FIELDS = (
     "id",
     "type",
@@ -216,6 +218,87 @@ def _show(value: Any, name: str = "") -> str:
 # ---- the screen ---------------------------------------------------------------------------------
 
 
+def _row(name: str, label: str, *widgets: Any) -> ComposeResult:
+    """A labelled field and the line under it for its error."""
+    with Horizontal(classes="row", id=f"row-{name}"):
+        yield Label(label)
+        yield from widgets
+    yield Static(id=f"err-{name}", classes="error")
+
+
+def _lines_box(name: str, text: str) -> TextArea:
+    """A few lines of text, one entry per line (regexes and label values keep spaces)."""
+    return TextArea(
+        text,
+        id=name,
+        compact=True,
+        show_line_numbers=False,
+        tab_behavior="focus",
+        placeholder=LINES_HINT[name],
+    )
+
+
+def _endpoint_rows(b: Mapping[str, Any], *, editing: bool) -> ComposeResult:
+    """Which server: id, type, URL, key (never shown: set or not), enabled."""
+    yield from _row("id", "ID", Input(b.get("id", ""), id="id", compact=True, disabled=editing))
+    types = Select(
+        [(t, t) for t in BACKEND_TYPES],
+        value=b.get("type", "openai"),
+        allow_blank=False,
+        id="type",
+        compact=True,
+    )
+    yield from _row("type", "Type", types)
+    url = Input(b.get("url", ""), placeholder="http://host:8000/v1", id="url", compact=True)
+    yield from _row("url", "URL", url)
+    key_set = bool(b.get("api_key_set"))
+    remove_key = Switch(False, id="remove_key")
+    remove_text = Label(SWITCH_TEXT["remove_key"][False], id="remove_key-text", classes="after")
+    remove_key.display = remove_text.display = key_set
+    key = Input(password=True, placeholder=key_hint(b), id="api_key", compact=True)
+    yield from _row("api_key", "API key", key, remove_key, remove_text)
+    enabled = bool(b.get("enabled", True))
+    yield from _row(
+        "enabled",
+        "Enabled",
+        Switch(enabled, id="enabled"),
+        Label(SWITCH_TEXT["enabled"][enabled], id="enabled-text", classes="after"),
+    )
+
+
+def _limit_rows(b: Mapping[str, Any]) -> ComposeResult:
+    """How hard to use it: concurrency, timeout, embedding batch."""
+    concurrency = Input(str(b.get("max_concurrency", 8)), id="max_concurrency", compact=True)
+    yield from _row("max_concurrency", "Max concurrency", concurrency)
+    timeout = Input(
+        format_duration(float(b.get("timeout_s", 60.0))),
+        placeholder="60s",
+        id="timeout_s",
+        compact=True,
+    )
+    yield from _row("timeout_s", "Timeout", timeout)
+    batch = Input(str(b.get("batch_size", 64)), id="batch_size", compact=True)
+    yield from _row("batch_size", "Embedding batch", batch)
+
+
+def _model_rows(b: Mapping[str, Any]) -> ComposeResult:
+    """Which models: include / exclude patterns, labels, declared models."""
+    include = format_lines(b.get("include_models") or ())
+    yield from _row("include_models", "Include models", _lines_box("include_models", include))
+    exclude = format_lines(b.get("exclude_models") or ())
+    yield from _row("exclude_models", "Exclude models", _lines_box("exclude_models", exclude))
+    labels = format_labels(b.get("labels") or {})
+    yield from _row("labels", "Labels", _lines_box("labels", labels))
+    declared = TextArea(
+        format_models(b.get("declared_models") or []),
+        id="declared_models",
+        compact=True,
+        show_line_numbers=False,
+        tab_behavior="focus",
+    )
+    yield from _row("declared_models", "Declared models", declared)
+
+
 class BackendFormScreen(ModalScreen[dict[str, Any] | None]):
     """`initial`: the backend as served (edit) or None (add). Dismisses with the saved backend."""
 
@@ -274,27 +357,8 @@ class BackendFormScreen(ModalScreen[dict[str, Any] | None]):
 
     # -- layout ---------------------------------------------------------------------------
 
-    def _row(self, name: str, label: str, *widgets: Any) -> ComposeResult:
-        with Horizontal(classes="row", id=f"row-{name}"):
-            yield Label(label)
-            yield from widgets
-        yield Static(id=f"err-{name}", classes="error")
-
-    @staticmethod
-    def _lines_box(name: str, text: str) -> TextArea:
-        """A few lines of text, one entry per line (regexes and label values keep spaces)."""
-        return TextArea(
-            text,
-            id=name,
-            compact=True,
-            show_line_numbers=False,
-            tab_behavior="focus",
-            placeholder=LINES_HINT[name],
-        )
-
     def compose(self) -> ComposeResult:
         b = self.initial or {}
-        key_set = bool(b.get("api_key_set"))
         title = (
             f"Edit backend {b.get('id')} · revision {b.get('revision')}"
             if self.editing
@@ -303,96 +367,9 @@ class BackendFormScreen(ModalScreen[dict[str, Any] | None]):
         with Vertical(id="form-box"):
             yield Static(Text(title), id="form-title")
             with VerticalScroll(id="form-fields"):
-                yield from self._row(
-                    "id",
-                    "ID",
-                    Input(b.get("id", ""), id="id", compact=True, disabled=self.editing),
-                )
-                yield from self._row(
-                    "type",
-                    "Type",
-                    Select(
-                        [(t, t) for t in BACKEND_TYPES],
-                        value=b.get("type", "openai"),
-                        allow_blank=False,
-                        id="type",
-                        compact=True,
-                    ),
-                )
-                yield from self._row(
-                    "url",
-                    "URL",
-                    Input(
-                        b.get("url", ""), placeholder="http://host:8000/v1", id="url", compact=True
-                    ),
-                )
-                remove_key = Switch(False, id="remove_key")
-                remove_text = Label(
-                    SWITCH_TEXT["remove_key"][False], id="remove_key-text", classes="after"
-                )
-                remove_key.display = remove_text.display = key_set
-                key_widgets = [
-                    Input(password=True, placeholder=key_hint(b), id="api_key", compact=True),
-                    remove_key,
-                    remove_text,
-                ]
-                yield from self._row("api_key", "API key", *key_widgets)
-                yield from self._row(
-                    "enabled",
-                    "Enabled",
-                    Switch(bool(b.get("enabled", True)), id="enabled"),
-                    Label(
-                        SWITCH_TEXT["enabled"][bool(b.get("enabled", True))],
-                        id="enabled-text",
-                        classes="after",
-                    ),
-                )
-                yield from self._row(
-                    "max_concurrency",
-                    "Max concurrency",
-                    Input(str(b.get("max_concurrency", 8)), id="max_concurrency", compact=True),
-                )
-                yield from self._row(
-                    "timeout_s",
-                    "Timeout",
-                    Input(
-                        format_duration(float(b.get("timeout_s", 60.0))),
-                        placeholder="60s",
-                        id="timeout_s",
-                        compact=True,
-                    ),
-                )
-                yield from self._row(
-                    "batch_size",
-                    "Embedding batch",
-                    Input(str(b.get("batch_size", 64)), id="batch_size", compact=True),
-                )
-                yield from self._row(
-                    "include_models",
-                    "Include models",
-                    self._lines_box("include_models", format_lines(b.get("include_models") or ())),
-                )
-                yield from self._row(
-                    "exclude_models",
-                    "Exclude models",
-                    self._lines_box("exclude_models", format_lines(b.get("exclude_models") or ())),
-                )
-                yield from self._row(
-                    "labels",
-                    "Labels",
-                    self._lines_box("labels", format_labels(b.get("labels") or {})),
-                )
-                yield from self._row(
-                    "declared_models",
-                    "Declared models",
-                    TextArea(
-                        format_models(b.get("declared_models") or []),
-                        id="declared_models",
-                        compact=True,
-                        show_line_numbers=False,
-                        tab_behavior="focus",
-                    ),
-                )
+                yield from _endpoint_rows(b, editing=self.editing)
+                yield from _limit_rows(b)
+                yield from _model_rows(b)
                 yield Static(Text(MODELS_HINT), classes="hint")
                 yield Static(id="err-form", classes="error")
             with Vertical(id="conflict"):
@@ -527,44 +504,50 @@ class BackendFormScreen(ModalScreen[dict[str, Any] | None]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
-    def action_save(self) -> None:
+    def _checked_body(self, fix: str) -> dict[str, Any] | None:
+        """Every field checked (and marked); the body to send, or None (`fix` says why)."""
         if self.busy:
-            return
+            return None
         errors, body = self.local_errors()
         self.touched.update(FIELDS)
         self.show_errors(errors)
         if body is None:
-            self.set_status(Text("Fix the fields marked above.", "bold red"))
-            return
-        self._save(body)
+            self.set_status(Text(fix, "bold red"))
+        return body
+
+    def action_save(self) -> None:
+        body = self._checked_body("Fix the fields marked above.")
+        if body is not None:
+            self._save(body)
 
     def action_test(self) -> None:
-        if self.busy:
-            return
-        errors, body = self.local_errors()
-        self.touched.update(FIELDS)
-        self.show_errors(errors)
-        if body is None:
-            self.set_status(Text("Fix the fields marked above to test them.", "bold red"))
-            return
-        self._test(body)
+        body = self._checked_body("Fix the fields marked above to test them.")
+        if body is not None:
+            self._test(body)
 
     # -- gateway calls --------------------------------------------------------------------
 
-    @work(exclusive=True, group="backend-form")
-    async def _test(self, body: dict[str, Any]) -> None:
+    async def _call(self, doing: str, call: Awaitable[T], failed: str) -> T | None:
+        """The gateway's answer, busy meanwhile; a refusal marks the fields it names, any
+        other error shows after `failed` (None for both)."""
         self.busy = True
-        self.set_status(Text(f"Testing {body['url']} …", "italic"))
+        self.set_status(Text(doing, "italic"))
         try:
-            result = await self.panel.session.probe_backend(body["id"], body)
+            return await call
         except ActionError as exc:
             self._show_refusal(exc)
-            return
         except ClientError as exc:
-            self.set_status(Text(f"✖ {exc.message}", "bold red"))
-            return
+            self.set_status(Text(f"{failed}{exc.message}", "bold red"))
         finally:
             self.busy = False
+        return None
+
+    @work(exclusive=True, group="backend-form")
+    async def _test(self, body: dict[str, Any]) -> None:
+        call = self.panel.session.probe_backend(body["id"], body)
+        result = await self._call(f"Testing {body['url']} …", call, "✖ ")
+        if result is None:
+            return
         if result.ok:
             models = ", ".join(result.models) or "no models"
             self.set_status(
@@ -582,24 +565,15 @@ class BackendFormScreen(ModalScreen[dict[str, Any] | None]):
     @work(exclusive=True, group="backend-form")
     async def _save(self, body: dict[str, Any], *, revision: int | None = None) -> None:
         session = self.panel.session
-        self.busy = True
-        self.set_status(Text("Saving …", "italic"))
-        try:
-            if self.editing:
-                assert self.base is not None
-                wanted = revision if revision is not None else self.base.get("revision")
-                saved = await session.replace_backend(body["id"], body, revision=wanted)
-            else:
-                saved = await session.create_backend(body)
-        except ActionError as exc:
-            self._show_refusal(exc)
-            return
-        except ClientError as exc:
-            self.set_status(Text(f"✖ not saved: {exc.message}", "bold red"))
-            return
-        finally:
-            self.busy = False
-        self.dismiss(saved.model_dump(mode="json"))
+        if self.editing:
+            assert self.base is not None
+            wanted = revision if revision is not None else self.base.get("revision")
+            call = session.replace_backend(body["id"], body, revision=wanted)
+        else:
+            call = session.create_backend(body)
+        saved = await self._call("Saving …", call, "✖ not saved: ")
+        if saved is not None:
+            self.dismiss(saved.model_dump(mode="json"))
 
     def _show_refusal(self, exc: ActionError) -> None:
         if exc.status == 409 and exc.code == "revision_conflict" and exc.current is not None:

@@ -3,7 +3,7 @@ reaches the operator's own clipboard even over SSH. Secrets are never part of it
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -39,7 +39,7 @@ class ExportScreen(ModalScreen[None]):
         Binding("escape,q", "close", "Close", id="export.close"),
     ]
 
-    def __init__(self, plugins: list[Mapping[str, Any]]) -> None:
+    def __init__(self, plugins: Sequence[Mapping[str, Any]]) -> None:
         super().__init__()
         self.plugins = plugins
         self.fmt: ExportFormat = "yaml"
@@ -73,7 +73,7 @@ class ExportScreen(ModalScreen[None]):
 
     def action_format(self, fmt: str) -> None:
         if fmt in FORMATS:
-            self.fmt = fmt  # type: ignore[assignment]
+            self.fmt = fmt
             self._show()
 
     def action_toggle_all(self) -> None:

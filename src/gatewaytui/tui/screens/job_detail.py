@@ -16,6 +16,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from gatewaytui.client.rows import JobRow, WorkerRow
 from gatewaytui.client.store import Change, StateStore
 from gatewaytui.tui.bindings import DETAILS_BACK
 from gatewaytui.tui.context import PanelContext, panel_of
@@ -34,8 +35,8 @@ def _utc(ts: float) -> str:
 
 
 def describe_job(
-    job: Mapping[str, Any],
-    workers: Mapping[str, Mapping[str, Any]],
+    job: JobRow,
+    workers: Mapping[str, WorkerRow],
     now: float,
     styles: dict[str, str],
 ) -> Group:
@@ -108,7 +109,7 @@ class JobDetailScreen(ModalScreen[None]):
         self.job_id = job_id
         self._shown: tuple[Any, ...] | None = None
         # Jobs often end while their details are read: the last state seen stays on screen.
-        self._last_seen: Mapping[str, Any] | None = None
+        self._last_seen: JobRow | None = None
         self._ended_at: float | None = None
 
     @property
@@ -124,8 +125,8 @@ class JobDetailScreen(ModalScreen[None]):
         self.show_state(self.panel.store, None)
 
     @property
-    def job(self) -> Mapping[str, Any] | None:
-        return self.panel.store.items["jobs"].get(self.job_id)
+    def job(self) -> JobRow | None:
+        return self.panel.store.jobs.get(self.job_id)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel_job":
@@ -135,7 +136,7 @@ class JobDetailScreen(ModalScreen[None]):
     def show_state(self, store: StateStore, change: Change | None) -> None:
         if change is not None and not change.touched("jobs") and not change.touched("workers"):
             return
-        job = store.items["jobs"].get(self.job_id)
+        job = store.jobs.get(self.job_id)
         app = self.panel
         if job is None:
             if self._ended_at is None:
@@ -148,16 +149,16 @@ class JobDetailScreen(ModalScreen[None]):
             body: Text | Group = ended
             if self._last_seen is not None:
                 last = describe_job(
-                    self._last_seen, store.items["workers"], self._ended_at, app.status_styles
+                    self._last_seen, store.workers, self._ended_at, app.status_styles
                 )
                 body = Group(ended, Text("as last seen:", "dim"), Text(), last)
         else:
             self._last_seen, self._ended_at = job, None
-            worker = store.items["workers"].get(job.get("worker") or "") or {}
+            worker = store.workers.get(job.get("worker") or "")
             started = parse_ts(job.get("started_at"))
             elapsed = age(app.now() - started) if started is not None else "-"
-            shown = (repr(sorted(job.items())), worker.get("status"), elapsed)
-            body = describe_job(job, store.items["workers"], app.now(), app.status_styles)
+            shown = (repr(sorted(job.items())), worker and worker.get("status"), elapsed)
+            body = describe_job(job, store.workers, app.now(), app.status_styles)
         if shown != self._shown:  # an unchanged job is not redrawn
             self._shown = shown
             self.query_one("#job-body", Static).update(body)

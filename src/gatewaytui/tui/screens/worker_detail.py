@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import ClassVar
 
 from rich.console import Group
 from rich.table import Table
@@ -14,6 +14,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Sparkline, Static
 
+from gatewaytui.client.rows import JobRow, WorkerRow
 from gatewaytui.client.store import Change, StateStore
 from gatewaytui.tui.bindings import DETAILS_BACK
 from gatewaytui.tui.context import PanelContext, panel_of
@@ -26,7 +27,10 @@ def _kv(table: Table, key: str, value: str | Text) -> None:
 
 
 def describe_worker(
-    worker: Mapping[str, Any], jobs: list[Mapping[str, Any]], now: float, styles: dict[str, str]
+    worker: WorkerRow,
+    jobs: Sequence[JobRow],
+    now: float,
+    styles: dict[str, str],
 ) -> Group:
     """The detail body; every wire string goes in as Text, never as markup."""
     head = Text.assemble(
@@ -35,6 +39,14 @@ def describe_worker(
     )  # fmt: skip
     if worker.get("status_reason"):
         head.append(f"  ({worker['status_reason']})", "italic")
+    facts = _facts(worker, now)
+    return Group(
+        head, Text(), facts, Text(), _per_model(worker), Text(), _jobs_in_flight(jobs, now)
+    )
+
+
+def _facts(worker: WorkerRow, now: float) -> Table:
+    """Host, machine, connection, heartbeat, labels, models, load, totals."""
     facts = Table.grid(padding=(0, 2))
     host = worker.get("host") or {}
     _kv(facts, "host", f"{host.get('hostname', '-')}  {host.get('os', '')}/{host.get('arch', '')}")
@@ -64,6 +76,12 @@ def describe_worker(
         f"embeddings {count(worker.get('embeddings'))}  avg {ms(worker.get('avg_processing_ms'))}"
         f"  reconnects {worker.get('reconnects', 0)}",
     )
+    _drain_and_error(facts, worker, now)
+    return facts
+
+
+def _drain_and_error(facts: Table, worker: WorkerRow, now: float) -> None:
+    """The drain's progress and the last error, when there are."""
     if worker.get("draining"):
         started = parse_ts(worker.get("drain_started_at"))
         since = f"since {age(now - started)} ago, " if started else ""
@@ -81,6 +99,9 @@ def describe_worker(
         _kv(facts, "last error", Text.assemble(
             (f"{age(now - when)} ago: " if when else "", "dim"), (str(worker["last_error"]), "red")
         ))  # fmt: skip
+
+
+def _per_model(worker: WorkerRow) -> Table:
     per_model = Table(title="per model", title_justify="left", expand=False, box=None)
     for column in ("model", "requests", "failures", "tokens in", "tokens out", "embeddings"):
         per_model.add_column(column, justify="left" if column == "model" else "right")
@@ -89,6 +110,10 @@ def describe_worker(
             Text(name), str(m.get("requests", 0)), str(m.get("failures", 0)),
             count(m.get("tokens_in")), count(m.get("tokens_out")), count(m.get("embeddings")),
         )  # fmt: skip
+    return per_model
+
+
+def _jobs_in_flight(jobs: Sequence[JobRow], now: float) -> Table:
     job_table = Table(title=f"jobs in flight ({len(jobs)})", title_justify="left", box=None)
     for column in ("job", "kind", "model", "elapsed", "tokens out"):
         job_table.add_column(column)
@@ -98,7 +123,7 @@ def describe_worker(
             Text(job["id"]), job.get("kind", ""), Text(job.get("model", "")),
             age(now - started), count(job.get("tokens_out")),
         )  # fmt: skip
-    return Group(head, Text(), facts, Text(), per_model, Text(), job_table)
+    return job_table
 
 
 class WorkerDetailScreen(ModalScreen[None]):
@@ -136,14 +161,14 @@ class WorkerDetailScreen(ModalScreen[None]):
     def show_state(self, store: StateStore, change: Change | None) -> None:
         if change is not None and not change.touched("workers") and not change.touched("jobs"):
             return
-        worker = store.items["workers"].get(self.worker_id)
+        worker = store.workers.get(self.worker_id)
         body = self.query_one("#detail-body", Static)
         if worker is None:
             body.update(Text(f"worker {self.worker_id} is no longer known to the gateway", "bold"))
             return
         jobs = [
             j
-            for j in store.items["jobs"].values()
+            for j in store.jobs.values()
             if j.get("worker") == self.worker_id or self.worker_id in (j.get("workers") or ())
         ]
         app = self.panel

@@ -4,7 +4,7 @@ and load — with add/edit forms, probe, enable/disable and delete."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -20,7 +20,7 @@ from gatewaytui.tui.views.base import register_view
 from gatewaytui.tui.views.table_view import TableView, numeric_column
 from gatewaytui.tui.widgets.virtual_table import Column, VirtualTable
 
-ACTIONS = frozenset({"add", "edit", "delete", "toggle", "probe"})
+ACTIONS = frozenset({"add", "edit", "delete", "toggle_enabled", "probe"})
 STATUS_ORDER = {"unhealthy": 0, "unknown": 1, "healthy": 2}
 EDIT_HELP = "backends: add / edit (enter too) in a form"
 TOGGLE_HELP = "backends: enable or disable / probe now"
@@ -45,6 +45,78 @@ def note(backend: Mapping[str, Any], now: float) -> Text:
     return Text(error, "yellow") if error else Text("")
 
 
+def _identity_columns(styles: dict[str, str]) -> list[Column]:
+    """What the backend is: id, type, URL, status, on/off, models."""
+    return [
+        Column("id", "ID", lambda b: b["id"], width=14, min_width=10),
+        Column("type", "TYPE", lambda b: b.get("type", ""), width=12, priority=4),
+        Column("url", "URL", lambda b: b.get("url", ""), width=26, priority=2),
+        Column(
+            "status",
+            "STATUS",
+            lambda b: status_text(b.get("status"), styles),
+            sort_key=lambda b: STATUS_ORDER.get(b.get("status", ""), 9),
+            width=11,
+        ),
+        Column(
+            "enabled",
+            "ON",
+            lambda b: "yes" if b.get("enabled", True) else Text("no", "bold"),
+            width=3,
+        ),
+        Column(
+            "models",
+            "MODELS",
+            models_text,
+            sort_key=lambda b: len(b.get("models") or ()),
+            width=16,
+            flex=True,
+            priority=1,
+        ),
+    ]
+
+
+def _load_columns(now: Callable[[], float]) -> list[Column]:
+    """How it does: load, latency, when it was last probed, what went wrong."""
+
+    def probed(b: Mapping[str, Any]) -> str:
+        at = parse_ts(b.get("last_probe_at"))
+        return age(now() - at) if at else "never"
+
+    return [
+        Column(
+            "inflight",
+            "LOAD",
+            lambda b: f"{b.get('inflight', 0)}/{b.get('max_concurrency', 0)}",
+            sort_key=lambda b: b.get("inflight", 0),
+            width=5,
+            align="right",
+            priority=5,
+        ),
+        numeric_column("latency_ms", "LATENCY", fmt=ms, width=7, priority=3),
+        Column(
+            "probed",
+            "PROBED",
+            probed,
+            sort_key=lambda b: b.get("last_probe_at") or "",
+            width=6,
+            align="right",
+            ticking=True,
+            priority=2,
+        ),
+        Column(
+            "note",
+            "NOTE",
+            lambda b: note(b, now()),
+            sort_key=lambda b: b.get("last_error") or "",
+            width=16,
+            flex=True,
+            priority=3,
+            ticking=True,
+        ),
+    ]
+
+
 @register_view("6")
 class BackendsView(TableView):
     view_id = "backends"
@@ -55,7 +127,7 @@ class BackendsView(TableView):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "add", "Add", id="backends.add", tooltip=EDIT_HELP),
         Binding("e", "edit", "Edit", id="backends.edit", tooltip=EDIT_HELP),
-        Binding("t", "toggle", "Enable/disable", id="backends.toggle", tooltip=TOGGLE_HELP),
+        Binding("t", "toggle_enabled", "Enable/disable", id="backends.toggle", tooltip=TOGGLE_HELP),
         Binding("P", "probe", "Probe", id="backends.probe", tooltip=TOGGLE_HELP),
         Binding(
             "delete",
@@ -76,7 +148,7 @@ class BackendsView(TableView):
 
     def _fresh(self, backend_id: str) -> dict[str, Any] | None:
         """The newest version we know of: the stream's, or the one our last edit returned."""
-        streamed = self.panel.store.items["backends"].get(backend_id)
+        streamed = self.panel.store.backends.get(backend_id)
         known = self._ours.get(backend_id)
         if known is None or (
             streamed is not None and streamed.get("revision", 0) >= known.get("revision", 0)
@@ -85,71 +157,8 @@ class BackendsView(TableView):
         return dict(known)
 
     def columns(self) -> Sequence[Column]:
-        app = self.panel
-        now = app.now
-        styles = app.status_styles
-
-        def probed(b: Mapping[str, Any]) -> str:
-            at = parse_ts(b.get("last_probe_at"))
-            return age(now() - at) if at else "never"
-
-        return [
-            Column("id", "ID", lambda b: b["id"], width=14, min_width=10),
-            Column("type", "TYPE", lambda b: b.get("type", ""), width=12, priority=4),
-            Column("url", "URL", lambda b: b.get("url", ""), width=26, priority=2),
-            Column(
-                "status",
-                "STATUS",
-                lambda b: status_text(b.get("status"), styles),
-                sort_key=lambda b: STATUS_ORDER.get(b.get("status", ""), 9),
-                width=11,
-            ),
-            Column(
-                "enabled",
-                "ON",
-                lambda b: "yes" if b.get("enabled", True) else Text("no", "bold"),
-                width=3,
-            ),
-            Column(
-                "models",
-                "MODELS",
-                models_text,
-                sort_key=lambda b: len(b.get("models") or ()),
-                width=16,
-                flex=True,
-                priority=1,
-            ),
-            Column(
-                "inflight",
-                "LOAD",
-                lambda b: f"{b.get('inflight', 0)}/{b.get('max_concurrency', 0)}",
-                sort_key=lambda b: b.get("inflight", 0),
-                width=5,
-                align="right",
-                priority=5,
-            ),
-            numeric_column("latency_ms", "LATENCY", fmt=ms, width=7, priority=3),
-            Column(
-                "probed",
-                "PROBED",
-                probed,
-                sort_key=lambda b: b.get("last_probe_at") or "",
-                width=6,
-                align="right",
-                ticking=True,
-                priority=2,
-            ),
-            Column(
-                "note",
-                "NOTE",
-                lambda b: note(b, now()),
-                sort_key=lambda b: b.get("last_error") or "",
-                width=16,
-                flex=True,
-                priority=3,
-                ticking=True,
-            ),
-        ]
+        panel = self.panel
+        return [*_identity_columns(panel.status_styles), *_load_columns(panel.now)]
 
     # -- actions --------------------------------------------------------------------------
 
@@ -161,7 +170,7 @@ class BackendsView(TableView):
 
     def _selected(self) -> dict[str, Any] | None:
         row_id = self.table.cursor_id
-        return dict(self.panel.store.items["backends"].get(row_id or "") or {}) or None
+        return dict(self.panel.store.backends.get(row_id or "") or {}) or None
 
     def _allowed(self) -> bool:
         return not self.panel.actions.refuse_read_only()
@@ -254,7 +263,7 @@ class BackendsView(TableView):
             self._ours.pop(backend_id, None)
         self.app.notify(result.message or f"backend {backend_id} deleted", timeout=6)
 
-    def action_toggle(self) -> None:
+    def action_toggle_enabled(self) -> None:
         backend = self._selected()
         if backend is not None and self._allowed():
             self._toggle(backend["id"])

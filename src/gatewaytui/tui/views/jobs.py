@@ -29,7 +29,7 @@ def _where(job: Mapping[str, Any]) -> str:
     if len(workers) > 1:
         return f"{job.get('worker') or workers[-1]} +{len(workers) - 1}"
     if job.get("worker"):
-        return job["worker"]
+        return str(job["worker"])
     return "(queued)" if job.get("state") == "queued" else "-"  # STATE is gone at 80 columns
 
 

@@ -12,6 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static
 
+from gatewaytui.client.rows import MCPClientRow, MCPSessionRow
 from gatewaytui.client.store import Change, StateStore
 from gatewaytui.tui.formatting import age, count, parse_ts, status_text
 from gatewaytui.tui.views.base import View, register_view
@@ -78,8 +79,8 @@ def duration_text(milliseconds: float) -> str:
 
 
 def client_detail(
-    client: Mapping[str, Any] | None,
-    sessions: Sequence[Mapping[str, Any]],
+    client: MCPClientRow | None,
+    sessions: Sequence[MCPSessionRow],
     now: float,
     styles: dict[str, str],
     width: int = 52,
@@ -88,6 +89,21 @@ def client_detail(
     `width` is the space there is: the method and call columns shrink to fit it."""
     if client is None:
         return Text(NO_RELAY_HINT, "dim")
+    name_width = min(max(width - 13, 12), 40)
+    text = _client_head(client, styles)
+    _append_liveness(text, client, now)
+    _append_methods(text, client, name_width)
+    _append_calls(text, client, sessions, now, name_width)
+    if client.get("last_error"):
+        at = parse_ts(client.get("last_error_at"))
+        text.append("\n")
+        text.append(f"last error{f' ({age(now - at)} ago)' if at else ''}: ", "bold red")
+        text.append(_w(client["last_error"]))
+    return text
+
+
+def _client_head(client: MCPClientRow, styles: dict[str, str]) -> Text:
+    """Id and status, then its server: name, title, transport, protocol, capabilities."""
     text = Text()
     text.append(_w(client["id"]), "bold")
     text.append("  ")
@@ -109,6 +125,11 @@ def client_detail(
     text.append("capabilities ", "dim")
     text.append(_w(", ".join(str(c) for c in capabilities)) or "none reported")
     text.append("\n")
+    return text
+
+
+def _append_liveness(text: Text, client: MCPClientRow, now: float) -> None:
+    """Up (or gone) since, from where, its load, refusals, whether it needs a token."""
     connected = parse_ts(client.get("connected_at"))
     if client.get("status") == "gone":
         gone = parse_ts(client.get("gone_at"))
@@ -123,9 +144,12 @@ def client_detail(
         text.append(f" · {client['rejected']} refused (limit)", "yellow")
     if client.get("token_required"):
         text.append(" · token", "dim")
+
+
+def _append_methods(text: Text, client: MCPClientRow, name_width: int) -> None:
+    """The busiest methods with their calls and errors."""
     functions: Mapping[str, int] = client.get("functions") or {}
     errors: Mapping[str, int] = client.get("errors_by_method") or {}
-    name_width = min(max(width - 13, 12), 40)
     text.append("\n\n")
     text.append(f"{'METHOD':<{name_width}}{'CALLS':>7}{'ERR':>6}\n", "bold")
     for method, calls in busiest(functions, DETAIL_METHODS):
@@ -136,6 +160,16 @@ def client_detail(
         text.append(f"… {len(functions) - DETAIL_METHODS} more methods\n", "dim")
     if not functions:
         text.append("no calls yet\n", "dim")
+
+
+def _append_calls(
+    text: Text,
+    client: MCPClientRow,
+    sessions: Sequence[MCPSessionRow],
+    now: float,
+    name_width: int,
+) -> None:
+    """The client's calls in flight, oldest first."""
     mine = sorted(
         (s for s in sessions if s.get("client_id") == client["id"]),
         key=lambda s: s.get("started_at") or "",
@@ -146,12 +180,6 @@ def client_detail(
         what = _w(f"{session.get('method', '')} {session.get('target') or ''}".strip())
         text.append(f"{_clip(what, name_width + 5):<{name_width + 6}}")
         text.append(f"{duration_text(duration_ms(session, now)):>7}\n")
-    if client.get("last_error"):
-        at = parse_ts(client.get("last_error_at"))
-        text.append("\n")
-        text.append(f"last error{f' ({age(now - at)} ago)' if at else ''}: ", "bold red")
-        text.append(_w(client["last_error"]))
-    return text
 
 
 @register_view("5")
@@ -317,7 +345,7 @@ class MCPView(View):
             self._show_detail()
 
     def _show_titles(self, store: StateStore) -> None:
-        clients = store.items["mcp_clients"]
+        clients = store.mcp_clients
         working = sum(1 for c in clients.values() if c.get("status") != "gone")
         self.query_one("#mcp-clients-title", Static).update(
             f"MCP clients  {working} connected, {len(clients) - working} gone"
@@ -329,11 +357,11 @@ class MCPView(View):
     def _show_detail(self) -> None:
         if self._store is None:
             return
-        clients = self._store.items["mcp_clients"]
+        clients = self._store.mcp_clients
         if self.selected not in clients:
             self.selected = self.clients_table.cursor_id
         client = clients.get(self.selected or "")
-        sessions = list(self._store.items["mcp_sessions"].values())
+        sessions = list(self._store.mcp_sessions.values())
         detail = self.query_one("#mcp-detail", Static)
         pane_width = self.query_one("#mcp-detail-pane").content_size.width
         width = pane_width - 1 if pane_width else 50  # room for the scrollbar

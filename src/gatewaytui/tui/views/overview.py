@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.text import Text
@@ -14,6 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
 from gatewaytui.client.connection import ConnectionStatus
+from gatewaytui.client.rows import BackendRow, WorkerRow
 from gatewaytui.client.store import Change, StateStore
 from gatewaytui.tui.failure_rate import FailureRate, FailureRates
 from gatewaytui.tui.formatting import STATUS_GLYPHS, age, bar, count, parse_ts, status_text
@@ -71,27 +72,42 @@ def alerts(
 ) -> list[Text]:
     """What an on-call operator should look at first. `failing`: workers whose recent jobs
     fail at or above the configured share (`FailureRates.failing()`), not any failure."""
-    found: list[Text] = []
-    server = store.server
+    found = _server_alerts(store.server)
+    found += _model_alerts(store.items["models"].values())
+    found += _backend_alerts(store.backends.values())
+    if throughput.queue_growing():
+        found.append(Text(f"▲ queue growing: {throughput.queue[-1]} waiting", "bold yellow"))
+    found += _stale_alerts(store.workers.values(), now, stale_after)
+    found += _failing_alerts(store.workers, failing, now)
+    return found
+
+
+def _server_alerts(server: Mapping[str, Any]) -> list[Text]:
     if server.get("status") == "draining":
-        found.append(
+        return [
             Text.assemble(
                 ("✖ ", "bold red"),
                 ("server draining", "bold"),
                 f": new requests get 503; {server.get('inflight', 0)} in flight"
                 " (undrain from the palette)",
             )
-        )
-    elif server.get("status") == "not_ready":
-        found.append(
+        ]
+    if server.get("status") == "not_ready":
+        return [
             Text.assemble(
                 ("✖ ", "bold red"),
                 ("gateway not ready", "bold"),
                 ": ",
                 Text(str(server.get("status_reason") or "no worker or backend can take jobs")),
             )
-        )
-    for model in store.items["models"].values():
+        ]
+    return []
+
+
+def _model_alerts(models: Iterable[Mapping[str, Any]]) -> list[Text]:
+    """Models nothing ready can serve."""
+    found: list[Text] = []
+    for model in models:
         ready_n, total = servers(model)
         if ready_n == 0:
             backends = model.get("backends", 0)
@@ -103,7 +119,13 @@ def alerts(
                     f" ({total} listed, {model.get('queued', 0)} queued)",
                 )
             )
-    for backend in store.items["backends"].values():
+    return found
+
+
+def _backend_alerts(backends: Iterable[BackendRow]) -> list[Text]:
+    """Enabled backends out of routing, or unhealthy while still in it."""
+    found: list[Text] = []
+    for backend in backends:
         if not backend.get("enabled", True):
             continue
         if not backend.get("routing", True):
@@ -125,20 +147,31 @@ def alerts(
                     Text(str(backend.get("last_error") or "probe failed")),
                 )
             )
-    if throughput.queue_growing():
-        found.append(Text(f"▲ queue growing: {throughput.queue[-1]} waiting", "bold yellow"))
+    return found
+
+
+def _stale_alerts(workers: Iterable[WorkerRow], now: float, stale_after: float) -> list[Text]:
+    """Workers whose heartbeat is late (one line)."""
+    found: list[Text] = []
     stale = [
         w["id"]
-        for w in store.items["workers"].values()
+        for w in workers
         if w.get("status") not in ("gone",)
         and now - (parse_ts(w.get("last_heartbeat")) or now) > stale_after
     ]
     if stale:
         shown = ", ".join(sorted(stale)[:5]) + (f" +{len(stale) - 5}" if len(stale) > 5 else "")
         found.append(Text(f"▲ stale heartbeat (> {stale_after:g}s): {shown}", "bold yellow"))
-    workers = store.items["workers"]
+    return found
+
+
+def _failing_alerts(
+    workers: Mapping[str, WorkerRow], failing: Sequence[FailureRate], now: float
+) -> list[Text]:
+    """Up to five workers whose recent jobs fail too often, with their last error."""
+    found: list[Text] = []
     for rate in list(failing)[:5]:
-        worker = workers.get(rate.worker_id) or {}
+        worker = workers.get(rate.worker_id) or WorkerRow(id=rate.worker_id)
         last_at = parse_ts(worker.get("last_error_at"))
         last = f", last {age(now - last_at)} ago" if last_at else ""
         found.append(
@@ -245,7 +278,7 @@ class OverviewView(TableView):
             self._show_alerts()
 
     def _show_counts(self, store: StateStore) -> None:
-        counts = Counter(w.get("status", "unknown") for w in store.items["workers"].values())
+        counts = Counter(w.get("status", "unknown") for w in store.workers.values())
         styles = self.panel.status_styles
         text = Text()
         for status in ("working", "idle", "connected", "draining", "not_ready", "gone"):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.text import Text
 from textual.screen import Screen
 
 from gatewaytui.client.store import Change, StateStore
+from gatewaytui.tui.context import PanelContext
 from gatewaytui.tui.formatting import STATUS_ORDER, age, coarse_age, ms, parse_ts, status_text
 from gatewaytui.tui.screens.worker_detail import WorkerDetailScreen
 from gatewaytui.tui.views.base import register_view
@@ -60,6 +61,55 @@ class TokenRates:
         self.history.pop(worker_id, None)
 
 
+def _identity_columns(styles: dict[str, str]) -> list[Column]:
+    """Who the worker is: id, name, status, models."""
+    return [
+        Column("id", "ID", lambda w: w["id"], width=16, min_width=10),
+        Column("name", "NAME", lambda w: w.get("name", ""), width=16, priority=3),
+        Column(
+            "status",
+            "STATUS",
+            lambda w: status_text(w.get("status"), styles),
+            sort_key=lambda w: STATUS_ORDER.get(w.get("status", ""), 99),
+            width=12,
+        ),
+        Column(
+            "models",
+            "MODELS",
+            lambda w: ",".join(w.get("models", ())),
+            width=20,
+            flex=True,
+            priority=2,
+        ),
+    ]
+
+
+def _heartbeat_column(panel: PanelContext) -> Column:
+    now, clock = panel.now, panel.clock
+
+    def heartbeat(w: Mapping[str, Any]) -> Text:
+        """The heartbeat's age in whole seconds (`3s`, `1m20s`), ticking once a second
+        with the app's clock; bold red once it is stale."""
+        if w.get("status") == "gone":
+            gone = now() - (parse_ts(w.get("gone_at")) or now())
+            return Text("gone " + coarse_age(gone), "dim")
+        tick = clock()
+        seconds = tick - (parse_ts(w.get("last_heartbeat")) or tick)
+        if seconds <= panel.heartbeat_stale_after:
+            return Text(age(seconds))
+        return Text(age(seconds), "bold red")
+
+    return Column(
+        "heartbeat",
+        "BEAT",
+        heartbeat,
+        sort_key=lambda w: w.get("last_heartbeat") or "",
+        width=8,
+        align="right",
+        ticking=True,
+    )
+
+
 @register_view("2")
 class WorkersView(TableView):
     view_id = "workers"
@@ -78,52 +128,26 @@ class WorkersView(TableView):
         self.rates = TokenRates()
 
     def columns(self) -> Sequence[Column]:
-        app = self.panel
-        now = app.now
-        clock = app.clock
-        styles = app.status_styles
+        panel = self.panel
+        return [
+            *_identity_columns(panel.status_styles),
+            *self._load_columns(),
+            _heartbeat_column(panel),
+            Column("version", "VERSION", lambda w: w.get("version", ""), width=8, priority=5),
+        ]
 
-        def inflight(w: Mapping[str, Any]) -> str:
-            return f"{w.get('inflight', 0)}/{w.get('max_concurrency', 0)}"
-
-        def heartbeat(w: Mapping[str, Any]) -> Text:
-            """The heartbeat's age in whole seconds (`3s`, `1m20s`), ticking once a second
-            with the app's clock; bold red once it is stale."""
-            if w.get("status") == "gone":
-                gone = now() - (parse_ts(w.get("gone_at")) or now())
-                return Text("gone " + coarse_age(gone), "dim")
-            tick = clock()
-            seconds = tick - (parse_ts(w.get("last_heartbeat")) or tick)
-            if seconds <= app.heartbeat_stale_after:
-                return Text(age(seconds))
-            return Text(age(seconds), "bold red")
+    def _load_columns(self) -> list[Column]:
+        """In flight, tokens, the token rate (from `rates`), latency, failures."""
 
         def rate(w: Mapping[str, Any]) -> str:
             value = self.rates.current(w["id"], time.monotonic())
             return f"{value:.1f}" if value else "-"
 
         return [
-            Column("id", "ID", lambda w: w["id"], width=16, min_width=10),
-            Column("name", "NAME", lambda w: w.get("name", ""), width=16, priority=3),
-            Column(
-                "status",
-                "STATUS",
-                lambda w: status_text(w.get("status"), styles),
-                sort_key=lambda w: STATUS_ORDER.get(w.get("status", ""), 99),
-                width=12,
-            ),
-            Column(
-                "models",
-                "MODELS",
-                lambda w: ",".join(w.get("models", ())),
-                width=20,
-                flex=True,
-                priority=2,
-            ),
             Column(
                 "inflight",
                 "LOAD",
-                inflight,
+                lambda w: f"{w.get('inflight', 0)}/{w.get('max_concurrency', 0)}",
                 sort_key=lambda w: (w.get("inflight", 0), w.get("max_concurrency", 0)),
                 width=6,
                 align="right",
@@ -142,21 +166,12 @@ class WorkersView(TableView):
             ),
             numeric_column("avg_processing_ms", "AVG", fmt=ms, priority=3),
             numeric_column("failures", "FAIL", fmt=str, width=5, priority=1),
-            Column(
-                "heartbeat",
-                "BEAT",
-                heartbeat,
-                sort_key=lambda w: w.get("last_heartbeat") or "",
-                width=8,
-                align="right",
-                ticking=True,
-            ),
-            Column("version", "VERSION", lambda w: w.get("version", ""), width=8, priority=5),
         ]
 
     def observe(self, store: StateStore, change: Change | None) -> None:
         now = time.monotonic()
-        workers = store.items["workers"]
+        workers = store.workers
+        ids: Iterable[str]
         if change is None or change.snapshot:
             ids = workers.keys()
         else:

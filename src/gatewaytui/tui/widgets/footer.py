@@ -26,7 +26,7 @@ DROP_ORDER: tuple[str, ...] = (
     "toggle_mark",
     "export",
     "probe",
-    "toggle",
+    "toggle_enabled",
     "delete",
 )
 PALETTE_WIDTH = 14  # "▏^p palette" on the right, with its border and padding
