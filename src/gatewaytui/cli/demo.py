@@ -130,11 +130,11 @@ def status_line(gateway: Gateway) -> str:
     )
 
 
-def _fleet_settings(group: FleetGroup, size: int, port: int) -> WorkerSettings:
+def _fleet_settings(group: FleetGroup, size: int, port: int, prefix: str = "") -> WorkerSettings:
     """The simulated workers of one fleet group, dialling the demo's gateway."""
     return WorkerSettings(
         gateway_url=f"ws://127.0.0.1:{port}",
-        id=group.prefix,
+        id=prefix + group.prefix,
         labels={"gpu": group.gpu} if group.gpu else {"tier": "cpu"},
         concurrency=group.concurrency,
         batch_size=group.batch_size,
@@ -155,14 +155,21 @@ def _fleet_settings(group: FleetGroup, size: int, port: int) -> WorkerSettings:
 
 
 async def run_demo(
-    *, port: int = 0, workers: int = 10, rate: float = 3.0, duration: float | None = None
+    *,
+    port: int = 0,
+    workers: int = 10,
+    rate: float = 3.0,
+    duration: float | None = None,
+    fleet: tuple[str, str] | None = None,
 ) -> int:
+    """`fleet`: (Redis URL, replica id) to run as one replica of `demo --replicas N`."""
     sock = bind_socket("127.0.0.1", port)
     port = sock.getsockname()[1]
     # Backends added while playing with the demo live in a temporary file, not the cwd.
     scratch = tempfile.TemporaryDirectory(prefix="gatewaytui-demo-")  # removed at exit
+    cluster = {"cluster__redis_url": fleet[0], "cluster__replica_id": fleet[1]} if fleet else {}
     config = GatewayConfig.build(
-        server__port=str(port), backends__store_path=f"{scratch.name}/backends.yaml"
+        server__port=str(port), backends__store_path=f"{scratch.name}/backends.yaml", **cluster
     )
     gateway = Gateway(config)
     server = make_server(gateway, handle_signals=False)
@@ -182,8 +189,9 @@ async def run_demo(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
     keep_info_lines()  # the panel's worker logs screen shows the workers' INFO lines
+    prefix = f"{fleet[1]}-" if fleet else ""  # worker ids are unique across a fleet
     fleets = [
-        asyncio.create_task(run_workers(_fleet_settings(group, size, port), stop))
+        asyncio.create_task(run_workers(_fleet_settings(group, size, port, prefix), stop))
         for group, size in zip(FLEET, fleet_sizes(workers), strict=True)
     ]
     simulated = await start_simulated_backend([BACKEND_MODEL, CHAT_8B])

@@ -323,9 +323,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from gatewaytui.cli.demo import run_demo, run_demo_with_tui
 
+    if args.replicas > 1:
+        from gatewaytui.cli.demo_fleet import run_fleet_demo
+
+        config = None if args.headless else load_tui_config(args)
+        return run_fleet_demo(args, config)
     if args.headless:
+        fleet = (args.fleet_redis_url, args.fleet_replica_id) if args.fleet_redis_url else None
         return asyncio.run(
-            run_demo(port=args.port, workers=args.workers, rate=args.rate, duration=args.duration)
+            run_demo(
+                port=args.port,
+                workers=args.workers,
+                rate=args.rate,
+                duration=args.duration,
+                fleet=fleet,
+            )
         )
     config = load_tui_config(args)  # the user's keymap, refresh rate and themes (before start)
     return run_demo_with_tui(
@@ -502,6 +514,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=3.0, help="requests per second")
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     demo.add_argument("--headless", action="store_true", help="no panel: print status lines")
+    demo.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="a fleet: start a local redis-server and N replicas (workers spread across them)",
+    )
+    demo.add_argument("--fleet-redis-url", help=argparse.SUPPRESS)  # one replica of a fleet
+    demo.add_argument("--fleet-replica-id", default="r1", help=argparse.SUPPRESS)
     add_panel_flags(demo, top=False, context=False)
     demo.set_defaults(func=cmd_demo)
 
