@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gatewaytui.gateway.passthrough import embeddings_summary
+from gatewaytui.shared.passthrough import embeddings_summary
 
 
 def body(count: int, usage: str = '{"prompt_tokens":8,"total_tokens":8}', **extra: str) -> bytes:

@@ -17,6 +17,7 @@ from gatewaytui.gateway.jobs import (
     GatewayError,
     Job,
     RawChunks,
+    RawResult,
     WorkerLostError,
     job_frame,
 )
@@ -120,7 +121,7 @@ class ChatPath:
                         raise
                     assignment = await self._retry(job, body, assignment, announce=True)
                     continue
-                if isinstance(item, ResultFrame):
+                if isinstance(item, ResultFrame | RawResult):
                     data = item.data or {}
                     usage = item.usage.model_dump() if item.usage else data.get("usage") or {}
                     job.tokens_in = int(usage.get("prompt_tokens", 0) or 0)

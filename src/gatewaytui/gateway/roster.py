@@ -29,6 +29,7 @@ from gatewaytui.schema.api import ActionResult
 from gatewaytui.schema.protocol import (
     CLOSE_EVICTED,
     FEATURE_CHUNKS,
+    FEATURE_RAW_RESULTS,
     ChunkFrame,
     DrainFrame,
     ErrorFrame,
@@ -103,7 +104,7 @@ class WorkerRoster:
             heartbeat_expiry_s=self.config.heartbeat_expiry,
             max_frame_bytes=self.config.max_frame_bytes,
             draining=worker.counters.draining,
-            features=[FEATURE_CHUNKS],
+            features=[FEATURE_CHUNKS, FEATURE_RAW_RESULTS],
         )
         return worker, reply.model_dump()
 

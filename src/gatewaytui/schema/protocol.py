@@ -88,6 +88,7 @@ class ChunksFrame(WireModel):
 
 
 FEATURE_CHUNKS = "chunks"  # the gateway accepts `chunks` frames
+FEATURE_RAW_RESULTS = "raw_results"  # the gateway accepts `result.raw` for embeddings
 
 
 class Usage(WireModel):
@@ -97,12 +98,16 @@ class Usage(WireModel):
 
 
 class ResultFrame(WireModel):
-    """The end of a job. For non-streaming jobs `data` is the full OpenAI response body."""
+    """The end of a job. For non-streaming jobs `data` is the full OpenAI response body —
+    or, for embeddings to a gateway whose `registered.features` lists "raw_results", `raw`:
+    the upstream's body as text, unchanged (the gateway passes it on without parsing the
+    vectors; `usage` must then be given)."""
 
     type: Literal["result"] = "result"
     job_id: str
     data: dict[str, Any] | None = None
     usage: Usage | None = None
+    raw: str | None = None
 
 
 class ErrorFrame(WireModel):

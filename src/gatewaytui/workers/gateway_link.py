@@ -27,6 +27,7 @@ from gatewaytui.schema.protocol import (
     CLOSE_SERVER_SHUTDOWN,
     FEATURE_CHUNKS,
     FEATURE_LOGS,
+    FEATURE_RAW_RESULTS,
     GATEWAY_FRAME_ADAPTER,
     CancelFrame,
     ChunkFrame,
@@ -54,7 +55,13 @@ from gatewaytui.workers.dial_out import (
 )
 from gatewaytui.workers.gpu import FakeGpus, process_reader
 from gatewaytui.workers.hostinfo import LOAD_SAMPLER, host_info
-from gatewaytui.workers.job_handler import MAX_REASON_CHARS, JobError, JobHandler
+from gatewaytui.workers.job_handler import (
+    MAX_REASON_CHARS,
+    ChunkSink,
+    JobError,
+    JobHandler,
+    RawChunkSink,
+)
 from gatewaytui.workers.logbuffer import LogRing, LogStreams, process_ring
 from gatewaytui.workers.settings import WorkerSettings, gateway_ws_url, redact_url
 
@@ -322,15 +329,7 @@ class WorkerClient(DialOutClient[RegisteredFrame]):
 
         try:
             try:
-                if job.kind == "embeddings":
-                    data, usage = await self.backend.embeddings(job)
-                elif job.stream and FEATURE_CHUNKS in registered.features:
-                    data, usage = None, await self.backend.chat_stream_raw(job, emit_raw)
-                elif job.stream:
-                    data, usage = None, await self.backend.chat_stream(job, emit)
-                else:
-                    data, usage = await self.backend.chat(job)
-                result = _result_payload(job.job_id, data, usage, registered.max_frame_bytes)
+                result = await self._answer(job, registered, emit, emit_raw)
             except JobError as exc:
                 self.jobs_failed += 1
                 log.info("worker %s: job %s failed: %s", self.id, job.job_id, exc.message)
@@ -349,6 +348,29 @@ class WorkerClient(DialOutClient[RegisteredFrame]):
         except ConnectionClosed:
             log.debug("worker %s: connection closed while job %s ran", self.id, job.job_id)
 
+    async def _answer(
+        self,
+        job: JobFrame,
+        registered: RegisteredFrame,
+        emit: ChunkSink,
+        emit_raw: RawChunkSink,
+    ) -> str:
+        """Run the job on the backend; its result frame (streams emit chunks meanwhile), in
+        the forms this gateway accepts (`registered.features`)."""
+        features, limit = registered.features, registered.max_frame_bytes
+        if job.kind == "embeddings" and FEATURE_RAW_RESULTS in features:
+            text, usage = await self.backend.embeddings_raw(job)
+            return _raw_result_payload(job.job_id, text, usage, limit)
+        if job.kind == "embeddings":
+            data, usage = await self.backend.embeddings(job)
+        elif job.stream and FEATURE_CHUNKS in features:
+            data, usage = None, await self.backend.chat_stream_raw(job, emit_raw)
+        elif job.stream:
+            data, usage = None, await self.backend.chat_stream(job, emit)
+        else:
+            data, usage = await self.backend.chat(job)
+        return _result_payload(job.job_id, data, usage, limit)
+
 
 def _error_frame(job_id: str, error: JobError) -> ErrorFrame:
     return ErrorFrame(
@@ -356,11 +378,21 @@ def _error_frame(job_id: str, error: JobError) -> ErrorFrame:
     )
 
 
+def _raw_result_payload(job_id: str, text: str, usage: Usage, max_frame_bytes: int) -> str:
+    """A result frame carrying the upstream's answer as text (`raw`), size-checked."""
+    frame = {"type": "result", "job_id": job_id, "usage": usage.model_dump(), "raw": text}
+    return _checked(codec.dumps_text(frame), max_frame_bytes)
+
+
 def _result_payload(
     job_id: str, data: dict[str, Any] | None, usage: Usage | None, max_frame_bytes: int
 ) -> str:
     """The result frame as JSON, or a job error when it would exceed the gateway's limit."""
     payload = ResultFrame(job_id=job_id, data=data, usage=usage).model_dump_json()
+    return _checked(payload, max_frame_bytes)
+
+
+def _checked(payload: str, max_frame_bytes: int) -> str:
     size = len(payload.encode("utf-8"))
     if max_frame_bytes > 0 and size > max_frame_bytes:
         raise JobError(

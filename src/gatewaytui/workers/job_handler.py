@@ -143,6 +143,12 @@ class JobHandler(ABC):
 
         return await self.chat_stream(job, one)
 
+    async def embeddings_raw(self, job: JobFrame) -> tuple[str, Usage]:
+        """`embeddings` as the answer's JSON text (for a `result.raw` frame). This default
+        encodes the answer; a backend that has the upstream's bytes (the relay) passes them."""
+        data, usage = await self.embeddings(job)
+        return codec.dumps_text(data), usage
+
     @abstractmethod
     async def embeddings(self, job: JobFrame) -> tuple[dict[str, Any], Usage]:
         """An embeddings job over this worker's slice: the OpenAI response and its usage."""

@@ -25,6 +25,7 @@ from aiohttp.http_exceptions import LineTooLong
 from gatewaytui import __version__
 from gatewaytui.schema.protocol import JobFrame, Usage
 from gatewaytui.shared import codec
+from gatewaytui.shared.passthrough import embeddings_summary
 from gatewaytui.shared.sse import READ_BUFFER_BYTES, SseSplitter
 from gatewaytui.shared.tls import tls_context
 from gatewaytui.workers.job_handler import (
@@ -176,7 +177,7 @@ class RelayHandler(JobHandler):
                 body["stream_options"] = options
         return body
 
-    async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _post_raw(self, path: str, body: dict[str, Any]) -> bytes:
         try:
             async with self.session.post(
                 f"{self.base_url}{path}", data=codec.dumps(body), headers=_JSON
@@ -186,6 +187,25 @@ class RelayHandler(JobHandler):
             raise self._unreachable(exc) from exc
         if status >= 400:
             raise _upstream_error(status, raw.decode("utf-8", "replace"))
+        return raw
+
+    async def embeddings_raw(self, job: JobFrame) -> tuple[str, Usage]:
+        """The upstream's answer as its text, unparsed (only its usage is read)."""
+        raw = await self._post_raw("/embeddings", self._body(job, stream=False))
+        summary = embeddings_summary(raw)
+        if summary is None:  # not an embeddings body: parse (and fail) as `embeddings` does
+            data, usage = self._embeddings_answer(self._parse(raw))
+            return codec.dumps_text(data), usage
+        return raw.decode("utf-8", "replace"), usage_from(summary[2]) or Usage()
+
+    def _embeddings_answer(self, data: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
+        return data, usage_from(data.get("usage")) or Usage()
+
+    async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._parse(await self._post_raw(path, body))
+
+    @staticmethod
+    def _parse(raw: bytes) -> dict[str, Any]:
         try:
             data = codec.loads(raw)
         except ValueError as exc:

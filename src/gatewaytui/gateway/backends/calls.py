@@ -15,7 +15,6 @@ import aiohttp
 from gatewaytui.gateway.backends import http as backend_http
 from gatewaytui.gateway.backends.http import UpstreamError
 from gatewaytui.gateway.jobs import RawChunks, RawResult
-from gatewaytui.gateway.passthrough import embeddings_summary
 from gatewaytui.schema.backends import (
     BackendSpec,
     DeclaredModel,
@@ -29,6 +28,7 @@ from gatewaytui.schema.protocol import (
     ResultFrame,
     Usage,
 )
+from gatewaytui.shared.passthrough import embeddings_summary
 
 if TYPE_CHECKING:
     from gatewaytui.gateway.backends.manager import BackendManager

@@ -11,7 +11,7 @@ from fastapi import FastAPI, WebSocket
 from pydantic import ValidationError
 
 from gatewaytui.gateway.core import Gateway
-from gatewaytui.gateway.jobs import RawChunks
+from gatewaytui.gateway.jobs import RawChunks, RawResult
 from gatewaytui.gateway.registry import DuplicateWorkerError
 from gatewaytui.gateway.routes.common import AuthError, Guard, client_addr, deny
 from gatewaytui.gateway.routes.dial_in import DialIn, frame_text, parse_frame, serve_dial_in
@@ -23,6 +23,7 @@ from gatewaytui.schema.protocol import (
     Usage,
 )
 from gatewaytui.shared import codec
+from gatewaytui.shared.passthrough import embeddings_summary
 
 log = logging.getLogger("gatewaytui.gateway.routes.workers")
 
@@ -46,6 +47,8 @@ def worker_dial_in(gateway: Gateway) -> DialIn:
             frame = RawChunks(
                 frame.job_id, [c.encode() for c in frame.chunks], frame.tokens, frame.usage
             )
+        elif isinstance(frame, ResultFrame) and frame.raw is not None:
+            frame = raw_result(frame.job_id, frame.raw, frame.usage)
         return frame, len(text)
 
     return DialIn(
@@ -96,17 +99,20 @@ def raw_chunks(text: str) -> RawChunks | None:
 RESULT_PREFIX = '{"type":"result"'
 
 
-def result_frame(text: str) -> ResultFrame | None:
+def result_frame(text: str) -> ResultFrame | RawResult | None:
     """A well-formed `result` frame parsed with orjson and built without validating its
     `data` again (a JSON object is all the schema asks of it); None: let the schema judge."""
     try:
         frame = codec.loads(text)
     except ValueError:
         return None
-    if not isinstance(frame, dict) or frame.get("type") != "result" or len(frame) > 4:
+    if not isinstance(frame, dict) or frame.get("type") != "result" or len(frame) > 5:
         return None
     job_id, data, usage = frame.get("job_id"), frame.get("data"), frame.get("usage")
+    raw = frame.get("raw")
     if type(job_id) is not str or not (data is None or type(data) is dict):
+        return None
+    if not (raw is None or type(raw) is str):
         return None
     if usage is not None:
         if type(usage) is not dict:
@@ -115,6 +121,29 @@ def result_frame(text: str) -> ResultFrame | None:
             usage = Usage.model_validate(usage)
         except ValidationError:
             return None
+    if raw is not None:
+        return raw_result(job_id, raw, usage)
+    return ResultFrame.model_construct(type="result", job_id=job_id, data=data, usage=usage)
+
+
+def raw_result(job_id: str, raw: str, usage: Usage | None) -> RawResult | ResultFrame:
+    """A result carrying the upstream's body as text: kept as bytes when it reads as an
+    embeddings answer (count, model, usage), else parsed into `data`."""
+    body = raw.encode()
+    summary = embeddings_summary(body)
+    if summary is not None:
+        count, model, answered = summary
+        if usage is None and answered is not None:
+            try:
+                usage = Usage.model_validate(answered)
+            except ValidationError:
+                usage = None
+        return RawResult(job_id, body, count, model, usage)
+    try:
+        data = codec.loads(body)
+    except ValueError:
+        data = None
+    data = data if isinstance(data, dict) else None
     return ResultFrame.model_construct(type="result", job_id=job_id, data=data, usage=usage)
 
 
