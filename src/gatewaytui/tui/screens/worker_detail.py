@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -19,6 +19,8 @@ from gatewaytui.client.store import Change, StateStore
 from gatewaytui.tui.bindings import DETAILS_BACK
 from gatewaytui.tui.context import PanelContext, panel_of
 from gatewaytui.tui.formatting import age, count, ms, parse_ts, status_text
+from gatewaytui.tui.gpus import gpu_table
+from gatewaytui.tui.screens.worker_logs import LOGS_HELP, WorkerLogsScreen
 from gatewaytui.tui.widgets.footer import GatewayFooter
 
 
@@ -39,10 +41,11 @@ def describe_worker(
     )  # fmt: skip
     if worker.get("status_reason"):
         head.append(f"  ({worker['status_reason']})", "italic")
-    facts = _facts(worker, now)
-    return Group(
-        head, Text(), facts, Text(), _per_model(worker), Text(), _jobs_in_flight(jobs, now)
-    )
+    parts: list[RenderableType] = [head, Text(), _facts(worker, now), Text()]
+    gpus = gpu_table(worker.get("gpus"))
+    if gpus is not None:
+        parts += [gpus, Text()]
+    return Group(*parts, _per_model(worker), Text(), _jobs_in_flight(jobs, now))
 
 
 def _facts(worker: WorkerRow, now: float) -> Table:
@@ -90,7 +93,9 @@ def _drain_and_error(facts: Table, worker: WorkerRow, now: float) -> None:
             facts,
             "drain",
             Text(
-                f"draining {since}{left} job(s) left" if left else f"drained {since}idle",
+                f"draining {since}{left} job{'s' if left != 1 else ''} left"
+                if left
+                else f"drained {since}idle",
                 "bold yellow",
             ),
         )
@@ -133,6 +138,7 @@ class WorkerDetailScreen(ModalScreen[None]):
         Binding("escape,q", "close", "Back", id="detail.back", tooltip=DETAILS_BACK),
         Binding("d", "drain", "Drain", id="detail.drain"),
         Binding("u", "undrain", "Re-add", id="detail.undrain"),
+        Binding("l", "logs", "Logs", id="detail.logs", tooltip=LOGS_HELP),
     ]
 
     def __init__(self, worker_id: str) -> None:
@@ -182,6 +188,9 @@ class WorkerDetailScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+    def action_logs(self) -> None:
+        self.app.push_screen(WorkerLogsScreen(self.worker_id))
 
     def action_drain(self) -> None:
         self.panel.actions.request_worker_action("drain", [self.worker_id])

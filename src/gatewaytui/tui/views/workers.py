@@ -5,15 +5,18 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
 from gatewaytui.client.store import Change, StateStore
 from gatewaytui.tui.context import PanelContext
 from gatewaytui.tui.formatting import STATUS_ORDER, age, coarse_age, ms, parse_ts, status_text
+from gatewaytui.tui.gpus import gpu_mem_text, gpu_totals, gpu_util_text
 from gatewaytui.tui.screens.worker_detail import WorkerDetailScreen
+from gatewaytui.tui.screens.worker_logs import LOGS_HELP, WorkerLogsScreen
 from gatewaytui.tui.views.base import register_view
 from gatewaytui.tui.views.table_view import TableView, numeric_column
 from gatewaytui.tui.widgets.virtual_table import Column
@@ -84,6 +87,30 @@ def _identity_columns(styles: dict[str, str]) -> list[Column]:
     ]
 
 
+def _gpu_columns() -> list[Column]:
+    """Mean GPU utilisation and GPU memory used/total; `-` (sorting last) without GPU stats."""
+    return [
+        Column(
+            "gpu_util",
+            "GPU%",
+            lambda w: gpu_util_text(w.get("gpus")),
+            sort_key=lambda w: gpu_totals(w.get("gpus"))[0],
+            width=5,
+            align="right",
+            priority=3,
+        ),
+        Column(
+            "gpu_mem",
+            "GPU MEM",
+            lambda w: gpu_mem_text(w.get("gpus")),
+            sort_key=lambda w: gpu_totals(w.get("gpus"))[1],
+            width=9,
+            align="right",
+            priority=2,
+        ),
+    ]
+
+
 def _heartbeat_column(panel: PanelContext) -> Column:
     now, clock = panel.now, panel.clock
 
@@ -120,6 +147,16 @@ class WorkersView(TableView):
     selectable = True  # the app opens the worker's details
     row_actions = frozenset({"drain", "undrain"})
 
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("l", "logs", "Logs", id="workers.logs", tooltip=LOGS_HELP),
+    ]
+
+    def action_logs(self) -> None:
+        """The worker's own log lines, live (the worker sends them only while shown)."""
+        worker_id = self.table.cursor_id
+        if worker_id is not None:
+            self.app.push_screen(WorkerLogsScreen(worker_id))
+
     def detail_screen(self, row_id: str) -> Screen[None]:
         return WorkerDetailScreen(row_id)
 
@@ -132,6 +169,7 @@ class WorkersView(TableView):
         return [
             *_identity_columns(panel.status_styles),
             *self._load_columns(),
+            *_gpu_columns(),
             _heartbeat_column(panel),
             Column("version", "VERSION", lambda w: w.get("version", ""), width=8, priority=5),
         ]
