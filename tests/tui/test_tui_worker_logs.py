@@ -50,8 +50,9 @@ async def test_an_older_worker_says_it_has_no_logs(gateway):
         await pilot.press("2")
         await until(pilot, lambda: table(app).total_count == 1, what="worker")
         await pilot.press("enter")
-        assert isinstance(app.screen, WorkerDetailScreen)
+        await until(pilot, lambda: isinstance(app.screen, WorkerDetailScreen), what="details")
         await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, WorkerLogsScreen), what="logs")
         await until(pilot, lambda: "does not support logs" in log_text(app), what="the refusal")
         assert "worker old does not support logs" in log_text(app)
 
