@@ -62,10 +62,12 @@ from gatewaytui.tui.views.backends import BackendsView
 from gatewaytui.tui.views.base import VIEWS, View
 from gatewaytui.tui.views.deck import ViewDeck
 from gatewaytui.tui.views.events import EventsView
+from gatewaytui.tui.views.history import HistoryView
 from gatewaytui.tui.views.jobs import JobsView
 from gatewaytui.tui.views.mcp import MCPView
 from gatewaytui.tui.views.overview import OverviewView
 from gatewaytui.tui.views.plugins import PluginsView
+from gatewaytui.tui.views.usage import UsageView
 from gatewaytui.tui.views.workers import WorkersView
 from gatewaytui.tui.widgets.banner import BannerState, ConnectionBanner
 from gatewaytui.tui.widgets.filter_bar import FilterBar
@@ -89,6 +91,8 @@ _REGISTERED = (
     MCPView,
     BackendsView,
     PluginsView,
+    HistoryView,
+    UsageView,
 )
 
 ACTIONS = frozenset({"drain", "undrain", "cancel_job"})

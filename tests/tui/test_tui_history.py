@@ -1,0 +1,125 @@
+"""The History and Usage views: on a live gateway with a ledger (Pilot), and how they look
+over a snapshot, which holds no ledger (SVG snapshots at 120x40 and 80x24)."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from gatewaytui.tui.screens.history_detail import HistoryJobScreen
+from gatewaytui.tui.views.usage import sparkline
+from support.panel import (
+    SIZES,
+    header_text,
+    live_app,
+    screen_lines,
+    snapshot_app,
+    still,
+    table,
+)
+from support.waiting import until
+
+MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+def rows(app) -> dict:
+    """The rows the current view's table shows (after its filter)."""
+    shown = table(app)
+    return {row_id: shown.get_row(row_id) for row_id in shown.visible_ids}
+
+
+def _traffic(gw) -> None:
+    good = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-search", max_retries=0)
+    other = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-chat", max_retries=0)
+    for _ in range(3):
+        good.chat.completions.create(model="m-ok", messages=MESSAGES)
+    other.chat.completions.create(model="m-ok", messages=MESSAGES)
+    with pytest.raises(openai.APIStatusError):
+        other.chat.completions.create(model="m-bad", messages=MESSAGES)
+    assert gw.gateway.history.ledger.flush(10)
+
+
+@pytest.fixture
+def busy_gateway(make_gateway, sim_workers, tmp_path):
+    gw = make_gateway(
+        history__path=str(tmp_path / "h.sqlite3"),
+        server__api_keys="team-search=sk-search,team-chat=sk-chat",
+    )
+    sim_workers(gw, id="w-ok", simulate={"models": ["m-ok"], "max_tokens": 4})
+    sim_workers(gw, id="w-bad", simulate={"models": ["m-bad"], "failure_rate": 1.0})
+    _traffic(gw)
+    return gw
+
+
+async def test_history_lists_ended_jobs_filters_and_opens_how_one_ended(busy_gateway):
+    app = live_app(busy_gateway.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("8")
+        await until(pilot, lambda: table(app).total_count == 5, what="five ended jobs")
+        assert "the last 5 ended job(s) from the gateway's ledger" in header_text(app)
+        shown = rows(app)
+        outcomes = sorted(r["outcome"] for r in shown.values())
+        assert outcomes == ["ok", "ok", "ok", "ok", "upstream_error"]
+        assert {r["key"] for r in shown.values()} == {"team-search", "team-chat"}
+        await pilot.press("slash", *"m-bad", "enter")
+        await until(pilot, lambda: table(app).visible_count == 1, what="filtered")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, HistoryJobScreen), what="details")
+        body = "\n".join(screen_lines(app.screen.query_one("#event-body")))
+        assert "ended upstream_error (HTTP 500) after" in body
+        assert "simulated failure" in body and "team-chat" in body and "w-bad" in body
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HistoryJobScreen)
+
+
+async def test_usage_groups_cycles_the_window_and_draws_sparklines(busy_gateway):
+    app = live_app(busy_gateway.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("9")
+        await until(pilot, lambda: table(app).total_count == 2, what="two models")
+        shown = rows(app)
+        assert shown["m-ok"]["requests"] == 4 and shown["m-ok"]["errors"] == 0
+        assert shown["m-bad"]["error_rate"] == 1.0
+        assert "by model over 1h" in header_text(app)
+        spark = "\n".join(screen_lines(app.screen.query_one("#usage-spark")))
+        assert "requests/minute" in spark and "errors/minute" in spark
+        await pilot.press("b")
+        await until(pilot, lambda: "team-search" in rows(app), what="by key")
+        assert rows(app)["team-search"]["requests"] == 3
+        assert "by key over 1h" in header_text(app)
+        for window in ("24h", "7d", "15m"):
+            await pilot.press("w")
+            await until(pilot, lambda w=window: f"over {w}" in header_text(app), what=window)
+        await until(pilot, lambda: "team-chat" in rows(app), what="15m rows")
+        spark = "\n".join(screen_lines(app.screen.query_one("#usage-spark")))
+        assert "requests/minute" in spark and spark.splitlines()[0].endswith(" 5")
+
+
+async def test_history_off_on_the_gateway_says_so(make_gateway):
+    gw = make_gateway(history__enabled="false")
+    app = live_app(gw.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("8")
+        await until(pilot, lambda: "history.enabled=false" in header_text(app), what="note")
+
+
+async def test_a_snapshot_says_it_holds_no_history():
+    app = snapshot_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("8")
+        await pilot.pause()
+        assert "a snapshot holds no history" in header_text(app)
+        await pilot.press("9")
+        await pilot.pause()
+        assert "a snapshot holds no usage history" in header_text(app)
+
+
+def test_sparkline_scales_to_the_maximum():
+    assert sparkline([0, 1, 2, 4], 10) == "▁▃▅█"
+    assert sparkline([0, 0], 10) == "▁▁" and sparkline([5] * 20, 4) == "████"
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+@pytest.mark.parametrize("key", ["8", "9"], ids=["history", "usage"])
+def test_history_views_over_a_snapshot(snap_compare, key, size):
+    assert snap_compare(snapshot_app(), press=(key,), terminal_size=size, run_before=still)
