@@ -11,4 +11,10 @@ metrics — applies to backend calls unchanged.
 Health: each enabled backend is probed every `backends.probe_interval` (and at once after an
 edit, or when a call could not reach it). After `backends.failure_threshold` consecutive failed
 probes it leaves routing and is retried every `backends.cooldown` until a probe passes.
+
+Modules: `manager` (BackendManager: CRUD with revisions and durable writes, the routing hooks;
+BackendHost: all it needs from the gateway), `health` (probes, in and out of routing),
+`records` (BackendRecord, BackendWorker: a backend as the scheduler sees it), `calls`
+(BackendConnection: job frames become HTTP calls), `http` (the aiohttp client and probe),
+`store` (the YAML store file), `errors`.
 """
