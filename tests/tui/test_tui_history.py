@@ -123,3 +123,28 @@ def test_sparkline_scales_to_the_maximum():
 @pytest.mark.parametrize("key", ["8", "9"], ids=["history", "usage"])
 def test_history_views_over_a_snapshot(snap_compare, key, size):
     assert snap_compare(snapshot_app(), press=(key,), terminal_size=size, run_before=still)
+
+
+async def test_job_details_of_an_ended_job_say_how_it_ended(make_gateway, sim_workers, tmp_path):
+    import threading
+
+    gw = make_gateway(history__path=str(tmp_path / "h.sqlite3"), history__flush_interval="50ms")
+    sim_workers(gw, id="slow", simulate={"models": ["m"], "latency_s": 1.5, "max_tokens": 3})
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0)
+    request = threading.Thread(
+        target=lambda: client.chat.completions.create(model="m", messages=MESSAGES)
+    )
+    app = live_app(gw.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("3")
+        request.start()
+        await until(pilot, lambda: table(app).total_count == 1, what="the job in flight")
+        await pilot.press("enter")
+        body = app.screen.query_one("#job-body")
+        await until(
+            pilot,
+            lambda: "ended ok after" in "\n".join(screen_lines(body)),
+            timeout=20,
+            what="how the job ended",
+        )
+    request.join(10)

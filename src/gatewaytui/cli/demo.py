@@ -33,6 +33,13 @@ from gatewaytui.workers.settings import SimulateSettings, WorkerSettings
 
 log = logging.getLogger("gatewaytui.demo")
 
+# The demo's API keys, by name: its traffic is spread over them so History and Usage have
+# someone to speak of (a demo's keys, printed at start; never use them elsewhere).
+DEMO_KEYS = {
+    "team-search": "demo-key-search",
+    "team-chat": "demo-key-chat",
+    "batch-jobs": "demo-key-batch",
+}
 CHAT_8B = "llama3.1:8b-instruct-q4_K_M"
 CHAT_70B = "llama3.1:70b-instruct-q4_K_M"
 CODER = "qwen2.5-coder:7b"
@@ -91,13 +98,21 @@ async def traffic(base_url: str, rate: float, stop: asyncio.Event) -> None:
 
 async def _one_request(client: httpx.AsyncClient, rng: random.Random) -> None:
     roll = rng.random()
+    key = rng.choices(list(DEMO_KEYS.values()), weights=(5, 3, 2))[0]
+    headers = {"Authorization": f"Bearer {key}"}
     try:
         if roll < 0.2:
             inputs = [
                 f"document {i} about topic {rng.randint(1, 99)}"
                 for i in range(rng.randint(20, 120))
             ]
-            await client.post("/v1/embeddings", json={"model": EMBED, "input": inputs})
+            await client.post(
+                "/v1/embeddings", json={"model": EMBED, "input": inputs}, headers=headers
+            )
+            return
+        if roll > 0.97:  # an impatient client: gives up on the big model (client_gone)
+            hurry = {"model": CHAT_70B, "messages": [{"role": "user", "content": "Hurry."}]}
+            await client.post("/v1/chat/completions", json=hurry, headers=headers, timeout=0.3)
             return
         model = rng.choice([CHAT_8B, CHAT_8B, CODER, CHAT_70B, BACKEND_MODEL])
         body = {
@@ -109,11 +124,13 @@ async def _one_request(client: httpx.AsyncClient, rng: random.Random) -> None:
             "stream": roll < 0.6,
         }
         if body["stream"]:
-            async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+            async with client.stream(
+                "POST", "/v1/chat/completions", json=body, headers=headers
+            ) as response:
                 async for _ in response.aiter_lines():
                     pass
         else:
-            await client.post("/v1/chat/completions", json=body)
+            await client.post("/v1/chat/completions", json=body, headers=headers)
     except httpx.HTTPError as exc:
         log.debug("demo request failed: %s", exc)
 
@@ -169,7 +186,11 @@ async def run_demo(
     scratch = tempfile.TemporaryDirectory(prefix="gatewaytui-demo-")  # removed at exit
     cluster = {"cluster__redis_url": fleet[0], "cluster__replica_id": fleet[1]} if fleet else {}
     config = GatewayConfig.build(
-        server__port=str(port), backends__store_path=f"{scratch.name}/backends.yaml", **cluster
+        server__port=str(port),
+        backends__store_path=f"{scratch.name}/backends.yaml",
+        history__path=f"{scratch.name}/history.sqlite3",  # the usage ledger, gone at exit
+        server__api_keys=",".join(f"{name}={key}" for name, key in DEMO_KEYS.items()),
+        **cluster,
     )
     gateway = Gateway(config)
     server = make_server(gateway, handle_signals=False)
@@ -181,6 +202,8 @@ async def run_demo(
         await asyncio.sleep(0.01)
     base = f"http://127.0.0.1:{port}"
     print(f"gatewaytui demo: gateway on {base} (state: {base}/api/state, metrics: {base}/metrics)")
+    names = ", ".join(f"{name}={key}" for name, key in DEMO_KEYS.items())
+    print(f"API keys (name=key): {names}")
     print("press Ctrl+C to stop")
 
     stop = asyncio.Event()
@@ -199,7 +222,8 @@ async def run_demo(
     helpers: list[asyncio.Task[Any]] = [asyncio.create_task(traffic(base, rate, stop))]
     if mcp_available():
         helpers.append(asyncio.create_task(run_demo_mcp_relay(port, stop)))
-        helpers.append(asyncio.create_task(mcp_traffic(base, max(rate / 4, 0.1), stop)))
+        mcp_key = DEMO_KEYS["team-chat"]
+        helpers.append(asyncio.create_task(mcp_traffic(base, max(rate / 4, 0.1), stop, mcp_key)))
     else:
         print("the mcp package is not installed: the demo runs no MCP relay")
     started = time.monotonic()

@@ -116,7 +116,9 @@ async def run_demo_mcp_relay(port: int, stop: asyncio.Event) -> int:
     return await run_mcp_relay(settings, stop)
 
 
-async def mcp_traffic(gateway_url: str, rate: float, stop: asyncio.Event) -> None:
+async def mcp_traffic(
+    gateway_url: str, rate: float, stop: asyncio.Event, api_key: str | None = None
+) -> None:
     """MCP clients (the official SDK) calling the relayed server now and then."""
     rng = random.Random(11)
     pending: set[asyncio.Task[None]] = set()
@@ -125,7 +127,9 @@ async def mcp_traffic(gateway_url: str, rate: float, stop: asyncio.Event) -> Non
             await asyncio.wait_for(stop.wait(), timeout=rng.expovariate(rate))
         if stop.is_set() or len(pending) >= 8:
             continue
-        task = asyncio.create_task(_one_mcp_session(f"{gateway_url}/mcp/{MCP_RELAY_ID}", rng))
+        task = asyncio.create_task(
+            _one_mcp_session(f"{gateway_url}/mcp/{MCP_RELAY_ID}", rng, api_key)
+        )
         pending.add(task)
         task.add_done_callback(pending.discard)
     for task in list(pending):
@@ -133,13 +137,16 @@ async def mcp_traffic(gateway_url: str, rate: float, stop: asyncio.Event) -> Non
     await asyncio.gather(*pending, return_exceptions=True)
 
 
-async def _one_mcp_session(url: str, rng: random.Random) -> None:
+async def _one_mcp_session(url: str, rng: random.Random, api_key: str | None = None) -> None:
     from mcp.client.session import ClientSession
     from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
 
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
     try:
         async with (
-            streamable_http_client(url) as (read, write),
+            create_mcp_http_client(headers=headers) as http,
+            streamable_http_client(url, http_client=http) as (read, write),
             ClientSession(read, write) as session,
         ):
             await session.initialize()

@@ -10,17 +10,20 @@ from typing import Any, ClassVar
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from gatewaytui.client.errors import ClientError
 from gatewaytui.client.rows import JobRow, WorkerRow
 from gatewaytui.client.store import Change, StateStore
 from gatewaytui.tui.bindings import DETAILS_BACK
 from gatewaytui.tui.context import PanelContext, panel_of
 from gatewaytui.tui.formatting import age, bar, parse_ts, status_text
+from gatewaytui.tui.screens.history_detail import ended_sentence
 from gatewaytui.tui.widgets.footer import GatewayFooter
 
 STATE_STYLES = {"queued": "bold yellow", "cancelling": "bold red", "running": "bold green"}
@@ -111,6 +114,10 @@ class JobDetailScreen(ModalScreen[None]):
         # Jobs often end while their details are read: the last state seen stays on screen.
         self._last_seen: JobRow | None = None
         self._ended_at: float | None = None
+        # How it ended, from the gateway's usage ledger (asked a few times: it is written
+        # in batches, so the record lands a moment after the job leaves the state).
+        self._ledger: dict[str, Any] | None = None
+        self._ledger_tries = 0
 
     @property
     def panel(self) -> PanelContext:
@@ -145,7 +152,13 @@ class JobDetailScreen(ModalScreen[None]):
                 "job ", (self.job_id, "bold"),
                 " is no longer in flight (it finished, failed or was cancelled)",
             )  # fmt: skip
-            shown: tuple[Any, ...] = (None,)
+            self._ask_ledger()
+            if self._ledger is not None:
+                ended = Text.assemble("job ", (self.job_id, "bold"), " ")
+                ended.append_text(ended_sentence(self._ledger))
+                if self._ledger.get("error"):
+                    ended.append(f"\n{self._ledger['error']}", "red")
+            shown: tuple[Any, ...] = (None, self._ledger is not None)
             body: Text | Group = ended
             if self._last_seen is not None:
                 last = describe_job(
@@ -163,6 +176,25 @@ class JobDetailScreen(ModalScreen[None]):
             self._shown = shown
             self.query_one("#job-body", Static).update(body)
             self.refresh_bindings()
+
+    def _ask_ledger(self) -> None:
+        session = self.panel.session
+        if self._ledger is not None or self._ledger_tries >= 5 or session.client is None:
+            return
+        self._ledger_tries += 1
+        self._fetch_ended()
+
+    @work(exclusive=True, group="job-ledger")
+    async def _fetch_ended(self) -> None:
+        client = self.panel.session.client
+        if client is None:
+            return
+        try:
+            job = await client.history.job(self.job_id)
+        except ClientError:
+            return  # not (yet) in the ledger, or history is off: the plain words stay
+        self._ledger = job.model_dump()
+        self.show_state(self.panel.store, None)
 
     def tick(self) -> None:
         """Once a second: the elapsed time."""
