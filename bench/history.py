@@ -134,6 +134,37 @@ async def _drive(stacks: dict, totals: dict, rounds: int, seconds: float, concur
                 totals[name][1] += sum(counts)
 
 
+def hot_path_cost() -> None:
+    """In-process: what one finished request costs the event loop (build the record, put it
+    on the queue) and the writer thread (full batches of 1,000 and small ones of 10)."""
+    from gatewaytui.gateway.history.record import job_record
+    from gatewaytui.gateway.jobs import Job
+
+    now = time.time()
+    rng = random.Random(5)
+    rows = [_record(i, now - 5000 + i * 0.1, rng) for i in range(25_000)]
+    with tempfile.TemporaryDirectory() as scratch:
+        conn = store.open_writer(f"{scratch}/h.sqlite3")
+        for size, part in ((1000, rows[:20_000]), (10, rows[20_000:])):
+            c0 = time.process_time()
+            for batch in store.iter_batches(part, size):
+                store.write_batch(conn, batch)
+            per = (time.process_time() - c0) / len(part) * 1e6
+            print(f"   writer thread, batches of {size}: {per:.1f} us CPU per record")
+        conn.close()
+        job = Job(id="chat-000001-abcdef", kind="chat", model="m", client="127.0.0.1:5")
+        ledger = Ledger(LedgerSettings(path=f"{scratch}/q.sqlite3", queue_size=200_000))
+        c0 = time.process_time()
+        for _ in range(100_000):
+            record = job_record(
+                job, ok=True, exc=None, key="k", replica=None, ended_at=now,
+                duration_ms=12.0, embeddings=0,
+            )  # fmt: skip
+            ledger.add(record)
+        per = (time.process_time() - c0) / 100_000 * 1e6
+        print(f"   event loop, build the record and queue it: {per:.2f} us CPU per request")
+
+
 # ---- 2. ingest ------------------------------------------------------------------------------
 
 
@@ -312,6 +343,8 @@ def main() -> None:
     header("history: the usage ledger" + (" (--quick)" if args.quick else ""))
     ok = True
     if args.only in (None, "cpu"):
+        print("-- what one finished request costs (in-process)")
+        hot_path_cost()
         print("-- gateway CPU per request, ledger on vs off (same run, alternating rounds)")
         ok &= cpu_on_off(
             rounds=2 if args.quick else 4, seconds=1.5 if args.quick else 3, concurrency=16
