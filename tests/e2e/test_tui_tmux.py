@@ -87,7 +87,7 @@ def test_demo_under_tmux(tmux):
     screen = tmux.wait_for("gpu-a100-1")
     assert "● working" in screen or "○ idle" in screen
     tmux.keys("d")
-    tmux.wait_for("Drain 1 worker(s)?")
+    tmux.wait_for("Drain 1 worker?")
     tmux.keys("n")
     tmux.keys("3")
     tmux.wait_for("ELAPSED")

@@ -139,7 +139,7 @@ async def test_drain_confirm_gateway_called_progress_then_undrain(gateway):
         await pilot.press("d")
         assert isinstance(app.screen, ConfirmScreen)
         assert app.screen.focused.id == "cancel"  # the default is Cancel
-        assert "busy" in str(app.screen.body) and "1 job(s) in flight" in str(app.screen.body)
+        assert "busy" in str(app.screen.body) and "1 job in flight" in str(app.screen.body)
         await pilot.press("n")  # cancelled: nothing sent
         assert not isinstance(app.screen, ConfirmScreen)
         assert gateway.sync(lambda: gateway.gateway.registry.get("busy").counters.draining) is False
@@ -171,7 +171,7 @@ async def test_marked_workers_are_drained_together(gateway):
         table(app).move_cursor_to("a")
         await pilot.press("space", "space", "d")  # space marks and moves down
         assert isinstance(app.screen, ConfirmScreen)
-        assert app.screen.title_text == "Drain 2 worker(s)?"
+        assert app.screen.title_text == "Drain 2 workers?"
         await pilot.press("y")
         await until(
             pilot,

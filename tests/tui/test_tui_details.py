@@ -26,6 +26,7 @@ def toast_texts(app: GatewayApp) -> list[str]:
 
 async def test_a_refused_drain_shows_the_reason_literally(gateway, monkeypatch):
     RawWorker(gateway.ws_url, "w", ["m"])
+    RawWorker(gateway.ws_url, "w2", ["m"])  # not the last ready worker: a plain y / n dialog
     reason = "worker 'w' refused: GET [/x] failed; [@click=app.quit]press[/] [bold]"
 
     async def refuse(worker_id: str):
@@ -34,7 +35,8 @@ async def test_a_refused_drain_shows_the_reason_literally(gateway, monkeypatch):
     app = live_app(gateway.url)
     async with app.run_test(size=(120, 40), notifications=True) as pilot:
         await pilot.press("2")
-        await until(pilot, lambda: table(app).total_count == 1, what="worker")
+        await until(pilot, lambda: table(app).total_count == 2, what="workers")
+        assert table(app).move_cursor_to("w")
         monkeypatch.setattr(app.session, "drain_worker", refuse)
         await pilot.press("d", "y")
         await until(pilot, lambda: any("refused" in t for t in toast_texts(app)), what="toast")
@@ -146,7 +148,7 @@ async def test_drain_from_the_worker_detail_screen(gateway):
         assert isinstance(app.screen, WorkerDetailScreen) and app.screen.worker_id == "a"
         await pilot.press("d")
         assert isinstance(app.screen, ConfirmScreen)
-        assert app.screen.title_text == "Drain 1 worker(s)?" and "a" in str(app.screen.body)
+        assert app.screen.title_text == "Drain 1 worker?" and "a" in str(app.screen.body)
         await pilot.press("y")
         await until(pilot, lambda: app.store.workers["a"]["status"] == "draining", what="drain")
         assert isinstance(app.screen, WorkerDetailScreen)

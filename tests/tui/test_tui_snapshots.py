@@ -52,7 +52,7 @@ def test_drain_dialog(snap_compare):
         await still(pilot)
         app = pilot.app
         dialog = worker_action_dialog(
-            "drain", ["gpu-a100-01", "gpu-l4-02"], app.store.items["workers"]
+            "drain", ["gpu-a100-01", "gpu-l4-02"], app.store.workers, app.store.models
         )
         await app.push_screen(dialog)
         await pilot.pause()

@@ -17,11 +17,12 @@ from rich.text import Text
 from textual.app import App
 from textual.screen import Screen
 
-from gatewaytui.client.errors import ClientError
+from gatewaytui.client.errors import ActionError, ClientError
 from gatewaytui.client.rows import JobRow, WorkerRow
 from gatewaytui.client.session import Session
 from gatewaytui.client.store import StateStore
 from gatewaytui.tui.formatting import age, parse_ts
+from gatewaytui.tui.guardrails import drain_impact, plural
 from gatewaytui.tui.messages import PanelStateChanged
 from gatewaytui.tui.screens.confirm import ConfirmScreen
 from gatewaytui.tui.screens.type_confirm import TypeToConfirmScreen
@@ -55,9 +56,14 @@ def selected_ids(table: VirtualTable | None) -> list[str]:
 
 
 def worker_action_dialog(
-    kind: str, worker_ids: list[str], workers: Mapping[str, WorkerRow]
-) -> ConfirmScreen:
-    """The drain / re-add confirmation: names every worker and its jobs in flight."""
+    kind: str,
+    worker_ids: list[str],
+    workers: Mapping[str, WorkerRow],
+    models: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Screen[bool]:
+    """The drain / re-add confirmation: names every worker and its jobs in flight; a drain
+    also says what each model is left with, and is typed out (the model's name) when it
+    would leave a model with nothing ready."""
     body = Text()
     total = 0
     for worker_id in worker_ids:
@@ -66,29 +72,41 @@ def worker_action_dialog(
         total += inflight
         body.append("  • ")
         body.append(worker_id, "bold")
-        body.append(f"  {worker.get('status', '?')}, {inflight} job(s) in flight\n")
-    if kind == "drain":
-        body.append(
-            f"\nNo new jobs will be sent to them; the {total} in-flight job(s) finish normally."
-        )
-        return ConfirmScreen(f"Drain {len(worker_ids)} worker(s)?", body, "Drain")
-    body.append("\nThey go back into rotation and receive new jobs.")
-    return ConfirmScreen(f"Re-add {len(worker_ids)} worker(s)?", body, "Re-add")
+        body.append(f"  {worker.get('status', '?')}, {plural(inflight, 'job')} in flight\n")
+    count = plural(len(worker_ids), "worker")
+    if kind != "drain":
+        body.append("\nThey go back into rotation and receive new jobs.")
+        return ConfirmScreen(f"Re-add {count}?", body, "Re-add")
+    body.append(f"\nNo new jobs will be sent to them; the {plural(total, 'in-flight job')} finish.")
+    impacts = drain_impact(worker_ids, workers, models or {})
+    if impacts:
+        body.append("\n\n")
+    for impact in impacts:
+        body.append(f"  {impact.line()}\n", "bold red" if impact.left_without else "")
+    stranded = [i.model for i in impacts if i.strands]
+    if stranded:
+        body.append(f"\n{stranded[0]} would have no ready worker: its requests fail or wait.\n")
+        return TypeToConfirmScreen(f"Drain {count}?", body, stranded[0])
+    return ConfirmScreen(f"Drain {count}?", body, "Drain")
 
 
 def cancel_job_dialog(job: JobRow, now: float) -> ConfirmScreen:
-    """The job's what, where and how long, before it is cancelled."""
+    """The job's what, where and how long (queued or running), before it is cancelled."""
     started = parse_ts(job.get("started_at"))
+    since = age(now - started) if started else "-"
+    if job.get("state") == "queued":
+        where = f"  queued {since}, waiting for a free {job.get('model')} worker\n\n"
+        effect = "The client gets an error; the job never runs."
+    else:
+        where = (
+            f"  on {job.get('worker') or job.get('backend') or '-'}, running for {since}, "
+            f"{job.get('tokens_out', 0)} tokens out\n\n"
+        )
+        effect = "The client gets an error; the worker stops."
     body = Text.assemble(
-        "  job ",
-        (job["id"], "bold"),
-        f"  {job.get('kind')} {job.get('model')}\n",
-        f"  on {job.get('worker') or job.get('backend') or '-'}, running for ",
-        age(now - started) if started else "-",
-        f", {job.get('tokens_out', 0)} tokens out\n\n",
-        "The client gets an error; the worker stops.",
-    )
-    return ConfirmScreen("Cancel this job?", body, "Cancel job")
+        "  job ", (job["id"], "bold"), f"  {job.get('kind')} {job.get('model')}\n", where, effect
+    )  # fmt: skip
+    return ConfirmScreen("Cancel this job?", body, "Cancel job", cancel_label="Keep")
 
 
 def server_dialog(kind: ServerAction, context_name: str, inflight: int) -> TypeToConfirmScreen:
@@ -96,7 +114,7 @@ def server_dialog(kind: ServerAction, context_name: str, inflight: int) -> TypeT
     if kind == "drain":
         body = Text(
             f"The gateway stops taking requests (/readyz 503, new requests 503) and waits for its "
-            f"{inflight} in-flight job(s). Undrain cancels it while it is unfinished.\n"
+            f"{plural(inflight, 'in-flight job')}. Undrain cancels it while it is unfinished.\n"
         )
         title = f"Drain the whole gateway '{context_name}'?"
     else:
@@ -148,7 +166,8 @@ class PanelActions:
         The marks of `table` (the rows acted on) are cleared once one succeeded."""
         if not worker_ids or self.refuse_read_only():
             return
-        dialog = worker_action_dialog(kind, worker_ids, self._host.store.workers)
+        store = self._host.store
+        dialog = worker_action_dialog(kind, worker_ids, store.workers, store.models)
         self._confirm_then(dialog, lambda: self._run_worker_action(kind, worker_ids, table))
 
     async def _run_worker_action(
@@ -213,6 +232,12 @@ class PanelActions:
     async def _run_cancel(self, job_id: str) -> None:
         try:
             result = await self._host.session.cancel_job(job_id)
+        except ActionError as exc:
+            if exc.status == 404:  # it finished (or failed) between the dialog and the call
+                self._app.notify(f"job {job_id} already ended: nothing to cancel", timeout=6)
+                return
+            self._app.notify(f"cancel {job_id} refused: {exc}", severity="error", timeout=10)
+            return
         except ClientError as exc:
             self._app.notify(f"cancel {job_id} refused: {exc}", severity="error", timeout=10)
             return

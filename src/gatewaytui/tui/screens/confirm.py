@@ -33,8 +33,11 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("n,escape", "cancel", "No", id="confirm.no"),
     ]
 
-    def __init__(self, title: str, body: Text, confirm_label: str) -> None:
+    def __init__(
+        self, title: str, body: Text, confirm_label: str, *, cancel_label: str = "Cancel"
+    ) -> None:
         super().__init__()
+        self.cancel_label = cancel_label
         self.title_text = title
         self.body = body
         self.confirm_label = confirm_label
@@ -44,7 +47,7 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Static(Text(self.title_text), classes="title")
             yield Static(self.body, classes="body")
             with Horizontal():
-                yield Button("Cancel (n)", id="cancel", variant="default")
+                yield Button(f"{self.cancel_label} (n)", id="cancel", variant="default")
                 yield Button(f"{self.confirm_label} (y)", id="confirm", variant="warning")
         yield GatewayFooter()  # y / n, not the keys of the view behind the dialog
 
