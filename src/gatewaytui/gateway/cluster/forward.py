@@ -51,6 +51,9 @@ class Forwarder:
 
     def target(self, model: str) -> str | None:
         """The replica to send a request for `model` to, or None to serve it here."""
+        loads = self.node.mirror.replica_load()
+        if not any(model in per_model for per_model in loads.values()):
+            return None  # no other replica serves it: nothing to weigh
         live = self.node.gateway.live
         live.refresh_derived()
         here = live.models.get(model)
@@ -62,7 +65,7 @@ class Forwarder:
         if ready_here and free_here > 0:
             return None
         best: tuple[float, str] | None = None
-        for replica, per_model in self.node.mirror.replica_load().items():
+        for replica, per_model in loads.items():
             registration = self.node.replicas.get(replica)
             slot = per_model.get(model)
             if registration is None or slot is None or registration.get("draining"):
