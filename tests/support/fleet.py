@@ -161,7 +161,7 @@ class Replica(Process):
             ],
             tmp / f"replica-{replica_id}.log",
         )
-        wait_until(self._healthy, 20, f"replica {replica_id} to serve")
+        wait_until(self._healthy, 60, f"replica {replica_id} to serve")  # a loaded CI box
 
     def _healthy(self) -> bool:
         if not self.alive():
