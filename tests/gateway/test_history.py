@@ -411,10 +411,14 @@ def test_tests_and_demo_write_no_ledger_unless_asked(tmp_path):
 async def test_mcp_calls_land_in_the_ledger(make_gateway, tmp_path):
     from support.mcp_peers import InProcessRelay, mcp_client, relay_settings
 
-    gw = make_gateway(history__path=str(tmp_path / "h.sqlite3"))
-    relay = InProcessRelay(gw, relay_settings(gw, name="Demo tools"))
+    gw = make_gateway(
+        history__path=str(tmp_path / "h.sqlite3"),
+        server__api_keys="team-tools=sk-tools",
+        server__worker_key="wk",
+    )
+    relay = InProcessRelay(gw, relay_settings(gw, key="wk", name="Demo tools"))
     try:
-        async with mcp_client(gw) as session:
+        async with mcp_client(gw, headers={"Authorization": "Bearer sk-tools"}) as session:
             await session.initialize()
             result = await session.call_tool("add", {"a": 2, "b": 40})
             assert result.structured_content == {"result": 42}
@@ -426,6 +430,7 @@ async def test_mcp_calls_land_in_the_ledger(make_gateway, tmp_path):
     assert any(j["model"] == "tools/call add" and j["worker"] == "demo" for j in calls)
     assert any(j["model"] == "initialize" for j in calls)
     assert all(j["status"] == 200 and j["duration_ms"] >= 0 for j in calls)
+    assert {j["key"] for j in calls} == {"team-tools"}
 
 
 async def test_the_client_reads_the_history(make_gateway, sim_workers, tmp_path):

@@ -172,7 +172,7 @@ def mcp_record(
         call.id,
         "mcp",
         method[:200],
-        None,
+        getattr(call, "key", None),
         call.client,
         call.relay.id,
         None,

@@ -221,6 +221,7 @@ class MCPCall:
         "counted",
         "done",
         "id",
+        "key",
         "method",
         "queue",
         "relay",
@@ -256,6 +257,7 @@ class MCPCall:
         self.stream = False
         self.bytes_out = 0
         self.done = False
+        self.key: str | None = None  # the API key's name, for the usage ledger
 
     def to_dict(self, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now

@@ -208,6 +208,7 @@ async def _post(
             client=client_addr(request.client),
             token=request.headers.get(RELAY_TOKEN_HEADER),
         )
+        call.key = guard.auth.api_key_name(bearer_token(request.headers))
     except MCPError as exc:
         return rpc_response(exc, request_id)
     except ClientDisconnect:  # gone while sending its body: nobody to answer
