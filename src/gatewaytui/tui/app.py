@@ -357,6 +357,8 @@ class GatewayApp(App[None]):
                 retry_in=state.retry_in(),
                 has_state=self.store.has_state,
                 token_source=token_source(self.context) if self.context is not None else None,
+                cluster=str(self.store.server.get("cluster") or "off"),
+                replica=self.store.server.get("replica"),
             )
 
     def _on_connection_change(self) -> None:

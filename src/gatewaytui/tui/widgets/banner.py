@@ -28,6 +28,8 @@ class BannerState:
     retry_in: float | None = None
     has_state: bool = False  # the last known state is on screen (stale)
     token_source: TokenSource | None = None
+    cluster: str = "off"  # the gateway's `server.cluster`: `degraded` gets a warning
+    replica: str | None = None
 
     def message(self) -> tuple[Text | None, bool]:
         """The banner's text (None: hidden) and whether it is an error."""
@@ -38,7 +40,17 @@ class BannerState:
             state.attempt > 0 or state.last_error
         ):
             return self._unreachable(), False
+        if self.cluster == "degraded":
+            return self._degraded(), False
         return None, False
+
+    def _degraded(self) -> Text:
+        who = f"replica '{self.replica}'" if self.replica else "this replica"
+        return Text.assemble(
+            ("Fleet degraded: ", "bold"),
+            f"{who} cannot reach Redis. It serves its own workers and backends; the other "
+            "replicas' rows are as last known, and actions on them fail until Redis is back.",
+        )
 
     def _unauthorized(self) -> Text:
         state = self.connection
