@@ -98,3 +98,16 @@ async def test_cancelling_a_job_that_already_ended_says_so(gateway, monkeypatch)
         await app.actions._run_cancel("chat-gone")
         assert "job chat-gone already ended: nothing to cancel" in notes
         assert not any("404" in n for n in notes)
+
+
+async def test_a_refused_key_in_read_only_mode_says_why_in_one_line(monkeypatch):
+    app = offline_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        notes: list[str] = []
+        monkeypatch.setattr(app, "notify", lambda message, **_: notes.append(str(message)))
+        await pilot.press("2")
+        await pilot.press("d")
+        await pilot.pause()
+        assert notes == ["read-only: offline snapshot"]
+        await pilot.press("j")  # not an action key: nothing said
+        assert notes == ["read-only: offline snapshot"]

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import Provider
@@ -50,6 +50,7 @@ from gatewaytui.tui.hangup import exit_on_hangup
 from gatewaytui.tui.keys import apply_keymap
 from gatewaytui.tui.live import LiveFeed
 from gatewaytui.tui.messages import PanelStateChanged
+from gatewaytui.tui.read_only import read_only_reason, refused_action
 from gatewaytui.tui.screens.help import HelpScreen
 from gatewaytui.tui.sessions import open_session
 from gatewaytui.tui.themes import (
@@ -481,6 +482,14 @@ class GatewayApp(App[None]):
         if action == "filter":  # `/` types itself into a text field (a URL, a regex)
             return not isinstance(self.focused, Input | TextArea)
         return True
+
+    def on_key(self, event: events.Key) -> None:
+        """A key of a hidden action in read-only mode says why, in one line."""
+        if self.read_only and len(self.screen_stack) == 1:
+            view = self.current_view if hasattr(self, "_deck") else None
+            action = refused_action(self, event.key, ACTIONS)
+            if action is not None and view is not None and action in view.row_actions:
+                self.notify(read_only_reason(self), severity="warning", timeout=4)
 
     def action_drain(self) -> None:
         table = self._current_table()
