@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -13,6 +14,11 @@ from support.gateway_harness import RunningGateway, SimFleet
 # `gatewaytui serve` run by tests (subprocesses) keeps no ledger file in the working directory
 # unless a test asks for one (a flag or YAML value wins over this).
 os.environ.setdefault("HISTORY_ENABLED", "false")
+# The generated operator token (issue 11) goes to a scratch state dir, never the user's; and
+# `gatewaytui serve`/`demo` run by tests keep the operator API open unless a test asks for the
+# secure default (the explicit `server.open` option; tests of the token set it to false).
+os.environ.setdefault("XDG_STATE_HOME", tempfile.mkdtemp(prefix="gatewaytui-test-state-"))
+os.environ.setdefault("SERVER_OPEN", "true")
 
 
 @pytest.fixture
@@ -21,7 +27,8 @@ def make_gateway() -> Iterator[Callable[..., RunningGateway]]:
     started: list[RunningGateway] = []
 
     def start(**overrides: object) -> RunningGateway:
-        running = RunningGateway(GatewayConfig.build(**overrides))
+        open_default = "server__open" not in overrides
+        running = RunningGateway(GatewayConfig.build(**overrides), open_default=open_default)
         started.append(running)
         return running
 

@@ -17,6 +17,7 @@ import openai
 import pytest
 import uvicorn
 
+from gatewaytui.shared.operator_token import local_token
 from support.paths import SAMPLE
 from support.ports import reserve_port
 from support.waiting import uvicorn_started_blocking, wait_until
@@ -338,8 +339,10 @@ def test_demo_shows_backends_and_an_mcp_relay():
         def state() -> dict:
             """The demo's state; {} while its busy process is slow to answer (a poll, not
             a failure: the waits below bound it)."""
+            token = local_token(url)  # the demo is secure by default; its token is local
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
             try:
-                return httpx.get(url + "/api/state", timeout=HTTP_S).json()
+                return httpx.get(url + "/api/state", timeout=HTTP_S, headers=headers).json()
             except httpx.TimeoutException:
                 return {"backends": [], "mcp": {"clients": []}}
 

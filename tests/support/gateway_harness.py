@@ -4,6 +4,7 @@ so tests can drive it with blocking clients (the official `openai` SDK, httpx, w
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
@@ -19,7 +20,11 @@ T = TypeVar("T")
 
 
 class RunningGateway:
-    def __init__(self, config: GatewayConfig, *, port: int = 0) -> None:
+    def __init__(self, config: GatewayConfig, *, port: int = 0, open_default: bool = True) -> None:
+        # Tests run the operator API open (the explicit `server.open`) unless they ask for
+        # the secure default (`make_gateway(server__open="false")`, open_default=False).
+        if open_default and not (config.operator_tokens or config.viewer_tokens):
+            config = dataclasses.replace(config, open=True)
         self.config = config
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=run_loop, args=(self.loop,), daemon=True)

@@ -27,6 +27,7 @@ from gatewaytui.cli.demo_services import (
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.core import Gateway
 from gatewaytui.gateway.server import bind_socket, make_server
+from gatewaytui.shared.operator_token import token_path
 from gatewaytui.workers.logbuffer import keep_info_lines
 from gatewaytui.workers.runner import run_workers
 from gatewaytui.workers.settings import SimulateSettings, WorkerSettings
@@ -204,6 +205,8 @@ async def run_demo(
     print(f"gatewaytui demo: gateway on {base} (state: {base}/api/state, metrics: {base}/metrics)")
     names = ", ".join(f"{name}={key}" for name, key in DEMO_KEYS.items())
     print(f"API keys (name=key): {names}")
+    if not (config.open or config.operator_tokens):
+        print(f"operator token (for /api): in {token_path(config.token_file)}")
     print("press Ctrl+C to stop")
 
     stop = asyncio.Event()

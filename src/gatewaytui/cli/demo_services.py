@@ -18,6 +18,7 @@ import httpx
 import uvicorn
 
 from gatewaytui.gateway.server import bind_socket
+from gatewaytui.shared.operator_token import local_token
 from gatewaytui.workers.mcp_relay import MCPRelaySettings, run_mcp_relay
 from gatewaytui.workers.openai_sim import openai_app
 from gatewaytui.workers.settings import SimulateSettings
@@ -92,7 +93,9 @@ async def register_demo_backends(gateway_url: str, backend_url: str, shared_mode
             "max_concurrency": 2,
         },
     ]
-    async with httpx.AsyncClient(base_url=gateway_url, timeout=10) as client:
+    token = local_token(gateway_url)  # the demo's gateway runs here: its generated token
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=10, headers=headers) as client:
         for spec in specs:
             response = await client.post("/api/backends", json=spec)
             if response.status_code != 201:

@@ -160,14 +160,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print_plugin_specs()
         return 0
     config = build_config(args)
-    if config.host not in ("127.0.0.1", "localhost", "::1"):
-        from gatewaytui.gateway.auth import Auth
+    from gatewaytui.gateway.auth import Auth
+    from gatewaytui.shared.operator_token import token_path
 
-        open_to = Auth(
-            config.api_keys, config.worker_key, config.operator_tokens, config.viewer_tokens
-        ).open_audiences()
-        if open_to:
-            log.warning("listening on %s with no secret for: %s", config.host, ", ".join(open_to))
+    open_to = Auth.from_config(config).open_audiences()
+    if open_to and config.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("listening on %s with no secret for: %s", config.host, ", ".join(open_to))
+    if not (config.open or config.operator_tokens or config.viewer_tokens):
+        log.warning(
+            "operator token in %s (mode 0600; the panel on this machine reads it)",
+            token_path(config.token_file),
+        )
     from gatewaytui.gateway.backends.store import BackendStoreError
 
     try:

@@ -36,6 +36,7 @@ from gatewaytui.client.store import StateStore
 from gatewaytui.schema.api import ActionResult
 from gatewaytui.schema.backends import ProbeResult
 from gatewaytui.schema.state import BackendSnapshot
+from gatewaytui.shared.operator_token import local_token
 
 
 class OfflineError(ClientError):
@@ -72,6 +73,7 @@ class Session:
         """A session that follows the gateway at `url` (`connection_options`: see
         `GatewayConnection`, e.g. `backoff_base`, `keepalive`)."""
         store = StateStore()
+        token = token or local_token(url)  # a gateway on this machine: its generated token
         connection = GatewayConnection(url, token, store=store, **connection_options)
         return cls(name, store, connection=connection, client=GatewayClient(url, token))
 

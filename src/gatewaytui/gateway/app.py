@@ -60,7 +60,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 def create_app(gateway: Gateway, auth: Auth | None = None) -> FastAPI:
     """The ASGI app for one gateway; starting the app starts the gateway's loops."""
     c = gateway.config
-    guard = Guard(auth or Auth(c.api_keys, c.worker_key, c.operator_tokens, c.viewer_tokens))
+    guard = Guard(auth or Auth.from_config(c))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

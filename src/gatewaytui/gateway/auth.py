@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterable, Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from gatewaytui.gateway.api_keys import key_name, parse_api_keys
+from gatewaytui.shared.operator_token import load_or_create, token_path
 
 Role = Literal["viewer", "operator"]
 
@@ -74,6 +75,16 @@ class Auth:
         if _matches(token, self.viewer_tokens):
             return "viewer"
         return None
+
+    @classmethod
+    def from_config(cls, config: Any) -> Auth:
+        """The secrets of a gateway's config. Secure by default: with no operator or viewer
+        token and without `server.open`, the operator API is not open; it takes the token of
+        `server.token_file` (generated there at first start, mode 0600)."""
+        operators = tuple(config.operator_tokens)
+        if not operators and not config.viewer_tokens and not config.open:
+            operators = (load_or_create(token_path(config.token_file)),)
+        return cls(config.api_keys, config.worker_key, operators, config.viewer_tokens)
 
     def open_audiences(self) -> list[str]:
         names = []
