@@ -14,11 +14,9 @@ from support.gateway_harness import RunningGateway, SimFleet
 # `gatewaytui serve` run by tests (subprocesses) keeps no ledger file in the working directory
 # unless a test asks for one (a flag or YAML value wins over this).
 os.environ.setdefault("HISTORY_ENABLED", "false")
-# The generated operator token (issue 11) goes to a scratch state dir, never the user's; and
-# `gatewaytui serve`/`demo` run by tests keep the operator API open unless a test asks for the
-# secure default (the explicit `server.open` option; tests of the token set it to false).
+# The generated operator token (issue 11) goes to a scratch state dir, never the user's: a
+# `gatewaytui serve`/`demo` run by a test writes it there and local clients read it there.
 os.environ.setdefault("XDG_STATE_HOME", tempfile.mkdtemp(prefix="gatewaytui-test-state-"))
-os.environ.setdefault("SERVER_OPEN", "true")
 
 
 @pytest.fixture

@@ -28,7 +28,10 @@ HTTP_S = 30  # one request to a gateway process (a busy machine can starve it fo
 
 
 def workers_of(url: str) -> dict[str, dict]:
-    return {w["id"]: w for w in httpx.get(url + "/api/state", timeout=HTTP_S).json()["workers"]}
+    token = local_token(url)  # `serve` is secure by default: its generated token is local
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    state = httpx.get(url + "/api/state", timeout=HTTP_S, headers=headers).json()
+    return {w["id"]: w for w in state["workers"]}
 
 
 @contextmanager
