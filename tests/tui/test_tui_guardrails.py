@@ -111,3 +111,20 @@ async def test_a_refused_key_in_read_only_mode_says_why_in_one_line(monkeypatch)
         assert notes == ["read-only: offline snapshot"]
         await pilot.press("j")  # not an action key: nothing said
         assert notes == ["read-only: offline snapshot"]
+
+
+def test_a_refused_token_reads_http_401_once():
+    from gatewaytui.client.connection import ConnectionState, ConnectionStatus
+    from gatewaytui.tui.widgets.banner import BannerState
+
+    state = ConnectionState(
+        ConnectionStatus.UNAUTHORIZED, since=0.0, last_error="HTTP 401: bad token", http_status=401
+    )
+    text, _ = BannerState(state, "prod", "http://gw").message()
+    assert text is not None and "(HTTP 401: bad token)" in text.plain
+    assert "HTTP 401: HTTP 401" not in text.plain
+    bare = ConnectionState(
+        ConnectionStatus.UNAUTHORIZED, since=0.0, last_error="bad token", http_status=403
+    )
+    text, _ = BannerState(bare, "prod", "http://gw").message()
+    assert text is not None and "(HTTP 403: bad token)" in text.plain

@@ -54,12 +54,14 @@ class BannerState:
 
     def _unauthorized(self) -> Text:
         state = self.connection
+        error = str(state.last_error or "")
+        prefix = f"HTTP {state.http_status}"
+        if state.http_status and not error.startswith(prefix):  # the error may say it already
+            error = f"{prefix}: {error}" if error else prefix
         return Text.assemble(
             ("Not authorized: ", "bold"),
             f"gateway context '{self.context_name}' ({self.url}) refused the token",
-            f" (HTTP {state.http_status}: {state.last_error}).\n"
-            if state.http_status
-            else f" ({state.last_error}).\n",
+            f" ({error}).\n",
             self.token_hint(),
         )
 
