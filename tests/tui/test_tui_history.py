@@ -148,3 +148,16 @@ async def test_job_details_of_an_ended_job_say_how_it_ended(make_gateway, sim_wo
             what="how the job ended",
         )
     request.join(10)
+
+
+async def test_the_overview_starts_from_the_ledger_not_from_zero(busy_gateway):
+    from gatewaytui.tui.views.overview import OverviewView
+
+    app = live_app(busy_gateway.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        overview = app.query_one(OverviewView)
+        # the five requests ended before the panel opened: only the ledger knows of them
+        await until(pilot, lambda: any(overview.throughput.requests), what="seeded rates")
+        # each second of a minute gets that minute's average: the seconds of the current
+        # minute so far carry part of its five requests, never more than all five
+        assert 0 < sum(overview.throughput.requests) <= 5.0001

@@ -9,11 +9,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
 from gatewaytui.client.connection import ConnectionStatus
+from gatewaytui.client.errors import ClientError
 from gatewaytui.client.rows import BackendRow, WorkerRow
 from gatewaytui.client.store import Change, StateStore
 from gatewaytui.tui.failure_rate import FailureRate, FailureRates
@@ -45,6 +47,24 @@ class Throughput:
             self.requests.append(max(requests - r0, 0) / span)
             self.tokens.append(max(tokens - t0, 0) / span)
         self._last = (now, requests, tokens)
+
+    def seed(self, points: Sequence[tuple[float, float, float]], now: float) -> None:
+        """Fill the samples not taken yet from the ledger's per-minute points
+        `(minute start, requests, tokens out)`: a panel opened now shows the last minutes,
+        not zeros. Each second of a minute gets that minute's average rate."""
+        per_minute = {int(t): (r / 60.0, k / 60.0) for t, r, k in points}
+        missing = SAMPLES - len(self.requests)
+        if missing <= 0:
+            return
+        seeded_r: list[float] = []
+        seeded_t: list[float] = []
+        for back in range(missing, 0, -1):
+            second = now - back - len(self.requests)
+            rate = per_minute.get(int(second // 60 * 60), (0.0, 0.0))
+            seeded_r.append(rate[0])
+            seeded_t.append(rate[1])
+        self.requests = deque([*seeded_r, *self.requests], maxlen=SAMPLES)
+        self.tokens = deque([*seeded_t, *self.tokens], maxlen=SAMPLES)
 
     def queue_growing(self) -> bool:
         recent = list(self.queue)[-QUEUE_GROWTH_SAMPLES:]
@@ -200,6 +220,7 @@ class OverviewView(TableView):
         self._shown: tuple[Any, ...] = ()
         self._alerts_shown: str | None = None
         self._failure_rates: FailureRates | None = None
+        self._seeded_for: object = None  # the session whose ledger seeded the sparklines
 
     @property
     def failure_rates(self) -> FailureRates:
@@ -314,7 +335,27 @@ class OverviewView(TableView):
             self._alerts_shown = body.plain
             self.query_one("#alerts", Static).update(body)
 
+    def _seed_from_ledger(self) -> None:
+        session = self.panel.session
+        if session.client is None or self._seeded_for is session:
+            return
+        self._seeded_for = session
+        self._fetch_seed()
+
+    @work(exclusive=True, group="overview-seed")
+    async def _fetch_seed(self) -> None:
+        client = self.panel.session.client
+        if client is None:
+            return
+        try:
+            series = await client.history.series("15m")
+        except ClientError:
+            return  # no ledger (history off, an older gateway): the rates start from now
+        points = [(p.t, float(p.requests), float(p.tokens_out)) for p in series.points]
+        self.throughput.seed(points, time.time())
+
     def background_tick(self, store: StateStore) -> None:
+        self._seed_from_ledger()
         self._store = store
         now = time.monotonic()
         self.throughput.sample(store.server, now)
