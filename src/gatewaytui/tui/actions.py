@@ -77,7 +77,8 @@ def worker_action_dialog(
     if kind != "drain":
         body.append("\nThey go back into rotation and receive new jobs.")
         return ConfirmScreen(f"Re-add {count}?", body, "Re-add")
-    body.append(f"\nNo new jobs will be sent to them; the {plural(total, 'in-flight job')} finish.")
+    verb = "finishes" if total == 1 else "finish"
+    body.append(f"\nNo new jobs will be sent to them; {plural(total, 'in-flight job')} {verb}.")
     impacts = drain_impact(worker_ids, workers, models or {})
     if impacts:
         body.append("\n\n")
