@@ -1,0 +1,76 @@
+"""Slow connections end (issue 11, item 8): a header deadline, a connection cap, and log
+lines that a client hanging up mid-body cannot multiply. Real server, raw sockets."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import time
+
+import httpx
+
+from gatewaytui.gateway.log_limits import RateLimitFilter
+
+
+def _connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
+def test_idle_and_dribbling_connections_are_closed(make_gateway):
+    gw = make_gateway(server__header_timeout="300ms")
+    idle = _connect(gw.port)
+    dribble = _connect(gw.port)
+    dribble.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finishes
+    started = time.monotonic()
+    assert idle.recv(100) == b"" and dribble.recv(100) == b""  # closed by the gateway
+    assert time.monotonic() - started < 5
+    idle.close()
+    dribble.close()
+    assert httpx.get(gw.url + "/healthz").status_code == 200
+
+
+def test_connections_over_the_cap_are_closed_on_accept(make_gateway):
+    gw = make_gateway(server__max_connections="3", server__header_timeout="20s")
+    held = [_connect(gw.port) for _ in range(3)]
+    extra = _connect(gw.port)
+    extra.settimeout(5)
+    with contextlib.suppress(ConnectionResetError):
+        assert extra.recv(100) == b""
+    extra.close()
+    for sock in held:
+        sock.close()
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            assert httpx.get(gw.url + "/healthz", timeout=2).status_code == 200
+            break
+        except (httpx.TransportError, AssertionError):
+            assert time.monotonic() < deadline
+
+
+def test_a_client_hanging_up_mid_body_is_one_line(make_gateway, caplog):
+    gw = make_gateway()
+    caplog.set_level(logging.INFO)
+    for _ in range(3):
+        sock = _connect(gw.port)
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"model":'
+        )
+        sock.close()
+    gw.wait_for(lambda g: not g.jobs)
+    time.sleep(0)  # nothing to wait for: the hang-ups were handled in the requests
+    deadline = time.monotonic() + 5
+    while not any("hung up" in r.getMessage() for r in caplog.records):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert not any(r.exc_info for r in caplog.records if r.levelno >= logging.ERROR)
+    assert not any("Exception in ASGI application" in r.getMessage() for r in caplog.records)
+
+
+def test_rate_limit_filter_keeps_a_few_lines_per_window():
+    limit = RateLimitFilter(burst=2, window=60)
+    record = logging.LogRecord("asyncio", logging.ERROR, __file__, 1, "accept failed", (), None)
+    passed = [limit.filter(record) for _ in range(100)]
+    assert passed.count(True) == 2 and limit.dropped == 98
