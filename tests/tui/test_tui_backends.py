@@ -295,6 +295,9 @@ async def test_reload_theirs_refreshes_the_key_hint_and_the_remove_switch(gw):
             key.placeholder.startswith("set (env:GATEWAYTUI_BACKEND_TEAM_KEY)") and remove.display
         )
         remove.value = True  # now the stored key can be removed from this form
+        # The switch's Changed message marks the field touched; a save before it would not
+        # carry the removal (and would rebase over a conflict on untouched fields at once).
+        await until(pilot, lambda: "api_key" in form.fields.touched, what="the switch noted")
         await pilot.press("ctrl+s")
         await until(pilot, lambda: not isinstance(app.screen, BackendFormScreen), what="saved")
         saved = gw.sync(lambda: gw.gateway.backends.records["b"])
@@ -308,6 +311,7 @@ async def test_reload_theirs_refreshes_the_key_hint_and_the_remove_switch(gw):
         remove = form.query_one("#remove_key", Switch)
         assert remove.display
         remove.value = True
+        await until(pilot, lambda: "api_key" in form.fields.touched, what="the switch noted")
         httpx.patch(gw.url + "/api/backends/b", json={"api_key": ""})  # revision 5: removed
         await pilot.press("ctrl+s")
         conflict = form.query_one("#conflict")
