@@ -76,6 +76,7 @@ class ClusterNode:
         self.commands = CommandBus(self, self.actions.handlers())
         self.forwarder = Forwarder(self)
         self.replicas: dict[str, Item] = {}  # the other live replicas' registrations
+        self._seen_at: dict[str, float] = {}  # when each was last found registered
         self.epoch: str | None = None
         self.last_beat: float | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -309,11 +310,21 @@ class ClusterNode:
             if isinstance(item, dict):
                 item["local"] = False
                 live[replica] = item
+        now = time.time()
+        for replica in live:
+            self._seen_at[replica] = now
+        ttl = self.config.cluster_replica_ttl
+        for replica, item in self.replicas.items():
+            # Missing but seen within its TTL (Redis restarted empty, it has not re-registered
+            # yet): keep it, or forwarding to its workers would stop for a heartbeat.
+            if replica not in live and now - self._seen_at.get(replica, 0.0) <= ttl:
+                live[replica] = item
         expired = [r for r in others if r not in live]
         if expired:
             with contextlib.suppress(RedisDownError):
                 await self.link.call(lambda c: c.srem(keys.REPLICAS, *expired))
         for replica in set(self.replicas) - set(live):
+            self._seen_at.pop(replica, None)
             self.mirror.forget_replica(replica)
             self.gateway.events.add(
                 "replica_gone",
