@@ -142,12 +142,19 @@ class Ledger:
             self._conn = None
 
     def _collect(self) -> tuple[list[tuple[Any, ...]], list[threading.Event], bool]:
-        """The next batch: what arrives within `flush_interval`, up to `batch_size` records,
-        cut short by a flush marker or the stop sentinel."""
+        """The next batch: what arrives within `flush_interval` of its first record, up to
+        `batch_size` records, cut short by a flush marker or the stop sentinel.
+
+        After the first record the thread sleeps instead of waiting on the queue: a wait
+        would wake it (and take the GIL from the event loop) for every record, and write
+        batches of one; a sleep lets records gather, so each commit carries many."""
         try:
             item: Any = self._queue.get(timeout=self.settings.flush_interval)
         except queue.Empty:
             item = None
+        gathering = item is not None and not isinstance(item, threading.Event)
+        if gathering and item is not _STOP and self._queue.qsize() < self.settings.batch_size:
+            time.sleep(self.settings.flush_interval)
         batch: list[tuple[Any, ...]] = []
         markers: list[threading.Event] = []
         stop = False
