@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from gatewaytui.shared.operator_token import local_token
 from support.fleet import REDIS_SERVER, wait_until
 
 
@@ -44,7 +45,9 @@ def test_demo_with_three_replicas_is_one_fleet() -> None:
         first = line.split("replicas on ", 1)[1].split(",")[0].strip()
 
         def fleet_state() -> bool:
-            state = httpx.get(first + "/api/state", timeout=5).json()
+            token = local_token(first)  # the demo is secure by default: its token is local
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            state = httpx.get(first + "/api/state", timeout=5, headers=headers).json()
             replicas = {r["id"] for r in state["replicas"]}
             holders = {w["replica"] for w in state["workers"] if w["status"] != "gone"}
             return replicas == {"r1", "r2", "r3"} and holders == replicas

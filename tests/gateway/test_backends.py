@@ -583,6 +583,7 @@ def test_a_gateway_killed_while_writing_keeps_every_acknowledged_edit(tmp_path):
                 **os.environ,
                 "BACKENDS_STORE_PATH": str(store),
                 "BACKENDS_PROBE_INTERVAL": "1h",
+                "SERVER_OPEN": "true",  # the explicit open option: this test is about the store
             },
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

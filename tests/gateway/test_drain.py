@@ -177,7 +177,7 @@ def serve_gateway():
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "SERVER_OPEN": "true"},  # explicit open
         )
         procs.append(proc)
         url = f"http://127.0.0.1:{port}"

@@ -157,6 +157,8 @@ class Replica(Process):
                 "2s",
                 "--backends-store-path",
                 str(tmp / f"backends-{replica_id}.yaml"),
+                "--server-open",  # the explicit open option (issue 11): these tests use no token
+                "true",
                 *extra,
             ],
             tmp / f"replica-{replica_id}.log",

@@ -38,6 +38,7 @@ from gatewaytui.gateway.slots import SlotQueue, deadline_error
 from gatewaytui.schema.api import ActionResult
 from gatewaytui.schema.protocol import CancelFrame, ChunkFrame, ErrorFrame, ResultFrame
 
+UNRESPONSIVE = "unresponsive"
 log = logging.getLogger("gatewaytui.gateway")
 
 # Worker error codes that mean "not this worker, try another" rather than a failed request.
@@ -207,7 +208,44 @@ class Dispatcher:
         if assignment is None or assignment.worker is not worker:
             log.debug("frame for unknown job %s from %s ignored", frame.job_id, worker.id)
             return
+        assignment.answered = True
+        if worker.counters.missed_first_frames:
+            self._answered_again(worker)
         assignment.queue.put_nowait(frame)
+
+    def _answered_again(self, worker: WorkerRecord) -> None:
+        worker.counters.missed_first_frames = 0
+        if (worker.status_reason or "").startswith(UNRESPONSIVE):
+            worker.reported_ready = True
+            worker.status_reason = None
+            self.scheduler.update(worker)
+            self.live.touch_worker(worker)
+            self.events.add("status", f"worker {worker.id} answers again", worker_id=worker.id)
+
+    def _missed_first_frame(self, assignment: Assignment) -> WorkerLostError:
+        """The worker sent nothing for a job within workers.first_frame_timeout: cancel it
+        there, count the miss (consecutive misses make it unresponsive: out of routing, shown
+        not_ready with the reason), and let the request retry elsewhere."""
+        worker, limit = assignment.worker, self.config.first_frame_timeout
+        message = f"worker {worker.id} sent nothing within {limit:g}s (workers.first_frame_timeout)"
+        self.cancel_on_worker(assignment, "no answer")
+        self.account(assignment, False, error=message)
+        self.release(assignment)
+        worker.counters.missed_first_frames += 1
+        misses = worker.counters.missed_first_frames
+        if misses >= self.config.unresponsive_after and worker.reported_ready:
+            worker.reported_ready = False
+            worker.status_reason = f"{UNRESPONSIVE}: no answer to {misses} job(s) in a row"
+            self.scheduler.update(worker)
+            self.live.touch_worker(worker)
+            self.events.add(
+                "status",
+                f"worker {worker.id} is unresponsive ({misses} jobs unanswered); "
+                "no jobs until it answers or reconnects",
+                level="warning",
+                worker_id=worker.id,
+            )
+        return WorkerLostError(message)
 
     def fail_worker(self, worker: WorkerRecord, reason: str) -> None:
         """The worker is gone: its assignments fail over (their requests retry or fail)."""
@@ -256,10 +294,23 @@ class Dispatcher:
         """The next frame for an assignment; raises for lost worker, cancel and the end of the
         request's deadline (`job.deadline`: one for the whole request, not one per frame)."""
         remaining = max(assignment.job.deadline - time.monotonic(), 0.0)
-        try:
-            async with asyncio.timeout(remaining):  # no extra task per frame, unlike wait_for
+        job = assignment.job
+        # The first frame of a stream or an embeddings slice is due within
+        # workers.first_frame_timeout (a non-streaming chat's first frame is its whole
+        # answer, which may rightly take long; backends have their own timeout_s).
+        first = not assignment.answered and assignment.queue.empty()
+        bounded = (
+            first
+            and (job.stream or job.kind == "embeddings")
+            and getattr(assignment.worker, "backend_id", None) is None
+            and self.config.first_frame_timeout < remaining
+        )
+        try:  # the first frame is due within workers.first_frame_timeout (a hung worker)
+            async with asyncio.timeout(self.config.first_frame_timeout if bounded else remaining):
                 item = await assignment.queue.get()
         except TimeoutError:
+            if bounded and not assignment.answered:
+                raise self._missed_first_frame(assignment) from None
             error = deadline_error(self.config, assignment.worker)
             self.cancel_on_worker(assignment, "request timeout")
             self.account(assignment, False, error=error.message)

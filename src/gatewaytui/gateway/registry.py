@@ -49,6 +49,9 @@ class WorkerCounters:
     drain_started_at: float | None = None
     draining: bool = False
     reconnects: int = 0
+    missed_first_frames: int = (
+        0  # consecutive jobs it sent nothing for (workers.first_frame_timeout)
+    )
 
     def model(self, name: str) -> ModelCounter:
         counter = self.per_model.get(name)

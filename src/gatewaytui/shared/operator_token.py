@@ -45,9 +45,15 @@ def load_or_create(path: Path) -> str:
         return existing
     token = "gwt_" + secrets.token_urlsafe(32)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    atomic_write(path, (token + "\n").encode())  # atomic_write's temp file is 0600
-    os.chmod(path, 0o600)
-    return token
+    draft = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    atomic_write(draft, (token + "\n").encode())  # atomic_write's temp file is 0600
+    try:
+        os.link(draft, path)  # exclusive: gateways starting together agree on one token
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(draft)
+    return read_token(path) or token
 
 
 def is_local_url(url: str) -> bool:
