@@ -59,7 +59,7 @@ def start_redis(procs: list[common.Proc]) -> str:
 
 def replica(procs: list[common.Proc], redis_url: str | None, name: str) -> str:
     port = common.free_port()
-    extra = ["--server-state-stream-rate", "4"]
+    extra = ["--server-state-stream-rate", "4", "--server-open", "true"]
     if redis_url:
         extra += ["--cluster-redis-url", redis_url, "--cluster-replica-id", name]
     proc = common.Proc(name, common.gateway_argv(port, *extra))

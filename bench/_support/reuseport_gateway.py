@@ -26,7 +26,7 @@ def shared_socket(port: int) -> socket.socket:
 
 async def main() -> None:
     shared, private = int(sys.argv[1]), int(sys.argv[2])
-    overrides: dict[str, str] = {"server__port": str(private)}
+    overrides: dict[str, str] = {"server__port": str(private), "server__open": "true"}
     if len(sys.argv) > 4:
         overrides.update(cluster__redis_url=sys.argv[3], cluster__replica_id=sys.argv[4])
         overrides["cluster__advertise_url"] = f"http://127.0.0.1:{private}"

@@ -157,8 +157,10 @@ class Replica(Process):
                 "2s",
                 "--backends-store-path",
                 str(tmp / f"backends-{replica_id}.yaml"),
-                "--server-open",  # the explicit open option (issue 11): these tests use no token
+                "--server-open",  # the operator API without a token, as in the other tests
                 "true",
+                "--history-path",
+                str(tmp / f"history-{replica_id}.sqlite3"),
                 *extra,
             ],
             tmp / f"replica-{replica_id}.log",
