@@ -274,7 +274,8 @@ class ClusterNode:
         recovering = not self.link.up
         if recovering or results[3] != self.epoch:
             await self._catch_up()
-        if recovering:
+        if recovering:  # the outage is no one's silence: give every known replica a TTL
+            self._seen_at.update(dict.fromkeys(self.replicas, time.time()))
             self.link.set_up()
         await self._update_replicas(others, values)
 
