@@ -190,6 +190,9 @@ async def test_refused_action_shows_the_gateways_reason(gateway):
         await until(pilot, lambda: table(app).total_count == 1)
         worker.close()  # gone before the operator confirms
         gateway.wait_for(lambda g: g.registry.get("w").status.value == "gone")
+        # The panel must see it gone too: while it still shows `ready`, the drain would take
+        # model m's last ready worker and the dialog rightly asks for the model's name.
+        await until(pilot, lambda: app.store.workers["w"]["status"] == "gone", what="gone row")
         await pilot.press("d", "y")
         await until(
             pilot,
