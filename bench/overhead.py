@@ -254,6 +254,8 @@ def start_stack(
                 "127.0.0.1",
                 "--server-port",
                 str(gw_port),
+                "--server-open",
+                "true",
             ],
         )
     procs.append(gateway)

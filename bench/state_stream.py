@@ -174,7 +174,7 @@ async def bench(args: argparse.Namespace) -> bool:
     rng = random.Random(args.seed)
     # The churn heartbeats only 6 % of the fleet per second; a long expiry keeps the sweep from
     # evicting the rest (real workers heartbeat every 5 s, see the note in docs/benchmarks.md).
-    config = GatewayConfig.build(workers__heartbeat_expiry="1h")
+    config = GatewayConfig.build(workers__heartbeat_expiry="1h", server__open=True)
     gateway = Gateway(config)
     sock = bind_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]

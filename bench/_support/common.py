@@ -266,5 +266,9 @@ def gateway_argv(port: int, *extra: str, log_level: str = "warning") -> list[str
         "127.0.0.1",
         "--server-port",
         str(port),
+        # A bench gateway on loopback is driven by this script alone: the operator API runs
+        # open explicitly (the secure default would otherwise generate a token it never reads).
+        "--server-open",
+        "true",
         *extra,
     ]
