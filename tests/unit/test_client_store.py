@@ -308,3 +308,22 @@ def test_stepwise_validation_agrees_with_whole_validation():
     bad = {**good, "jobs": "none"}
     with pytest.raises(SnapshotError, match="jobs: Input should be a valid list"):
         list(iter_validate_state(bad))
+
+
+def test_a_fleet_state_with_replicas_validates_stepwise_and_loads():
+    """The panel on a fleet replica got 'internal error: replicas' (no item model for them)."""
+    from gatewaytui.client.store import iter_validate_state
+
+    state = snapshot(workers=[worker("w1")])["state"]
+    state["replicas"] = [
+        {"id": "r1", "advertise_url": "http://127.0.0.1:1", "workers": 1, "local": True},
+        {"id": "r2", "advertise_url": "http://127.0.0.1:2", "status": "gone"},
+    ]
+    list(iter_validate_state(state))
+    store = StateStore()
+    store.apply_snapshot({"type": "snapshot", "seq": 1, "state": state})
+    assert set(store.items["replicas"]) == {"r1", "r2"}
+    bad = copy.deepcopy(state)
+    bad["replicas"][1]["workers"] = "many"
+    with pytest.raises(SnapshotError, match=r"replicas\.1\.workers"):
+        list(iter_validate_state(bad))

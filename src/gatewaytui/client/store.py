@@ -36,6 +36,7 @@ from gatewaytui.schema.state import (
     MCPSessionSnapshot,
     ModelSummary,
     PluginState,
+    ReplicaSnapshot,
     WorkerSnapshot,
 )
 from gatewaytui.schema.stream import STREAM_COLLECTIONS
@@ -53,6 +54,7 @@ _ITEM_MODELS: dict[str, type[BaseModel]] = {
     "plugins": PluginState,
     "mcp_clients": MCPClientSnapshot,
     "mcp_sessions": MCPSessionSnapshot,
+    "replicas": ReplicaSnapshot,
 }
 # Fields a *new* item in a delta must carry (patches of known items carry any subset). A new
 # id arriving with less means we missed its full version: our state is wrong, so resync.
@@ -599,7 +601,7 @@ def iter_validate_state(state: Any, chunk_size: int = 500) -> Iterator[None]:
     # Validate everything but the item lists first (lists that are not lists stay in, so the
     # skeleton check rejects them), then the items chunk by chunk with their own models.
     skeleton = dict(state)
-    for name in ("workers", "jobs", "models", "backends", "plugins"):
+    for name in ("workers", "jobs", "models", "backends", "plugins", "replicas"):
         if isinstance(skeleton.get(name), list):
             skeleton[name] = []
     mcp = state.get("mcp")
