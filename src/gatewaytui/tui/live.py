@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from textual.app import App
+from textual.app import App, ScreenStackError
 from textual.css.query import NoMatches
 
 from gatewaytui.client.session import Session
@@ -71,9 +71,12 @@ class LiveFeed:
             return
         session = self._session
         assert session is not None
+        try:
+            screen = self._app.screen
+        except ScreenStackError:  # the app is shutting down: no screen left to draw on
+            return
         with self._app.batch_update():
             self._deck.apply(session.store, change)
-            screen = self._app.screen
             if hasattr(screen, "show_state"):
                 screen.show_state(session.store, change)
             self._after_draw(False)
