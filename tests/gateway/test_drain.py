@@ -276,7 +276,7 @@ def test_drain_timeout_exits_with_a_job_still_running(serve_gateway):
     assert proc.wait(15) == 0
     assert 0.9 <= time.monotonic() - started < 10
     output = proc.stdout.read().decode()
-    assert "drain timeout with 1 job(s) left" in output, output
+    assert "drain timeout with 1 job left" in output, output
     assert worker.closed.wait(5)  # the worker's connection ends with the process
     assert job["job_id"]
 

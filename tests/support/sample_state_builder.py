@@ -527,7 +527,7 @@ mcp = {
 
 raw_events = [
     ("09:05:10.412", "drain", "info",
-     "worker gpu-a100-02 draining by operator, 2 job(s) left", "gpu-a100-02", None),
+     "worker gpu-a100-02 draining by operator, 2 jobs left", "gpu-a100-02", None),
     ("09:06:33.908", "drained", "info", "worker gpu-a100-02 drained", "gpu-a100-02", None),
     ("09:11:47.260", "status", "info", "worker mac-studio-01 is idle", "mac-studio-01", None),
     ("09:19:02.775", "undrain", "info",
@@ -542,7 +542,7 @@ raw_events = [
     ("09:27:40.530", "self_drain", "info",
      "worker gpu-h100-03 is draining: worker draining", "gpu-h100-03", None),
     ("09:28:12.031", "drain", "info",
-     "worker gpu-a100-03 draining by operator, 3 job(s) left", "gpu-a100-03", None),
+     "worker gpu-a100-03 draining by operator, 3 jobs left", "gpu-a100-03", None),
     ("09:29:12.377", "evict", "warning",
      "worker gpu-a10-01 evicted: no heartbeat for 31s (expiry 30s)", "gpu-a10-01", None),
     ("09:29:12.381", "retry", "info",

@@ -124,7 +124,7 @@ async def test_add_validates_tests_the_connection_and_saves(gw, upstream):
 
         await pilot.press("ctrl+t")
         await until(pilot, lambda: "connected" in status_of(form), what="test connection")
-        assert "llama3.1:8b" in status_of(form) and "2 model(s)" in status_of(form)
+        assert "llama3.1:8b" in status_of(form) and "2 models" in status_of(form)
         assert gw.sync(lambda: "gpu-box" not in gw.gateway.backends.records)  # not saved
 
         await pilot.press("ctrl+s")
@@ -333,7 +333,7 @@ async def test_probe_enable_disable_and_delete_from_the_view(gw, upstream):
         await pilot.press("P")
         await until(
             pilot,
-            lambda: any("✓ up: 1 model(s)" in n.message for n in app._notifications),
+            lambda: any("✓ up: 1 model in" in n.message for n in app._notifications),
             what="probe notice",
         )
         assert len(up.bodies("/v1/models")) == probes + 1

@@ -56,7 +56,7 @@ async def test_history_lists_ended_jobs_filters_and_opens_how_one_ended(busy_gat
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("8")
         await until(pilot, lambda: table(app).total_count == 5, what="five ended jobs")
-        assert "the last 5 ended job(s) from the gateway's ledger" in header_text(app)
+        assert "the last 5 ended jobs from the gateway's ledger" in header_text(app)
         shown = rows(app)
         outcomes = sorted(r["outcome"] for r in shown.values())
         assert outcomes == ["ok", "ok", "ok", "ok", "upstream_error"]

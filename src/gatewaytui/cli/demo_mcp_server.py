@@ -12,6 +12,8 @@ import hashlib
 import sys
 from typing import Any
 
+from gatewaytui.shared.text import plural
+
 RUNBOOKS = {
     "drain-a-worker": "Drain from the panel (d), wait for in-flight to reach 0, then stop it.",
     "re-add-a-worker": "Start the worker, check it registers, undrain it (u) if drained.",
@@ -62,7 +64,7 @@ def build_server() -> Any:
             await anyio.sleep(0.3 + (_digest(f"{service}{step}") % 100) / 100)
             await ctx.report_progress(step + 1, steps, f"read {(step + 1) * minutes // steps} min")
         errors = _digest(service) % 17
-        return f"{service}: {errors} error(s) in the last {minutes} min"
+        return f"{service}: {plural(errors, 'error')} in the last {minutes} min"
 
     @server.resource("runbook://index", name="runbooks")
     def runbook_index() -> str:

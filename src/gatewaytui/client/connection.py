@@ -55,6 +55,7 @@ from gatewaytui.client.store import (
 )
 from gatewaytui.schema.durations import parse_duration
 from gatewaytui.shared.backoff import Backoff
+from gatewaytui.shared.text import http_error_text
 
 log = logging.getLogger("gatewaytui.client")
 
@@ -391,7 +392,7 @@ class GatewayConnection:
                 ConnectionStatus.UNAUTHORIZED,
                 time.time(),
                 attempt=attempt,
-                last_error=f"HTTP {http_status}: {message}",
+                last_error=http_error_text(http_status, message),
                 http_status=http_status,
             )
         )

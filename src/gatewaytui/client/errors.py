@@ -21,6 +21,8 @@ from websockets.exceptions import (
     WebSocketException,
 )
 
+from gatewaytui.shared.text import http_error_text
+
 
 class ClientError(Exception):
     """Base of everything the client layer raises on purpose; `message` is for humans."""
@@ -74,7 +76,7 @@ class ActionError(ClientError):
         return self.status in (401, 403)
 
     def __str__(self) -> str:
-        return f"HTTP {self.status}: {self.message}"
+        return http_error_text(self.status, self.message)
 
 
 def error_message_from_body(status: int, body: bytes | str, reason: str = "") -> str:
@@ -134,7 +136,7 @@ def _describe_websocket(exc: WebSocketException) -> str | None:
         message = error_message_from_body(
             status, bytes(response.body or b""), response.reason_phrase
         )
-        return f"HTTP {status}: {message}"
+        return http_error_text(status, message)
     if isinstance(exc, InvalidURI):
         return f"invalid URL: {exc.uri}"
     if isinstance(exc, ConnectionClosed):

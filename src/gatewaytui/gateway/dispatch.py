@@ -37,6 +37,7 @@ from gatewaytui.gateway.scheduler import Scheduler
 from gatewaytui.gateway.slots import SlotQueue, deadline_error
 from gatewaytui.schema.api import ActionResult
 from gatewaytui.schema.protocol import CancelFrame, ChunkFrame, ErrorFrame, ResultFrame
+from gatewaytui.shared.text import plural
 
 UNRESPONSIVE = "unresponsive"
 log = logging.getLogger("gatewaytui.gateway")
@@ -235,7 +236,7 @@ class Dispatcher:
         misses = worker.counters.missed_first_frames
         if misses >= self.config.unresponsive_after and worker.reported_ready:
             worker.reported_ready = False
-            worker.status_reason = f"{UNRESPONSIVE}: no answer to {misses} job(s) in a row"
+            worker.status_reason = f"{UNRESPONSIVE}: no answer to {plural(misses, 'job')} in a row"
             self.scheduler.update(worker)
             self.live.touch_worker(worker)
             self.events.add(

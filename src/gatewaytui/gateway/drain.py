@@ -14,6 +14,7 @@ from gatewaytui.gateway.events import EventLog
 from gatewaytui.gateway.hub import StateHub
 from gatewaytui.gateway.jobs import DrainingError, Job
 from gatewaytui.schema.api import ActionResult
+from gatewaytui.shared.text import plural
 
 if TYPE_CHECKING:
     from gatewaytui.gateway.config import GatewayConfig
@@ -74,7 +75,7 @@ class ServerDrain:
         self.waiters.clear()
         self.events.add(
             "server_drain",
-            f"server draining: {len(self.jobs)} job(s) in flight, timeout {timeout:g}s",
+            f"server draining: {plural(len(self.jobs), 'job')} in flight, timeout {timeout:g}s",
             level="warning",
         )
         self.exit_after_drain = self.exit_after_drain or exit_when_done
@@ -88,7 +89,7 @@ class ServerDrain:
         left = len(self.jobs) + self.mcp_calls()  # MCP calls in flight finish too
         self.events.add(
             "server_drained",
-            "server drained" if not left else f"drain timeout with {left} job(s) left",
+            "server drained" if not left else f"drain timeout with {plural(left, 'job')} left",
             level="warning" if left else "info",
         )
         if self.exit_after_drain:

@@ -27,6 +27,7 @@ from gatewaytui.gateway.jobs import (
 from gatewaytui.gateway.registry import WorkerRecord
 from gatewaytui.gateway.slots import SlotQueue
 from gatewaytui.schema.protocol import ResultFrame
+from gatewaytui.shared.text import plural
 
 
 @dataclass
@@ -204,7 +205,7 @@ class EmbeddingsPath:
         attempts = chunk.attempts + 1
         if attempts >= self.config.embedding_chunk_attempts:
             raise WorkerJobError(
-                f"embeddings chunk {start}..{start + count - 1} failed {attempts} time(s); "
+                f"embeddings chunk {start}..{start + count - 1} failed {plural(attempts, 'time')}; "
                 f"last error: {exc.message}",
                 status=502,
             ) from None

@@ -13,6 +13,8 @@ import logging
 import time
 from typing import Any
 
+from gatewaytui.shared.text import plural
+
 DEFAULT_BURST = 5
 DEFAULT_WINDOW_S = 10.0
 FLOODABLE_LOGGERS = ("asyncio", "uvicorn.error", "uvicorn.protocols", "gatewaytui.gateway.http")
@@ -36,7 +38,7 @@ class RateLimitFilter(logging.Filter):
                 self._seen.clear()
             self._seen[key] = [now, 1, 0]
             if dropped:
-                record.msg = f"{record.msg} ({dropped} similar line(s) suppressed)"
+                record.msg = f"{record.msg} ({plural(dropped, 'similar line')} suppressed)"
             return True
         slot[1] += 1
         if slot[1] > self.burst:

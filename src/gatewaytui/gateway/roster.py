@@ -40,6 +40,7 @@ from gatewaytui.schema.protocol import (
     ResultFrame,
     StatusFrame,
 )
+from gatewaytui.shared.text import plural
 
 log = logging.getLogger("gatewaytui.gateway")
 
@@ -232,7 +233,7 @@ class WorkerRoster:
         notify_worker(worker, DrainFrame(draining=True).model_dump())
         self.events.add(
             "drain",
-            f"worker {worker_id} draining by operator, {worker.inflight} job(s) left",
+            f"worker {worker_id} draining by operator, {plural(worker.inflight, 'job')} left",
             worker_id=worker_id,
         )
         if worker.inflight == 0:

@@ -21,8 +21,9 @@ from gatewaytui.client.errors import ActionError, ClientError
 from gatewaytui.client.rows import JobRow, WorkerRow
 from gatewaytui.client.session import Session
 from gatewaytui.client.store import StateStore
+from gatewaytui.shared.text import plural
 from gatewaytui.tui.formatting import age, parse_ts
-from gatewaytui.tui.guardrails import drain_impact, plural
+from gatewaytui.tui.guardrails import drain_impact
 from gatewaytui.tui.messages import PanelStateChanged
 from gatewaytui.tui.screens.confirm import ConfirmScreen
 from gatewaytui.tui.screens.type_confirm import TypeToConfirmScreen
@@ -75,10 +76,12 @@ def worker_action_dialog(
         body.append(f"  {worker.get('status', '?')}, {plural(inflight, 'job')} in flight\n")
     count = plural(len(worker_ids), "worker")
     if kind != "drain":
-        body.append("\nThey go back into rotation and receive new jobs.")
+        they = "It goes" if len(worker_ids) == 1 else "They go"
+        body.append(f"\n{they} back into rotation and receive new jobs.")
         return ConfirmScreen(f"Re-add {count}?", body, "Re-add")
     verb = "finishes" if total == 1 else "finish"
-    body.append(f"\nNo new jobs will be sent to them; {plural(total, 'in-flight job')} {verb}.")
+    them = "it" if len(worker_ids) == 1 else "them"
+    body.append(f"\nNo new jobs will be sent to {them}; {plural(total, 'in-flight job')} {verb}.")
     impacts = drain_impact(worker_ids, workers, models or {})
     if impacts:
         body.append("\n\n")

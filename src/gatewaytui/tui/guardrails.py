@@ -11,12 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gatewaytui.shared.text import plural
+
+__all__ = ["SERVING", "ModelImpact", "drain_impact", "plural"]
+
 SERVING = frozenset({"connected", "idle", "working"})
-
-
-def plural(count: int, word: str, many: str | None = None) -> str:
-    """`1 job`, `2 jobs`, `0 workers` (English, not `job(s)`)."""
-    return f"{count} {word if count == 1 else (many or word + 's')}"
 
 
 @dataclass(frozen=True)

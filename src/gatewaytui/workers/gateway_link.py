@@ -45,6 +45,7 @@ from gatewaytui.schema.protocol import (
     Usage,
 )
 from gatewaytui.shared import codec
+from gatewaytui.shared.text import plural
 from gatewaytui.workers.dial_out import (
     DialOutClient,
     DialOutSettings,
@@ -164,7 +165,7 @@ class WorkerClient(DialOutClient[RegisteredFrame]):
             return
         if not self._draining:
             self._draining = True
-            log.info("worker %s: draining (%d job(s) in flight)", self.id, self.inflight)
+            log.info("worker %s: draining (%s in flight)", self.id, plural(self.inflight, "job"))
             await self._announce_status()
         limit = self.settings.drain_timeout_s if timeout is None else timeout
         jobs = list(self._tasks.values())
@@ -172,10 +173,10 @@ class WorkerClient(DialOutClient[RegisteredFrame]):
             _, pending = await asyncio.wait(jobs, timeout=limit)
             if pending:
                 log.warning(
-                    "worker %s: drain timeout (%.1fs): cancelling %d job(s)",
+                    "worker %s: drain timeout (%.1fs): cancelling %s",
                     self.id,
                     limit,
-                    len(pending),
+                    plural(len(pending), "job"),
                 )
                 await self._cancel_tasks(pending)
         if self._stopping:  # stop() took over while we waited

@@ -39,6 +39,7 @@ from gatewaytui.schema.mcp_protocol import (
     RelayReplyFrame,
     RelayStatusFrame,
 )
+from gatewaytui.shared.text import plural
 from gatewaytui.workers.dial_out import (
     EXIT_CONFIG,
     DialOutClient,
@@ -207,7 +208,7 @@ class MCPRelayClient(DialOutClient[RelayRegisteredFrame]):
         await asyncio.sleep(DRAIN_GRACE_S)
         calls = list(self._tasks.values())
         if calls:
-            log.info("mcp relay %s: draining %d call(s)", self.id, len(calls))
+            log.info("mcp relay %s: draining %s", self.id, plural(len(calls), "call"))
             _, pending = await asyncio.wait(calls, timeout=limit)
             await self._cancel_tasks(pending)
         await self._shutdown(1000, "relay drained")

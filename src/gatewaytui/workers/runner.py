@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from gatewaytui.shared.text import plural
 from gatewaytui.workers.dial_out import (
     EXIT_CONFIG,
     EXIT_FORCED,
@@ -72,12 +73,12 @@ async def run_workers(
     stop = stop or asyncio.Event()
     force = asyncio.Event()
     log.info(
-        "starting %d %s worker(s) for %s",
-        len(clients),
+        "starting %s (%s) for %s",
+        plural(len(clients), "worker"),
         type(backend).__name__,
         redact_url(clients[0].url),
     )
-    what = f"{len(clients)} worker(s)"
+    what = plural(len(clients), "worker")
     with drain_on_signals(stop, force, what, enabled=install_signal_handlers):
         async with backend:
             return await run_until_stopped(clients, stop, force)

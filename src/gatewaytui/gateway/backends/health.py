@@ -18,6 +18,7 @@ from gatewaytui.gateway.clock import iso
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.events import EventLog
 from gatewaytui.schema import BackendStatus
+from gatewaytui.shared.text import plural
 
 if TYPE_CHECKING:
     from gatewaytui.gateway.backends.records import BackendRecord
@@ -129,7 +130,8 @@ class BackendHealth:
                 served = len(record.served_models())
                 events.add(
                     "backend_health",
-                    f"backend {spec_id} is healthy ({served} model(s), {outcome.latency_ms} ms)",
+                    f"backend {spec_id} is healthy ({plural(served, 'model')}, "
+                    f"{outcome.latency_ms} ms)",
                 )
         else:
             record.status = BackendStatus.UNHEALTHY
@@ -142,8 +144,9 @@ class BackendHealth:
                 if not was_out:
                     events.add(
                         "backend_health",
-                        f"backend {spec_id} left routing after {record.consecutive_failures} "
-                        f"failed probes ({outcome.error}); retry at {iso(record.next_retry_at)}",
+                        f"backend {spec_id} left routing after "
+                        f"{plural(record.consecutive_failures, 'failed probe')} ({outcome.error}); "
+                        f"retry at {iso(record.next_retry_at)}",
                         level="error",
                     )
             else:

@@ -44,6 +44,7 @@ from gatewaytui.schema.backends import (
     env_ref_problem,
     field_errors,
 )
+from gatewaytui.shared.text import plural
 
 log = logging.getLogger("gatewaytui.gateway.backends")
 T = TypeVar("T")
@@ -378,10 +379,12 @@ class BackendManager:
             inflight = record.worker.inflight
             self.host.events.add(
                 "backend_delete",
-                f"backend {backend_id} deleted; {inflight} call(s) in flight finish",
+                f"backend {backend_id} deleted; {plural(inflight, 'call')} in flight finish",
             )
             return {
-                "message": f"backend {backend_id} deleted; {inflight} call(s) in flight finish",
+                "message": (
+                    f"backend {backend_id} deleted; {plural(inflight, 'call')} in flight finish"
+                ),
                 "inflight": inflight,
             }
 

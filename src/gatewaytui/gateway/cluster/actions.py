@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from gatewaytui.gateway.cluster.commands import Handler
 from gatewaytui.gateway.jobs import GatewayError
 from gatewaytui.schema.api import ActionResult
+from gatewaytui.shared.text import plural
 
 if TYPE_CHECKING:
     from gatewaytui.gateway.cluster.node import ClusterNode
@@ -118,7 +119,7 @@ class FleetActions:
         by_replica = dict(zip(ids, results, strict=True))
         done = sum(1 for r in results if r["ok"])
         verb = "draining" if action == "drain_server" else "accepting requests again"
-        message = f"fleet {verb}: {done} of {len(ids)} replica(s)"
+        message = f"fleet {verb}: {done} of {plural(len(ids), 'replica')}"
         failed = [r for r, result in by_replica.items() if not result["ok"]]
         if failed:
             message += f" (failed on {', '.join(failed)})"

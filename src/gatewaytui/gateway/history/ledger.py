@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gatewaytui.gateway.history import store
+from gatewaytui.shared.text import plural
 
 log = logging.getLogger("gatewaytui.gateway.history")
 
@@ -230,7 +231,7 @@ class Ledger:
             log.warning("history retention failed: %s", exc)
             return
         if deleted:
-            log.info("history retention deleted %d record(s)", deleted)
+            log.info("history retention deleted %s", plural(deleted, "record"))
 
     def retain_now(self) -> int:
         """Apply retention at once (tests, and the writer thread's periodic pass)."""
@@ -263,7 +264,7 @@ class Ledger:
         why = "the queue was full" if self.dropped_full else "the file cannot be written"
         self._post(
             "history_dropped",
-            f"{new} history record(s) dropped ({why}; {self.dropped} in all)",
+            f"{plural(new, 'history record')} dropped ({why}; {self.dropped} in all)",
             "warning",
         )
 

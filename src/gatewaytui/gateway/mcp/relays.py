@@ -43,6 +43,7 @@ from gatewaytui.schema.mcp_protocol import (
     RelayReplyFrame,
     RelayStatusFrame,
 )
+from gatewaytui.shared.text import plural
 
 log = logging.getLogger("gatewaytui.gateway.mcp")
 
@@ -489,7 +490,7 @@ class MCPRelays:
         self._touch(relay)
         kind = "evict" if evicted else "disconnect"
         self.metrics.relay_events.labels(kind).inc()
-        pending = f", {len(relay.calls)} call(s) failed" if relay.calls else ""
+        pending = f", {plural(len(relay.calls), 'call')} failed" if relay.calls else ""
         self.events.add(
             f"mcp_{kind}",
             f"mcp relay {relay.id} {'evicted' if evicted else 'disconnected'}: {reason}{pending}",

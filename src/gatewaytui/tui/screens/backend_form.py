@@ -21,6 +21,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static, Switch, TextArea
 
 from gatewaytui.client.errors import ActionError, ClientError
+from gatewaytui.shared.text import plural
 from gatewaytui.tui.context import PanelContext, panel_of
 from gatewaytui.tui.screens.backend_fields import (
     FIELDS,
@@ -243,7 +244,7 @@ class BackendFormScreen(ModalScreen[dict[str, Any] | None]):
             self.set_status(
                 Text.assemble(
                     ("✓ connected", "bold green"),
-                    f" in {result.latency_ms:.0f} ms — {len(result.models)} model(s): ",
+                    f" in {result.latency_ms:.0f} ms — {plural(len(result.models), 'model')}: ",
                     Text(models),
                 )
             )

@@ -16,6 +16,7 @@ from textual.widgets import Sparkline, Static
 
 from gatewaytui.client.rows import JobRow, WorkerRow
 from gatewaytui.client.store import Change, StateStore
+from gatewaytui.shared.text import plural
 from gatewaytui.tui.bindings import DETAILS_BACK
 from gatewaytui.tui.context import PanelContext, panel_of
 from gatewaytui.tui.formatting import age, count, ms, parse_ts, status_text
@@ -93,9 +94,7 @@ def _drain_and_error(facts: Table, worker: WorkerRow, now: float) -> None:
             facts,
             "drain",
             Text(
-                f"draining {since}{left} job{'s' if left != 1 else ''} left"
-                if left
-                else f"drained {since}idle",
+                f"draining {since}{plural(left, 'job')} left" if left else f"drained {since}idle",
                 "bold yellow",
             ),
         )

@@ -20,6 +20,7 @@ from textual.widgets import RichLog, Static
 from gatewaytui.client.errors import ActionError, ClientError
 from gatewaytui.schema.api import WorkerLogs
 from gatewaytui.schema.protocol import LogLine
+from gatewaytui.shared.text import plural
 from gatewaytui.tui.bindings import DETAILS_BACK
 from gatewaytui.tui.context import PanelContext, panel_of
 from gatewaytui.tui.widgets.footer import GatewayFooter
@@ -133,7 +134,7 @@ class WorkerLogsScreen(ModalScreen[None]):
 
     def _show(self, log: RichLog, batch: WorkerLogs) -> None:
         if batch.dropped:
-            self._note(f"… {batch.dropped} line{'s' if batch.dropped != 1 else ''} skipped …")
+            self._note(f"… {plural(batch.dropped, 'line')} skipped …")
         for line in batch.lines:
             log.write(log_line_text(line), scroll_end=self.following)
             self.lines_shown += 1

@@ -13,6 +13,7 @@ from textual.binding import Binding, BindingType
 
 from gatewaytui.client.errors import ActionError, ClientError
 from gatewaytui.client.store import Change, StateStore
+from gatewaytui.shared.text import plural
 from gatewaytui.tui.formatting import age, ms, parse_ts, status_text
 from gatewaytui.tui.screens.backend_form import BackendFormScreen, describe_changes
 from gatewaytui.tui.screens.confirm import ConfirmScreen
@@ -225,7 +226,8 @@ class BackendsView(TableView):
             (backend["id"], "bold"),
             "  ",
             Text(backend.get("url", "")),
-            f"\n  {len(backend.get('models') or [])} model(s), {inflight} call(s) in flight\n\n",
+            f"\n  {plural(len(backend.get('models') or []), 'model')}, "
+            f"{plural(inflight, 'call')} in flight\n\n",
             "It leaves routing at once and is removed from the backends file; "
             "its calls in flight finish.",
         )
@@ -343,7 +345,8 @@ class BackendsView(TableView):
             return
         if result.ok:
             self.app.notify(
-                f"✓ {backend_id}: {len(result.models)} model(s) in {result.latency_ms:.0f} ms",
+                f"✓ {backend_id}: {plural(len(result.models), 'model')} "
+                f"in {result.latency_ms:.0f} ms",
                 timeout=6,
             )
         else:

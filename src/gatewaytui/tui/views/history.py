@@ -18,6 +18,7 @@ from textual.screen import Screen
 
 from gatewaytui.client.errors import ActionError, ClientError
 from gatewaytui.client.store import Change, StateStore
+from gatewaytui.shared.text import plural
 from gatewaytui.tui.screens.history_detail import HistoryJobScreen
 from gatewaytui.tui.views.base import register_view
 from gatewaytui.tui.views.table_view import TableView
@@ -135,7 +136,11 @@ class HistoryView(TableView):
             return self._note
         if self.fetched_at is None:
             return Text("reading the history…", "dim")
-        shown = f"the last {len(self._rows)} ended job(s)" if self._rows else "no ended jobs yet"
+        shown = (
+            f"the last {plural(len(self._rows), 'ended job')}"
+            if self._rows
+            else "no ended jobs yet"
+        )
         clock = time.strftime("%H:%M:%S", time.localtime(self.fetched_at))
         return Text(f"{shown} from the gateway's ledger · read {clock}", "dim")
 

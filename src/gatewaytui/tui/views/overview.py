@@ -18,6 +18,7 @@ from gatewaytui.client.connection import ConnectionStatus
 from gatewaytui.client.errors import ClientError
 from gatewaytui.client.rows import BackendRow, WorkerRow
 from gatewaytui.client.store import Change, StateStore
+from gatewaytui.shared.text import plural
 from gatewaytui.tui.failure_rate import FailureRate, FailureRates
 from gatewaytui.tui.formatting import STATUS_GLYPHS, age, bar, count, parse_ts, status_text
 from gatewaytui.tui.views.base import register_view
@@ -163,7 +164,7 @@ def _backend_alerts(backends: Iterable[BackendRow]) -> list[Text]:
                 Text.assemble(
                     ("▲ ", "bold yellow"),
                     ("backend " + str(backend["id"]), "bold"),
-                    f" unhealthy ({failures} failed probe{'s' if failures != 1 else ''}): ",
+                    f" unhealthy ({plural(failures, 'failed probe')}): ",
                     Text(str(backend.get("last_error") or "probe failed")),
                 )
             )

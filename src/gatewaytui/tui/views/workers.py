@@ -131,7 +131,10 @@ def _heartbeat_column(panel: PanelContext) -> Column:
         "BEAT",
         heartbeat,
         sort_key=lambda w: w.get("last_heartbeat") or "",
-        width=8,
+        # "gone 3h12m" is 10 cells: at 8 it filled the cell and read as one word with the
+        # right-aligned GPU MEM before it ("152/160G gone 47s"); the spare cell keeps a gap.
+        width=11,
+        min_width=9,
         align="right",
         ticking=True,
     )

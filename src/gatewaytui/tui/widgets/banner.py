@@ -14,6 +14,7 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from gatewaytui.client.connection import ConnectionState, ConnectionStatus
+from gatewaytui.shared.text import http_error_text
 
 TokenSource = tuple[str, str, bool]  # kind (token_env | token_file), where, is it set
 
@@ -55,9 +56,8 @@ class BannerState:
     def _unauthorized(self) -> Text:
         state = self.connection
         error = str(state.last_error or "")
-        prefix = f"HTTP {state.http_status}"
-        if state.http_status and not error.startswith(prefix):  # the error may say it already
-            error = f"{prefix}: {error}" if error else prefix
+        if state.http_status:  # the error may say it already
+            error = http_error_text(state.http_status, error)
         return Text.assemble(
             ("Not authorized: ", "bold"),
             f"gateway context '{self.context_name}' ({self.url}) refused the token",
