@@ -43,7 +43,7 @@ def live_app(
 
 def table(app: GatewayApp) -> VirtualTable:
     """The current view's table (the view must have one)."""
-    found = app._current_table()
+    found = app._deck.table()
     assert found is not None
     return found
 

@@ -226,7 +226,7 @@ async def test_server_drain_needs_the_context_name_typed(gateway):
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.session.state.live)
         await until(pilot, lambda: app._role is not None, what="role")
-        app.action_server_drain()
+        app.actions.request_server_action("drain")
         await pilot.pause()
         assert isinstance(app.screen, TypeToConfirmScreen)
         await pilot.press(*"prd", "enter")  # a typo does not confirm
@@ -235,7 +235,7 @@ async def test_server_drain_needs_the_context_name_typed(gateway):
         await pilot.press(*"prod", "enter")
         await until(pilot, lambda: app.store.server.get("status") == "draining")
         assert gateway.sync(lambda: gateway.gateway.draining)
-        app.action_server_undrain()
+        app.actions.request_server_action("undrain")
         await pilot.pause()
         await pilot.press(*"prod", "enter")
         await until(pilot, lambda: app.store.server.get("draining") is False)

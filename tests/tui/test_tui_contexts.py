@@ -36,7 +36,7 @@ async def test_switching_to_a_context_with_a_missing_token_file_stays_put(tmp_pa
         assert "token file not found" in note.message and "nope.token" in note.message
         assert "Still on context 'local'" in note.message
         assert app.is_running and app.session is session and app.context is local
-        assert app.context_name == "local" and " local " in header_text(app)
+        assert app.session.name == "local" and " local " in header_text(app)
 
 
 def test_starting_on_a_context_with_a_broken_token_file_is_a_config_error(tmp_path):
@@ -68,7 +68,7 @@ async def test_context_switch_takes_the_config_theme_and_clears_filter_and_marks
         await pilot.press("space")
         assert table(app).marked
         await choose_from_palette(pilot, "Context: two")
-        await until(pilot, lambda: app.context_name == "two", what="switched")
+        await until(pilot, lambda: app.session.name == "two", what="switched")
         await until(pilot, lambda: table(app).total_count == 3, what="rows again")
         assert app.theme == "gatewaytui-ansi"  # the config's, not the old context's
         assert not table(app).marked and table(app).visible_count == 3
@@ -84,7 +84,7 @@ async def test_an_explicit_theme_wins_over_every_context_theme(gateway):
     async with app.run_test(size=(120, 40)) as pilot:
         assert app.theme == "gatewaytui-high-contrast"
         await choose_from_palette(pilot, "Context: two")
-        await until(pilot, lambda: app.context_name == "two", what="switched")
+        await until(pilot, lambda: app.session.name == "two", what="switched")
         assert app.theme == "gatewaytui-high-contrast"
 
 

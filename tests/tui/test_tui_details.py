@@ -173,3 +173,32 @@ async def test_enter_on_an_event_shows_its_whole_message():
         assert longest["message"].replace(" ", "") in body  # all of it, wrapped, not cut
         await pilot.press("escape")
         assert not isinstance(app.screen, EventDetailScreen)
+
+
+async def test_the_worker_detail_sparkline_draws_the_workers_views_token_history():
+    """The detail screen gets the history from the workers view that opened it (not from
+    the app); samples taken while it is open show at its next tick."""
+    from collections import deque
+
+    from textual.widgets import Sparkline
+
+    from gatewaytui.tui.screens.worker_detail import WorkerDetailScreen
+    from gatewaytui.tui.views.workers import WorkersView
+
+    app = offline_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        worker_id = table(app).cursor_id
+        assert worker_id is not None
+        rates = app.query_one(WorkersView).rates
+        rates.history[worker_id] = deque([1.0, 5.0, 3.0])
+        rates.history["someone-else"] = deque([99.0])
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, WorkerDetailScreen) and screen.worker_id == worker_id
+        await pilot.pause()
+        spark = screen.query_one("#detail-spark", Sparkline)
+        assert list(spark.data or ()) == [1.0, 5.0, 3.0]
+        rates.history[worker_id].append(7.0)
+        screen.tick()
+        assert list(spark.data or ()) == [1.0, 5.0, 3.0, 7.0]

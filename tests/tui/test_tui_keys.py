@@ -57,7 +57,7 @@ async def test_footer_shows_mark_and_open_only_where_they_work(view_key):
         assert ("Mark" in keys) is (view_key == "2")  # only Workers acts on marked rows
         assert ("Open" in keys) is OPENS[view_key]
         assert "Help" in keys and "Quit" in keys
-        table_widget = app._current_table()
+        table_widget = app._deck.table()
         if table_widget is not None and view_key != "2":
             before = table_widget.marked
             await pilot.press("space")

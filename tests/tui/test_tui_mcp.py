@@ -59,7 +59,7 @@ async def test_mcp_view_shows_clients_sessions_and_the_selected_clients_counts()
         await pilot.press("slash", *"jira", "enter")
         assert clients.visible_ids == ("jira-tools",)
         assert set(sessions.visible_ids) == {"mcps-000871-7c41e2", "mcps-000874-7c41e2"}
-        assert "1/4 rows" in str(app._header.render())
+        assert "1/4 rows" in str(app.chrome.header.render())
         await pilot.press("escape")
         assert clients.visible_count == 4 and sessions.visible_count == 4
 

@@ -24,7 +24,7 @@ async def test_plugins_view_lists_every_option_and_marks_changes():
     app = offline_app()
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.press("7")
-        table = app._current_table()
+        table = app._deck.table()
         plugins = app.store.items["plugins"]
         assert table.total_count == sum(len(p["args"]) for p in plugins.values())
         lines = visible(table)
@@ -73,8 +73,8 @@ async def test_secrets_never_reach_the_api_the_screen_or_the_export(make_gateway
     app = GatewayApp(TuiConfig(contexts=[context]), context=context)
     async with app.run_test(size=(200, 60)) as pilot:
         await pilot.press("7")
-        await until(pilot, lambda: app._current_table().total_count > 0, what="options")
-        table = app._current_table()
+        await until(pilot, lambda: app._deck.table().total_count > 0, what="options")
+        table = app._deck.table()
         table.move_cursor_to("server.api_keys")
         await pilot.pause()
         screen_text = visible(table) + visible(app.query_one("#arg-detail"))

@@ -31,7 +31,7 @@ def test_job_details(snap_compare, size):
     async def open_job(pilot) -> None:
         await still(pilot)
         await pilot.press("3")
-        pilot.app._current_table().move_cursor_to("emb-018215-7c41e2")
+        pilot.app._deck.table().move_cursor_to("emb-018215-7c41e2")
         await pilot.press("enter")
         await pilot.pause()
 

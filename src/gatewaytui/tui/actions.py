@@ -42,8 +42,6 @@ class ActionHost(Protocol):
     def store(self) -> StateStore: ...
     @property
     def read_only(self) -> bool: ...
-    @property
-    def context_name(self) -> str: ...
     def now(self) -> float: ...
 
 
@@ -255,7 +253,7 @@ class PanelActions:
             return
         host = self._host
         inflight = host.store.server.get("inflight", 0)
-        dialog = server_dialog(kind, host.context_name, inflight)
+        dialog = server_dialog(kind, host.session.name, inflight)
         self._confirm_then(dialog, lambda: self._run_server(kind))
 
     async def _run_server(self, kind: ServerAction) -> None:
@@ -274,7 +272,7 @@ class PanelActions:
         """Write the state as it is now to a timestamped file in `directory`."""
         host = self._host
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = directory / f"gatewaytui-{host.context_name}-{stamp}.json"
+        path = directory / f"gatewaytui-{host.session.name}-{stamp}.json"
         try:
             saved = host.session.save_snapshot(path)
         except (OSError, ClientError) as exc:

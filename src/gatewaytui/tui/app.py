@@ -6,10 +6,10 @@ most `refresh_rate` times a second, by diff, inside `batch_update()` (Dolphie's 
 redraws nothing when nothing changed.
 
 The app wires the parts together and holds the context's session; the parts live elsewhere:
-the views (`views/`, shown by `ViewDeck`), the header and banner (`widgets/`, drawn from the
-state the app sets), the worker, job and server actions (`actions.PanelActions`), the update
-loop (`live.LiveFeed`) and the palette (`commands`). Views and screens see the app only as
-a `context.PanelContext`.
+the views (`views/`, shown by `ViewDeck`), the header and banner (`chrome.PanelChrome`
+composes what they draw), the worker, job and server actions (`actions.PanelActions`), the
+update loop (`live.LiveFeed`) and the palette (`commands`). Views and screens see the app
+only as a `context.PanelContext`.
 """
 
 from __future__ import annotations
@@ -32,20 +32,16 @@ from gatewaytui.client.errors import ClientError
 from gatewaytui.client.store import StateStore
 from gatewaytui.tui import views as _views  # noqa: F401  (the package docstring)
 from gatewaytui.tui.actions import PanelActions, selected_ids
+from gatewaytui.tui.chrome import PanelChrome
 from gatewaytui.tui.commands import GatewayCommands
 from gatewaytui.tui.config import (
     ConfigError,
     ContextConfig,
     TuiConfig,
     effective_theme,
-    token_source,
 )
 from gatewaytui.tui.context import PanelContext
-from gatewaytui.tui.formatting import (
-    heartbeat_stale_after,
-    parse_ts,
-    serving_count,
-)
+from gatewaytui.tui.formatting import heartbeat_stale_after, parse_ts
 from gatewaytui.tui.hangup import exit_on_hangup
 from gatewaytui.tui.keys import apply_keymap
 from gatewaytui.tui.live import LiveFeed
@@ -70,17 +66,8 @@ from gatewaytui.tui.views.overview import OverviewView
 from gatewaytui.tui.views.plugins import PluginsView
 from gatewaytui.tui.views.usage import UsageView
 from gatewaytui.tui.views.workers import WorkersView
-from gatewaytui.tui.widgets.banner import BannerState, ConnectionBanner
 from gatewaytui.tui.widgets.filter_bar import FilterBar
 from gatewaytui.tui.widgets.footer import GatewayFooter
-from gatewaytui.tui.widgets.header import (
-    ConnectionLine,
-    Counts,
-    GatewayHeader,
-    HeaderState,
-    Place,
-    server_line,
-)
 from gatewaytui.tui.widgets.virtual_table import VirtualTable
 
 # Importing a view registers it; this tuple keeps the imports used.
@@ -199,22 +186,20 @@ class GatewayApp(App[None]):
         self.session = open_session(context, snapshot, self.connection_options)
         self.actions = PanelActions(self, self)
         self.drain_watch = self.actions.drain_watch  # the same dict: worker id -> drain kind
-        self._serving_count = 0
         self._role: str | None = None
         self.gateway_themes = load_themes([user_themes_dir(config_path)])
         # The main screen's parts, held directly: a modal on top must not hide them from
         # the update paths (a query searches the active screen).
-        self._header = GatewayHeader(id="header")
-        self._banner = ConnectionBanner(id="banner")
         self._deck = ViewDeck()
         self._filter_bar = FilterBar(lambda: self._deck.view)
         self._filter_input = self._filter_bar.input
         self.status_styles = self._deck.status_styles  # the theme's, updated in place
+        self.chrome = PanelChrome(self, self._deck, self._filter_bar, self.actions)
         self.feed = LiveFeed(
             self,
             self._deck,
             rate=config.refresh_rate,
-            after_draw=self._after_draw,
+            after_draw=self.chrome.after_draw,
             on_connection=self._on_connection_change,
         )
         self._cli_theme = theme  # an explicit --theme wins over every context's theme
@@ -239,13 +224,9 @@ class GatewayApp(App[None]):
     def store(self) -> StateStore:
         return self.session.store
 
-    @property
-    def context_name(self) -> str:
-        return self.session.name
-
     def compose(self) -> ComposeResult:
-        yield self._header
-        yield self._banner
+        yield self.chrome.header
+        yield self.chrome.banner
         yield self._deck
         yield self._filter_bar
         yield GatewayFooter()
@@ -322,15 +303,9 @@ class GatewayApp(App[None]):
         """Twice the gateway's heartbeat interval (from its plugin options), else 15 s."""
         return heartbeat_stale_after(self.store.items["plugins"])
 
-    def token_history(self, worker_id: str) -> list[float]:
-        return list(self.query_one(WorkersView).rates.history.get(worker_id, ()))
-
     @property
     def current_view(self) -> View:
         return self._deck.view
-
-    def _current_table(self) -> VirtualTable | None:
-        return self._deck.table()
 
     def set_theme(self, name: str) -> bool:
         """Apply a theme by name and redraw; False (and nothing changes) when there is none."""
@@ -341,26 +316,6 @@ class GatewayApp(App[None]):
         return True
 
     # ---- live updates ---------------------------------------------------------------------
-
-    def _after_draw(self, full: bool) -> None:
-        """After the views: drains that finished, the header; once a second (`full`) the
-        fleet-wide count of serving workers and the banner too."""
-        if full:
-            self._serving_count = serving_count(self.store.workers)
-        self.actions.check_drains()
-        self._update_header()
-        if full:
-            state = self.session.state
-            self._banner.state = BannerState(
-                state,
-                self.context_name,
-                self.session.url or "",
-                retry_in=state.retry_in(),
-                has_state=self.store.has_state,
-                token_source=token_source(self.context) if self.context is not None else None,
-                cluster=str(self.store.server.get("cluster") or "off"),
-                replica=self.store.server.get("replica"),
-            )
 
     def _on_connection_change(self) -> None:
         """Banner, header and keys follow the connection; once live, learn our role (a
@@ -377,7 +332,7 @@ class GatewayApp(App[None]):
                     self._update_header()
 
             self.run_worker(learn_role(), exclusive=True, group="role")
-        self._after_draw(True)
+        self.chrome.after_draw(True)
         self.refresh_bindings()
 
     # ---- header and banner ----------------------------------------------------------------
@@ -385,47 +340,8 @@ class GatewayApp(App[None]):
     @on(PanelStateChanged)
     @on(VirtualTable.MarksChanged)
     def _update_header(self) -> None:
-        """The header's state from the store, the session and the shown view."""
-        server = self.store.server
-        state = self.session.state
-        status, drain = server_line(
-            server,
-            self.status_styles,
-            reconnecting=state.status is ConnectionStatus.RECONNECTING,
-            now=self.now(),
-        )
-        queue = server.get("queue") or {}
-        context = self.context
-        view = self.current_view
-        table = self._current_table()
-        self._header.state = HeaderState(
-            badge=(context.display_name if context and not self.snapshot else None)
-            or self.context_name,
-            badge_color=context.color if context else None,
-            read_only=self.read_only,
-            paused=self.feed.paused,
-            server_status=status,
-            server_drain=drain,
-            connection=ConnectionLine(state.status, parse_ts(self.store.as_of), state.retry_in()),
-            counts=Counts(
-                self._serving_count,
-                len(self.store.workers),
-                len(self.store.jobs),
-                queue.get("length", 0),
-                queue.get("capacity", 0),
-                server.get("version"),
-            ),
-            place=Place(
-                self.context_name,
-                view.title,
-                filter_text=view.filter_text,
-                filter_error=self._filter_bar.typing_error,
-                rows=(table.visible_count, table.total_count) if table is not None else None,
-                marked=len(table.marked) if table is not None else 0,
-                drains=self.actions.draining(),
-                hint=view.header_hint(),
-            ),
-        )
+        """A view, a filter or the marks changed (and what the header says of them)."""
+        self.chrome.update_header()
 
     # ---- navigation -----------------------------------------------------------------------
 
@@ -442,7 +358,7 @@ class GatewayApp(App[None]):
 
     def action_back(self) -> None:  # type: ignore[override]  # Textual's is async; ours is not
         view = self.current_view
-        table = self._current_table()
+        table = self._deck.table()
         if self._filter_input.has_focus or view.filter_text:
             self._filter_bar.clear()
             view.focus_main()
@@ -492,23 +408,17 @@ class GatewayApp(App[None]):
                 self.notify(read_only_reason(self), severity="warning", timeout=4)
 
     def action_drain(self) -> None:
-        table = self._current_table()
+        table = self._deck.table()
         self.actions.request_worker_action("drain", selected_ids(table), table)
 
     def action_undrain(self) -> None:
-        table = self._current_table()
+        table = self._deck.table()
         self.actions.request_worker_action("undrain", selected_ids(table), table)
 
     def action_cancel_job(self) -> None:
-        table = self._current_table()
+        table = self._deck.table()
         if "cancel_job" in self.current_view.row_actions and table and table.cursor_id:
             self.actions.request_cancel_job(table.cursor_id)
-
-    def action_server_drain(self) -> None:
-        self.actions.request_server_action("drain")
-
-    def action_server_undrain(self) -> None:
-        self.actions.request_server_action("undrain")
 
     def action_save_snapshot(self) -> None:
         self.actions.save_snapshot(self.config.snapshot_path)
@@ -516,7 +426,7 @@ class GatewayApp(App[None]):
     def action_retry_now(self) -> None:
         """Skip the reconnect backoff: try the gateway again at once."""
         self.session.retry_now()
-        self.notify(f"reconnecting to {self.context_name} now", timeout=3)
+        self.notify(f"reconnecting to {self.session.name} now", timeout=3)
 
     def action_pause(self) -> None:
         self.feed.toggle_pause()
@@ -535,7 +445,7 @@ class GatewayApp(App[None]):
             session = open_session(context, None, self.connection_options)
         except (ConfigError, ClientError) as exc:  # e.g. its token file is missing or empty
             self.notify(
-                f"{exc}\nStill on context {self.context_name!r}.",
+                f"{exc}\nStill on context {self.session.name!r}.",
                 title=f"cannot switch to {context.name}",
                 severity="error",
                 timeout=15,

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Any, Protocol, cast
+from typing import Any, Literal, Protocol, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from gatewaytui.client.session import Session
 from gatewaytui.tui.config import TuiConfig
+
+
+class ServerActions(Protocol):
+    def request_server_action(self, kind: Literal["drain", "undrain"]) -> None: ...
 
 
 class CommandHost(Protocol):
@@ -19,11 +24,11 @@ class CommandHost(Protocol):
     @property
     def can_act(self) -> bool: ...
     @property
-    def context_name(self) -> str: ...
+    def session(self) -> Session: ...
+    @property
+    def actions(self) -> ServerActions: ...
     @property
     def gateway_themes(self) -> Iterable[str]: ...
-    def action_server_drain(self) -> None: ...
-    def action_server_undrain(self) -> None: ...
     def action_save_snapshot(self) -> None: ...
     def action_pause(self) -> None: ...
     def switch_context(self, name: str) -> object: ...
@@ -38,13 +43,21 @@ class GatewayCommands(Provider):
         commands: list[tuple[str, Callable[[], Any], str]] = []
         if app.can_act:
             commands += [
-                ("Server: drain", app.action_server_drain, "stop taking requests, finish jobs"),
-                ("Server: undrain", app.action_server_undrain, "cancel an unfinished drain"),
+                (
+                    "Server: drain",
+                    partial(app.actions.request_server_action, "drain"),
+                    "stop taking requests, finish jobs",
+                ),
+                (
+                    "Server: undrain",
+                    partial(app.actions.request_server_action, "undrain"),
+                    "cancel an unfinished drain",
+                ),
             ]
         commands.append(("Save snapshot", app.action_save_snapshot, "write the state to a file"))
         commands.append(("Pause / resume live updates", app.action_pause, "freeze the screen"))
         for context in app.config.contexts:
-            if context.name != app.context_name:
+            if context.name != app.session.name:
                 commands.append(
                     (
                         f"Context: {context.name}",

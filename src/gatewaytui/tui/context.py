@@ -75,10 +75,6 @@ class PanelContext(Protocol):
         """`now()` in whole seconds, advanced once a second (ages tick together)."""
         ...
 
-    def token_history(self, worker_id: str) -> list[float]:
-        """A worker's recent tokens/s samples (for its sparkline)."""
-        ...
-
 
 def panel_of(node: DOMNode) -> PanelContext:
     """The panel `node` is mounted in."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from rich.console import Group, RenderableType
@@ -140,9 +140,14 @@ class WorkerDetailScreen(ModalScreen[None]):
         Binding("l", "logs", "Logs", id="detail.logs", tooltip=LOGS_HELP),
     ]
 
-    def __init__(self, worker_id: str) -> None:
+    def __init__(
+        self, worker_id: str, token_history: Callable[[], Sequence[float]] = tuple
+    ) -> None:
+        """`token_history` gives the worker's recent tokens/s samples (the workers view keeps
+        them) for the sparkline."""
         super().__init__()
         self.worker_id = worker_id
+        self._token_history = token_history
 
     @property
     def panel(self) -> PanelContext:
@@ -178,7 +183,7 @@ class WorkerDetailScreen(ModalScreen[None]):
         ]
         app = self.panel
         body.update(describe_worker(worker, jobs, app.now(), app.status_styles))
-        history = app.token_history(self.worker_id)
+        history = list(self._token_history())
         if history:
             self.query_one("#detail-spark", Sparkline).data = history
 

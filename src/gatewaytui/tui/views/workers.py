@@ -161,7 +161,7 @@ class WorkersView(TableView):
             self.app.push_screen(WorkerLogsScreen(worker_id))
 
     def detail_screen(self, row_id: str) -> Screen[None]:
-        return WorkerDetailScreen(row_id)
+        return WorkerDetailScreen(row_id, lambda: self.rates.history.get(row_id, ()))
 
     def __init__(self) -> None:
         super().__init__()
