@@ -2,12 +2,21 @@
 
 It connects with the operator token, applies the snapshot and the deltas, and tells
 listeners what changed. When the stream breaks it retries with capped exponential backoff
-and full jitter (base 0.5 s, cap 10 s; the attempt counter resets once a connection has
-stayed up for `stable_after` seconds), so a fleet of TUIs does not hammer a gateway that is
-coming back. A sequence gap or a malformed delta means the store is wrong: it reconnects at
-once for a fresh snapshot (with backoff if that keeps happening). A stream silent for
-`dead_after_keepalives` keep-alive intervals (the longer of `keepalive` and the gateway's
-own `server.state_keepalive`, read from the snapshot) is presumed dead. HTTP 401/403 stop
+and full jitter (base 0.5 s, cap 10 s, the first `early_attempts` held to 1 s; the attempt
+counter resets once a connection has stayed up for `stable_after` seconds), so a fleet of
+TUIs does not hammer a gateway that is coming back. While it waits it probes the gateway
+cheaply (`probe.answers`: `GET /healthz`, short timeout, every `probe_interval`): when an
+unreachable gateway answers again, the wait ends at once, so the panel is live again within
+a fraction of a second of the gateway's return rather than after the rest of the backoff.
+
+A gateway that accepts the connection and then says nothing (a SIGSTOPped process, a wedged
+host, a silent TCP listener) is found quickly: the connect and handshake must finish within
+`open_timeout` (2 s), and a stream quiet for `ping_interval` is pinged and must answer within
+`ping_timeout`; it is presumed dead otherwise. A sequence gap or a malformed delta means the
+store is wrong: it reconnects at once for a fresh snapshot (with backoff if that keeps
+happening). A stream that answers pings but sends nothing for `dead_after_keepalives`
+keep-alive intervals (the longer of `keepalive` and the gateway's own
+`server.state_keepalive`, read from the snapshot) is presumed dead too. HTTP 401/403 stop
 the loop in `unauthorized`: retrying cannot fix a token.
 
 What a UI reads:
@@ -46,6 +55,7 @@ from gatewaytui.client.errors import (
     error_message_from_body,
 )
 from gatewaytui.client.http import auth_headers, normalise_url, websocket_url
+from gatewaytui.client.probe import answers
 from gatewaytui.client.store import (
     Change,
     ResyncNeeded,
@@ -80,7 +90,8 @@ class ConnectionState:
     `since` is when this status was entered (a run of failed retries keeps one `since`);
     `attempt` counts consecutive failed attempts; `next_retry_at` is set while waiting to
     retry (None while an attempt is under way); `last_error` is short human text;
-    `http_status` is 401 or 403 when `unauthorized`.
+    `http_status` is 401 or 403 when `unauthorized`; `data_at` is when the last frame of the
+    stream arrived (None before any), so a UI can say how old the state it shows is.
     """
 
     status: ConnectionStatus
@@ -89,10 +100,17 @@ class ConnectionState:
     next_retry_at: float | None = None
     last_error: str | None = None
     http_status: int | None = None
+    data_at: float | None = None
 
     @property
     def live(self) -> bool:
         return self.status is ConnectionStatus.LIVE
+
+    def data_age(self, now: float | None = None) -> float | None:
+        """Seconds since the last frame arrived (None before any)."""
+        if self.data_at is None:
+            return None
+        return max(0.0, (time.time() if now is None else now) - self.data_at)
 
     def retry_in(self, now: float | None = None) -> float | None:
         """Seconds until the next attempt (0 when due), or None when none is scheduled."""
@@ -115,10 +133,13 @@ StateListener = Callable[[ConnectionState], None]
 
 
 class _StreamEnded(Exception):
-    def __init__(self, reason: str, *, resync: bool = False) -> None:
+    """Why a stream ended; `dead`: the gateway stopped answering (probe before retrying)."""
+
+    def __init__(self, reason: str, *, resync: bool = False, dead: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.resync = resync
+        self.dead = dead
 
 
 class GatewayConnection:
@@ -134,10 +155,16 @@ class GatewayConnection:
         on_state: StateListener | None = None,
         backoff_base: float = 0.5,
         backoff_cap: float = 10.0,
-        stable_after: float = 10.0,
+        early_attempts: int = 8,
+        early_cap: float = 1.0,
+        stable_after: float = 5.0,
         keepalive: float = 5.0,
         dead_after_keepalives: float = 3.0,
-        open_timeout: float = 10.0,
+        open_timeout: float = 2.0,
+        ping_interval: float = 1.0,
+        ping_timeout: float = 1.5,
+        probe_interval: float = 0.2,
+        probe_timeout: float = 0.5,
         rng: random.Random | None = None,
     ) -> None:
         self.base_url = normalise_url(url)
@@ -146,12 +173,23 @@ class GatewayConnection:
         self.store = store if store is not None else StateStore()
         self._on_change = on_change
         self._on_state = on_state
-        self.backoff = Backoff(backoff_base, backoff_cap, rng)
+        self.backoff = Backoff(
+            backoff_base,
+            backoff_cap,
+            rng,
+            early_cap_s=min(early_cap, backoff_cap),
+            early_attempts=early_attempts,
+        )
         self.stable_after = stable_after
         self._keepalive = keepalive
         self._dead_after_keepalives = dead_after_keepalives
         self.dead_after = keepalive * dead_after_keepalives
         self.open_timeout = open_timeout
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.probe_interval = probe_interval
+        self.probe_timeout = probe_timeout
+        self.probe_wakes = 0  # waits the probe cut short (the gateway answered), for tests
         self.state = ConnectionState(ConnectionStatus.STOPPED, time.time())
         self.last_message_at: float | None = None  # wall clock of the last frame received
         self.connections = 0  # successful WebSocket handshakes, for diagnostics and tests
@@ -166,6 +204,7 @@ class GatewayConnection:
         self._ws: ClientConnection | None = None
         self._live_started: float | None = None
         self._closed = False
+        self._blind_wake = False  # the last wait ended on a probe that never saw it down
 
     def __repr__(self) -> str:
         return f"<GatewayConnection {self.base_url} {self.state.status.value}>"
@@ -311,13 +350,15 @@ class GatewayConnection:
         try:
             while not self._closed:
                 live_started: float | None = None
-                resync = False
+                resync = unreachable = False
                 try:
                     ws = await connect(
                         self.ws_url,
                         additional_headers=auth_headers(self._token),
                         user_agent_header=f"gatewaytui/{gatewaytui.__version__}",
                         open_timeout=self.open_timeout,
+                        ping_interval=None,  # our own pings, only while the stream is quiet
+                        close_timeout=1.0,
                         max_size=MAX_MESSAGE_BYTES,
                         max_queue=64,
                     )
@@ -325,13 +366,17 @@ class GatewayConnection:
                     if self._unauthorized(exc, attempt):
                         return
                     reason = describe_exception(exc)
-                except (OSError, TimeoutError, WebSocketException) as exc:
+                except TimeoutError:
+                    reason = f"no answer within {self.open_timeout:g} s"
+                    unreachable = True
+                except (OSError, WebSocketException) as exc:
                     reason = describe_exception(exc)
+                    unreachable = isinstance(exc, OSError)
                 except Exception as exc:  # never let the loop die: report and retry
                     log.exception("connecting to %s failed", self.ws_url)
                     reason = f"internal error: {describe_exception(exc)}"
                 else:
-                    reason, resync, live_started = await self._stream_from(ws)
+                    reason, resync, unreachable, live_started = await self._stream_from(ws)
                     if live_started is not None:
                         ever_live = True
                         failing_since = None
@@ -351,24 +396,25 @@ class GatewayConnection:
                     attempt=attempt,
                     next_retry_at=now + delay,
                     last_error=reason,
+                    data_at=self.last_message_at,
                 )
                 self._set_state(waiting)
-                await self._sleep(delay)
+                await self._sleep(delay, probe=unreachable)
                 self._set_state(replace(waiting, next_retry_at=None))
         finally:
             self._live_started = None
 
-    async def _stream_from(self, ws: ClientConnection) -> tuple[str, bool, float | None]:
+    async def _stream_from(self, ws: ClientConnection) -> tuple[str, bool, bool, float | None]:
         """Mirror one connection until it ends: why it ended, whether a resync was asked,
-        and when it went live (None if it never did)."""
+        whether the gateway stopped answering, and when it went live (None if it never did)."""
         self.connections += 1
         self._ws = ws
-        resync = False
+        resync = dead = False
         try:
             await self._consume(ws)
             reason = "stream ended"  # not reached: _consume ends by raising _StreamEnded
         except _StreamEnded as end:
-            reason, resync = end.reason, end.resync
+            reason, resync, dead = end.reason, end.resync, end.dead
         except Exception as exc:
             log.exception("state stream from %s failed", self.ws_url)
             reason = f"internal error: {describe_exception(exc)}"
@@ -376,10 +422,13 @@ class GatewayConnection:
             self._ws = None
             live_started = self._live_started
             self._live_started = None
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(2):
-                    await ws.close()
-        return reason, resync, live_started
+            if dead:  # no close handshake with a peer that does not answer: say so at once
+                ws.transport.abort()
+            else:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(1):
+                        await ws.close()
+        return reason, resync, dead, live_started
 
     def _unauthorized(self, exc: InvalidStatus, attempt: int) -> bool:
         """A 401/403 on connect: the state says why and the loop stops (retrying cannot help)."""
@@ -398,25 +447,46 @@ class GatewayConnection:
         )
         return True
 
-    async def _sleep(self, delay: float) -> None:
+    async def _sleep(self, delay: float, *, probe: bool = False) -> None:
+        """Wait out a backoff delay, or less: `retry_now()`, or (`probe`: the gateway was
+        unreachable) the moment it answers a probe again."""
         self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay):
-                await self._wake.wait()
+        if delay <= 0:
+            return
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
+        if probe and self.probe_interval > 0:
+            waits.append(asyncio.ensure_future(self._probe_until_back()))
+        try:
+            await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+
+    async def _probe_until_back(self) -> None:
+        """Return once the gateway answers after having been seen down. An answer to the
+        very first probe ends the wait too (it may have come back between the failed attempt
+        and the probe), but not twice in a row: a gateway whose health answers while its
+        stream cannot be reached must not turn the backoff into a busy loop."""
+        loop = asyncio.get_running_loop()
+        trust_first, seen_down, first = not self._blind_wake, False, True
+        while True:
+            started = loop.time()
+            if await answers(self.base_url, self.probe_timeout):
+                if seen_down or (first and trust_first):
+                    self._blind_wake = not seen_down
+                    self.probe_wakes += 1
+                    return
+            else:
+                seen_down = True
+            first = False
+            await asyncio.sleep(max(0.0, self.probe_interval - (loop.time() - started)))
 
     async def _consume(self, ws: ClientConnection) -> None:
         """Apply messages until the stream ends; raises `_StreamEnded` with the reason."""
         got_snapshot = False
         while True:
-            try:
-                async with asyncio.timeout(self.dead_after):
-                    raw = await ws.recv()
-            except TimeoutError:
-                raise _StreamEnded(
-                    f"no message for {self.dead_after:g} s (keep-alives missed)"
-                ) from None
-            except ConnectionClosed as exc:
-                raise _StreamEnded(describe_exception(exc)) from None
+            raw = await self._receive(ws)
             self.last_message_at = time.time()
             try:
                 message = await self._decode(raw)
@@ -431,6 +501,7 @@ class GatewayConnection:
                     self._adopt_keepalive()
                     if not got_snapshot:
                         got_snapshot = True
+                        self._blind_wake = False
                         self._live_started = time.monotonic()
                         self._set_state(ConnectionState(ConnectionStatus.LIVE, time.time()))
                 else:
@@ -442,6 +513,35 @@ class GatewayConnection:
                 raise _StreamEnded(f"bad snapshot from gateway: {exc.message}") from None
             if change is not None:
                 self._changed(change)
+
+    async def _receive(self, ws: ClientConnection) -> str | bytes:
+        """The next frame. A stream quiet for `ping_interval` is pinged: no pong within
+        `ping_timeout` means the gateway stopped answering (SIGSTOP, a wedged host), found in
+        seconds rather than after `dead_after` of keep-alives missed."""
+        quiet_since = time.monotonic()
+        while True:
+            left = self.dead_after - (time.monotonic() - quiet_since)
+            if left <= 0:
+                raise _StreamEnded(f"no message for {self.dead_after:g} s (keep-alives missed)")
+            try:
+                async with asyncio.timeout(min(self.ping_interval, left)):
+                    return await ws.recv()  # cancelling recv() loses nothing
+            except TimeoutError:
+                pass
+            except ConnectionClosed as exc:
+                raise _StreamEnded(describe_exception(exc), dead=True) from None
+            if time.monotonic() - quiet_since >= self.dead_after:
+                continue
+            try:
+                pong = await ws.ping()
+                async with asyncio.timeout(self.ping_timeout):
+                    await pong
+            except TimeoutError:
+                raise _StreamEnded(
+                    f"no answer to a ping within {self.ping_timeout:g} s", dead=True
+                ) from None
+            except ConnectionClosed as exc:
+                raise _StreamEnded(describe_exception(exc), dead=True) from None
 
     def _adopt_keepalive(self) -> None:
         """Judge silence by the gateway's own keep-alive interval when it is the longer one
