@@ -158,7 +158,8 @@ async def test_r_reconnects_at_once_while_the_gateway_cannot_be_reached(make_gat
     app = GatewayApp(
         TuiConfig(contexts=[ContextConfig(name="lab", url=gateway.url)]),
         context=ContextConfig(name="lab", url=gateway.url),
-        connection_options={"backoff_base": 30, "backoff_cap": 30},  # a long wait to skip
+        # A long wait to skip (no early 1 s cap, no probe ending it when the gateway answers).
+        connection_options={"backoff_base": 30, "backoff_cap": 30, "early_attempts": 0},
     )
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.session.state.live, what="live")
