@@ -92,6 +92,10 @@ def worker_action_dialog(
     return ConfirmScreen(f"Drain {count}?", body, "Drain")
 
 
+def _body_of(dialog: Screen[bool]) -> Text:
+    return dialog.body if isinstance(dialog, ConfirmScreen | TypeToConfirmScreen) else Text()
+
+
 def cancel_job_dialog(job: JobRow, now: float) -> ConfirmScreen:
     """The job's what, where and how long (queued or running), before it is cancelled."""
     started = parse_ts(job.get("started_at"))
@@ -169,8 +173,38 @@ class PanelActions:
         if not worker_ids or self.refuse_read_only():
             return
         store = self._host.store
-        dialog = worker_action_dialog(kind, worker_ids, store.workers, store.models)
-        self._confirm_then(dialog, lambda: self._run_worker_action(kind, worker_ids, table))
+
+        def fresh() -> Screen[bool]:
+            return worker_action_dialog(kind, worker_ids, store.workers, store.models)
+
+        def run() -> Coroutine[Any, Any, None]:
+            return self._run_worker_action(kind, worker_ids, table)
+
+        def confirmed(yes: bool | None) -> None:
+            """A `y` given while the counts moved under the dialog: if the drain now strands
+            a model, it is typed out after all (the rows said so live, but `y` was quick)."""
+            if not yes:
+                return
+            now = fresh()
+            if isinstance(now, TypeToConfirmScreen) and not isinstance(dialog, TypeToConfirmScreen):
+                self._show_live(now, fresh)
+                self._app.push_screen(now, confirmed_typed)
+                return
+            self._app.run_worker(run(), group="actions")
+
+        def confirmed_typed(yes: bool | None) -> None:
+            if yes:
+                self._app.run_worker(run(), group="actions")
+
+        dialog = fresh()
+        self._show_live(dialog, fresh)
+        self._app.push_screen(dialog, confirmed)
+
+    @staticmethod
+    def _show_live(dialog: Screen[bool], fresh: Callable[[], Screen[bool]]) -> None:
+        """The dialog's rows follow the store while it is open (see `ConfirmScreen.show_state`)."""
+        if isinstance(dialog, ConfirmScreen | TypeToConfirmScreen):
+            dialog.live_body = lambda: _body_of(fresh())
 
     async def _run_worker_action(
         self, kind: WorkerAction, worker_ids: list[str], table: VirtualTable | None

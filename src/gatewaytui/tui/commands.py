@@ -10,6 +10,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from gatewaytui.client.session import Session
 from gatewaytui.tui.config import TuiConfig
+from gatewaytui.tui.screens.label_select import open_label_select
 
 
 class ServerActions(Protocol):
@@ -52,6 +53,19 @@ class GatewayCommands(Provider):
                     "Server: undrain",
                     partial(app.actions.request_server_action, "undrain"),
                     "cancel an unfinished drain",
+                ),
+            ]
+        if app.can_act:
+            commands += [
+                (
+                    "Workers: drain by label…",
+                    partial(open_label_select, self.app, "drain"),
+                    "gpu=H100, zone in (a,b): shows the matches before the confirmation",
+                ),
+                (
+                    "Workers: re-add by label…",
+                    partial(open_label_select, self.app, "undrain"),
+                    "re-add the draining workers a label selector matches",
                 ),
             ]
         commands.append(("Save snapshot", app.action_save_snapshot, "write the state to a file"))

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -41,11 +42,13 @@ class ConfirmScreen(ModalScreen[bool]):
         self.title_text = title
         self.body = body
         self.confirm_label = confirm_label
+        self.live_body: Callable[[], Text] | None = None
+        """Rebuilds the body from the store: set, the rows follow live updates while open."""
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(Text(self.title_text), classes="title")
-            yield Static(self.body, classes="body")
+            yield Static(self.body, classes="body", id="confirm-body")
             with Horizontal():
                 yield Button(f"{self.cancel_label} (n)", id="cancel", variant="default")
                 yield Button(f"{self.confirm_label} (y)", id="confirm", variant="warning")
@@ -53,6 +56,16 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def on_mount(self) -> None:
         self.query_one("#cancel", Button).focus()
+
+    def show_state(self, store: Any, change: Any) -> None:
+        """A state update while open (the live feed calls it): in-flight and ready counts
+        change under the dialog, and it shows them as they are."""
+        if self.live_body is None:
+            return
+        body = self.live_body()
+        if body.plain != self.body.plain:
+            self.body = body
+            self.query_one("#confirm-body", Static).update(body)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "confirm")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -34,11 +35,13 @@ class TypeToConfirmScreen(ModalScreen[bool]):
         self.title_text = title
         self.body = body
         self.expected = expected
+        self.live_body: Callable[[], Text] | None = None
+        """Rebuilds the body from the store: set, the rows follow live updates while open."""
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(Text(self.title_text), classes="title")
-            yield Static(self.body)
+            yield Static(self.body, id="confirm-body")
             yield Static(Text.assemble("Type ", (self.expected, "bold"), " to confirm:"))
             # Not the word itself as placeholder: an empty box would look already filled in.
             yield Input(placeholder="type it here", id="typed")
@@ -47,6 +50,16 @@ class TypeToConfirmScreen(ModalScreen[bool]):
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
+
+    def show_state(self, store: Any, change: Any) -> None:
+        """A state update while open (the live feed calls it): in-flight and ready counts
+        change under the dialog, and it shows them as they are."""
+        if self.live_body is None:
+            return
+        body = self.live_body()
+        if body.plain != self.body.plain:
+            self.body = body
+            self.query_one("#confirm-body", Static).update(body)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.value == self.expected:

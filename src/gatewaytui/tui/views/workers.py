@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
@@ -15,6 +15,7 @@ from gatewaytui.client.store import Change, StateStore
 from gatewaytui.tui.context import PanelContext
 from gatewaytui.tui.formatting import STATUS_ORDER, age, coarse_age, ms, parse_ts, status_text
 from gatewaytui.tui.gpus import gpu_mem_text, gpu_totals, gpu_util_text
+from gatewaytui.tui.screens.label_select import open_label_select
 from gatewaytui.tui.screens.worker_detail import WorkerDetailScreen
 from gatewaytui.tui.screens.worker_logs import LOGS_HELP, WorkerLogsScreen
 from gatewaytui.tui.views.base import register_view
@@ -22,6 +23,7 @@ from gatewaytui.tui.views.table_view import TableView, numeric_column
 from gatewaytui.tui.widgets.virtual_table import Column
 
 RATE_WINDOW_S = 10.0
+BY_LABEL_HELP = "Workers: drain / re-add every worker matching a label selector"
 HISTORY = 60
 
 
@@ -152,7 +154,27 @@ class WorkersView(TableView):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("l", "logs", "Logs", id="workers.logs", tooltip=LOGS_HELP),
+        Binding(
+            "D",
+            "by_label('drain')",
+            "Drain by label",
+            id="workers.drain_by_label",
+            show=False,
+            tooltip=BY_LABEL_HELP,
+        ),
+        Binding(
+            "U",
+            "by_label('undrain')",
+            "Re-add by label",
+            id="workers.undrain_by_label",
+            show=False,
+            tooltip=BY_LABEL_HELP,
+        ),
     ]
+
+    def action_by_label(self, kind: Literal["drain", "undrain"]) -> None:
+        """Every worker matching a label selector, shown before the confirmation."""
+        open_label_select(self.app, kind)
 
     def action_logs(self) -> None:
         """The worker's own log lines, live (the worker sends them only while shown)."""
