@@ -41,7 +41,7 @@ from common import header, percentile, verdict
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.core import Gateway
 from gatewaytui.gateway.registry import WorkerRecord
-from gatewaytui.gateway.server import bind_socket, make_server
+from gatewaytui.gateway.server import bind_socket, make_server, serve_started
 from gatewaytui.schema.protocol import HeartbeatFrame, RegisterFrame, StatusFrame
 from gatewaytui.schema.state import HostInfo
 
@@ -179,9 +179,8 @@ async def bench(args: argparse.Namespace) -> bool:
     sock = bind_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = make_server(gateway, handle_signals=False)
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
+    serving = await serve_started(server, sock)
+    assert serving is not None, "the gateway did not start"
     hub = gateway.hub
     flush = Timed(hub.flush)
     hub.flush = flush  # type: ignore[method-assign]

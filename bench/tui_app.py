@@ -181,7 +181,7 @@ async def gateway_main(args: argparse.Namespace) -> None:
 
     from gatewaytui.gateway.config import GatewayConfig
     from gatewaytui.gateway.core import Gateway
-    from gatewaytui.gateway.server import bind_socket, make_server
+    from gatewaytui.gateway.server import bind_socket, make_server, serve_started
     from state_stream import register_fleet  # sibling bench script: the same fleet
 
     logging.getLogger("gatewaytui").setLevel(logging.ERROR)
@@ -212,9 +212,8 @@ async def gateway_main(args: argparse.Namespace) -> None:
 
     sock = bind_socket("127.0.0.1", 0)
     server = make_server(gateway, handle_signals=False)
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
+    serving = await serve_started(server, sock)
+    assert serving is not None, "the gateway did not start"
     rng = random.Random(args.seed)
     started = time.perf_counter()
     workers = register_fleet(gateway, args.workers, rng)

@@ -26,7 +26,7 @@ from gatewaytui.cli.demo_services import (
 )
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.core import Gateway
-from gatewaytui.gateway.server import bind_socket, make_server
+from gatewaytui.gateway.server import bind_socket, make_server, serve_started
 from gatewaytui.shared.operator_token import token_path
 from gatewaytui.workers.logbuffer import keep_info_lines
 from gatewaytui.workers.runner import run_workers
@@ -172,6 +172,62 @@ def _fleet_settings(group: FleetGroup, size: int, port: int, prefix: str = "") -
     )
 
 
+def _demo_config(port: int, scratch: str, fleet: tuple[str, str] | None) -> GatewayConfig:
+    """The demo gateway's config: its demo API keys, backends and ledger in `scratch`."""
+    cluster = {"cluster__redis_url": fleet[0], "cluster__replica_id": fleet[1]} if fleet else {}
+    return GatewayConfig.build(
+        server__port=str(port),
+        backends__store_path=f"{scratch}/backends.yaml",
+        history__path=f"{scratch}/history.sqlite3",  # the usage ledger, gone at exit
+        server__api_keys=",".join(f"{name}={key}" for name, key in DEMO_KEYS.items()),
+        **cluster,
+    )
+
+
+def _print_welcome(base: str, config: GatewayConfig) -> None:
+    print(f"gatewaytui demo: gateway on {base} (state: {base}/api/state, metrics: {base}/metrics)")
+    names = ", ".join(f"{name}={key}" for name, key in DEMO_KEYS.items())
+    print(f"API keys (name=key): {names}")
+    if not (config.open or config.operator_tokens):
+        print(f"operator token (for /api): in {token_path(config.token_file)}")
+    print("press Ctrl+C to stop")
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event SIGINT and SIGTERM set (where the loop can take signal handlers)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+def _traffic_tasks(
+    base: str, port: int, rate: float, stop: asyncio.Event
+) -> list[asyncio.Task[Any]]:
+    """Chat and embeddings traffic; with the mcp package, a relay and MCP calls too."""
+    helpers: list[asyncio.Task[Any]] = [asyncio.create_task(traffic(base, rate, stop))]
+    if mcp_available():
+        helpers.append(asyncio.create_task(run_demo_mcp_relay(port, stop)))
+        mcp_key = DEMO_KEYS["team-chat"]
+        helpers.append(asyncio.create_task(mcp_traffic(base, max(rate / 4, 0.1), stop, mcp_key)))
+    else:
+        print("the mcp package is not installed: the demo runs no MCP relay")
+    return helpers
+
+
+async def _report_until(gateway: Gateway, stop: asyncio.Event, duration: float | None) -> None:
+    """A status line every 2 s until stopped (or `duration` seconds have passed)."""
+    started = time.monotonic()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=2.0)
+        print(status_line(gateway), flush=True)
+        if duration is not None and time.monotonic() - started >= duration:
+            stop.set()
+
+
 async def run_demo(
     *,
     port: int = 0,
@@ -185,35 +241,15 @@ async def run_demo(
     port = sock.getsockname()[1]
     # Backends added while playing with the demo live in a temporary file, not the cwd.
     scratch = tempfile.TemporaryDirectory(prefix="gatewaytui-demo-")  # removed at exit
-    cluster = {"cluster__redis_url": fleet[0], "cluster__replica_id": fleet[1]} if fleet else {}
-    config = GatewayConfig.build(
-        server__port=str(port),
-        backends__store_path=f"{scratch.name}/backends.yaml",
-        history__path=f"{scratch.name}/history.sqlite3",  # the usage ledger, gone at exit
-        server__api_keys=",".join(f"{name}={key}" for name, key in DEMO_KEYS.items()),
-        **cluster,
-    )
+    config = _demo_config(port, scratch.name, fleet)
     gateway = Gateway(config)
     server = make_server(gateway, handle_signals=False)
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if serving.done():
-            serving.result()
-            return 1
-        await asyncio.sleep(0.01)
+    serving = await serve_started(server, sock)
+    if serving is None:
+        return 1
     base = f"http://127.0.0.1:{port}"
-    print(f"gatewaytui demo: gateway on {base} (state: {base}/api/state, metrics: {base}/metrics)")
-    names = ", ".join(f"{name}={key}" for name, key in DEMO_KEYS.items())
-    print(f"API keys (name=key): {names}")
-    if not (config.open or config.operator_tokens):
-        print(f"operator token (for /api): in {token_path(config.token_file)}")
-    print("press Ctrl+C to stop")
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
+    _print_welcome(base, config)
+    stop = _stop_on_signals()
     keep_info_lines()  # the panel's worker logs screen shows the workers' INFO lines
     prefix = f"{fleet[1]}-" if fleet else ""  # worker ids are unique across a fleet
     fleets = [
@@ -222,21 +258,9 @@ async def run_demo(
     ]
     simulated = await start_simulated_backend([BACKEND_MODEL, CHAT_8B])
     await register_demo_backends(base, simulated.url, CHAT_8B)
-    helpers: list[asyncio.Task[Any]] = [asyncio.create_task(traffic(base, rate, stop))]
-    if mcp_available():
-        helpers.append(asyncio.create_task(run_demo_mcp_relay(port, stop)))
-        mcp_key = DEMO_KEYS["team-chat"]
-        helpers.append(asyncio.create_task(mcp_traffic(base, max(rate / 4, 0.1), stop, mcp_key)))
-    else:
-        print("the mcp package is not installed: the demo runs no MCP relay")
-    started = time.monotonic()
+    helpers = _traffic_tasks(base, port, rate, stop)
     try:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=2.0)
-            print(status_line(gateway), flush=True)
-            if duration is not None and time.monotonic() - started >= duration:
-                stop.set()
+        await _report_until(gateway, stop, duration)
     finally:
         stop.set()
         await asyncio.gather(*helpers, *fleets, return_exceptions=True)

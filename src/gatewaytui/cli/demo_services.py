@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import httpx
 import uvicorn
 
-from gatewaytui.gateway.server import bind_socket
+from gatewaytui.gateway.server import bind_socket, serve_started
 from gatewaytui.shared.operator_token import local_token
 from gatewaytui.workers.mcp_relay import MCPRelaySettings, run_mcp_relay
 from gatewaytui.workers.openai_sim import openai_app
@@ -60,11 +60,9 @@ async def start_simulated_backend(models: list[str]) -> RunningServer:
     sock = bind_socket("127.0.0.1", 0)
     config = uvicorn.Config(openai_app(backend), log_level="error", lifespan="off")
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
+    task = await serve_started(server, sock)
+    if task is None:
+        raise RuntimeError("the simulated backend stopped before it started")
     return RunningServer(server, task, f"http://127.0.0.1:{sock.getsockname()[1]}/v1")
 
 

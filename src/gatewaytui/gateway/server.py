@@ -95,3 +95,15 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.bind((host, port))
     sock.set_inheritable(True)
     return sock
+
+
+async def serve_started(server: uvicorn.Server, sock: socket.socket) -> asyncio.Task[None] | None:
+    """Serve on `sock` in a task and wait until uvicorn has started: the task, or None when
+    serving ended before it started (a startup error is raised instead)."""
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if serving.done():
+            serving.result()
+            return None
+        await asyncio.sleep(0.01)
+    return serving
