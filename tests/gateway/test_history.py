@@ -18,7 +18,7 @@ from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.history import store
 from gatewaytui.gateway.history.failures import FailureEvents
 from gatewaytui.gateway.history.ledger import Ledger, LedgerSettings
-from gatewaytui.gateway.history.merge import merge_jobs, merge_series, merge_usage
+from gatewaytui.gateway.history.merge import FleetCursor, merge_jobs, merge_series, merge_usage
 from gatewaytui.gateway.history.record import COLUMNS
 from gatewaytui.schema.history import (
     HistoryJob,
@@ -169,6 +169,49 @@ def test_usage_and_series_from_rollups(make_gateway, sim_workers, tmp_path):
                  "/api/history/series"):  # fmt: skip
         assert path in spec["paths"]
     assert "UsageReport" in spec["components"]["schemas"]
+
+
+def test_rates_of_a_young_ledger_are_over_its_age_not_the_window(
+    make_gateway, sim_workers, tmp_path
+):
+    gw = make_gateway(history__path=str(tmp_path / "h.sqlite3"))
+    sim_workers(gw, id="w1", simulate={"models": ["a"], "max_tokens": 2})
+    client = sdk(gw)
+    for _ in range(10):
+        client.chat.completions.create(model="a", messages=MESSAGES)
+    flush(gw)
+    usage = history(gw, "/api/history/usage", group_by="model", window="24h")
+    covered = usage["covered_s"]
+    assert 0 < covered < 120 and usage["since"] > time.time() - 120
+    row = usage["rows"][0]
+    assert row["requests"] == 10
+    # 10 requests over a ledger under 2 minutes old: at least 10/120 per second (over the
+    # 24 h window it would read 0.0001/s, printed 0.00).
+    assert row["request_rate"] == round(10 / covered, 6) and row["request_rate"] > 10 / 120
+    series = history(gw, "/api/history/series", window="15m")
+    assert series["since"] == usage["since"]
+    # Before the ledger existed there is nothing to cover: a window that ends then has no rate.
+    old = history(gw, "/api/history/usage", window="1h", end=usage["since"] - 7200)
+    assert old["covered_s"] == 0 and old["rows"] == []
+
+
+def test_since_is_kept_across_opens_and_taken_from_old_data_in_an_older_file(tmp_path):
+    path = str(tmp_path / "h.sqlite3")
+    conn = store.open_writer(path)
+    first = store.recording_since(conn)
+    conn.close()
+    conn = store.open_writer(path)
+    assert store.recording_since(conn) == first
+    # A file written before `meta` existed: its oldest record says since when it records.
+    conn.execute("DROP TABLE meta")
+    row = [None] * len(COLUMNS)
+    row[COLUMNS.index("id")], row[COLUMNS.index("outcome")] = "j1", "ok"
+    row[COLUMNS.index("requested_at")] = row[COLUMNS.index("ended_at")] = 1020.0
+    store.write_batch(conn, [tuple(row)])
+    conn.close()
+    conn = store.open_writer(path)
+    assert store.recording_since(conn) == 1020.0
+    conn.close()
 
 
 def test_history_survives_a_restart(tmp_path):
@@ -381,19 +424,33 @@ def test_merging_several_ledgers():
     def job(i: str, t: float) -> HistoryJob:
         return HistoryJob(id=i, kind="chat", requested_at=t, ended_at=t, outcome="ok")
 
+    a3, a1, b2 = job("a3", 30), job("a1", 10), job("b2", 20)
+    a3.seq, a1.seq, b2.seq = 7, 6, 1
     merged = merge_jobs(
-        [
-            HistoryJobsPage(jobs=[job("a3", 30), job("a1", 10)], next_cursor="s5"),
-            HistoryJobsPage(jobs=[job("b2", 20)]),
-        ],
+        {
+            "a": HistoryJobsPage(jobs=[a3, a1], next_cursor="s6"),
+            "b": HistoryJobsPage(jobs=[b2]),
+        },
         limit=2,
     )
-    assert [j.id for j in merged.jobs] == ["a3", "b2"] and merged.next_cursor == "t20.0"
+    assert [j.id for j in merged.jobs] == ["a3", "b2"]
+    # The next page: a goes on below a3 (seq 7), b has nothing older, a replica not asked
+    # before (it did not answer, or joined since) goes on from the last job shown.
+    after = FleetCursor.parse(merged.next_cursor)
+    assert after.for_replica("a") == "s7" and after.for_replica("b") is None
+    assert after.for_replica("c") == "t20.0"
+    last = merge_jobs({"a": HistoryJobsPage(jobs=[a1])}, limit=2, cursor=after)
+    assert [j.id for j in last.jobs] == ["a1"] and last.next_cursor is None
+    with pytest.raises(ValueError, match="cursor"):
+        FleetCursor.parse("fnot-base64!")
     row = UsageRow(group="m", requests=2, errors=1, latency_buckets=[0, 2], ttft_buckets=[])
     report = UsageReport(group_by="model", window="1h", start=0, end=3600, rows=[row])
-    both = merge_usage([report, report.model_copy(deep=True)])
+    young = report.model_copy(deep=True, update={"since": 3000.0})
+    both = merge_usage([report, young])
     assert both.rows[0].requests == 4 and both.rows[0].latency_buckets == [0, 4]
     assert both.rows[0].error_rate == 0.5
+    assert both.since == 3000.0 and both.covered_s == 600  # the older ledger is 10 min old
+    assert both.rows[0].request_rate == round(4 / 600, 6)
     series = UsageSeries(window="1h", start=0, end=3600, points=[
         SeriesPoint(t=60, requests=1, latency_sum_ms=10)])  # fmt: skip
     total = merge_series([series, series.model_copy(deep=True)])

@@ -81,6 +81,11 @@ async def test_usage_groups_cycles_the_window_and_draws_sparklines(busy_gateway)
         assert shown["m-ok"]["requests"] == 4 and shown["m-ok"]["errors"] == 0
         assert shown["m-bad"]["error_rate"] == 1.0
         assert "by model over 1h" in header_text(app)
+        # The ledger is seconds old: REQ/S is over its age, and the header says so.
+        assert "rates over the last" in header_text(app) and "(the ledger's age)" in header_text(
+            app
+        )
+        assert float(shown["m-ok"]["request_rate"]) > 4 / 120
         spark = "\n".join(screen_lines(app.screen.query_one("#usage-spark")))
         assert "requests/minute" in spark and "errors/minute" in spark
         await pilot.press("b")
@@ -161,3 +166,28 @@ async def test_the_overview_starts_from_the_ledger_not_from_zero(busy_gateway):
         # each second of a minute gets that minute's average: the seconds of the current
         # minute so far carry part of its five requests, never more than all five
         assert 0 < sum(overview.throughput.requests) <= 5.0001
+
+
+def test_seeded_rates_divide_by_the_part_of_a_minute_the_ledger_saw():
+    from gatewaytui.tui.views.overview import Throughput
+
+    minute = 6000.0
+    throughput = Throughput()
+    # 10 requests in the 20 s between the ledger's start (minute + 10) and now (+30).
+    throughput.seed([(minute, 10.0, 40.0)], now=minute + 30, since=minute + 10)
+    rates = [r for r in throughput.requests if r]
+    assert rates and all(r == 0.5 for r in rates) and sum(rates) == 10
+    assert throughput.tokens[-1] == 2.0
+    # Before the ledger started: nothing recorded, so no rate.
+    assert throughput.requests[-21] == 0.0
+
+
+def test_a_partial_fleet_answer_is_said_in_the_header():
+    from gatewaytui.schema.history import HistoryJobsPage
+    from gatewaytui.tui.views.history import coverage_text
+
+    assert coverage_text(HistoryJobsPage()) is None  # a single node
+    assert coverage_text(HistoryJobsPage(replicas=["r1", "r2", "r3"])).plain == "3 replicas ·"
+    partial = HistoryJobsPage(replicas=["r1", "r3"], partial=True, missing_replicas=["r2"])
+    note = coverage_text(partial)
+    assert note.plain == "partial: no answer from replica(s) r2 ·" and "yellow" in str(note.style)

@@ -55,9 +55,21 @@ class HistoryJob(WireModel):
     error: str | None = None
     stream: bool = False
     attempts: int = 1
+    seq: int | None = None  # its place in its replica's ledger (what page cursors are made of)
 
 
-class HistoryJobsPage(WireModel):
+class FleetCoverage(WireModel):
+    """Which replicas an answer covers. A single node leaves these empty; a fleet replica
+    lists who answered, and a replica that did not answer in time makes the answer
+    `partial` (its id in `missing_replicas`, why in `missing_reasons`)."""
+
+    replicas: list[str] = Field(default_factory=list)
+    partial: bool = False
+    missing_replicas: list[str] = Field(default_factory=list)
+    missing_reasons: dict[str, str] = Field(default_factory=dict)
+
+
+class HistoryJobsPage(FleetCoverage):
     jobs: list[HistoryJob] = Field(default_factory=list)
     next_cursor: str | None = None  # pass as `cursor` for the next (older) page
     ledger: dict[str, object] = Field(default_factory=dict)  # the ledger's status
@@ -70,7 +82,7 @@ class UsageRow(WireModel):
     tokens_in: int = 0
     tokens_out: int = 0
     embeddings: int = 0
-    request_rate: float = 0.0  # per second over the window
+    request_rate: float = 0.0  # per second over the report's covered_s
     error_rate: float = 0.0  # errors / requests
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
@@ -80,11 +92,16 @@ class UsageRow(WireModel):
     ttft_buckets: list[int] = Field(default_factory=list)
 
 
-class UsageReport(WireModel):
+class UsageReport(FleetCoverage):
     group_by: GroupBy
     window: str
     start: float
     end: float
+    # Since when the ledger(s) record (None: unknown). Rates are per second over
+    # `covered_s` = min(window, end - since): a ledger 2 minutes old has 2 minutes of
+    # traffic to spread, not 24 hours.
+    since: float | None = None
+    covered_s: float | None = None
     buckets_ms: list[float] = Field(default_factory=list)
     rows: list[UsageRow] = Field(default_factory=list)
 
@@ -103,9 +120,10 @@ class SeriesPoint(WireModel):
     ttft_count: int = 0
 
 
-class UsageSeries(WireModel):
+class UsageSeries(FleetCoverage):
     window: str
     start: float
     end: float
+    since: float | None = None  # since when the ledger(s) record (None: unknown)
     step_s: int = 60  # 3600 (hourly points) for windows over 6 h
     points: list[SeriesPoint] = Field(default_factory=list)

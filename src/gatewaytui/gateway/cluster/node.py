@@ -25,6 +25,7 @@ from gatewaytui.gateway.cluster import keys
 from gatewaytui.gateway.cluster.actions import FleetActions
 from gatewaytui.gateway.cluster.commands import CommandBus
 from gatewaytui.gateway.cluster.forward import Forwarder
+from gatewaytui.gateway.cluster.history import FleetHistory
 from gatewaytui.gateway.cluster.link import LINK_ERRORS, RedisDownError, RedisLink, loads
 from gatewaytui.gateway.cluster.mirror import MIRRORED, SERVING, FleetMirror, encode
 from gatewaytui.gateway.cluster.shared import DrainFlags, FleetEvents
@@ -75,6 +76,8 @@ class ClusterNode:
         self.actions = FleetActions(self)
         self.commands = CommandBus(self, self.actions.handlers())
         self.forwarder = Forwarder(self)
+        self.history = FleetHistory(self)  # the history routes answer for the whole fleet
+        gateway.history.replica = self.id  # each ledger record names its replica
         self.replicas: dict[str, Item] = {}  # the other live replicas' registrations
         self._seen_at: dict[str, float] = {}  # when each was last found registered
         self.epoch: str | None = None
@@ -181,6 +184,7 @@ class ClusterNode:
         own workers (degraded) and catches up when Redis answers."""
         if not self.config.cluster_replica_id:  # the real port is known only now
             self.id = default_replica_id(self.gateway.listen)
+            self.gateway.history.replica = self.id
         if not self.config.cluster_advertise_url:
             self.advertise_url = default_advertise_url(self.gateway.listen)
         with contextlib.suppress(RedisDownError):
@@ -218,6 +222,7 @@ class ClusterNode:
                 await self.link.call(leave)
         await self.link.close()
         await self.forwarder.close()
+        await self.history.close()
 
     def _link_changed(self, up: bool, reason: str) -> None:
         self.gateway.hub.touch_server()

@@ -1,17 +1,22 @@
 """Merging answers from several ledgers (one per fleet replica) into one.
 
 The fleet asks the other replicas for the same route and passes their answers here with
-its own: pages merge newest-first, usage rows add up (histograms too, then percentiles are
-recomputed from the summed buckets), series points add up per minute.
+its own: pages merge newest-first (with a cursor that remembers how far each replica's
+ledger was read), usage rows add up (histograms too, then percentiles are recomputed from
+the summed buckets; rates over the span the oldest ledger covers), series points add up
+per minute.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import base64
+import heapq
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from gatewaytui.gateway.history.store import percentile
 from gatewaytui.schema.history import (
-    HistoryJob,
     HistoryJobsPage,
     SeriesPoint,
     UsageReport,
@@ -19,18 +24,94 @@ from gatewaytui.schema.history import (
     UsageSeries,
 )
 
+EXHAUSTED = "x"  # in a fleet cursor: this replica has nothing older
 
-def merge_jobs(pages: Sequence[HistoryJobsPage], limit: int) -> HistoryJobsPage:
-    """Newest first across replicas, at most `limit`. The cursor of a merged page is the
-    `ended_at` of its last job (`before=` on the next request), since per-ledger sequence
-    cursors do not compare across replicas."""
-    jobs: list[HistoryJob] = sorted(
-        (job for page in pages for job in page.jobs), key=lambda j: j.ended_at, reverse=True
-    )
-    more = len(jobs) > limit or any(page.next_cursor for page in pages)
-    jobs = jobs[:limit]
-    cursor = f"t{jobs[-1].ended_at!r}" if more and jobs else None
-    return HistoryJobsPage(jobs=jobs, next_cursor=cursor)
+
+@dataclass
+class FleetCursor:
+    """Where a fleet-wide listing stopped: each replica's own cursor (`s<seq>` in its
+    ledger, `""` from its newest, `x` nothing left) and `t`, the `ended_at` of the last job
+    shown — a replica not in `at` (it did not answer, or joined since) goes on from there,
+    so pages never repeat a job nor show one newer than the page before."""
+
+    t: float | None = None
+    at: dict[str, str] = field(default_factory=dict)
+    default: str = ""  # a plain cursor (`s…`, `t…`) given to every replica
+
+    @classmethod
+    def parse(cls, cursor: str | None) -> FleetCursor:
+        if not cursor:
+            return cls()
+        if not cursor.startswith("f"):
+            return cls(default=cursor)
+        try:
+            raw = json.loads(base64.urlsafe_b64decode(_padded(cursor[1:])))
+            t = raw["t"]
+            at = {str(k): str(v) for k, v in raw["at"].items()}
+            return cls(t=None if t is None else float(t), at=at)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ValueError("cursor: not a cursor this gateway returned") from None
+
+    def encode(self) -> str:
+        raw = json.dumps({"t": self.t, "at": self.at}, separators=(",", ":"))
+        return "f" + base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    def for_replica(self, replica: str) -> str | None:
+        """The cursor to ask `replica` with; None: do not ask it (nothing left there)."""
+        if replica in self.at:
+            mine = self.at[replica]
+            return None if mine == EXHAUSTED else mine
+        if self.t is not None:
+            return f"t{self.t!r}"
+        return self.default
+
+
+def _padded(text: str) -> bytes:
+    return (text + "=" * (-len(text) % 4)).encode()
+
+
+def merge_jobs(
+    pages: Mapping[str, HistoryJobsPage],
+    limit: int,
+    cursor: FleetCursor | None = None,
+    asked: Mapping[str, str] | None = None,
+) -> HistoryJobsPage:
+    """Newest first across replicas (`pages` by replica id), at most `limit`. Each
+    replica's page is taken in its own order; the next cursor says, per replica, how far
+    this page went into it (see `FleetCursor`)."""
+    cursor = cursor or FleetCursor()
+    asked = asked or {}
+    streams = [[(job.ended_at, replica, i) for i, job in enumerate(page.jobs)]
+               for replica, page in pages.items()]  # fmt: skip
+    merged = list(heapq.merge(*streams, key=lambda e: e[0], reverse=True))[:limit]
+    taken: dict[str, int] = dict.fromkeys(pages, 0)
+    for _, replica, _ in merged:
+        taken[replica] += 1
+    at = {r: v for r, v in cursor.at.items() if v == EXHAUSTED}
+    for replica, page in pages.items():
+        k = taken[replica]
+        if k == len(page.jobs):
+            at[replica] = page.next_cursor or EXHAUSTED
+        elif k == 0:
+            at[replica] = asked.get(replica, cursor.for_replica(replica) or "")
+        else:
+            last = page.jobs[k - 1]
+            at[replica] = f"s{last.seq}" if last.seq is not None else f"t{last.ended_at!r}"
+    jobs = [pages[replica].jobs[i] for _, replica, i in merged]
+    t = jobs[-1].ended_at if jobs else cursor.t
+    more = any(value != EXHAUSTED for value in at.values())
+    next_cursor = FleetCursor(t=t, at=at).encode() if more else None
+    return HistoryJobsPage(jobs=jobs, next_cursor=next_cursor)
+
+
+def covered_seconds(start: float, end: float, since: float | None) -> float:
+    """The part of [start, end) the ledger(s) recorded: what rates are per second over."""
+    return max(end - max(start, since if since is not None else start), 0.0)
+
+
+def earliest(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return min(known) if known else None
 
 
 def finish_row(row: UsageRow, seconds: float) -> UsageRow:
@@ -66,10 +147,11 @@ def merge_usage(reports: Sequence[UsageReport]) -> UsageReport:
                 setattr(into, name, getattr(into, name) + getattr(row, name))
             into.latency_buckets = _add(into.latency_buckets, row.latency_buckets)
             into.ttft_buckets = _add(into.ttft_buckets, row.ttft_buckets)
-    seconds = first.end - first.start
+    since = earliest(report.since for report in reports)
+    seconds = covered_seconds(first.start, first.end, since)
     merged = [finish_row(row, seconds) for row in rows.values()]
     merged.sort(key=lambda r: (-r.requests, r.group))
-    return first.model_copy(update={"rows": merged})
+    return first.model_copy(update={"rows": merged, "since": since, "covered_s": seconds})
 
 
 def merge_series(series: Sequence[UsageSeries]) -> UsageSeries:
@@ -92,4 +174,9 @@ def merge_series(series: Sequence[UsageSeries]) -> UsageSeries:
         point.ttft_avg_ms = (
             round(point.ttft_sum_ms / point.ttft_count, 3) if point.ttft_count else None
         )
-    return series[0].model_copy(update={"points": [points[t] for t in sorted(points)]})
+    return series[0].model_copy(
+        update={
+            "points": [points[t] for t in sorted(points)],
+            "since": earliest(one.since for one in series),
+        }
+    )

@@ -7,7 +7,7 @@ from typing import Any
 
 from gatewaytui.gateway.history import store
 from gatewaytui.gateway.history.ledger import HistoryUnavailableError, Ledger
-from gatewaytui.gateway.history.merge import finish_row
+from gatewaytui.gateway.history.merge import covered_seconds, finish_row
 from gatewaytui.gateway.history.record import BUCKETS_MS
 from gatewaytui.schema.durations import parse_duration
 from gatewaytui.schema.history import (
@@ -59,8 +59,6 @@ def parse_cursor(cursor: str | None) -> tuple[int | None, float | None]:
 
 
 def _job(row: dict[str, Any]) -> HistoryJob:
-    row = dict(row)
-    row.pop("seq", None)
     return HistoryJob.model_validate(row)
 
 
@@ -104,6 +102,15 @@ def _span(window: str, end: float | None) -> tuple[float, float]:
     return end - seconds, end
 
 
+def _since(ledger: Ledger, conn: Any) -> float | None:
+    """Since when the ledger holds data: its creation, or the age limit's cutoff if later."""
+    since = store.recording_since(conn)
+    max_age = ledger.settings.max_age_s
+    if since is not None and max_age > 0:
+        since = max(since, time.time() - max_age)
+    return since
+
+
 async def usage_report(
     ledger: Ledger,
     group_by: str,
@@ -115,7 +122,12 @@ async def usage_report(
     if group_by not in store.GROUPS:
         raise BadQueryError(f"group_by: expected one of {', '.join(store.GROUPS)}")
     start, end = _span(window, end)
-    rows = await ledger.read(lambda conn: store.usage(conn, group_by, start, end, where))
+
+    def query(conn: Any) -> tuple[list[dict[str, Any]], float | None]:
+        return store.usage(conn, group_by, start, end, where), _since(ledger, conn)
+
+    rows, since = await ledger.read(query)
+    covered = covered_seconds(start, end, since)
     out = [
         finish_row(
             UsageRow(
@@ -128,7 +140,7 @@ async def usage_report(
                 latency_buckets=r["latency_buckets"],
                 ttft_buckets=r["ttft_buckets"],
             ),
-            end - start,
+            covered,
         )
         for r in rows
     ]
@@ -138,6 +150,8 @@ async def usage_report(
         window=window,
         start=start,
         end=end,
+        since=since,
+        covered_s=covered,
         buckets_ms=list(BUCKETS_MS),
         rows=out,
     )
@@ -152,7 +166,11 @@ async def usage_series(
 ) -> UsageSeries:
     start, end = _span(window, end)
     hourly = end - start > HOURLY_OVER_S  # a 7-day sparkline needs no 10,080 points
-    rows = await ledger.read(lambda conn: store.series(conn, start, end, where, hourly=hourly))
+
+    def query(conn: Any) -> tuple[list[dict[str, Any]], float | None]:
+        return store.series(conn, start, end, where, hourly=hourly), _since(ledger, conn)
+
+    rows, since = await ledger.read(query)
     points = [
         SeriesPoint(
             t=float(r["minute"] * 60),
@@ -170,13 +188,19 @@ async def usage_series(
         for r in rows
     ]
     return UsageSeries(
-        window=window, start=start, end=end, step_s=3600 if hourly else 60, points=points
+        window=window,
+        start=start,
+        end=end,
+        since=since,
+        step_s=3600 if hourly else 60,
+        points=points,
     )
 
 
 __all__ = [
     "BadQueryError",
     "HistoryUnavailableError",
+    "covered_seconds",
     "jobs_page",
     "one_job",
     "usage_report",

@@ -75,6 +75,7 @@ _DDL = [
     ) WITHOUT ROWID""",
 ]
 _DDL.append(_DDL[-1].replace("rollup (", "rollup_hour (", 1))  # the same, per hour
+_DDL.append("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID")
 _INSERT_JOB = f"INSERT INTO jobs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 _UPSERT_ROLLUP = (  # .format(table=rollup | rollup_hour)
     f"INSERT INTO {{table}} ({', '.join((*_ROLLUP_KEY, *_ROLLUP_VALUES))}) "
@@ -115,6 +116,7 @@ def open_writer(path: str) -> sqlite3.Connection:
         for statement in _DDL:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        _note_creation(conn)
         conn.execute("COMMIT")
         conn.execute("PRAGMA quick_check(1)").fetchone()
     except BaseException:
@@ -122,6 +124,30 @@ def open_writer(path: str) -> sqlite3.Connection:
             conn.close()
         raise
     return conn
+
+
+def _note_creation(conn: sqlite3.Connection) -> None:
+    """Remember since when this file records (rates over a young ledger divide by its age,
+    not by the whole window). A file from before `meta` existed: its oldest data."""
+    oldest = [time.time()]
+    first_job = conn.execute("SELECT requested_at FROM jobs ORDER BY seq LIMIT 1").fetchone()
+    if first_job is not None and first_job[0] is not None:
+        oldest.append(float(first_job[0]))
+    first_minute = conn.execute("SELECT min(minute) FROM rollup").fetchone()[0]
+    if first_minute is not None:
+        oldest.append(float(first_minute) * 60)
+    conn.execute(
+        "INSERT OR IGNORE INTO meta (name, value) VALUES ('created_at', ?)", (min(oldest),)
+    )
+
+
+def recording_since(conn: sqlite3.Connection) -> float | None:
+    """Since when the file records (None: a file no writer of this version opened yet)."""
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE name = 'created_at'").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return None if row is None else float(row[0])
 
 
 def _rollup_rows(records: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -320,6 +346,14 @@ class UsageFilter:
                 parts.append(f"{name} = ?")
                 args.append(value)
         return "".join(f" AND {p}" for p in parts), args
+
+    def params(self) -> dict[str, str]:
+        """The filters as query parameters (for asking another replica the same)."""
+        return {
+            name: value
+            for name in ("model", "key", "worker", "backend")
+            if (value := getattr(self, name))
+        }
 
 
 def _tiers(start: float, end: float) -> list[tuple[str, int, int]]:

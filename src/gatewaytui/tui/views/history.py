@@ -18,6 +18,7 @@ from textual.screen import Screen
 
 from gatewaytui.client.errors import ActionError, ClientError
 from gatewaytui.client.store import Change, StateStore
+from gatewaytui.schema.history import FleetCoverage
 from gatewaytui.shared.text import plural
 from gatewaytui.tui.screens.history_detail import HistoryJobScreen
 from gatewaytui.tui.views.base import register_view
@@ -67,6 +68,17 @@ def ms_column(key: str, label: str, priority: int) -> Column:
     )
 
 
+def coverage_text(answer: FleetCoverage) -> Text | None:
+    """What a fleet-wide answer covers: None on a single node; a warning when a replica did
+    not answer (what is shown lacks its jobs), else how many replicas' ledgers it joins."""
+    if answer.partial:
+        missing = ", ".join(answer.missing_replicas)
+        return Text(f"partial: no answer from replica(s) {missing} ·", "bold yellow")
+    if len(answer.replicas) > 1:
+        return Text(f"{len(answer.replicas)} replicas ·", "dim")
+    return None
+
+
 @register_view("8")
 class HistoryView(TableView):
     view_id = "history"
@@ -78,6 +90,7 @@ class HistoryView(TableView):
         super().__init__()
         self._rows: dict[str, dict[str, Any]] = {}
         self._note: Text | None = None
+        self._coverage: Text | None = None  # which replicas the page covers (a fleet)
         self._since_refresh = REFRESH_EVERY_S
         self.fetched_at: float | None = None
 
@@ -142,7 +155,9 @@ class HistoryView(TableView):
             else "no ended jobs yet"
         )
         clock = time.strftime("%H:%M:%S", time.localtime(self.fetched_at))
-        return Text(f"{shown} from the gateway's ledger · read {clock}", "dim")
+        where = "the gateway's ledger" if self._coverage is None else "the fleet's ledgers"
+        hint = Text(f"{shown} from {where} · read {clock}", "dim")
+        return hint if self._coverage is None else Text.assemble(self._coverage, " ", hint)
 
     def refresh_history(self) -> None:
         self._since_refresh = 0
@@ -170,6 +185,7 @@ class HistoryView(TableView):
             self._note = None
             self.fetched_at = time.time()
             self._rows = {job.id: job.model_dump() for job in page.jobs}
+            self._coverage = coverage_text(page)
             self.table.set_rows(self._rows)
         self._changed()
 

@@ -49,11 +49,22 @@ class Throughput:
             self.tokens.append(max(tokens - t0, 0) / span)
         self._last = (now, requests, tokens)
 
-    def seed(self, points: Sequence[tuple[float, float, float]], now: float) -> None:
+    def seed(
+        self,
+        points: Sequence[tuple[float, float, float]],
+        now: float,
+        since: float | None = None,
+    ) -> None:
         """Fill the samples not taken yet from the ledger's per-minute points
         `(minute start, requests, tokens out)`: a panel opened now shows the last minutes,
-        not zeros. Each second of a minute gets that minute's average rate."""
-        per_minute = {int(t): (r / 60.0, k / 60.0) for t, r, k in points}
+        not zeros. Each second of a minute gets that minute's rate over the part of it the
+        ledger saw (the current minute so far; a ledger started mid-minute from `since`),
+        so 10 requests in the 20 s since the ledger started read 0.5/s, not 10/60."""
+        per_minute = {}
+        for t, r, k in points:
+            seen = min(t + 60.0, now) - max(t, since if since is not None else t)
+            seen = max(seen, 1.0)
+            per_minute[int(t)] = (r / seen, k / seen)
         missing = SAMPLES - len(self.requests)
         if missing <= 0:
             return
@@ -61,7 +72,8 @@ class Throughput:
         seeded_t: list[float] = []
         for back in range(missing, 0, -1):
             second = now - back - len(self.requests)
-            rate = per_minute.get(int(second // 60 * 60), (0.0, 0.0))
+            recorded = since is None or second >= since
+            rate = per_minute.get(int(second // 60 * 60), (0.0, 0.0)) if recorded else (0, 0)
             seeded_r.append(rate[0])
             seeded_t.append(rate[1])
         self.requests = deque([*seeded_r, *self.requests], maxlen=SAMPLES)
@@ -353,7 +365,7 @@ class OverviewView(TableView):
         except ClientError:
             return  # no ledger (history off, an older gateway): the rates start from now
         points = [(p.t, float(p.requests), float(p.tokens_out)) for p in series.points]
-        self.throughput.seed(points, time.time())
+        self.throughput.seed(points, time.time(), series.since)
 
     def background_tick(self, store: StateStore) -> None:
         self._seed_from_ledger()

@@ -19,9 +19,10 @@ from textual.widgets import Static
 
 from gatewaytui.client.errors import ActionError, ClientError
 from gatewaytui.client.store import Change, StateStore
-from gatewaytui.schema.history import UsageSeries
+from gatewaytui.schema.history import UsageReport, UsageSeries
+from gatewaytui.tui.formatting import coarse_age
 from gatewaytui.tui.views.base import register_view
-from gatewaytui.tui.views.history import ms_column
+from gatewaytui.tui.views.history import coverage_text, ms_column
 from gatewaytui.tui.views.table_view import TableView, numeric_column
 from gatewaytui.tui.widgets.virtual_table import Column
 
@@ -50,6 +51,15 @@ def filled(series: UsageSeries, name: str) -> list[float]:
     return [by_t.get(t, 0.0) for t in range(first, int(series.end) + 1, step)]
 
 
+def covered_note(report: UsageReport) -> str:
+    """Say so when the rates are over less than the window (REQ/S divides by the time the
+    ledger has been recording, not by 24 h of which it saw 2 minutes)."""
+    covered = report.covered_s
+    if covered is None or covered >= report.end - report.start - 1:
+        return ""
+    return f", rates over the last {coarse_age(covered)} (the ledger's age)"
+
+
 def _pct(value: Any) -> str:
     return f"{float(value) * 100:.1f}%" if value else "0%"
 
@@ -72,6 +82,8 @@ class UsageView(TableView):
         self._rows: dict[str, dict[str, Any]] = {}
         self._series: UsageSeries | None = None
         self._note: Text | None = None
+        self._coverage: Text | None = None
+        self._span = ""  # ", rates over the last 2m (the ledger's age)" for a young ledger
         self._since_refresh = REFRESH_EVERY_S
         self.fetched_at: float | None = None
 
@@ -122,9 +134,12 @@ class UsageView(TableView):
             self.refresh_usage()
 
     def header_hint(self) -> Text | None:
-        base = Text(f"by {self.group} over {self.window} (w: window, b: group by)", "dim")
+        what = f"by {self.group} over {self.window}{self._span}"
+        base = Text(f"{what} (w: window, b: group by)", "dim")
         if self._note is not None:
             return Text.assemble(self._note, "  ", base)
+        if self._coverage is not None:
+            return Text.assemble(self._coverage, " ", base)
         return base
 
     def action_cycle_window(self) -> None:
@@ -161,6 +176,8 @@ class UsageView(TableView):
             self._note = None
             self.fetched_at = time.time()
             self._rows = {row.group or "(none)": row.model_dump() for row in report.rows}
+            self._coverage = coverage_text(report)
+            self._span = covered_note(report)
             self.table.set_rows(self._rows)
         self._draw_spark()
         self._changed()
