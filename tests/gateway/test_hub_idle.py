@@ -103,3 +103,19 @@ async def test_second_subscriber_gets_the_current_snapshot_without_a_rebuild() -
         task.cancel()
     await asyncio.gather(one, two, return_exceptions=True)
     assert not hub.watching
+
+
+def test_touch_observers_see_own_changes_even_while_idle_but_not_view_changes() -> None:
+    """The fleet's seam: every `touch` reaches the observers (watched or not); a change in a
+    view the process only shows (`touch_view`) reaches subscribers but not the observers."""
+    items = {"a": {"id": "a", "n": 0}}
+    hub = _hub(items, [])
+    seen: list[tuple[str, str]] = []
+    hub.observe_touches(lambda collection, item_id: seen.append((collection, item_id)))
+    hub.touch("workers", "a")
+    hub.touch_view("workers", "b")
+    assert seen == [("workers", "a")]
+    assert not hub._dirty["workers"]  # idle: nothing marked for the stream either
+    hub._wake()
+    hub.touch_view("workers", "a")
+    assert list(hub._dirty["workers"]) == ["a"] and seen == [("workers", "a")]

@@ -31,6 +31,8 @@ from gatewaytui.shared import codec
 log = logging.getLogger("gatewaytui.gateway.hub")
 
 Item = dict[str, Any]
+# Told of every change this process makes to its own state, watched or not: (collection, id).
+TouchObserver = Callable[[str, str], None]
 _MISSING = object()
 _RESYNC = object()
 
@@ -88,6 +90,7 @@ class StateHub:
         self._last_send = time.monotonic()
         self._watching = False  # a subscriber is connected: changes are tracked and sent
         self._woken = asyncio.Event()  # made here: Event() binds no loop until first awaited
+        self._observers: tuple[TouchObserver, ...] = ()
         self.bytes_sent = 0
         self.deltas_sent = 0
         self.resyncs = 0
@@ -104,7 +107,22 @@ class StateHub:
 
     # -- marking changes --------------------------------------------------------------------
 
+    def observe_touches(self, observer: TouchObserver) -> None:
+        """Also call `observer` for every `touch`, even while idle: a subsystem that follows
+        this process's own changes (the fleet publishes them to the other replicas). Keep it
+        cheap: it runs on the request path. `touch_view` does not reach it."""
+        self._observers = (*self._observers, observer)
+
     def touch(self, collection: str, item_id: str) -> None:
+        """An item of this process's own state changed (or appeared, or went)."""
+        if self._watching:
+            self._dirty[collection][item_id] = None
+        for observer in self._observers:
+            observer(collection, item_id)
+
+    def touch_view(self, collection: str, item_id: str) -> None:
+        """An item changed in a view this process only shows (another replica's items, the
+        fleet's replicas): sent to subscribers like any change, but not to the observers."""
         if self._watching:
             self._dirty[collection][item_id] = None
 

@@ -3,7 +3,8 @@ fleet-wide view plugged into the state hub.
 
 The gateway calls three things: `ClusterNode(gateway)` (no I/O), `start()` and `stop()`. The
 node hooks itself in where the parts offer it: the roster's `on_admit` (drain flags), the
-live state's `fleet_fields` (the server row), the event log's `on_local` (the fleet stream).
+live state's `fleet_fields` (the server row), the event log's `on_local` (the fleet stream),
+the hub's touch observers (this replica's own changes, to publish).
 Everything else attaches to the hub: merged collections (this replica's items plus the
 mirror of the others'), the `replicas` collection, and the event log's fleet stream.
 """
@@ -65,7 +66,6 @@ class ClusterNode:
         self.started_at = time.time()
         self.link = RedisLink(c.cluster_redis_url, c.cluster_redis_timeout, self._link_changed)
         hub = gateway.hub
-        self._hub_touch = hub.touch
         self.mirror = FleetMirror(
             self,
             {name: hub.collections[name].get for name in MIRRORED},
@@ -95,20 +95,19 @@ class ClusterNode:
             )
         hub.collections["models"] = Collection(self._model_item, self._all_models)
         hub.add_collection("replicas", Collection(self._replica_item, self._all_replicas))
-        hub.touch = self._local_touch  # type: ignore[method-assign]
+        hub.observe_touches(self._local_touch)
         self.gateway.events.on_local = self.events.on_local
         self.gateway.roster.on_admit = self.worker_registered
         self.gateway.live.fleet_fields = self.server_fields
 
     def _local_touch(self, collection: str, item_id: str) -> None:
-        """The hub's touch for this replica's own changes: also queue them for publishing."""
-        self._hub_touch(collection, item_id)
+        """Told of this replica's own changes by the hub: queue them for publishing."""
         if collection in MIRRORED:
             self.mirror.mark(collection, item_id)
 
     def touch(self, collection: str, item_id: str) -> None:
         """A change in the mirror of other replicas (not published again)."""
-        self._hub_touch(collection, item_id)
+        self.gateway.hub.touch_view(collection, item_id)
 
     def remote_changed(self) -> None:
         self.gateway.hub.touch_server()
@@ -226,7 +225,7 @@ class ClusterNode:
 
     def _link_changed(self, up: bool, reason: str) -> None:
         self.gateway.hub.touch_server()
-        self._hub_touch("replicas", self.id)
+        self.touch("replicas", self.id)
         events = self.gateway.events
         if up:
             events.add(
@@ -338,11 +337,11 @@ class ClusterNode:
                 "reconnect to another replica",
                 level="warning",
             )
-            self._hub_touch("replicas", replica)
+            self.touch("replicas", replica)
         joined = [r for r in live if r not in self.replicas]
         for replica, item in live.items():
             if self.replicas.get(replica) != item:
-                self._hub_touch("replicas", replica)
+                self.touch("replicas", replica)
         self.replicas = live
         for replica in joined:
             self.gateway.events.add(
@@ -353,7 +352,7 @@ class ClusterNode:
                 with contextlib.suppress(RedisDownError):
                     await self.mirror.load_replica(replica)
         self.mirror.sweep(self.config.gone_retention)
-        self._hub_touch("replicas", self.id)
+        self.touch("replicas", self.id)
 
     # ---- pub/sub --------------------------------------------------------------------------
 
