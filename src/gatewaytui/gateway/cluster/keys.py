@@ -25,6 +25,13 @@ def items(replica_id: str, collection: str) -> str:
     return f"{PREFIX}items:{replica_id}:{collection}"
 
 
+def published(replica_id: str) -> str:
+    """String: set with a replica's full publication of its items (same transaction). Missing
+    while its hashes may be partial: Redis lost its data and the replica has not yet written
+    everything back (readers then add what they find but remove nothing)."""
+    return f"{PREFIX}published:{replica_id}"
+
+
 def commands(replica_id: str) -> str:
     """Channel: actions forwarded to the replica that owns their target."""
     return f"{PREFIX}cmd:{replica_id}"

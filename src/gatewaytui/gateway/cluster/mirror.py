@@ -174,6 +174,8 @@ class FleetMirror:
                 pipe.delete(key)
                 if mapping:
                     pipe.hset(key, mapping=mapping)
+            ttl_ms = int(self.node.config.cluster_replica_ttl * 3000)
+            pipe.set(keys.published(self.node.id), str(self.version), px=ttl_ms)
             pipe.publish(keys.CHANGES, note)
             return await pipe.execute()
 
@@ -218,19 +220,24 @@ class FleetMirror:
                     self._remove(replica, collection, item_id)
 
     async def load_replica(self, replica: str) -> None:
-        """Reload everything a replica published (it is new to us, or we missed something)."""
+        """Reload everything a replica published (it is new to us, or we missed something).
+
+        Only a complete publication removes items: right after Redis lost its data a
+        replica's hashes are empty or partial until it writes everything back, and dropping
+        its live workers then would leave requests for their models queued here (or 404)."""
 
         async def run(client: Any) -> Any:
-            pipe = client.pipeline(transaction=False)
+            pipe = client.pipeline(transaction=True)  # the hashes and their marker as one
             for collection in MIRRORED:
                 pipe.hgetall(keys.items(replica, collection))
+            pipe.exists(keys.published(replica))
             return await pipe.execute()
 
-        results = await self.node.link.call(run)
+        *results, complete = await self.node.link.call(run)
         for collection, mapping in zip(MIRRORED, results, strict=True):
             fresh = {k: v for k, v in ((k, loads(raw)) for k, raw in mapping.items()) if v}
             for item_id, by_replica in list(self.remote[collection].items()):
-                if replica in by_replica and item_id not in fresh:
+                if complete and replica in by_replica and item_id not in fresh:
                     self._remove(replica, collection, item_id)
             for item_id, item in fresh.items():
                 if isinstance(item, dict):

@@ -214,7 +214,11 @@ class ClusterNode:
 
                 async def leave(client: Any) -> Any:
                     pipe = client.pipeline(transaction=False)
-                    pipe.delete(keys.replica(self.id), *(keys.items(self.id, c) for c in MIRRORED))
+                    pipe.delete(
+                        keys.replica(self.id),
+                        keys.published(self.id),
+                        *(keys.items(self.id, c) for c in MIRRORED),
+                    )
                     pipe.srem(keys.REPLICAS, self.id)
                     return await pipe.execute()
 
@@ -263,8 +267,8 @@ class ClusterNode:
             pipe.sadd(keys.REPLICAS, self.id)
             pipe.smembers(keys.REPLICAS)
             pipe.get(keys.EPOCH)
-            for collection in MIRRORED:
-                pipe.pexpire(keys.items(self.id, collection), ttl_ms * 3)
+            for key in (*(keys.items(self.id, c) for c in MIRRORED), keys.published(self.id)):
+                pipe.pexpire(key, ttl_ms * 3)
             return await pipe.execute()
 
         results = await self.link.call(register)
@@ -368,7 +372,8 @@ class ClusterNode:
         while True:
             pubsub = self.link.blocking.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(*channels)
+                async with asyncio.timeout(self.link.timeout):  # no hang on a mute server
+                    await pubsub.subscribe(*channels)
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None:
@@ -379,7 +384,8 @@ class ClusterNode:
                 log.exception("cluster listener failed")
             finally:
                 with contextlib.suppress(BaseException):
-                    await pubsub.aclose()
+                    async with asyncio.timeout(self.link.timeout):
+                        await pubsub.aclose()
             self.mirror.clear_remote()  # messages were missed: reload on the next one
             await asyncio.sleep(0.5)
 

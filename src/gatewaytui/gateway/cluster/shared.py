@@ -178,8 +178,11 @@ class FleetEvents:
         client = self.node.link.blocking
         while True:
             await self.node.link.up_event.wait()
-            try:
-                found: Any = await client.xread({keys.EVENTS: self.last_id}, count=200, block=1000)
+            try:  # the blocking pool has no socket timeout: bound the call here
+                async with asyncio.timeout(1.0 + self.node.link.timeout):
+                    found: Any = await client.xread(
+                        {keys.EVENTS: self.last_id}, count=200, block=1000
+                    )
             except LINK_ERRORS as exc:
                 self.node.link.set_down(exc)
                 await asyncio.sleep(0.5)  # back off before the next try
