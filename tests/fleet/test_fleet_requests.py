@@ -73,3 +73,35 @@ def test_a_forwarded_request_is_never_forwarded_again(fleet: Any) -> None:
         timeout=10,
     )
     assert looped.status_code == 404  # served here: r2 has no worker for it
+
+
+def test_no_404_for_a_model_still_served_when_a_replica_dies(fleet: Any) -> None:
+    """r2 (no worker of its own) forwards m-fleet to r1 or r3. SIGKILL r3 under that traffic:
+    until r3's registration expires r2 still sees it, but a refused connection makes r2 try
+    r1 instead; no request may answer 404 for a model the fleet still serves."""
+    import signal
+
+    from support.fleet import Traffic
+
+    replicas, worker = fleet
+    r1, r2, r3 = replicas
+    worker("w1", r1)
+    worker("w3", r3)
+
+    def both_serve() -> bool:
+        model = next((m for m in r2.state()["models"] if m["id"] == "m-fleet"), None)
+        return model is not None and model["ready_workers"] == 2
+
+    wait_until(both_serve, 15, "r2 to see m-fleet on r1 and r3")
+    loads = [Traffic(r2.url, "m-fleet"), Traffic(r2.url, "m-fleet", stream=True)]
+    wait_until(lambda: all(t.ok >= 5 for t in loads), 10, "traffic before the kill")
+    r3.signal(signal.SIGKILL)
+    r3.proc.wait(5)
+    served = sum(t.ok for t in loads)
+    wait_until(lambda: {r["id"] for r in r2.state()["replicas"]} == {"r1", "r2"}, 10, "r3 to leave")
+    wait_until(lambda: sum(t.ok for t in loads) >= served + 20, 15, "traffic after the kill")
+    failed = [f for t in loads for f in t.stop().failed]
+    assert not [f for f in failed if f.startswith("404")], failed[:3]
+    # Only what was in flight on r3 when it died may fail (its connection died with it).
+    assert all("replica_failed" in f for f in failed), failed[:3]
+    assert len(failed) <= 2, failed

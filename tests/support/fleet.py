@@ -232,7 +232,8 @@ class Traffic:
                     if response.status_code == 200 and '"error"' not in text:
                         self.ok += 1
                     else:
-                        self.failed.append(f"{response.status_code}: {text[:200]}")
+                        tail = f" ... {text[-200:]}" if len(text) > 400 else text[200:]
+                        self.failed.append(f"{response.status_code}: {text[:200]}{tail}")
                 except httpx.HTTPError as exc:
                     self.failed.append(repr(exc))
 

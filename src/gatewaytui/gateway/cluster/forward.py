@@ -11,6 +11,7 @@ replica handles the request itself (the usual local answer: queue, or 404 for th
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ class Forwarder:
         self.node = node
         self._client: httpx.AsyncClient | None = None
         self.forwarded = 0
+        self._unreachable: dict[str, float] = {}  # replica -> monotonic time to try again
 
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -49,57 +51,94 @@ class Forwarder:
         if self._client is not None:
             await self._client.aclose()
 
-    def target(self, model: str) -> str | None:
-        """The replica to send a request for `model` to, or None to serve it here."""
+    def targets(self, model: str) -> list[str]:
+        """The replicas that could take a request for `model`, least loaded first; empty to
+        serve it here. A replica that refused a connection lately is left out."""
         loads = self.node.mirror.replica_load()
         if not any(model in per_model for per_model in loads.values()):
-            return None  # no other replica serves it: nothing to weigh
-        live = self.node.gateway.live
-        live.refresh_derived()
-        here = live.models.get(model)
-        ready_here = 0
-        free_here = 0
-        if here is not None:
-            ready_here = int(here.get("ready_workers") or 0) + int(here.get("ready_backends") or 0)
-            free_here = int(here.get("capacity") or 0) - int(here.get("inflight") or 0)
+            return []  # no other replica serves it: nothing to weigh
+        ready_here, free_here = self._here(model)
         if ready_here and free_here > 0:
-            return None
-        best: tuple[float, str] | None = None
+            return []
+        now = time.monotonic()
+        ranked: list[tuple[float, str]] = []
         for replica, per_model in loads.items():
             registration = self.node.replicas.get(replica)
             slot = per_model.get(model)
             if registration is None or slot is None or registration.get("draining"):
                 continue
+            if self._unreachable.get(replica, 0.0) > now:
+                continue
             capacity, inflight = slot["capacity"], slot["inflight"]
             if capacity <= 0 or (ready_here and inflight >= capacity):
                 continue  # busy there as well: queue here rather than elsewhere
-            load = inflight / capacity
-            if best is None or load < best[0]:
-                best = (load, replica)
-        return best[1] if best is not None else None
+            ranked.append((inflight / capacity, replica))
+        return [replica for _, replica in sorted(ranked)]
+
+    def _here(self, model: str) -> tuple[int, int]:
+        """Ready workers and backends for `model` on this replica, and its free slots."""
+        live = self.node.gateway.live
+        live.refresh_derived()
+        here = live.models.get(model)
+        if here is None:
+            return 0, 0
+        ready = int(here.get("ready_workers") or 0) + int(here.get("ready_backends") or 0)
+        return ready, int(here.get("capacity") or 0) - int(here.get("inflight") or 0)
 
     async def maybe_forward(self, request: Request, body: dict[str, Any]) -> Response | None:
-        """The other replica's answer, or None when this replica should serve the request."""
+        """The other replica's answer, or None when this replica should serve the request.
+
+        A replica that cannot be connected to (it died; the fleet has not noticed yet) is
+        skipped for a TTL and the next one is tried; so is one that dropped the connection
+        before answering (it died with the request, whose job died with it). When none
+        answered, this replica serves the request if it knows the model, else the answer is
+        a retryable 503, never a 404 for a model the fleet still serves."""
         model = body.get("model")
         if request.headers.get(FORWARDED_BY) or not isinstance(model, str):
             return None
-        replica = self.target(model)
-        if replica is None:
+        candidates = self.targets(model)
+        if not candidates:
             return None
-        base = str(self.node.replicas[replica].get("advertise_url") or "").rstrip("/")
         headers = {"content-type": "application/json", FORWARDED_BY: self.node.id}
         auth = request.headers.get("authorization")
         if auth:
             headers["authorization"] = auth
+        content = codec.dumps(body)
         client = self.client()
-        outgoing = client.build_request(
-            "POST", base + request.url.path, content=codec.dumps(body), headers=headers
+        for replica in candidates:
+            registration = self.node.replicas.get(replica) or {}
+            base = str(registration.get("advertise_url") or "").rstrip("/")
+            outgoing = client.build_request(
+                "POST", base + request.url.path, content=content, headers=headers
+            )
+            try:
+                upstream = await client.send(outgoing, stream=True)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                self._unreachable[replica] = time.monotonic() + self.node.config.cluster_replica_ttl
+                log.warning("replica %s unreachable (%s): trying another", replica, exc)
+                continue
+            except httpx.TimeoutException as exc:  # it took the request and never answered
+                raise GatewayError(
+                    f"replica {replica} did not answer in time ({exc})",
+                    status=504,
+                    code="replica_timeout",
+                ) from None
+            except httpx.HTTPError as exc:  # it died with the request: its job died too
+                log.warning("replica %s dropped a forwarded request (%s): retrying", replica, exc)
+                continue
+            return await self._answer(upstream, replica)
+        gateway = self.node.gateway
+        family = gateway.config.model_family_matching
+        if gateway.registry.knows_model(model, family) or gateway.backends.knows_model(model):
+            return None  # this replica can queue it for its own workers
+        raise GatewayError(
+            f"no replica serving {model!r} could be reached right now; retry shortly",
+            status=503,
+            code="replica_unavailable",
         )
-        try:
-            upstream = await client.send(outgoing, stream=True)
-        except httpx.HTTPError as exc:
-            log.warning("forwarding to replica %s failed (%s): serving here", replica, exc)
-            return None
+
+    async def _answer(self, upstream: httpx.Response, replica: str) -> Response:
+        """The other replica's answer, streamed through when it streams."""
         self.forwarded += 1
         back = {k: v for k, v in upstream.headers.items() if k.lower() in _PASS_BACK}
         back[REPLICA_HEADER] = replica
