@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 import gatewaytui
+from gatewaytui.cli.errors import CliError
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.options import (
     DESCRIPTORS,
@@ -27,10 +28,6 @@ from gatewaytui.schema import ArgType
 from gatewaytui.shared.yaml_marks import StrictLoader, compose, node_mark, where
 
 log = logging.getLogger("gatewaytui.cli")
-
-
-class CliError(Exception):
-    """A user-facing error: printed without a traceback, exit code 2."""
 
 
 def setup_logging(level: str) -> None:

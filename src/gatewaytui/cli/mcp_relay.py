@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gatewaytui.cli.errors import CliError
+
 DESCRIPTION = """\
 Connect out to the gateway (WS /api/mcp/connect) and bridge MCP calls to a local MCP server,
 given as a command that speaks MCP over stdio (after --) or as a Streamable HTTP URL (--url).
@@ -77,8 +79,6 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def _read_secret(path: str, what: str) -> str:
-    from gatewaytui.cli.main import CliError
-
     try:
         value = Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
@@ -92,7 +92,6 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     """Build MCPRelaySettings from the parsed flags and the environment."""
     from pydantic import ValidationError
 
-    from gatewaytui.cli.main import CliError
     from gatewaytui.workers.mcp_relay import MCPRelaySettings, relay_settings_error
 
     command = list(args.command or [])

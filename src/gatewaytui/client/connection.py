@@ -352,16 +352,7 @@ class GatewayConnection:
                 live_started: float | None = None
                 resync = unreachable = False
                 try:
-                    ws = await connect(
-                        self.ws_url,
-                        additional_headers=auth_headers(self._token),
-                        user_agent_header=f"gatewaytui/{gatewaytui.__version__}",
-                        open_timeout=self.open_timeout,
-                        ping_interval=None,  # our own pings, only while the stream is quiet
-                        close_timeout=1.0,
-                        max_size=MAX_MESSAGE_BYTES,
-                        max_queue=64,
-                    )
+                    ws = await self._open()
                 except InvalidStatus as exc:
                     if self._unauthorized(exc, attempt):
                         return
@@ -403,6 +394,18 @@ class GatewayConnection:
                 self._set_state(replace(waiting, next_retry_at=None))
         finally:
             self._live_started = None
+
+    async def _open(self) -> ClientConnection:
+        return await connect(
+            self.ws_url,
+            additional_headers=auth_headers(self._token),
+            user_agent_header=f"gatewaytui/{gatewaytui.__version__}",
+            open_timeout=self.open_timeout,
+            ping_interval=None,  # our own pings, only while the stream is quiet
+            close_timeout=1.0,
+            max_size=MAX_MESSAGE_BYTES,
+            max_queue=64,
+        )
 
     async def _stream_from(self, ws: ClientConnection) -> tuple[str, bool, bool, float | None]:
         """Mirror one connection until it ends: why it ended, whether a resync was asked,
