@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
@@ -28,13 +28,20 @@ from gatewaytui.client.errors import (
     error_message_from_body,
 )
 from gatewaytui.client.history import HistoryClient
-from gatewaytui.schema.api import ActionResult, ServerDrainRequest, WorkerLogs
+from gatewaytui.schema.api import (
+    ActionResult,
+    ServerDrainRequest,
+    ServerUndrainRequest,
+    WorkerLogs,
+)
 from gatewaytui.schema.backends import ProbeResult
 from gatewaytui.schema.state import BackendSnapshot, GatewayState, PluginState
 from gatewaytui.shared.sse import sse_data
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 M = TypeVar("M", bound=BaseModel)
+FleetScope = Literal["replica", "fleet"]
+"""A server drain's reach in a fleet: one replica, or every live one."""
 
 
 def normalise_url(url: str) -> str:
@@ -268,15 +275,29 @@ class GatewayClient:
         return await self._action(f"/api/jobs/{_segment(job_id)}/cancel")
 
     async def drain_server(
-        self, timeout_s: float | None = None, *, exit_when_done: bool = False
+        self,
+        timeout_s: float | None = None,
+        *,
+        exit_when_done: bool = False,
+        scope: FleetScope = "replica",
+        replica: str | None = None,
     ) -> ActionResult:
-        """Refuse new requests and let in-flight jobs finish (up to `timeout_s`)."""
-        body = ServerDrainRequest(timeout_s=timeout_s, exit_when_done=exit_when_done)
+        """Refuse new requests and let in-flight jobs finish (up to `timeout_s`). In a fleet:
+        `scope="fleet"` drains every live replica, `replica` names another one than this."""
+        body = ServerDrainRequest(
+            timeout_s=timeout_s, exit_when_done=exit_when_done, scope=scope, replica=replica
+        )
         return await self._action("/api/server/drain", body.model_dump(mode="json"))
 
-    async def undrain_server(self) -> ActionResult:
-        """Cancel a server drain; the gateway accepts requests again."""
-        return await self._action("/api/server/undrain")
+    async def undrain_server(
+        self, *, scope: FleetScope = "replica", replica: str | None = None
+    ) -> ActionResult:
+        """Cancel a server drain; the gateway accepts requests again (in a fleet: this
+        replica, `replica`, or with `scope="fleet"` every live one)."""
+        if scope == "replica" and replica is None:
+            return await self._action("/api/server/undrain")  # as a single node expects it
+        body = ServerUndrainRequest(scope=scope, replica=replica)
+        return await self._action("/api/server/undrain", body.model_dump(mode="json"))
 
     # -- backends (reads: viewer; edits and probes: operator) -------------------------------
 

@@ -31,7 +31,7 @@ from gatewaytui.client.connection import (
     Update,
 )
 from gatewaytui.client.errors import ClientError
-from gatewaytui.client.http import GatewayClient, Health
+from gatewaytui.client.http import FleetScope, GatewayClient, Health
 from gatewaytui.client.store import StateStore
 from gatewaytui.schema.api import ActionResult
 from gatewaytui.schema.backends import ProbeResult
@@ -190,12 +190,21 @@ class Session:
         return await self._client().cancel_job(job_id)
 
     async def drain_server(
-        self, timeout_s: float | None = None, *, exit_when_done: bool = False
+        self,
+        timeout_s: float | None = None,
+        *,
+        exit_when_done: bool = False,
+        scope: FleetScope = "replica",
+        replica: str | None = None,
     ) -> ActionResult:
-        return await self._client().drain_server(timeout_s, exit_when_done=exit_when_done)
+        return await self._client().drain_server(
+            timeout_s, exit_when_done=exit_when_done, scope=scope, replica=replica
+        )
 
-    async def undrain_server(self) -> ActionResult:
-        return await self._client().undrain_server()
+    async def undrain_server(
+        self, *, scope: FleetScope = "replica", replica: str | None = None
+    ) -> ActionResult:
+        return await self._client().undrain_server(scope=scope, replica=replica)
 
     # -- backends ---------------------------------------------------------------------------
 
