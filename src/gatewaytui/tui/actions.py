@@ -22,10 +22,12 @@ from gatewaytui.client.rows import JobRow, WorkerRow
 from gatewaytui.client.session import Session
 from gatewaytui.client.store import StateStore
 from gatewaytui.shared.text import plural
+from gatewaytui.tui.fleet import clustered, on_replica, replica_of
 from gatewaytui.tui.formatting import age, parse_ts
 from gatewaytui.tui.guardrails import drain_impact
 from gatewaytui.tui.messages import PanelStateChanged
 from gatewaytui.tui.screens.confirm import ConfirmScreen
+from gatewaytui.tui.screens.scope import Scope, ScopeScreen
 from gatewaytui.tui.screens.type_confirm import TypeToConfirmScreen
 from gatewaytui.tui.widgets.virtual_table import VirtualTable
 
@@ -71,7 +73,9 @@ def worker_action_dialog(
         total += inflight
         body.append("  • ")
         body.append(worker_id, "bold")
-        body.append(f"  {worker.get('status', '?')}, {plural(inflight, 'job')} in flight\n")
+        body.append(f"  {worker.get('status', '?')}, {plural(inflight, 'job')} in flight")
+        body.append_text(on_replica(worker))
+        body.append("\n")
     count = plural(len(worker_ids), "worker")
     if kind != "drain":
         they = "It goes" if len(worker_ids) == 1 else "They go"
@@ -100,13 +104,17 @@ def cancel_job_dialog(job: JobRow, now: float) -> ConfirmScreen:
     """The job's what, where and how long (queued or running), before it is cancelled."""
     started = parse_ts(job.get("started_at"))
     since = age(now - started) if started else "-"
+    replica = on_replica(job, " on replica ")
     if job.get("state") == "queued":
-        where = f"  queued {since}, waiting for a free {job.get('model')} worker\n\n"
+        where = Text.assemble(
+            f"  queued {since}", replica, f", waiting for a free {job.get('model')} worker\n\n"
+        )
         effect = "The client gets an error; the job never runs."
     else:
-        where = (
-            f"  on {job.get('worker') or job.get('backend') or '-'}, running for {since}, "
-            f"{job.get('tokens_out', 0)} tokens out\n\n"
+        where = Text.assemble(
+            f"  on {job.get('worker') or job.get('backend') or '-'}",
+            on_replica(job, " (replica ").append(")") if replica_of(job) else "",
+            f", running for {since}, {job.get('tokens_out', 0)} tokens out\n\n",
         )
         effect = "The client gets an error; the worker stops."
     body = Text.assemble(
@@ -115,8 +123,17 @@ def cancel_job_dialog(job: JobRow, now: float) -> ConfirmScreen:
     return ConfirmScreen("Cancel this job?", body, "Cancel job", cancel_label="Keep")
 
 
-def server_dialog(kind: ServerAction, context_name: str, inflight: int) -> TypeToConfirmScreen:
-    """Draining the whole gateway is typed out: the context's name confirms it."""
+def server_dialog(
+    kind: ServerAction,
+    context_name: str,
+    inflight: int,
+    scope: Scope | None = None,
+    replica: str = "",
+) -> TypeToConfirmScreen:
+    """Draining the whole gateway is typed out: the context's name confirms it. In a fleet,
+    `scope` says whether it is the panel's replica or every replica (see `scope_dialog`)."""
+    if scope is not None:
+        return _fleet_server_dialog(kind, context_name, inflight, scope, replica)
     if kind == "drain":
         body = Text(
             f"The gateway stops taking requests (/readyz 503, new requests 503) and waits for its "
@@ -127,6 +144,40 @@ def server_dialog(kind: ServerAction, context_name: str, inflight: int) -> TypeT
         body = Text("The gateway accepts requests again.\n")
         title = f"Undrain '{context_name}'?"
     return TypeToConfirmScreen(title, body, context_name)
+
+
+def scope_dialog(kind: ServerAction, replica: str, replicas: int) -> ScopeScreen:
+    """In a fleet: this replica, or the whole fleet?"""
+    verb = "Drain" if kind == "drain" else "Undrain"
+    body = Text.assemble(
+        "The panel is connected to replica ",
+        (replica, "bold"),
+        f", one of {plural(replicas, 'replica')}. ",
+        "Draining one replica moves its clients to the others (its /readyz says 503); "
+        "draining the whole fleet stops every replica taking requests.\n"
+        if kind == "drain"
+        else "Undrain this replica only, or every replica of the fleet?\n",
+    )
+    return ScopeScreen(f"{verb} which part of the fleet?", body, replica, replicas)
+
+
+def _fleet_server_dialog(
+    kind: ServerAction, context_name: str, inflight: int, scope: Scope, replica: str
+) -> TypeToConfirmScreen:
+    """The typed confirmation of a replica's or the fleet's drain (or undrain)."""
+    fleet = scope == "fleet"
+    what = f"the whole fleet '{context_name}'" if fleet else f"replica '{replica}'"
+    if kind == "drain":
+        who = "Every replica stops" if fleet else f"Replica {replica} stops"
+        rest = "" if fleet else " The other replicas keep serving."
+        body = Text(
+            f"{who} taking requests (/readyz 503, new requests 503) and waits for its "
+            f"in-flight jobs ({inflight} now{' fleet-wide' if fleet else ''}).{rest} "
+            "Undrain cancels it while it is unfinished.\n"
+        )
+        return TypeToConfirmScreen(f"Drain {what}?", body, context_name)
+    body = Text(f"{'Every replica accepts' if fleet else 'It accepts'} requests again.\n")
+    return TypeToConfirmScreen(f"Undrain {what}?", body, context_name)
 
 
 class PanelActions:
@@ -282,21 +333,38 @@ class PanelActions:
     # ---- the server -----------------------------------------------------------------------
 
     def request_server_action(self, kind: ServerAction) -> None:
-        """Type the context's name to drain (or undrain) the whole gateway."""
+        """Type the context's name to drain (or undrain) the whole gateway; in a fleet, first
+        choose this replica or every replica."""
         if self.refuse_read_only():
             return
-        host = self._host
-        inflight = host.store.server.get("inflight", 0)
-        dialog = server_dialog(kind, host.session.name, inflight)
-        self._confirm_then(dialog, lambda: self._run_server(kind))
+        store = self._host.store
+        replica = str(store.server.get("replica") or "")
+        if not (clustered(store) and replica):
+            self._confirm_server(kind, None)
+            return
 
-    async def _run_server(self, kind: ServerAction) -> None:
+        def chosen(scope: Scope | None) -> None:
+            if scope is not None:
+                self._confirm_server(kind, scope)
+
+        replicas = max(len(store.items["replicas"]), 1)
+        self._app.push_screen(scope_dialog(kind, replica, replicas), chosen)
+
+    def _confirm_server(self, kind: ServerAction, scope: Scope | None) -> None:
+        host = self._host
+        store = host.store
+        inflight = len(store.jobs) if scope == "fleet" else store.server.get("inflight", 0)
+        replica = str(store.server.get("replica") or "")
+        dialog = server_dialog(kind, host.session.name, inflight, scope, replica)
+        self._confirm_then(dialog, lambda: self._run_server(kind, scope or "replica"))
+
+    async def _run_server(self, kind: ServerAction, scope: Scope = "replica") -> None:
         session = self._host.session
         try:
             if kind == "drain":
-                result = await session.drain_server()
+                result = await session.drain_server(scope=scope)
             else:
-                result = await session.undrain_server()
+                result = await session.undrain_server(scope=scope)
         except ClientError as exc:
             self._app.notify(f"server {kind} refused: {exc}", severity="error", timeout=10)
             return
