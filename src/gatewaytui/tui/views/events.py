@@ -12,6 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
 from gatewaytui.client.store import Change, StateStore
+from gatewaytui.tui.fleet import REPLICA_COLUMN, replica_column
 from gatewaytui.tui.messages import PanelStateChanged
 from gatewaytui.tui.screens.event_detail import EventDetailScreen
 from gatewaytui.tui.views.base import register_view
@@ -38,6 +39,7 @@ class EventsView(TableView):
     title = "Events"
     collection = "events"
     default_sort = ("id", False)
+    fleet_columns = frozenset({REPLICA_COLUMN})
     selectable = True  # the app shows the whole event (long messages are cut in the table)
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -70,6 +72,7 @@ class EventsView(TableView):
             Column("level", "LEVEL", _level, width=9),
             Column("kind", "KIND", lambda e: e.get("kind", ""), width=14),
             Column("worker", "WORKER", lambda e: e.get("worker_id") or "", width=14, priority=2),
+            replica_column(priority=3),
             Column("job", "JOB", lambda e: e.get("job_id") or "", width=18, priority=4),
             Column("message", "MESSAGE", lambda e: e.get("message", ""), width=30, flex=True),
         ]
@@ -88,6 +91,7 @@ class EventsView(TableView):
         }
 
     def show_state(self, store: StateStore, change: Change | None) -> None:
+        self.show_fleet_columns(store)
         if (
             change is not None
             and not change.events

@@ -8,6 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual.screen import Screen
 
+from gatewaytui.tui.fleet import REPLICA_COLUMN, replica_column
 from gatewaytui.tui.formatting import age, bar, parse_ts
 from gatewaytui.tui.screens.job_detail import JobDetailScreen
 from gatewaytui.tui.views.base import register_view
@@ -45,6 +46,7 @@ class JobsView(TableView):
     title = "Jobs"
     collection = "jobs"
     default_sort = ("elapsed", True)
+    fleet_columns = frozenset({REPLICA_COLUMN})
     selectable = True  # the app opens the job's details
     row_actions = frozenset({"cancel_job"})
 
@@ -64,6 +66,7 @@ class JobsView(TableView):
             Column("kind", "KIND", lambda j: j.get("kind", ""), width=10, priority=2),
             Column("model", "MODEL", lambda j: j.get("model", ""), width=20, flex=True),
             Column("worker", "WORKER", _where, width=16, priority=1),
+            replica_column(priority=1),
             Column("state", "STATE", _state, width=10, priority=1),
             Column(
                 "elapsed",

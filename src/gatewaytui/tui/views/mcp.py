@@ -14,6 +14,7 @@ from textual.widgets import Static
 
 from gatewaytui.client.rows import MCPClientRow, MCPSessionRow
 from gatewaytui.client.store import Change, StateStore
+from gatewaytui.tui.fleet import REPLICA_COLUMN, clustered, replica_column
 from gatewaytui.tui.formatting import age, count, parse_ts, status_text
 from gatewaytui.tui.views.base import View, register_view
 from gatewaytui.tui.views.table_view import numeric_column
@@ -225,6 +226,7 @@ class MCPView(View):
                 sort_key=lambda c: STATUS_ORDER.get(c.get("status", ""), 9),
                 width=11,
             ),
+            replica_column(priority=1),
             Column(
                 "inflight",
                 "LOAD",
@@ -327,6 +329,7 @@ class MCPView(View):
 
     def show_state(self, store: StateStore, change: Change | None) -> None:
         self._store = store
+        self.clients_table.hide_columns(() if clustered(store) else (REPLICA_COLUMN,))
         touched = False
         for name, table in (
             ("mcp_clients", self.clients_table),

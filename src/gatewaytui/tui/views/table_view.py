@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from textual.app import ComposeResult
 
 from gatewaytui.client.store import Change, StateStore
+from gatewaytui.tui.fleet import clustered
 from gatewaytui.tui.formatting import count
 from gatewaytui.tui.views.base import View
 from gatewaytui.tui.widgets.virtual_table import Column, VirtualTable
@@ -40,6 +41,8 @@ class TableView(View):
     default_sort: ClassVar[tuple[str, bool]] = ("id", False)
     markable: ClassVar[bool] = False
     """Space marks rows, for an action on several at once (only Workers has one)."""
+    fleet_columns: ClassVar[frozenset[str]] = frozenset()
+    """Columns shown only when the gateway is a replica of a fleet (REPLICA)."""
     selectable: ClassVar[bool | None] = None
     """Enter opens the row under the cursor. None: when the view handles
     `VirtualTable.RowSelected` itself (the app opens workers and jobs)."""
@@ -78,7 +81,13 @@ class TableView(View):
     def rows(self, store: StateStore) -> Mapping[str, Mapping[str, Any]]:
         return store.items[self.collection]
 
+    def show_fleet_columns(self, store: StateStore) -> None:
+        """The fleet's columns when the gateway is a replica; a single node looks as ever."""
+        if self.fleet_columns:
+            self.table.hide_columns(() if clustered(store) else self.fleet_columns)
+
     def show_state(self, store: StateStore, change: Change | None) -> None:
+        self.show_fleet_columns(store)
         rows = self.rows(store)
         if change is None or change.snapshot:
             self.table.set_rows(rows)

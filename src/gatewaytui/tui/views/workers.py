@@ -13,6 +13,7 @@ from textual.screen import Screen
 
 from gatewaytui.client.store import Change, StateStore
 from gatewaytui.tui.context import PanelContext
+from gatewaytui.tui.fleet import REPLICA_COLUMN, replica_column
 from gatewaytui.tui.formatting import STATUS_ORDER, age, coarse_age, ms, parse_ts, status_text
 from gatewaytui.tui.gpus import gpu_mem_text, gpu_totals, gpu_util_text
 from gatewaytui.tui.screens.label_select import open_label_select
@@ -78,6 +79,7 @@ def _identity_columns(styles: dict[str, str]) -> list[Column]:
             sort_key=lambda w: STATUS_ORDER.get(w.get("status", ""), 99),
             width=12,
         ),
+        replica_column(priority=1),
         Column(
             "models",
             "MODELS",
@@ -148,6 +150,7 @@ class WorkersView(TableView):
     title = "Workers"
     collection = "workers"
     default_sort = ("id", False)
+    fleet_columns = frozenset({REPLICA_COLUMN})
     markable = True  # d / u act on every marked worker
     selectable = True  # the app opens the worker's details
     row_actions = frozenset({"drain", "undrain"})

@@ -98,12 +98,15 @@ class Counts:
     queue_length: int = 0
     queue_capacity: int = 0
     version: str | None = None
+    fleet: Text | None = None  # a fleet's `replicas 3/3 · ` (and `▲ degraded`), first
 
     def text(self) -> Text:
         counts = Text(
             f"workers {self.serving}/{self.workers} · jobs {self.jobs}"
             f" · queue {self.queue_length}/{self.queue_capacity}"
         )
+        if self.fleet is not None:
+            counts = Text.assemble(self.fleet, counts)
         if self.version:
             counts.append(f" · gateway {self.version}", "dim")
         return counts

@@ -45,6 +45,16 @@ class ColumnLayout:
     def __init__(self, columns: Sequence[Column]) -> None:
         self.columns = tuple(columns)
         self._layouts: dict[int, Layout] = {}
+        self.hidden: frozenset[int] = frozenset()
+        """Columns left out at every width (a fleet's REPLICA column on a single node)."""
+
+    def hide(self, hidden: frozenset[int]) -> bool:
+        """Leave these columns out (at least one column stays); True if that changed."""
+        if hidden == self.hidden or len(hidden) >= len(self.columns):
+            return False
+        self.hidden = hidden
+        self._layouts.clear()
+        return True
 
     def __call__(self, width: int) -> Layout:
         """(column index, width) of the columns shown at `width`, in definition order."""
@@ -56,7 +66,7 @@ class ColumnLayout:
     def _compute(self, width: int) -> Layout:
         columns = self.columns
         available = max(1, width - GUTTER)
-        shown = set(range(len(columns)))
+        shown = set(range(len(columns))) - self.hidden
 
         def needed() -> int:
             return sum(columns[i].minimum for i in shown) + len(shown) - 1

@@ -286,6 +286,14 @@ class VirtualTable(ScrollView, can_focus=True):
         if self._model.sort_by(key, reverse):
             self._after_user_reorder()
 
+    def hide_columns(self, keys: Iterable[str]) -> None:
+        """Leave the columns `keys` out of the table (none: show them all again). Hidden
+        columns still render into the filter's text and can still sort the rows."""
+        hidden = frozenset(self._model.column_index[key] for key in keys)
+        if self._layout.hide(hidden):
+            self._renderer.clear()
+            self.refresh()
+
     def cycle_sort(self) -> None:
         """Sort by the next on-screen column (ascending), wrapping round."""
         shown = [index for index, _ in self._layout(self._viewport.width())]
