@@ -111,11 +111,12 @@ async def test_a_dialog_footer_shows_its_own_keys_not_the_views():
 
 
 def _key_tokens(text: str) -> set[str]:
-    """`1 … 7` -> 1..7; `o / O`, `esc, q` -> each key."""
+    """`1 … 7` -> 1..7; `1 … 9, 0` -> 0..9; `o / O`, `esc, q` -> each key."""
     text = text.replace("`", "")
     if "…" in text:
-        first, last = (part.strip() for part in text.split("…"))
-        return {str(n) for n in range(int(first), int(last) + 1)}
+        first, rest = (part.strip() for part in text.split("…"))
+        last, *more = (part.strip() for part in rest.split(","))
+        return {str(n) for n in range(int(first), int(last) + 1)} | set(more)
     return {key.strip() for part in text.split(" / ") for key in part.split(",") if key.strip()}
 
 

@@ -64,6 +64,7 @@ from gatewaytui.tui.views.jobs import JobsView
 from gatewaytui.tui.views.mcp import MCPView
 from gatewaytui.tui.views.overview import OverviewView
 from gatewaytui.tui.views.plugins import PluginsView
+from gatewaytui.tui.views.replicas import ReplicasView
 from gatewaytui.tui.views.usage import UsageView
 from gatewaytui.tui.views.workers import WorkersView
 from gatewaytui.tui.widgets.filter_bar import FilterBar
@@ -81,6 +82,7 @@ _REGISTERED = (
     PluginsView,
     HistoryView,
     UsageView,
+    ReplicasView,
 )
 
 ACTIONS = frozenset({"drain", "undrain", "cancel_job"})

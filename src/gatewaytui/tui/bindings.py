@@ -77,6 +77,8 @@ class HelpRow:
     @property
     def key_text(self) -> str:
         digits = [k for k in self.keys if k.isdigit()]
+        if len(self.keys) > 3 and digits == self.keys and self.keys[-1] == "0":  # 1 … 9, 0
+            return f"{self.keys[0]} … {self.keys[-2]}, 0"
         if len(self.keys) > 2 and digits == self.keys:  # 1 … 7
             return f"{self.keys[0]} … {self.keys[-1]}"
         return " / ".join(dict.fromkeys(self.keys))

@@ -16,6 +16,7 @@ from gatewaytui.client.session import Session
 from gatewaytui.client.store import StateStore
 from gatewaytui.tui.actions import PanelActions
 from gatewaytui.tui.config import ContextConfig, token_source
+from gatewaytui.tui.fleet import FleetCounts, fleet_counts
 from gatewaytui.tui.formatting import parse_ts, serving_count
 from gatewaytui.tui.views.deck import ViewDeck
 from gatewaytui.tui.widgets.banner import BannerState, ConnectionBanner
@@ -71,12 +72,14 @@ class PanelChrome:
         self.header = GatewayHeader(id="header")
         self.banner = ConnectionBanner(id="banner")
         self.serving = 0  # fleet-wide workers serving, counted once a second
+        self.fleet: FleetCounts | None = None  # replicas and the fleet's queue, likewise
 
     def after_draw(self, full: bool) -> None:
         """After the views: drains that finished, the header; once a second (`full`) the
         fleet-wide count of serving workers and the banner too."""
         if full:
             self.serving = serving_count(self._host.store.workers)
+            self.fleet = fleet_counts(self._host.store)
         self._actions.check_drains()  # before the header lists the drains still going
         self.update_header()
         if full:
@@ -112,6 +115,7 @@ class PanelChrome:
             now=host.now(),
         )
         queue = server.get("queue") or {}
+        fleet = self.fleet
         return HeaderState(
             badge=(context.display_name if context and not host.snapshot else None)
             or host.session.name,
@@ -125,9 +129,10 @@ class PanelChrome:
                 self.serving,
                 len(store.workers),
                 len(store.jobs),
-                queue.get("length", 0),
-                queue.get("capacity", 0),
+                fleet.queued if fleet else queue.get("length", 0),
+                fleet.queue_capacity if fleet else queue.get("capacity", 0),
                 server.get("version"),
+                fleet.text() if fleet else None,
             ),
             place=self._place(),
         )

@@ -82,7 +82,7 @@ def register_view(key: str) -> Callable[[type[View]], type[View]]:
 
     def register(cls: type[View]) -> type[View]:
         VIEWS.append(ViewEntry(key, cls.view_id, cls.title, cls))
-        VIEWS.sort(key=lambda entry: entry.key)
+        VIEWS.sort(key=lambda entry: (entry.key == "0", entry.key))  # 0 after 9, as on keyboards
         return cls
 
     return register

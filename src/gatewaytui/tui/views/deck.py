@@ -1,4 +1,4 @@
-"""The registered views, one shown at a time (keys 1–7), kept up to date from the store.
+"""The registered views, one shown at a time (keys 1–9, 0), kept up to date from the store.
 
 The shown view is redrawn by diff; hidden views only keep what cannot be rebuilt later
 (histories) and are redrawn in full when shown again.
