@@ -1,0 +1,189 @@
+"""The panel on a replica of a fleet (issue 12, the panel): the Replicas view, the REPLICA
+column of Workers, Jobs and MCP (filter, sort; absent on a single node), fleet-wide header
+counts and the degraded banner, and dialogs that name the replica holding each row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+
+from gatewaytui.tui.actions import (
+    cancel_job_dialog,
+    scope_dialog,
+    server_dialog,
+    worker_action_dialog,
+)
+from gatewaytui.tui.screens.replica_detail import ReplicaDetailScreen
+from gatewaytui.tui.screens.scope import ScopeScreen
+from gatewaytui.tui.widgets.banner import ConnectionBanner
+from gatewaytui.tui.widgets.virtual_table import VirtualTable
+from support.fleet_state import fleet_app
+from support.panel import header_text, offline_app, screen_lines, table
+from support.waiting import until
+
+
+def _header_row(app) -> list[str]:
+    return table(app).render_line(0).text.split()
+
+
+async def test_a_single_node_has_no_replica_column_and_says_it_is_not_clustered():
+    app = offline_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        for key in ("2", "3", "4"):
+            await pilot.press(key)
+            assert "REPLICA" not in _header_row(app), key
+        await pilot.press("5")
+        clients = app.query_one("#mcp-clients-table", VirtualTable)
+        assert "REPLICA" not in clients.render_line(0).text
+        await pilot.press("0")
+        assert app.current_view.view_id == "replicas"
+        note = app.query_one("#replicas-note")
+        assert note.has_class("-shown")
+        assert "not clustered" in str(note.render()) and "cluster.redis_url" in str(note.render())
+        assert "replicas" not in header_text(app).split("›")[0]  # no fleet counts
+
+
+async def test_the_replicas_view_lists_the_fleet(tmp_path: Path):
+    app = fleet_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("0")
+        replicas = table(app)
+        assert replicas.visible_ids == ("gw-1", "gw-2", "gw-3")
+        assert not app.query_one("#replicas-note").has_class("-shown")
+        header = _header_row(app)
+        for label in ("REPLICA", "STATUS", "ADVERTISE", "WORKERS", "JOBS", "LOAD", "SEEN"):
+            assert label in header
+        line = replicas.render_line(1).text
+        assert "gw-1 (here)" in line and "http://10.0.0.11:8080" in line and "ready" in line
+        # o / O sort and the / filter work as in every table
+        replicas.sort_by("id", True)
+        assert replicas.visible_ids == ("gw-3", "gw-2", "gw-1")
+        await pilot.press("slash", *"10.0.0.12", "enter")
+        assert replicas.visible_ids == ("gw-2",)
+        await pilot.press("escape")
+        # enter: the replica in full, with the workers it holds
+        replicas.move_cursor_to("gw-2")
+        replicas.focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ReplicaDetailScreen), what="details")
+        await pilot.pause()
+        body = "\n".join(screen_lines(app.screen.query_one("#replica-body")))
+        held = sorted(w["id"] for w in app.store.workers.values() if w["replica"] == "gw-2")
+        assert "http://10.0.0.12:8080" in body and all(w in body for w in held)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ReplicaDetailScreen)
+
+
+async def test_workers_jobs_and_mcp_show_filter_and_sort_by_replica(tmp_path: Path):
+    app = fleet_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        store = app.store
+        await pilot.press("2")
+        workers = table(app)
+        assert "REPLICA" in _header_row(app)
+        await pilot.press("slash", *"^gw-2$", "enter")
+        on_two = {w["id"] for w in store.workers.values() if w["replica"] == "gw-2"}
+        assert set(workers.visible_ids) == on_two and on_two
+        await pilot.press("escape")
+        workers.sort_by("replica")
+        order = [store.workers[w]["replica"] for w in workers.visible_ids]
+        assert order == sorted(order)
+
+        await pilot.press("3")
+        jobs = table(app)
+        assert "REPLICA" in _header_row(app)
+        await pilot.press("slash", *"gw-3", "enter")
+        assert set(jobs.visible_ids) == {
+            j["id"] for j in store.jobs.values() if j["replica"] == "gw-3"
+        }
+        await pilot.press("escape")
+
+        await pilot.press("5")
+        clients = app.query_one("#mcp-clients-table", VirtualTable)
+        assert "REPLICA" in clients.render_line(0).text
+        clients.sort_by("replica", True)
+        order = [store.items["mcp_clients"][c]["replica"] for c in clients.visible_ids]
+        assert order == sorted(order, reverse=True)
+
+
+async def test_the_header_counts_the_whole_fleet(tmp_path: Path):
+    app = fleet_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        store = app.store
+        serving = sum(
+            1 for w in store.workers.values() if w["status"] in ("connected", "idle", "working")
+        )
+        queued = sum(1 for j in store.jobs.values() if j.get("state") == "queued")
+        header = header_text(app)
+        assert f"workers {serving}/{len(store.workers)}" in header
+        assert f"jobs {len(store.jobs)}" in header
+        assert f"queue {queued}/600" in header  # 200 a replica, 3 replicas
+        assert "replicas 3/3" in header and "degraded" not in header
+        assert not app.query_one(ConnectionBanner).has_class("-visible")
+
+
+async def test_a_degraded_replica_says_so_in_header_banner_and_view(tmp_path: Path):
+    app = fleet_app(tmp_path, degraded=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert "replicas 2/3 ▲ degraded" in header_text(app)
+        banner = app.query_one(ConnectionBanner)
+        assert banner.has_class("-visible")
+        assert "Fleet degraded" in str(banner.render()) and "gw-1" in str(banner.render())
+        await pilot.press("0")
+        note = app.query_one("#replicas-note")
+        assert note.has_class("-shown") and note.has_class("-degraded")
+        assert "cannot reach Redis" in str(note.render())
+
+
+async def test_dialogs_name_the_replica(tmp_path: Path):
+    app = fleet_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        store = app.store
+        ids = ["gpu-a100-01", "gpu-a100-02", "gpu-l4-02"]
+        body = Text(str(worker_action_dialog("drain", ids, store.workers, store.models).body))
+        for worker_id in ids:
+            replica = store.workers[worker_id]["replica"]
+            line = next(line for line in body.plain.splitlines() if worker_id in line)
+            assert line.endswith(f"on replica {replica}"), line
+        assert "on replica" in str(worker_action_dialog("undrain", ids, store.workers).body)
+
+        job = next(j for j in store.jobs.values() if j.get("worker") and j["replica"] == "gw-2")
+        text = str(cancel_job_dialog(job, app.now()).body)
+        assert f"on {job['worker']} (replica gw-2), running for" in text
+        queued = {**job, "state": "queued"}
+        assert "on replica gw-2, waiting for a free" in str(cancel_job_dialog(queued, 0).body)
+
+        scope = scope_dialog("drain", "gw-1", 3)
+        chosen_scopes: list[object] = []
+        await app.push_screen(scope, chosen_scopes.append)
+        await pilot.pause()
+        labels = [str(b.label) for b in scope.query("Button")]
+        assert labels == ["Cancel (n)", "Replica gw-1 (r)", "All 3 replicas (f)"]
+        assert app.focused is not None and app.focused.id == "cancel"  # the default: Cancel
+        await pilot.press("f")
+        await until(pilot, lambda: chosen_scopes == ["fleet"], what="the fleet chosen")
+        assert not isinstance(app.screen, ScopeScreen)
+
+        fleet = server_dialog("drain", "prod", 20, "fleet", "gw-1")
+        assert fleet.title_text == "Drain the whole fleet 'prod'?" and fleet.expected == "prod"
+        one = server_dialog("drain", "prod", 4, "replica", "gw-1")
+        assert one.title_text == "Drain replica 'gw-1'?"
+        assert "The other replicas keep serving" in str(one.body)
+        single = server_dialog("drain", "prod", 4)  # a single node: as it always was
+        assert single.title_text == "Drain the whole gateway 'prod'?"
+
+
+def test_single_node_dialogs_do_not_mention_replicas():
+    from gatewaytui.client.store import StateStore
+    from support.paths import SAMPLE
+
+    store = StateStore.load(SAMPLE)
+    ids = list(store.workers)[:3]
+    assert "replica" not in str(
+        worker_action_dialog("drain", ids, store.workers, store.models).body
+    )
+    job = next(iter(store.jobs.values()))
+    assert "replica" not in str(cancel_job_dialog(job, 0).body)
