@@ -24,7 +24,7 @@ from gatewaytui.workers.job_handler import JobError
 from gatewaytui.workers.openai_relay import _upstream_error
 
 
-class HttpxRelayBackend(RelayHandler):
+class HttpxRelayHandler(RelayHandler):
     """The relay with its job POSTs over httpx and sharded pools (discovery stays aiohttp)."""
 
     async def start(self) -> None:
@@ -70,8 +70,8 @@ def main() -> None:
     )
 
     async def run() -> int:
-        backend = HttpxRelayBackend(upstream) if args.client == "httpx" else None
-        return await run_workers(settings, install_signal_handlers=True, backend=backend)
+        handler = HttpxRelayHandler(upstream) if args.client == "httpx" else None
+        return await run_workers(settings, install_signal_handlers=True, handler=handler)
 
     if args.uvloop:
         import uvloop

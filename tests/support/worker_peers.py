@@ -347,12 +347,12 @@ def worker_settings(gateway_url: str, **overrides: Any) -> WorkerSettings:
 
 @contextlib.asynccontextmanager
 async def running_worker(
-    settings: WorkerSettings, backend: JobHandler | None = None
+    settings: WorkerSettings, handler: JobHandler | None = None
 ) -> AsyncIterator[WorkerClient]:
-    """A started WorkerClient (and its backend), stopped on exit."""
-    backend = backend or SimulatedHandler(settings.simulate)
-    async with backend:
-        client = WorkerClient(settings, backend)
+    """A started WorkerClient (and its handler), stopped on exit."""
+    handler = handler or SimulatedHandler(settings.simulate)
+    async with handler:
+        client = WorkerClient(settings, handler)
         await client.start()
         try:
             yield client
@@ -360,7 +360,7 @@ async def running_worker(
             await within(client.stop())
 
 
-class GateBackend(JobHandler):
+class GateHandler(JobHandler):
     """Jobs block until the test opens the gate; records starts and cancellations."""
 
     def __init__(self) -> None:

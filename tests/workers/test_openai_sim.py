@@ -23,14 +23,14 @@ MODELS = ["sim-chat", "sim-embed"]
 
 @pytest.fixture
 async def sim() -> AsyncIterator[tuple[str, SimulatedHandler]]:
-    backend = SimulatedHandler(
+    handler = SimulatedHandler(
         SimulateSettings(models=MODELS, latency_s=0.0, tokens_per_second=0, embedding_dim=8)
     )
     sock = bind_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(openai_app(backend), log_level="error", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(openai_app(handler), log_level="error", lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     await uvicorn_started(server, task)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1", backend
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1", handler
     server.should_exit = True
     await task
 
@@ -65,12 +65,12 @@ async def test_models_chat_stream_and_embeddings_through_the_openai_sdk(sim):
 
 
 async def test_bad_requests_get_openai_errors(sim):
-    url, backend = sim
+    url, handler = sim
     client = openai.AsyncOpenAI(base_url=url, api_key="unused", max_retries=0)
     messages = [{"role": "user", "content": "hi"}]
     with pytest.raises(openai.NotFoundError, match="not served here"):
         await client.chat.completions.create(model="nope", messages=messages)
-    backend.set_ready(False, "warming up")
+    handler.set_ready(False, "warming up")
     with pytest.raises(openai.InternalServerError, match="warming up"):
         await client.chat.completions.create(model="sim-chat", messages=messages)
     await client.close()

@@ -28,7 +28,7 @@ from gatewaytui.workers import (
 )
 from support.worker_peers import (
     FakeGateway,
-    GateBackend,
+    GateHandler,
     GatewayConn,
     running_worker,
     within,
@@ -63,13 +63,13 @@ async def test_cancel_stops_a_streaming_job_and_sends_nothing_more_for_it() -> N
 
 
 async def test_drain_waits_for_in_flight_jobs_then_closes_1000() -> None:
-    backend = GateBackend()
+    handler = GateHandler()
     async with FakeGateway() as gw:
-        async with running_worker(worker_settings(gw.url), backend) as client:
+        async with running_worker(worker_settings(gw.url), handler) as client:
             conn = await gw.accept()
             await conn.status()
             await conn.job("inflight", {"messages": MESSAGES}, model="gate")
-            await within(backend.started.get())
+            await within(handler.started.get())
 
             drain = asyncio.create_task(client.drain())
             status = await conn.status()
@@ -85,7 +85,7 @@ async def test_drain_waits_for_in_flight_jobs_then_closes_1000() -> None:
             assert (refused.status, refused.code) == (503, "draining")
             assert not drain.done()
 
-            backend.gate.set()
+            handler.gate.set()
             _, result = await conn.outcome("inflight")
             assert isinstance(result, ResultFrame)
             assert await conn.wait_closed() == (1000, "worker drained")
@@ -95,32 +95,32 @@ async def test_drain_waits_for_in_flight_jobs_then_closes_1000() -> None:
 
 
 async def test_drain_timeout_cancels_stuck_jobs_and_still_closes_1000() -> None:
-    backend = GateBackend()
+    handler = GateHandler()
     async with (
         FakeGateway() as gw,
-        running_worker(worker_settings(gw.url, drain_timeout_s=0.05), backend) as client,
+        running_worker(worker_settings(gw.url, drain_timeout_s=0.05), handler) as client,
     ):
         conn = await gw.accept()
         await conn.status()
         await conn.job("stuck", {"messages": MESSAGES}, model="gate")
-        await within(backend.started.get())
+        await within(handler.started.get())
         await within(client.drain())
-        assert await within(backend.cancelled.get()) == "stuck"
+        assert await within(handler.cancelled.get()) == "stuck"
         assert (await conn.wait_closed())[0] == 1000
         await conn.status()  # the draining report
         assert conn.frames.empty()  # no result or error for the cancelled job
 
 
 async def test_reconnects_with_backoff_and_cancels_jobs_of_the_lost_connection() -> None:
-    backend = GateBackend()
-    async with FakeGateway() as gw, running_worker(worker_settings(gw.url), backend) as client:
+    handler = GateHandler()
+    async with FakeGateway() as gw, running_worker(worker_settings(gw.url), handler) as client:
         first = await gw.accept()
         await first.status()
         await first.job("orphan", {"messages": MESSAGES}, model="gate")
-        await within(backend.started.get())
+        await within(handler.started.get())
 
         await first.ws.close(1011, "gateway hiccup")
-        assert await within(backend.cancelled.get()) == "orphan"
+        assert await within(handler.cancelled.get()) == "orphan"
         second = await gw.accept()
         await second.status()
 
@@ -203,14 +203,14 @@ async def test_run_workers_runs_a_fleet_and_drains_it_on_stop() -> None:
 
 
 async def test_stop_closes_1001_and_cancels_jobs() -> None:
-    backend = GateBackend()
-    async with FakeGateway() as gw, running_worker(worker_settings(gw.url), backend) as client:
+    handler = GateHandler()
+    async with FakeGateway() as gw, running_worker(worker_settings(gw.url), handler) as client:
         conn = await gw.accept()
         await conn.status()
         await conn.job("j", {"messages": MESSAGES}, model="gate")
-        await within(backend.started.get())
+        await within(handler.started.get())
         await within(client.stop())
-        assert await within(backend.cancelled.get()) == "j"
+        assert await within(handler.cancelled.get()) == "j"
         assert await conn.wait_closed() == (1001, "worker stopping")
         assert client.stopped.is_set()
 
@@ -231,7 +231,7 @@ def test_bad_settings_fail_early() -> None:
     with pytest.raises(ValueError, match="not both"):
         worker_settings("ws://h:1", upstream={"url": "http://x:1"})
     with pytest.raises(ValueError, match="ws"):
-        WorkerClient(worker_settings("ftp://h:1"), GateBackend())
+        WorkerClient(worker_settings("ftp://h:1"), GateHandler())
 
 
 # ---- signals, in a child process (never signal the pytest process itself) ---------------

@@ -28,8 +28,8 @@ def relay(url: str, **extra: object) -> RelayHandler:
 async def test_models_are_discovered_and_requests_carry_the_upstream_key() -> None:
     state = UpstreamState()
     async with run_upstream(state) as url, FakeGateway() as gw:
-        backend = relay(f"{url}/v1/", api_key="up-key")
-        async with running_worker(worker_settings(gw.url, simulate=None), backend):
+        handler = relay(f"{url}/v1/", api_key="up-key")
+        async with running_worker(worker_settings(gw.url, simulate=None), handler):
             conn = await gw.accept()
             assert conn.register.models == ["up-chat", "up-embed"]
             status = await conn.status()
@@ -48,8 +48,8 @@ async def test_not_ready_while_the_upstream_is_down_then_ready_when_it_answers()
     sock = reserve_port()  # bound but not listening: connections are refused
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     async with FakeGateway() as gw:
-        backend = relay(url)
-        async with running_worker(worker_settings(gw.url, simulate=None), backend):
+        handler = relay(url)
+        async with running_worker(worker_settings(gw.url, simulate=None), handler):
             conn = await gw.accept()
             assert conn.register.models == []
             down = await conn.status()

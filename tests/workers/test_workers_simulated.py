@@ -169,8 +169,8 @@ async def test_jobs_it_cannot_take_are_refused_with_error_frames() -> None:
 
 async def test_not_ready_toggle_is_reported_and_enforced() -> None:
     sim = SimulateSettings(latency_s=0, not_ready=True, not_ready_reason="warming up")
-    backend = SimulatedHandler(sim)
-    async with FakeGateway() as gw, running_worker(worker_settings(gw.url), backend):
+    handler = SimulatedHandler(sim)
+    async with FakeGateway() as gw, running_worker(worker_settings(gw.url), handler):
         conn = await gw.accept()
         status = await conn.status()
         assert (status.ready, status.reason) == (False, "warming up")
@@ -181,7 +181,7 @@ async def test_not_ready_toggle_is_reported_and_enforced() -> None:
         assert (refused.status, refused.code) == (503, "not_ready")
         assert "warming up" in refused.message
 
-        backend.set_ready(True)
+        handler.set_ready(True)
         status = await conn.status()
         assert (status.ready, status.reason) == (True, None)
         await conn.job("j2", {"messages": MESSAGES, "max_tokens": 1})

@@ -46,7 +46,7 @@ class RunningServer:
 
 async def start_simulated_backend(models: list[str]) -> RunningServer:
     """The simulated inference server behind the OpenAI API, on a free loopback port."""
-    backend = SimulatedHandler(
+    handler = SimulatedHandler(
         SimulateSettings(
             models=models,
             latency_s=0.3,
@@ -58,7 +58,7 @@ async def start_simulated_backend(models: list[str]) -> RunningServer:
         )
     )
     sock = bind_socket("127.0.0.1", 0)
-    config = uvicorn.Config(openai_app(backend), log_level="error", lifespan="off")
+    config = uvicorn.Config(openai_app(handler), log_level="error", lifespan="off")
     server = uvicorn.Server(config)
     task = await serve_started(server, sock)
     if task is None:

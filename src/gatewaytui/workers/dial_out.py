@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from gatewaytui import __version__
 from gatewaytui.shared.backoff import Backoff
+from gatewaytui.shared.lifecycle import Started
 from gatewaytui.workers.settings import BackoffSettings, redact_url
 
 EXIT_OK, EXIT_GAVE_UP, EXIT_CONFIG, EXIT_FORCED = 0, 1, 2, 130
@@ -84,7 +85,7 @@ class DialOutSettings:
 RegisteredT = TypeVar("RegisteredT", bound=BaseModel)
 
 
-class DialOutClient(Generic[RegisteredT]):
+class DialOutClient(Started, Generic[RegisteredT]):
     """Connect, register, serve and reconnect until stopped; subclasses speak the frames.
 
     Observable for tests and the CLI: `connected` (set while registered), `registered` (the
@@ -199,6 +200,10 @@ class DialOutClient(Generic[RegisteredT]):
         self._stopping = True
         await self._cancel_tasks(list(self._tasks.values()))
         await self._shutdown(1001, f"{self.kind} stopping", timeout=_FORCED_CLOSE_TIMEOUT_S)
+
+    async def close(self) -> None:
+        """`stop`: `async with client:` stops it on the way out."""
+        await self.stop()
 
     async def _shutdown(self, code: int, reason: str, timeout: float | None = None) -> None:
         self._stopping = True

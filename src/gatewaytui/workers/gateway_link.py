@@ -2,7 +2,7 @@
 
 `WorkerClient` speaks the worker protocol over the connection loop it shares with the MCP
 relay (`dial_out.DialOutClient`); a `JobHandler` answers the jobs. Many clients can share one
-backend and one event loop (a simulated fleet), so a client costs two idle tasks and a timer
+handler and one event loop (a simulated fleet), so a client costs two idle tasks and a timer
 while connected — no polling.
 """
 
@@ -12,8 +12,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection
@@ -78,7 +77,7 @@ __all__ = ["DRAINING_REASON", "SessionEnd", "WorkerClient", "WorkerProtocolError
 
 
 class WorkerClient(DialOutClient[RegisteredFrame]):
-    """A worker that dials the gateway and serves jobs with `backend` until stopped.
+    """A worker that dials the gateway and serves jobs with `handler` until stopped.
 
     Observable state for tests and the CLI: `connected` (set while registered), `registered`
     (the gateway's answer), `idle` (set when no job is in flight), `stopped`, `sessions`.
@@ -96,7 +95,7 @@ class WorkerClient(DialOutClient[RegisteredFrame]):
     def __init__(
         self,
         settings: WorkerSettings,
-        backend: JobHandler,
+        handler: JobHandler,
         *,
         worker_id: str | None = None,
         name: str | None = None,
@@ -125,7 +124,7 @@ class WorkerClient(DialOutClient[RegisteredFrame]):
             rng=rng,
         )
         self.settings = settings
-        self.backend = backend
+        self.handler = handler
         self.name = name or settings.name or self.id
         # Validate the identity now: a bad id should fail at start-up, not at every connect.
         self._register_template = RegisterFrame(
@@ -184,25 +183,13 @@ class WorkerClient(DialOutClient[RegisteredFrame]):
             return
         await self._shutdown(1000, "worker drained")
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
     # ---- the frames this client sends ---------------------------------------------------
 
     def _subscribe(self, changed: Callable[[], None]) -> Callable[[], None]:
-        return self.backend.subscribe(changed)
+        return self.handler.subscribe(changed)
 
     def _register_frame(self) -> RegisterFrame:
-        return self._register_template.model_copy(update={"models": self.backend.models})
+        return self._register_template.model_copy(update={"models": self.handler.models})
 
     def _on_registered(self, answer: RegisteredFrame) -> None:
         log.info(
@@ -240,12 +227,12 @@ class WorkerClient(DialOutClient[RegisteredFrame]):
         if self._draining:
             ready, reason = False, DRAINING_REASON
         else:
-            ready, reason = self.backend.ready, self.backend.reason
+            ready, reason = self.handler.ready, self.handler.reason
         return StatusFrame(
             ready=ready,
             reason=reason[:MAX_REASON_CHARS] if reason else reason,
             draining=self._draining,
-            models=self.backend.models,
+            models=self.handler.models,
             max_concurrency=self.settings.concurrency,
         )
 
@@ -294,10 +281,10 @@ class WorkerClient(DialOutClient[RegisteredFrame]):
             return
         if self._draining:
             refusal = JobError(503, "worker is draining", "draining")
-        elif self.backend.models and job.model not in self.backend.models:
+        elif self.handler.models and job.model not in self.handler.models:
             refusal = JobError(404, f"model {job.model!r} is not served here", "model_not_found")
-        elif not self.backend.ready:
-            refusal = JobError(503, f"worker not ready: {self.backend.reason}", "not_ready")
+        elif not self.handler.ready:
+            refusal = JobError(503, f"worker not ready: {self.handler.reason}", "not_ready")
         elif self.inflight >= self.settings.concurrency:
             refusal = JobError(
                 503, f"worker at capacity ({self.settings.concurrency} jobs)", "over_capacity"
@@ -356,20 +343,20 @@ class WorkerClient(DialOutClient[RegisteredFrame]):
         emit: ChunkSink,
         emit_raw: RawChunkSink,
     ) -> str:
-        """Run the job on the backend; its result frame (streams emit chunks meanwhile), in
+        """Run the job on the handler; its result frame (streams emit chunks meanwhile), in
         the forms this gateway accepts (`registered.features`)."""
         features, limit = registered.features, registered.max_frame_bytes
         if job.kind == "embeddings" and FEATURE_RAW_RESULTS in features:
-            text, usage = await self.backend.embeddings_raw(job)
+            text, usage = await self.handler.embeddings_raw(job)
             return _raw_result_payload(job.job_id, text, usage, limit)
         if job.kind == "embeddings":
-            data, usage = await self.backend.embeddings(job)
+            data, usage = await self.handler.embeddings(job)
         elif job.stream and FEATURE_CHUNKS in features:
-            data, usage = None, await self.backend.chat_stream_raw(job, emit_raw)
+            data, usage = None, await self.handler.chat_stream_raw(job, emit_raw)
         elif job.stream:
-            data, usage = None, await self.backend.chat_stream(job, emit)
+            data, usage = None, await self.handler.chat_stream(job, emit)
         else:
-            data, usage = await self.backend.chat(job)
+            data, usage = await self.handler.chat(job)
         return _result_payload(job.job_id, data, usage, limit)
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from gatewaytui.schema.protocol import JobFrame, Usage
 from gatewaytui.shared import codec
+from gatewaytui.shared.lifecycle import Listener, Listeners, Started
 
 log = logging.getLogger("gatewaytui.workers.job_handler")
 
@@ -30,8 +30,6 @@ RawChunkSink = Callable[[list[str], int, bool], Awaitable[None]]
 """Receives chunks that arrived together as their JSON texts (passed on unchanged), the tokens
 they carry, and whether one of them is the usage chunk the client asked for."""
 
-Listener = Callable[[], None]
-
 
 class JobError(Exception):
     """A job failed in a way the gateway should hear about as an `error` frame."""
@@ -43,14 +41,14 @@ class JobError(Exception):
         self.code = code
 
 
-class JobHandler(ABC):
+class JobHandler(Started, ABC):
     """Runs jobs and keeps readiness/models current; subclasses implement the three calls."""
 
     def __init__(self, models: list[str] | None = None) -> None:
         self._models: list[str] = list(models or [])
         self._ready = True
         self._reason: str | None = None
-        self._listeners: list[Listener] = []
+        self._listeners = Listeners("the job handler's state")
 
     # ---- state seen by the worker connections ---------------------------------------------
 
@@ -64,18 +62,12 @@ class JobHandler(ABC):
 
     @property
     def reason(self) -> str | None:
-        """Why the backend is not ready (None when ready)."""
+        """Why the handler is not ready (None when ready)."""
         return self._reason
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` whenever readiness or models change; returns an unsubscribe."""
-        self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return unsubscribe
+        return self._listeners.subscribe(listener)
 
     def _update(
         self,
@@ -97,31 +89,9 @@ class JobHandler(ABC):
             self._models = list(models)
             changed = True
         if changed:
-            for listener in list(self._listeners):
-                try:
-                    listener()
-                except Exception:
-                    log.exception("backend state listener failed")
+            self._listeners.notify()
 
-    # ---- lifecycle --------------------------------------------------------------------------
-
-    async def start(self) -> None:  # noqa: B027 - optional hook, most backends need none
-        """Acquire resources (HTTP clients, discovery loops). Idempotent."""
-
-    async def close(self) -> None:  # noqa: B027 - optional hook
-        """Release what `start` acquired."""
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
+    # `start` and `close` (from `Started`): the relay opens and closes its HTTP client there.
 
     # ---- jobs -------------------------------------------------------------------------------
 

@@ -28,8 +28,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import httpx
 from pydantic import BaseModel
@@ -44,6 +43,7 @@ from gatewaytui.schema.mcp_protocol import (
     server_info_from_initialize,
 )
 from gatewaytui.shared.backoff import Backoff
+from gatewaytui.shared.lifecycle import Listeners, Started
 from gatewaytui.shared.sse import EventTooLarge, sse_data
 from gatewaytui.workers.settings import redact_url
 
@@ -79,7 +79,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class Upstream(ABC):
+class Upstream(Started, ABC):
     """Where calls go. Reports readiness and server info to listeners (the relay client)."""
 
     transport: ClassVar[str] = ""
@@ -89,12 +89,11 @@ class Upstream(ABC):
         self.reason: str | None = "starting"
         self.server: MCPServerInfo | None = None
         self.settled = asyncio.Event()  # set at the first ready / not ready verdict
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners = Listeners("the MCP upstream's state")
 
     def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call `listener` whenever readiness or server info change; returns an unsubscribe."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+        return self._listeners.subscribe(listener)
 
     def _update(self, ready: bool, reason: str | None, server: MCPServerInfo | None = None) -> None:
         changed = (ready, reason) != (self.ready, self.reason) or (
@@ -109,8 +108,7 @@ class Upstream(ABC):
                 log.info("mcp server ready: %s", self.describe())
             else:
                 log.warning("mcp server not ready: %s", reason)
-            for listener in list(self._listeners):
-                listener()
+            self._listeners.notify()
 
     def describe(self) -> str:
         s = self.server
@@ -129,18 +127,6 @@ class Upstream(ABC):
     @abstractmethod
     async def handle(self, call: RelayCallFrame, emit: Emit) -> None:
         """Answer one call through `emit`; raises UpstreamError when it cannot."""
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 # ---- stdio --------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""A relay backend: forwards jobs to a real OpenAI-compatible server (llama-server, vLLM,
+"""A relay job handler: forwards jobs to a real OpenAI-compatible server (llama-server, vLLM,
 Ollama's /v1) and keeps the gateway told whether that server is answering.
 
 Models come from `GET /v1/models`, re-listed periodically (and sooner while the upstream is

@@ -33,14 +33,14 @@ def _error(status: int, message: str, code: str | None) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status)
 
 
-def openai_app(backend: SimulatedHandler) -> Starlette:
-    """An ASGI app that serves `backend`'s models over the OpenAI API."""
+def openai_app(handler: SimulatedHandler) -> Starlette:
+    """An ASGI app that serves `handler`'s models over the OpenAI API."""
 
     async def models(_: Request) -> Response:
         created = int(time.time())
         data = [
             {"id": name, "object": "model", "created": created, "owned_by": "simulated"}
-            for name in backend.models
+            for name in handler.models
         ]
         return JSONResponse({"object": "list", "data": data})
 
@@ -51,10 +51,10 @@ def openai_app(backend: SimulatedHandler) -> Starlette:
             raise JobError(400, "the body is not JSON", "invalid_json") from None
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
             raise JobError(400, "the body needs a model", "invalid_request")
-        if body["model"] not in backend.models:
+        if body["model"] not in handler.models:
             raise JobError(404, f"model {body['model']!r} is not served here", "model_not_found")
-        if not backend.ready:
-            raise JobError(503, f"not ready: {backend.reason}", "not_ready")
+        if not handler.ready:
+            raise JobError(503, f"not ready: {handler.reason}", "not_ready")
         stream = kind == "chat" and body.get("stream") is True
         return JobFrame(
             job_id=uuid.uuid4().hex[:12], kind=kind, model=body["model"], stream=stream, body=body
@@ -64,18 +64,18 @@ def openai_app(backend: SimulatedHandler) -> Starlette:
         try:
             job = await job_from(request, "chat")
             if not job.stream:
-                data, _ = await backend.chat(job)
+                data, _ = await handler.chat(job)
                 return JSONResponse(data)
         except JobError as exc:
             return _error(exc.status, exc.message, exc.code)
         include_usage = bool((job.body.get("stream_options") or {}).get("include_usage"))
         return StreamingResponse(
-            _stream(backend, job, include_usage), media_type="text/event-stream"
+            _stream(handler, job, include_usage), media_type="text/event-stream"
         )
 
     async def embeddings(request: Request) -> Response:
         try:
-            data, _ = await backend.embeddings(await job_from(request, "embeddings"))
+            data, _ = await handler.embeddings(await job_from(request, "embeddings"))
         except JobError as exc:
             return _error(exc.status, exc.message, exc.code)
         return JSONResponse(data)
@@ -90,9 +90,9 @@ def openai_app(backend: SimulatedHandler) -> Starlette:
 
 
 async def _stream(
-    backend: SimulatedHandler, job: JobFrame, include_usage: bool
+    handler: SimulatedHandler, job: JobFrame, include_usage: bool
 ) -> AsyncIterator[str]:
-    """The backend's chunks as Server-Sent Events; a client that leaves cancels the job."""
+    """The handler's chunks as Server-Sent Events; a client that leaves cancels the job."""
     chunks: asyncio.Queue[Any] = asyncio.Queue()
 
     async def emit(data: dict[str, Any], _tokens: int) -> None:
@@ -100,7 +100,7 @@ async def _stream(
 
     async def produce() -> None:
         try:
-            usage = await backend.chat_stream(job, emit)
+            usage = await handler.chat_stream(job, emit)
             if include_usage:
                 await chunks.put(
                     {

@@ -39,7 +39,7 @@ __all__ = [
 
 
 def build_handler(settings: WorkerSettings) -> JobHandler:
-    """The backend `settings` asks for: simulated or relay."""
+    """The job handler `settings` asks for: simulated or relay."""
     if settings.upstream is not None:
         return RelayHandler(settings.upstream)
     if settings.simulate is not None:
@@ -47,10 +47,10 @@ def build_handler(settings: WorkerSettings) -> JobHandler:
     raise ValueError("worker settings need either simulate or upstream")
 
 
-def build_clients(settings: WorkerSettings, backend: JobHandler) -> list[WorkerClient]:
-    """One client per identity (`count` of them), all sharing `backend`."""
+def build_clients(settings: WorkerSettings, handler: JobHandler) -> list[WorkerClient]:
+    """One client per identity (`count` of them), all sharing `handler`."""
     return [
-        WorkerClient(settings, backend, worker_id=worker_id, name=name)
+        WorkerClient(settings, handler, worker_id=worker_id, name=name)
         for worker_id, name in settings.worker_identities()
     ]
 
@@ -60,7 +60,7 @@ async def run_workers(
     stop: asyncio.Event | None = None,
     *,
     install_signal_handlers: bool = False,
-    backend: JobHandler | None = None,
+    handler: JobHandler | None = None,
 ) -> int:
     """Run `settings.count` workers until `stop` is set, a signal arrives, or all give up.
 
@@ -68,17 +68,17 @@ async def run_workers(
     gracefully; a second signal stops at once. Returns 0 when every worker ended cleanly,
     1 when one gave up reconnecting, 2 on a configuration error, 130 after a forced stop.
     """
-    backend = backend or build_handler(settings)
-    clients = build_clients(settings, backend)
+    handler = handler or build_handler(settings)
+    clients = build_clients(settings, handler)
     stop = stop or asyncio.Event()
     force = asyncio.Event()
     log.info(
         "starting %s (%s) for %s",
         plural(len(clients), "worker"),
-        type(backend).__name__,
+        type(handler).__name__,
         redact_url(clients[0].url),
     )
     what = plural(len(clients), "worker")
     with drain_on_signals(stop, force, what, enabled=install_signal_handlers):
-        async with backend:
+        async with handler:
             return await run_until_stopped(clients, stop, force)

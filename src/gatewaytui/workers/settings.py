@@ -129,7 +129,7 @@ class WorkerSettings(_Settings):
         return value
 
     @model_validator(mode="after")
-    def _one_backend(self) -> WorkerSettings:
+    def _one_handler(self) -> WorkerSettings:
         if self.simulate is not None and self.upstream is not None:
             raise ValueError("choose either simulate or upstream, not both")
         return self
