@@ -302,20 +302,34 @@ def test_chunk_failing_for_good_cancels_the_other_chunks_on_their_workers(make_g
 
 
 def timed_chat(gw, results: list, **body) -> threading.Thread:
-    """A chat in a thread; appends (response, seconds it took)."""
+    """A chat in a thread; appends (response, `time.monotonic()` when it came back)."""
 
     def run() -> None:
-        started = time.monotonic()
         reply = httpx.post(
             gw.url + "/v1/chat/completions",
             json={"model": "m", "messages": MESSAGES, **body},
             timeout=20,
         )
-        results.append((reply, time.monotonic() - started))
+        results.append((reply, time.monotonic()))
 
     thread = threading.Thread(target=run)
     thread.start()
     return thread
+
+
+def deadline_of(gw, job: dict | None = None, *, queued: bool = False) -> float:
+    """The gateway's deadline (`time.monotonic()`, the same clock as this process's) for the
+    request a worker's `job` belongs to (a retry's id is the request's plus `.N`), or for the
+    one request still waiting in the queue."""
+    if queued:
+        (request,) = [j for j in gw.gateway.jobs.values() if not j.assignments]
+    else:
+        (request,) = [
+            j
+            for j in gw.gateway.jobs.values()
+            if job["job_id"] == j.id or job["job_id"].startswith(j.id + ".")
+        ]
+    return request.deadline
 
 
 def dribble(worker: RawWorker, job: dict, every: float = 0.1, limit: int = 60) -> dict | None:
@@ -334,22 +348,24 @@ def test_dribbling_stream_ends_at_the_request_deadline(make_gateway):
     gw = make_gateway(llm__request_timeout="1s")
     worker = RawWorker(gw.ws_url, "w", ["m"])
     lines: list[str] = []
-    took: list[float] = []
+    ended: list[float] = []
 
     def run() -> None:
-        started = time.monotonic()
         body = {"model": "m", "messages": MESSAGES, "stream": True}
         with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, timeout=20) as r:
             lines.extend(line for line in r.iter_lines() if line)
-        took.append(time.monotonic() - started)
+        ended.append(time.monotonic())
 
     client = threading.Thread(target=run)
     client.start()
     job = worker.next_job()
-    cancel = dribble(worker, job)  # a chunk every 0.1s: no gap ever reaches the timeout
+    deadline = gw.sync(lambda: deadline_of(gw, job))
+    # A chunk every 0.1s for up to 6s: no gap ever reaches the timeout, so only the request's
+    # deadline can end it (a cancel comes); the stream would otherwise finish normally.
+    cancel = dribble(worker, job)
     client.join(10)
     assert cancel is not None and cancel["job_id"] == job["job_id"]
-    assert 0.9 <= took[0] < 3.0
+    assert ended[0] >= deadline
     chunks = [json.loads(line[6:]) for line in lines[:-1]]
     assert len(chunks) >= 4 and all(c["object"] == "chat.completion.chunk" for c in chunks)
     error = json.loads(lines[-1][6:])["error"]  # no [DONE]: the stream failed
@@ -367,17 +383,20 @@ def test_queue_wait_counts_against_the_request_deadline(make_gateway):
     second: list = []
     thread_b = timed_chat(gw, second)
     gw.wait_for(lambda g: len(g.queue.waiters) == 1)
-    # B waits in the queue for 1.2s of its 2s, then gets the worker, which never answers it.
+    deadline = gw.sync(lambda: deadline_of(gw, queued=True))
+    # B waits in the queue, then gets the worker, which never answers it.
     with pytest.raises(queue.Empty):
         worker.next_job(timeout=1.2)
     worker.reply_chat(job_a)
     job_b = worker.next_job()
+    # The deadline B got on arrival still holds now that it runs: no fresh one per stage.
+    assert gw.sync(lambda: deadline_of(gw, job_b)) == deadline
     thread_a.join(10)
     thread_b.join(10)
     assert first[0].status_code == 200
-    reply, seconds = second[0]
+    reply, ended = second[0]
     assert reply.status_code == 504 and reply.json()["error"]["code"] == "request_timeout"
-    assert 1.9 <= seconds < 2.9  # a per-frame timeout would have given it 1.2s + 2s
+    assert ended >= deadline  # ended by that deadline, not before it
     assert worker.cancels.get(timeout=20)["job_id"] == job_b["job_id"]
     gw.wait_for(lambda g: not g.jobs and g.registry.get("w").inflight == 0)
 
@@ -388,9 +407,13 @@ def test_queue_wait_past_the_deadline_is_a_504(make_gateway):
     worker.status(ready=False, reason="loading weights")  # known model, no slot: B queues
     gw.wait_for(lambda g: g.registry.get("w").status.value == "not_ready")
     results: list = []
-    timed_chat(gw, results).join(10)
-    reply, seconds = results[0]
-    assert reply.status_code == 504 and seconds < 2
+    thread = timed_chat(gw, results)
+    gw.wait_for(lambda g: len(g.queue.waiters) == 1)
+    deadline = gw.sync(lambda: deadline_of(gw, queued=True))
+    thread.join(10)
+    reply, ended = results[0]
+    assert reply.status_code == 504 and ended >= deadline
+    assert gw.sync(lambda: not gw.gateway.queue.waiters)  # it left the queue at its deadline
     assert reply.json()["error"] == {
         "message": "no worker took the request within the request timeout (0.5s)",
         "type": "server_error",
@@ -404,16 +427,18 @@ def test_retry_after_a_lost_worker_shares_the_request_deadline(make_gateway):
     results: list = []
     thread = timed_chat(gw, results)
     job = doomed.next_job()
-    with pytest.raises(queue.Empty):  # 1.2s of the 2s pass on the first worker
+    deadline = gw.sync(lambda: deadline_of(gw, job))
+    with pytest.raises(queue.Empty):  # part of the 2s pass on the first worker
         doomed.next_job(timeout=1.2)
     backup = RawWorker(gw.ws_url, "backup", ["m"])
     doomed.close()
     retry = backup.next_job()
     assert retry["job_id"] == job["job_id"] + ".2"
+    assert gw.sync(lambda: deadline_of(gw, retry)) == deadline  # not a fresh 2s for the retry
     thread.join(10)
-    reply, seconds = results[0]
+    reply, ended = results[0]
     assert reply.status_code == 504 and reply.json()["error"]["code"] == "request_timeout"
-    assert 1.9 <= seconds < 2.9  # not a fresh 2s for the retry
+    assert ended >= deadline
     assert backup.cancels.get(timeout=20)["job_id"] == retry["job_id"]
 
 
