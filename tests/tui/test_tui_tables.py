@@ -44,7 +44,7 @@ async def test_heartbeat_age_ticks_and_turns_red_when_stale(make_gateway):
 
 
 async def test_status_words_take_the_themes_colours_and_follow_a_theme_switch():
-    """The ANSI theme's statuses are the terminal's own colours (SGR 94, not a 256-colour
+    """The ANSI theme's statuses are the terminal's own colours (SGR 95, not a 256-colour
     approximation), from the first frame on and after switching themes."""
 
     sample = SAMPLE
@@ -58,7 +58,7 @@ async def test_status_words_take_the_themes_colours_and_follow_a_theme_switch():
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("2")
         await settle(pilot)
-        assert working_color() == "color(12)"  # ansi_bright_blue
+        assert working_color() == "color(13)"  # ansi_bright_magenta (4.5:1 on black; blue was not)
         app.theme = "gatewaytui-dark"
         await settle(pilot)
         assert working_color().startswith("#")

@@ -189,7 +189,12 @@ def _parse_color(text: str, *, allow_alpha: bool = True) -> Color:
 def status_variable_defaults(theme: Theme) -> dict[str, str]:
     """`status-*` values derived from a theme's own colours (for themes that lack them)."""
     if theme.ansi:
-        good, busy, warn, bad = "ansi_green", "ansi_bright_blue", "ansi_yellow", "ansi_red"
+        good, busy, warn, bad = (
+            "ansi_green",
+            "ansi_bright_magenta",
+            "ansi_yellow",
+            "ansi_bright_red",
+        )
         link, muted = "ansi_cyan", "ansi_bright_black"
     else:
         good = theme.success or "#4ebf71"
