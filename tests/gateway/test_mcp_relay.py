@@ -574,3 +574,29 @@ async def test_relay_drain_finishes_calls_in_flight_and_refuses_new_ones(gateway
     assert client["status"] == "gone"
     events = [e for e in gw.sync(gw.gateway.events.all) if e["kind"] == "mcp_disconnect"]
     assert events[-1]["level"] == "info"  # a clean close (1000)
+
+
+async def test_operator_disconnects_a_relay_which_reconnects_by_itself(gateway):
+    """`POST /api/mcp/{id}/disconnect`: the relay's connection closes (1012) and the relay
+    dials in again; an unknown id is a 404, as for every other action."""
+    gw = gateway
+    relay = InProcessRelay(gw, relay_settings(gw))
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            answer = await http.post(f"{gw.url}/api/mcp/demo/disconnect")
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["target"] == "demo"
+            assert "reconnects by itself" in answer.json()["message"]
+            await asyncio.to_thread(
+                gw.wait_for,
+                lambda g: g.mcp.relays["demo"].counters.reconnects == 1
+                and g.mcp.relays["demo"].status == "idle",
+            )
+            kinds = [e["kind"] for e in gw.sync(gw.gateway.events.all)]
+            assert "mcp_disconnect" in kinds
+            again = await http.post(f"{gw.url}/mcp/demo", json=PING)
+            assert again.status_code == 200 and again.json()["result"] == {}
+            missing = await http.post(f"{gw.url}/api/mcp/nobody/disconnect")
+            assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    finally:
+        assert relay.stop() == 0

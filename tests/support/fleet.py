@@ -178,12 +178,14 @@ class Replica(Process):
 
 
 class Worker(Process):
-    def __init__(self, worker_id: str, replica: Replica, tmp: Path, *extra: str) -> None:
+    def __init__(
+        self, worker_id: str, replica: Replica, tmp: Path, *extra: str, log_level: str = "warning"
+    ) -> None:
         self.id = worker_id
         super().__init__(
             [
                 "--log-level",
-                "warning",
+                log_level,  # info: its own log ring keeps INFO lines (worker logs tests)
                 "worker",
                 "--simulate",
                 "--gateway",

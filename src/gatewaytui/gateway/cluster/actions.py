@@ -32,6 +32,7 @@ class FleetActions:
             "cancel_job": self.local_cancel_job,
             "drain_server": self.local_drain_server,
             "undrain_server": self.local_undrain_server,
+            "disconnect_mcp_client": self.local_disconnect_mcp_client,
         }
 
     # ---- here -----------------------------------------------------------------------------
@@ -53,6 +54,9 @@ class FleetActions:
 
     async def local_cancel_job(self, job_id: str) -> dict[str, Any]:
         return self._here(self.node.gateway.cancel_job(job_id))
+
+    async def local_disconnect_mcp_client(self, client_id: str) -> dict[str, Any]:
+        return self._here(await self.node.gateway.mcp.disconnect(client_id))
 
     async def local_drain_server(
         self, timeout_s: float | None = None, exit_when_done: bool = False
@@ -81,6 +85,17 @@ class FleetActions:
                 code="conflict",
             )
         return await here(worker_id=worker_id)  # gone here (409) or unknown (404), as ever
+
+    async def mcp_client_action(self, action: str, client_id: str) -> dict[str, Any]:
+        """An action on an MCP client (its relay): run by the replica it is connected to."""
+        relay = self.node.gateway.mcp.relays.get(client_id)
+        here = self.handlers()[action]
+        if relay is not None and relay.gone_at is None:
+            return await here(client_id=client_id)
+        owner = self.node.mirror.owner("mcp_clients", client_id)
+        if owner is not None:
+            return await self.node.commands.request(owner, action, {"client_id": client_id})
+        return await here(client_id=client_id)  # gone here (409) or unknown (404)
 
     async def cancel_job(self, job_id: str) -> dict[str, Any]:
         if job_id not in self.node.gateway.jobs:

@@ -29,6 +29,7 @@ from gatewaytui.gateway.cluster.forward import Forwarder
 from gatewaytui.gateway.cluster.history import FleetHistory
 from gatewaytui.gateway.cluster.link import LINK_ERRORS, RedisDownError, RedisLink, loads
 from gatewaytui.gateway.cluster.mirror import MIRRORED, SERVING, FleetMirror, encode
+from gatewaytui.gateway.cluster.proxy import OwnerProxy
 from gatewaytui.gateway.cluster.shared import DrainFlags, FleetEvents
 from gatewaytui.gateway.hub import Collection
 from gatewaytui.schema import ModelSummary
@@ -76,6 +77,7 @@ class ClusterNode:
         self.actions = FleetActions(self)
         self.commands = CommandBus(self, self.actions.handlers())
         self.forwarder = Forwarder(self)
+        self.proxy = OwnerProxy(self)
         self.history = FleetHistory(self)  # the history routes answer for the whole fleet
         gateway.history.replica = self.id  # each ledger record names its replica
         self.replicas: dict[str, Item] = {}  # the other live replicas' registrations
@@ -225,6 +227,7 @@ class ClusterNode:
                 await self.link.call(leave)
         await self.link.close()
         await self.forwarder.close()
+        await self.proxy.close()
         await self.history.close()
 
     def _link_changed(self, up: bool, reason: str) -> None:

@@ -29,7 +29,9 @@ from gatewaytui.gateway.clock import iso
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.events import EventLog
 from gatewaytui.gateway.hub import Collection, StateHub
+from gatewaytui.gateway.jobs import ConflictError, UnknownTargetError
 from gatewaytui.gateway.sweep import SilentPeerSweep
+from gatewaytui.schema.api import ActionResult
 from gatewaytui.schema.mcp_protocol import (
     CLOSE_DEAD,
     MCPServerInfo,
@@ -74,6 +76,7 @@ KNOWN_METHODS = frozenset(
 )  # fmt: skip
 MAX_METHODS_PER_CLIENT = 64  # distinct method names kept per relay; the rest count as OTHER
 OTHER_METHOD = "(other)"
+CLOSE_RECONNECT = 1012  # WebSocket "service restart": the relay reconnects (operator's action)
 TERMINATE_METHOD = "(terminate)"  # DELETE /mcp/{id}: the client ends its MCP session
 COUNTER_ARCHIVE_SIZE = 10_000
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -495,6 +498,26 @@ class MCPRelays:
             f"mcp_{kind}",
             f"mcp relay {relay.id} {'evicted' if evicted else 'disconnected'}: {reason}{pending}",
             level="info" if clean and not evicted else "warning",
+        )
+
+    async def disconnect(self, relay_id: str) -> ActionResult:
+        """An operator closes a relay's connection (1012: its relay reconnects by itself,
+        through a load balancer perhaps to another replica); calls in flight on it fail."""
+        relay = self.relays.get(relay_id)
+        if relay is None:
+            raise UnknownTargetError(f"no mcp client with id {relay_id!r}")
+        conn = relay.conn
+        if relay.gone_at is not None or conn is None:
+            raise ConflictError(f"mcp client {relay_id!r} is not connected")
+        failed = len(relay.calls)
+        self.relay_disconnected(relay, "disconnected by an operator", clean=True)
+        await conn.close(CLOSE_RECONNECT, "disconnected by an operator")
+        return ActionResult(
+            message=f"mcp client {relay_id} disconnected"
+            + (f" ({plural(failed, 'call')} failed)" if failed else "")
+            + "; its relay reconnects by itself",
+            target=relay_id,
+            details={"failed_calls": failed},
         )
 
     def sweeper(self) -> SilentPeerSweep:

@@ -28,6 +28,8 @@ from gatewaytui.gateway.json_body import parse_json
 from gatewaytui.gateway.mcp.relays import (
     RPC_INVALID_REQUEST,
     RPC_PARSE_ERROR,
+    RPC_RELAY_LOST,
+    RPC_TIMEOUT,
     RPC_UNAUTHORIZED,
     TERMINATE_METHOD,
     DuplicateRelayError,
@@ -147,6 +149,7 @@ def add_mcp_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
     """Add the MCP relay endpoints to the gateway's app."""
     add_mcp_client_routes(app, gateway, guard)
     add_mcp_relay_route(app, gateway, guard)
+    add_mcp_action_routes(app, gateway, guard)
 
 
 def add_mcp_client_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
@@ -156,11 +159,17 @@ def add_mcp_client_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
 
     @app.post("/mcp/{client_id}", response_model=None)
     async def mcp_post(client_id: str, request: Request) -> Response:
+        elsewhere = await _at_owner(gateway, guard, client_id, request)
+        if elsewhere is not None:
+            return elsewhere
         return await _post(relays, guard, limit, client_id, request)
 
     @app.delete("/mcp/{client_id}", response_model=None)
     async def mcp_delete(client_id: str, request: Request) -> Response:
         """The client ends its MCP session; the relay passes it to the server."""
+        elsewhere = await _at_owner(gateway, guard, client_id, request)
+        if elsewhere is not None:
+            return elsewhere
         return await _delete(relays, guard, client_id, request)
 
     @app.get("/mcp/{client_id}", response_model=None)
@@ -177,6 +186,55 @@ def add_mcp_client_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
             code="method_not_allowed",
         )
         return rpc_response(no_stream, headers={"Allow": "POST, DELETE"})
+
+
+async def _at_owner(
+    gateway: Gateway, guard: Guard, client_id: str, request: Request
+) -> Response | None:
+    """In a fleet, the answer of the replica the relay is connected to, when that is another
+    one (None: answer here, as a single node does, a 404 for an unknown id included)."""
+    cluster = gateway.cluster
+    relay = gateway.mcp.relays.get(client_id)
+    if cluster is None or (relay is not None and relay.gone_at is None):
+        return None
+    replica = cluster.proxy.owner(request, "mcp_clients", client_id)
+    if replica is None:
+        return None
+    try:
+        _check_api_key(guard, request)  # not an open door to the owner
+        content = await request.body() if request.method == "POST" else None
+        wait = gateway.config.mcp_call_timeout + gateway.config.cluster_command_timeout
+        return await cluster.proxy.send(
+            request, replica, wait=wait, on_stream_error=_stream_failed, content=content
+        )
+    except MCPError as exc:
+        return rpc_response(exc)
+    except ClientDisconnect:
+        return Response(status_code=499)
+    except GatewayError as exc:  # the owner did not answer in time, or cannot be reached
+        rpc_code = RPC_TIMEOUT if exc.status == 504 else RPC_RELAY_LOST
+        error = MCPError(exc.message, status=exc.status, rpc_code=rpc_code, code=exc.code or "")
+        return rpc_response(error)
+
+
+def _stream_failed(message: str) -> bytes:
+    return _sse(
+        MCPError(message, status=502, rpc_code=RPC_RELAY_LOST, code="replica_failed").body()
+    )
+
+
+def add_mcp_action_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
+    """`POST /api/mcp/{client_id}/disconnect` (operator): close a relay's connection; it
+    reconnects by itself. In a fleet any replica takes it and the relay's replica runs it."""
+
+    @app.post("/api/mcp/{client_id}/disconnect")
+    async def disconnect_mcp_client(client_id: str, request: Request) -> dict[str, Any]:
+        guard.require_role(request.headers, "operator")
+        if gateway.cluster is not None:
+            return await gateway.cluster.actions.mcp_client_action(
+                "disconnect_mcp_client", client_id
+            )
+        return (await gateway.mcp.disconnect(client_id)).model_dump(mode="json")
 
 
 def _check_api_key(guard: Guard, request: Request) -> None:

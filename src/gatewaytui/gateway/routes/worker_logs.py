@@ -78,6 +78,10 @@ async def _with_keepalive(
             await closer()
 
 
+def _owner_failed(message: str) -> bytes:
+    return _sse("end", {"reason": message})
+
+
 def add_worker_log_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
     """Install the worker-logs route (a viewer token reads it)."""
     broker = gateway.worker_logs
@@ -86,9 +90,17 @@ def add_worker_log_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
     async def worker_logs(worker_id: str, request: Request) -> Any:
         guard.require_role(request.headers, "viewer")
         worker = gateway.registry.get(worker_id)
+        tail = _tail(request.query_params.get("tail"))
+        cluster = gateway.cluster
+        if cluster is not None and (worker is None or worker.gone_at is not None):
+            replica = cluster.proxy.owner(request, "workers", worker_id)
+            if replica is not None:  # its connection is on another replica: ask that one
+                wait = gateway.config.cluster_command_timeout
+                return await cluster.proxy.send(
+                    request, replica, wait=wait, on_stream_error=_owner_failed
+                )
         if worker is None:
             raise UnknownTargetError(f"no worker with id {worker_id!r}")
-        tail = _tail(request.query_params.get("tail"))
         if not _flag(request.query_params.get("follow")):
             return await broker.snapshot(worker, tail)
         batches = await broker.follow(worker, tail)
