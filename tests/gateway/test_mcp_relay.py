@@ -589,8 +589,10 @@ async def test_operator_disconnects_a_relay_which_reconnects_by_itself(gateway):
             assert "reconnects by itself" in answer.json()["message"]
             await asyncio.to_thread(
                 gw.wait_for,
-                lambda g: g.mcp.relays["demo"].counters.reconnects == 1
-                and g.mcp.relays["demo"].status == "idle",
+                lambda g: (
+                    g.mcp.relays["demo"].counters.reconnects == 1
+                    and g.mcp.relays["demo"].status == "idle"
+                ),
             )
             kinds = [e["kind"] for e in gw.sync(gw.gateway.events.all)]
             assert "mcp_disconnect" in kinds
