@@ -4,7 +4,6 @@ pattern can run unbounded or on every state read. Real gateway, real upstream.""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
@@ -95,13 +94,10 @@ def test_filters_run_once_per_probe_not_per_state_read(running, upstream):
 
         type(spec).admits = counting
         try:
-            started = time.monotonic()
             for _ in range(20):
                 assert c.get("/api/state").status_code == 200
-            elapsed = time.monotonic() - started
         finally:
             type(spec).admits = original
         models = c.get("/api/backends/f").json()["models"]
     assert sorted(models) == ["a" * 25 + "!", "llama3:8b"]
     assert calls["n"] == 0  # no filter work on the read path
-    assert elapsed < 10

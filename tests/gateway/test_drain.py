@@ -238,10 +238,9 @@ def test_second_sigterm_exits_at_once(served_gateway):
     worker.next_job()
     proc.send_signal(signal.SIGTERM)
     wait_ready_status(url, 503)
-    started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    proc.wait(10)
-    assert time.monotonic() - started < 8  # well before the 20s drain timeout
+    proc.wait(10)  # well before the 20 s drain timeout would end it (the job is never answered)
+    assert "second signal: exiting now" in proc.stdout.read().decode()
 
 
 def test_sigterm_after_an_undrain_drains_again(served_gateway):
@@ -274,7 +273,7 @@ def test_drain_timeout_exits_with_a_job_still_running(serve_gateway):
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(15) == 0
-    assert 0.9 <= time.monotonic() - started < 10
+    assert time.monotonic() - started >= 1.0  # not before its drain timeout
     output = proc.stdout.read().decode()
     assert "drain timeout with 1 job left" in output, output
     assert worker.closed.wait(5)  # the worker's connection ends with the process

@@ -124,13 +124,12 @@ async def test_slow_subscriber_is_resynced_without_slowing_the_hub():
     hub.touch("workers", "w")
     hub.tick()  # delta 1 -> being sent, stalls
     await asyncio.sleep(0)
-    started = time.perf_counter()
-    for n in range(1, 200):
+    for n in range(1, 200):  # ticks are plain calls: nothing here can wait on the client
         items["w"] = {"id": "w", "n": n}
         hub.touch("workers", "w")
         hub.tick()
-    elapsed = time.perf_counter() - started
     assert hub.resyncs == 1  # its queue overflowed once; then it was skipped
+    assert len(received) == 2  # nothing reached the stalled client meanwhile
     release.set()
     await poll_until(lambda: len(received) >= 3, what="the resync snapshot")
     task.cancel()
@@ -138,7 +137,6 @@ async def test_slow_subscriber_is_resynced_without_slowing_the_hub():
     assert first["type"] == "snapshot" and stalled["type"] == "delta"
     assert resync["type"] == "snapshot" and resync["seq"] == hub.seq
     assert resync["state"]["workers"] == [{"id": "w", "n": 199}]
-    assert elapsed < 1.0  # 199 ticks never waited on the stalled client
 
 
 def test_full_state_endpoint_validates(gateway):
