@@ -8,7 +8,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 
@@ -26,6 +26,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("gatewaytui.gateway.backends")
 
 PASSIVE_PROBE_GAP_S = 1.0  # a failing call asks for a probe at most this often
+
+
+class SharedProbes(Protocol):
+    """A fleet's shared probing (gateway/cluster/backends.py): one replica probes a backend
+    per interval and shares the result; the others adopt it."""
+
+    async def claim(self, record: BackendRecord) -> float | None:
+        """None: this replica probes now. Otherwise another one does: seconds until its turn
+        ends (this replica has adopted the shared result meanwhile)."""
+
+    def share(self, record: BackendRecord) -> None:
+        """This replica applied a probe result: hand it to the others."""
 
 
 class BackendHealth:
@@ -47,6 +59,7 @@ class BackendHealth:
         self._wake = asyncio.Event()
         self._client: aiohttp.ClientSession | None = None  # the probes'; made on first use
         self._task: asyncio.Task[None] | None = None
+        self.shared: SharedProbes | None = None  # set by a fleet (gateway/cluster)
 
     @property
     def client(self) -> aiohttp.ClientSession:
@@ -92,13 +105,26 @@ class BackendHealth:
             self._wake.set()
 
     async def probe_now(self, record: BackendRecord) -> ProbeOutcome:
-        task = record.probe_task
-        if task is None or task.done():
-            task = record.probe_task = asyncio.get_running_loop().create_task(
-                self._run_probe(record), name=f"probe-{record.spec.id}"
-            )
-            task.add_done_callback(lambda _: self._wake.set())
-        return await asyncio.shield(task)
+        """Probe at once (an operator asked): also in a fleet, whoever holds the turn."""
+        while True:
+            task = record.probe_task
+            if task is None or task.done():
+                task = record.probe_task = asyncio.get_running_loop().create_task(
+                    self._run_probe(record), name=f"probe-{record.spec.id}"
+                )
+                task.add_done_callback(lambda _: self._wake.set())
+            outcome = await asyncio.shield(task)
+            if outcome is not None:
+                return outcome  # else a scheduled turn that another replica held: probe now
+
+    async def _scheduled_probe(self, record: BackendRecord) -> ProbeOutcome | None:
+        """A probe that fell due; in a fleet, only if this replica holds the backend's turn."""
+        if self.shared is not None:
+            wait = await self.shared.claim(record)
+            if wait is not None:
+                record.next_probe_at = max(record.next_probe_at, time.time() + wait)
+                return None
+        return await self._run_probe(record)
 
     async def _run_probe(self, record: BackendRecord) -> ProbeOutcome:
         revision = record.revision
@@ -106,6 +132,8 @@ class BackendHealth:
         if record.deleted or record.revision != revision:
             return outcome  # the backend changed meanwhile: a fresh probe follows
         self._apply_probe(record, outcome)
+        if self.shared is not None:
+            self.shared.share(record)
         return outcome
 
     def _apply_probe(self, record: BackendRecord, outcome: ProbeOutcome) -> None:
@@ -173,7 +201,7 @@ class BackendHealth:
                     continue
                 if record.next_probe_at <= now:
                     task = record.probe_task = asyncio.get_running_loop().create_task(
-                        self._run_probe(record), name=f"probe-{record.spec.id}"
+                        self._scheduled_probe(record), name=f"probe-{record.spec.id}"
                     )
                     task.add_done_callback(self._probe_done)
                 else:
@@ -181,7 +209,7 @@ class BackendHealth:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(soonest - time.time(), 0.01))
 
-    def _probe_done(self, task: asyncio.Task[ProbeOutcome]) -> None:
+    def _probe_done(self, task: asyncio.Task[ProbeOutcome | None]) -> None:
         self._wake.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("backend probe failed", exc_info=task.exception())

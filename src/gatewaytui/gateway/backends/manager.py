@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import ValidationError
 
@@ -48,6 +48,34 @@ from gatewaytui.shared.text import plural
 
 log = logging.getLogger("gatewaytui.gateway.backends")
 T = TypeVar("T")
+STALE_RETRIES = 5  # a fleet edit that keeps losing its compare-and-set race gives up (409)
+
+
+class StaleBackendError(Exception):
+    """A fleet write lost its compare-and-set: `current` is what the shared store holds now
+    (None: no such backend there); the manager applies it and runs the edit again."""
+
+    def __init__(self, backend_id: str, current: StoredBackend | None) -> None:
+        super().__init__(backend_id)
+        self.backend_id = backend_id
+        self.current = current
+
+
+class SharedBackendStore(Protocol):
+    """Where a fleet keeps the backends (gateway/cluster/backends.py): every edit is a
+    compare-and-set on the backend's revision there, acknowledged only once it is stored."""
+
+    async def read(self, backend_id: str) -> StoredBackend | None:
+        """The stored backend now (GatewayError 503 when the store is unreachable)."""
+
+    async def write(
+        self, backend_id: str, base_revision: int, stored: StoredBackend | None
+    ) -> None:
+        """Store (None: delete) if the stored revision is still `base_revision` (0: absent);
+        StaleBackendError if not, GatewayError 503 when the store is unreachable."""
+
+    def applied(self) -> None:
+        """The local records changed (keep the local file as a copy of the fleet's)."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +117,8 @@ class BackendManager:
         c = host.config
         self.store = BackendStore(c.backends_store_path)
         self.records: dict[str, BackendRecord] = {}
-        self._lock = asyncio.Lock()
+        self.lock = asyncio.Lock()  # edits (and a fleet's reconcile) run one at a time
+        self.shared: SharedBackendStore | None = None  # set by a fleet (gateway/cluster)
         self.health = BackendHealth(c, self.records, host.events, self._sync)
         self._tasks: set[asyncio.Task[None]] = set()
         host.hub.add_collection("backends", Collection(self.item, self.items))
@@ -279,19 +308,45 @@ class BackendManager:
                 record.to_dict(),
             )
 
-    async def _save(self, records: list[StoredBackend]) -> None:
+    async def _write(self, backend_id: str, base: int, stored: StoredBackend | None) -> None:
+        """Make one edit durable before it is applied: in the fleet's store (a compare-and-set
+        on `base`, the revision the edit started from), or in the local file."""
+        if self.shared is not None:
+            await self.shared.write(backend_id, base, stored)
+            return
+        entries = [r.stored() for r in self.records.values() if r.spec.id != backend_id]
+        if stored is not None:
+            ids = list(self.records)
+            at = ids.index(backend_id) if backend_id in self.records else len(ids)
+            entries.insert(at, stored)
         try:
-            await asyncio.to_thread(self.store.save, records)
+            await asyncio.to_thread(self.store.save, entries)
         except StoreChangedError as exc:
             raise GatewayError(str(exc), status=409, code="store_changed") from None
         except (OSError, BackendStoreError) as exc:
             log.error("backends store write failed: %s", exc)
             raise StoreWriteError(f"could not save {self.store.path}: {exc}") from None
 
-    async def _commit(self, run: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """Serialise edits; a client that leaves mid-write does not split file and memory."""
-        async with self._lock:
-            return await asyncio.shield(run())
+    async def _commit(self, backend_id: str, run: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Serialise edits; a client that leaves mid-write does not split store and memory.
+        In a fleet the edit starts from the shared store's copy of the backend, and runs again
+        from the new copy when another replica's edit won the race (its revision checks then
+        answer 409 as on a single node)."""
+        async with self.lock:
+            for _ in range(STALE_RETRIES):
+                try:
+                    if self.shared is not None:
+                        current = await self.shared.read(backend_id)
+                        self.apply_stored(backend_id, current, announce=False)
+                    return await asyncio.shield(run())
+                except StaleBackendError as stale:
+                    self.apply_stored(stale.backend_id, stale.current, announce=False)
+        raise GatewayError(
+            f"backend {backend_id!r} kept changing on other replicas during the edit; "
+            "reload it and try again",
+            status=409,
+            code="revision_conflict",
+        )
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
         spec = self._spec_from(body, path_id=None, base=None, partial=False)
@@ -303,16 +358,21 @@ class BackendManager:
                 )
             return await self._add(spec)
 
-        return await self._commit(run)
+        return await self._commit(spec.id, run)
 
     async def _add(self, spec: BackendSpec) -> dict[str, Any]:
         """The one way a backend is added (POST, or PUT of an id not there yet)."""
         stored = StoredBackend(spec)
-        await self._save([*(r.stored() for r in self.records.values()), stored])
+        await self._write(spec.id, 0, stored)
+        return self._added(stored, announce=True).to_dict()
+
+    def _added(self, stored: StoredBackend, *, announce: bool) -> BackendRecord:
         record = self._install(stored)
-        self.host.events.add("backend_add", f"backend {spec.id} added ({spec.url})")
+        if announce:
+            spec = stored.spec
+            self.host.events.add("backend_add", f"backend {spec.id} added ({spec.url})")
         self.health.probe_soon(record)
-        return record.to_dict()
+        return record
 
     async def update(
         self, backend_id: str, body: dict[str, Any], *, partial: bool, if_match: Any = None
@@ -332,15 +392,15 @@ class BackendManager:
             if spec == record.spec:
                 return record.to_dict(), False  # nothing changed: no new revision
             updated = StoredBackend(spec, record.revision + 1, time.time())
-            await self._save(
-                [updated if r is record else r.stored() for r in self.records.values()]
-            )
-            self._apply_update(record, updated)
+            await self._write(backend_id, record.revision, updated)
+            self._apply_update(record, updated, announce=True)
             return record.to_dict(), False
 
-        return await self._commit(run)
+        return await self._commit(backend_id, run)
 
-    def _apply_update(self, record: BackendRecord, updated: StoredBackend) -> None:
+    def _apply_update(
+        self, record: BackendRecord, updated: StoredBackend, *, announce: bool
+    ) -> None:
         old, spec = record.spec, updated.spec
         record.spec, record.revision, record.updated_at = spec, updated.revision, updated.updated_at
         changed = sorted(
@@ -359,10 +419,11 @@ class BackendManager:
             old_http, record.http = record.http, BackendClient(spec.max_concurrency)
             self._background(old_http.retire())
         self._sync(record)
-        self.host.events.add(
-            "backend_update",
-            f"backend {spec.id} updated to revision {record.revision}: {', '.join(changed)}",
-        )
+        if announce:
+            self.host.events.add(
+                "backend_update",
+                f"backend {spec.id} updated to revision {record.revision}: {', '.join(changed)}",
+            )
         if spec.enabled and (endpoint_changed or (not old.enabled)):
             self.health.probe_soon(record)
 
@@ -372,15 +433,8 @@ class BackendManager:
         async def run() -> dict[str, Any]:
             record = self._record(backend_id)
             self._check_revision(record, wanted)
-            await self._save([r.stored() for r in self.records.values() if r is not record])
-            del self.records[backend_id]
-            self._retire(record)
-            self.touch(record)
-            inflight = record.worker.inflight
-            self.host.events.add(
-                "backend_delete",
-                f"backend {backend_id} deleted; {plural(inflight, 'call')} in flight finish",
-            )
+            await self._write(backend_id, record.revision, None)
+            inflight = self._removed(record, announce=True)
             return {
                 "message": (
                     f"backend {backend_id} deleted; {plural(inflight, 'call')} in flight finish"
@@ -388,7 +442,42 @@ class BackendManager:
                 "inflight": inflight,
             }
 
-        return await self._commit(run)
+        return await self._commit(backend_id, run)
+
+    def _removed(self, record: BackendRecord, *, announce: bool) -> int:
+        """Out of the records and routing; returns the calls still in flight (they finish)."""
+        backend_id = record.spec.id
+        del self.records[backend_id]
+        self._retire(record)
+        self.touch(record)
+        inflight = record.worker.inflight
+        if announce:
+            self.host.events.add(
+                "backend_delete",
+                f"backend {backend_id} deleted; {plural(inflight, 'call')} in flight finish",
+            )
+        return inflight
+
+    def apply_stored(
+        self, backend_id: str, stored: StoredBackend | None, *, announce: bool
+    ) -> bool:
+        """Bring one backend in line with the fleet's copy (None: it is gone there); True if
+        anything changed. The replica that made an edit announces it; the others apply it
+        quietly (its event reaches them through the fleet's event stream)."""
+        record = self.records.get(backend_id)
+        if stored is None:
+            if record is None:
+                return False
+            self._removed(record, announce=announce)
+        elif record is None:
+            self._added(stored, announce=announce)
+        elif (record.revision, record.spec) != (stored.revision, stored.spec):
+            self._apply_update(record, stored, announce=announce)
+        else:
+            return False
+        if self.shared is not None:
+            self.shared.applied()
+        return True
 
     # -- probes on request -----------------------------------------------------------------
 

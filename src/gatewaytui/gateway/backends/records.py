@@ -65,7 +65,7 @@ class BackendRecord:
         self.out = False  # left routing after too many failed probes; back when one passes
         self.next_retry_at: float | None = None
         self.next_probe_at = 0.0
-        self.probe_task: asyncio.Task[ProbeOutcome] | None = None
+        self.probe_task: asyncio.Task[ProbeOutcome | None] | None = None
         self.deleted = False
         self.conn = BackendConnection(manager, self)
         self.worker = BackendWorker(self, self.conn)

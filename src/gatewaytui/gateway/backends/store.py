@@ -118,6 +118,14 @@ class BackendStore:
         atomic_write(self.path, text)  # mode 0600: the file may hold keys
         self._seen = _fingerprint(text)
 
+    def save_copy(self, backends: Sequence[StoredBackend]) -> None:
+        """A fleet replica's copy of the fleet's backends (Redis holds the truth; the copy is
+        what the replica serves if it restarts while Redis is down). Written without the
+        changed-outside check: replicas sharing one file all write the same backends."""
+        text = render_store(backends).encode("utf-8")
+        atomic_write(self.path, text)
+        self._seen = _fingerprint(text)
+
 
 def render_store(backends: Sequence[StoredBackend]) -> str:
     doc = {"version": STORE_VERSION, "backends": [b.to_doc() for b in backends]}
@@ -168,6 +176,12 @@ def parse_store(data: bytes, name: str) -> list[StoredBackend]:
             )
         seen[spec_id] = index
     return backends
+
+
+def stored_from_doc(item: Any, where: str) -> StoredBackend:
+    """One backend from its document (as `StoredBackend.to_doc` writes it), validated like
+    an entry of the file; BackendStoreError says what is wrong."""
+    return _parse_item(item, 0, where)
 
 
 def _item_nodes(root: yaml.Node | None) -> list[yaml.Node]:

@@ -11,7 +11,10 @@ DRAIN = PREFIX + "drain"  # hash: worker id -> JSON {"since": epoch seconds, "by
 DRAIN_CHANNEL = PREFIX + "drain-changes"  # channel: {"id": worker id, "draining": bool}
 EVENTS = PREFIX + "events"  # stream: the fleet's capped event log
 BACKENDS = PREFIX + "backends"  # hash: backend id -> JSON stored backend (with revision)
-BACKENDS_CHANNEL = PREFIX + "backend-changes"  # channel: {"id": backend id}
+BACKENDS_VERSION = PREFIX + "backends-version"  # counter: bumped by every backend edit;
+# missing = Redis never held the fleet's backends (first start) or lost them (restart)
+BACKEND_HEALTH = PREFIX + "backend-health"  # hash: backend id -> JSON last shared probe
+BACKENDS_CHANNEL = PREFIX + "backend-changes"  # channel: {"id", "kind": spec|health, "by"}
 COMMAND_ALL = PREFIX + "cmd:*all*"  # channel: commands for every replica (fleet drain)
 
 
@@ -42,6 +45,7 @@ def replies(replica_id: str) -> str:
     return f"{PREFIX}reply:{replica_id}"
 
 
-def probe_lease(backend_id: str) -> str:
-    """String with a TTL: the replica probing this backend in the current interval."""
-    return f"{PREFIX}probe:{backend_id}"
+def probe_lease(backend_id: str, revision: int) -> str:
+    """String with a TTL: the replica probing this backend (at this revision: an edit starts
+    a new turn at once) until its next probe is due."""
+    return f"{PREFIX}probe:{backend_id}@{revision}"

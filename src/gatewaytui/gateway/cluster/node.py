@@ -24,6 +24,7 @@ import gatewaytui
 from gatewaytui.gateway.clock import iso
 from gatewaytui.gateway.cluster import keys
 from gatewaytui.gateway.cluster.actions import FleetActions
+from gatewaytui.gateway.cluster.backends import FleetBackends
 from gatewaytui.gateway.cluster.commands import CommandBus
 from gatewaytui.gateway.cluster.forward import Forwarder
 from gatewaytui.gateway.cluster.history import FleetHistory
@@ -80,6 +81,7 @@ class ClusterNode:
         self.proxy = OwnerProxy(self)
         self.history = FleetHistory(self)  # the history routes answer for the whole fleet
         gateway.history.replica = self.id  # each ledger record names its replica
+        self.backends = FleetBackends(self, gateway.backends)
         self.replicas: dict[str, Item] = {}  # the other live replicas' registrations
         self._seen_at: dict[str, float] = {}  # when each was last found registered
         self.epoch: str | None = None
@@ -199,6 +201,7 @@ class ClusterNode:
                 self.drains.writer_loop,
                 self.events.writer_loop,
                 self.events.reader_loop,
+                self.backends.run,
             )
         ]
         if not self.link.up:
@@ -404,3 +407,5 @@ class ClusterNode:
             self.commands.on_reply(message)
         elif channel == keys.DRAIN_CHANNEL:
             self.drains.on_message(message)
+        elif channel == keys.BACKENDS_CHANNEL:
+            self.backends.on_message(message)
