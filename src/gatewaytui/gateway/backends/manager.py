@@ -109,6 +109,16 @@ def _revision_from(value: Any) -> int | None:
     return value
 
 
+def _check_revision(record: BackendRecord, wanted: int | None) -> None:
+    """409 when the edit names a revision that is no longer the current one."""
+    if wanted is not None and wanted != record.revision:
+        raise RevisionConflictError(
+            f"backend {record.spec.id!r} is at revision {record.revision}, not {wanted}: "
+            "it was changed since you read it (reload it, then edit again)",
+            record.to_dict(),
+        )
+
+
 class BackendManager:
     """Owns the backends: CRUD with revisions and durable writes, probes, routing hooks."""
 
@@ -300,14 +310,6 @@ class BackendManager:
                 )  # fmt: skip
         return spec
 
-    def _check_revision(self, record: BackendRecord, wanted: int | None) -> None:
-        if wanted is not None and wanted != record.revision:
-            raise RevisionConflictError(
-                f"backend {record.spec.id!r} is at revision {record.revision}, not {wanted}: "
-                "it was changed since you read it (reload it, then edit again)",
-                record.to_dict(),
-            )
-
     async def _write(self, backend_id: str, base: int, stored: StoredBackend | None) -> None:
         """Make one edit durable before it is applied: in the fleet's store (a compare-and-set
         on `base`, the revision the edit started from), or in the local file."""
@@ -387,7 +389,7 @@ class BackendManager:
                     raise BackendNotFoundError(f"no backend with id {backend_id!r}")
                 spec = self._spec_from(body, path_id=backend_id, base=None, partial=False)
                 return await self._add(spec), True
-            self._check_revision(record, wanted)
+            _check_revision(record, wanted)
             spec = self._spec_from(body, path_id=backend_id, base=record.spec, partial=partial)
             if spec == record.spec:
                 return record.to_dict(), False  # nothing changed: no new revision
@@ -432,7 +434,7 @@ class BackendManager:
 
         async def run() -> dict[str, Any]:
             record = self._record(backend_id)
-            self._check_revision(record, wanted)
+            _check_revision(record, wanted)
             await self._write(backend_id, record.revision, None)
             inflight = self._removed(record, announce=True)
             return {
@@ -489,7 +491,7 @@ class BackendManager:
             base = record.spec if record is not None else None
             spec = self._spec_from(body, path_id=backend_id, base=base, partial=base is not None)
             outcome = await backend_http.probe(self.health.client, spec)
-            return self._probe_result(spec, outcome, None, saved=False)
+            return _probe_result(spec, outcome, None, saved=False)
         if record is None:
             raise BackendNotFoundError(f"no backend with id {backend_id!r}")
         try:
@@ -499,28 +501,28 @@ class BackendManager:
             if current is not None and current.cancelling():
                 raise  # the request itself is being cancelled
             raise BackendNotFoundError(f"backend {backend_id!r} was deleted or changed") from None
-        return self._probe_result(record.spec, outcome, record, saved=True)
+        return _probe_result(record.spec, outcome, record, saved=True)
 
-    def _probe_result(
-        self,
-        spec: BackendSpec,
-        outcome: ProbeOutcome,
-        record: BackendRecord | None,
-        *,
-        saved: bool,
-    ) -> dict[str, Any]:
-        names = [m.name for m in spec.declared_models]
-        names += [m for m in outcome.models if m not in names and spec.admits(m)]
-        status = BackendStatus.HEALTHY if outcome.ok else BackendStatus.UNHEALTHY
-        return {  # the shape of ProbeResult, with the wire's millisecond timestamps
-            "ok": outcome.ok,
-            "backend_id": spec.id,
-            "status": status.value,
-            "latency_ms": outcome.latency_ms,
-            "models": names,
-            "discovered_models": outcome.models,
-            "error": outcome.error,
-            "probed_at": iso(outcome.probed_at),
-            "saved": saved,
-            "backend": record.to_dict() if record is not None else None,
-        }
+
+def _probe_result(
+    spec: BackendSpec,
+    outcome: ProbeOutcome,
+    record: BackendRecord | None,
+    *,
+    saved: bool,
+) -> dict[str, Any]:
+    names = [m.name for m in spec.declared_models]
+    names += [m for m in outcome.models if m not in names and spec.admits(m)]
+    status = BackendStatus.HEALTHY if outcome.ok else BackendStatus.UNHEALTHY
+    return {  # the shape of ProbeResult, with the wire's millisecond timestamps
+        "ok": outcome.ok,
+        "backend_id": spec.id,
+        "status": status.value,
+        "latency_ms": outcome.latency_ms,
+        "models": names,
+        "discovered_models": outcome.models,
+        "error": outcome.error,
+        "probed_at": iso(outcome.probed_at),
+        "saved": saved,
+        "backend": record.to_dict() if record is not None else None,
+    }
