@@ -150,18 +150,28 @@ async def _drive(url: str, requests: int, concurrency: int) -> None:
         await asyncio.gather(*(one() for _ in range(concurrency)))
 
 
-def cpu_per_request(procs: list[common.Proc], redis_url: str, requests: int) -> dict[str, float]:
-    result = {}
+def cpu_per_request(
+    procs: list[common.Proc], redis_url: str, requests: int, rounds: int
+) -> dict[str, list[float]]:
+    """Both gateways up at once (off: no Redis; on: a replica in a fleet), each with its
+    own worker, driven in alternating rounds (off/on, then on/off, ...), so the machine's
+    noise falls on both alike. Per round: the gateway process's CPU time per request."""
+    urls: dict[str, str] = {}
+    gateways: dict[str, common.Proc] = {}
     for label, redis in (("off", None), ("on", redis_url)):
-        url = replica(procs, redis, f"cpu-{label}")
-        proc = procs[-1]
-        worker(procs, url, f"cpu-w-{label}", "--concurrency", "16")
+        urls[label] = replica(procs, redis, f"cpu-{label}")
+        gateways[label] = procs[-1]
+        worker(procs, urls[label], f"cpu-w-{label}", "--concurrency", "16")
+    for url in urls.values():
         wait_workers(url, 1)
         asyncio.run(_drive(url, 200, 8))  # warm up
-        before = proc.cpu_seconds()
-        asyncio.run(_drive(url, requests, 8))
-        result[label] = (proc.cpu_seconds() - before) / requests * 1e6
-    return result
+    samples: dict[str, list[float]] = {"off": [], "on": []}
+    for n in range(rounds):
+        for label in ("off", "on") if n % 2 == 0 else ("on", "off"):
+            before = gateways[label].cpu_seconds()
+            asyncio.run(_drive(urls[label], requests, 8))
+            samples[label].append((gateways[label].cpu_seconds() - before) / requests * 1e6)
+    return samples
 
 
 # ---- 3. two replicas behind one port -----------------------------------------------------
@@ -186,10 +196,17 @@ def wrk_rps(port: int, seconds: int) -> float:
     raise RuntimeError(out)
 
 
-def reuseport(procs: list[common.Proc], redis_url: str, seconds: int) -> dict[str, float]:
-    result = {}
+def reuseport(procs: list[common.Proc], redis_url: str, seconds: int) -> dict[str, Any]:
+    """wrk against one shared port served by 1, then 2 replicas (each with its own worker).
+    Besides req/s: how the kernel spread the requests over the replicas, and where the
+    machine's CPU went (gateways, workers, wrk) while wrk ran."""
+    import resource
+
+    result: dict[str, Any] = {}
     for count in (1, 2):
         shared = common.free_port()
+        gateways: list[tuple[common.Proc, str]] = []
+        workers: list[common.Proc] = []
         for i in range(count):
             private = common.free_port()
             name = f"rp{count}-{i}"
@@ -201,11 +218,39 @@ def reuseport(procs: list[common.Proc], redis_url: str, seconds: int) -> dict[st
             procs.append(proc)
             url = f"http://127.0.0.1:{private}"
             common.wait_http(url + "/healthz", 20, proc=proc)
-            worker(procs, url, f"{name}-w", "--concurrency", "32")
+            gateways.append((proc, url))
+            workers.append(worker(procs, url, f"{name}-w", "--concurrency", "32"))
             wait_workers(url, 1)
-        result[f"{count}"] = wrk_rps(shared, seconds)
+
+        def served(gateways: list[tuple[common.Proc, str]] = gateways) -> list[int]:
+            return [
+                int(httpx.get(u + "/api/state", timeout=10).json()["server"]["requests_total"])
+                for _, u in gateways
+            ]
+
+        before = served()
+        cpu_before = [p.cpu_seconds() for p in (*(g for g, _ in gateways), *workers)]
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        busy = common.machine_ticks()
+        rps = wrk_rps(shared, seconds)
+        machine = common.busy_share(busy, common.machine_ticks())
+        after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_after = [p.cpu_seconds() for p in (*(g for g, _ in gateways), *workers)]
+        spent = [b - a for a, b in zip(cpu_before, cpu_after, strict=True)]
+        wrk_cpu = (after_children.ru_utime + after_children.ru_stime) - (
+            children.ru_utime + children.ru_stime
+        )
+        result[str(count)] = {
+            "rps": rps,
+            "served": [b - a for a, b in zip(before, served(), strict=True)],
+            "gateway_cpu": sum(spent[:count]) / seconds,
+            "worker_cpu": sum(spent[count:]) / seconds,
+            "wrk_cpu": wrk_cpu / seconds,
+            "machine_busy": machine,
+        }
         for proc in procs[-2 * count :]:
             proc.stop()
+        del procs[-2 * count :]
     return result
 
 
@@ -298,8 +343,8 @@ def main() -> None:
     if REDIS is None:
         print("   redis-server is not on PATH: nothing measured (apt install redis-server)")
         return
-    rounds, requests, seconds, workers, stream_s = (
-        (10, 300, 2, 1500, 3) if args.quick else (60, 3000, 8, 5000, 15)
+    rounds, requests, cpu_rounds, seconds, workers, stream_s = (
+        (10, 150, 4, 2, 1500, 3) if args.quick else (60, 500, 8, 8, 5000, 15)
     )
     with common.processes() as procs:
         redis_url = start_redis(procs)
@@ -311,11 +356,17 @@ def main() -> None:
         for proc in procs[1:]:
             proc.stop()
         del procs[1:]
-        cpu = cpu_per_request(procs, redis_url, requests)
-        print(f"   gateway CPU per chat: off {cpu['off']:.0f} µs, on {cpu['on']:.0f} µs")
+        cpu = cpu_per_request(procs, redis_url, requests, cpu_rounds)
+        off, on = (common.percentile(sorted(cpu[k]), 50) for k in ("off", "on"))
+        ratios = sorted(b / a for a, b in zip(cpu["off"], cpu["on"], strict=True))
+        print(
+            f"   gateway CPU per chat ({cpu_rounds} interleaved rounds of {requests}): "
+            f"off {off:.0f} µs, on {on:.0f} µs (medians); on/off per round "
+            + ", ".join(f"{r:.2f}" for r in ratios)
+        )
         common.verdict(
-            "CPU per request, clustering on vs off",
-            (cpu["on"] / cpu["off"] - 1) * 100,
+            "CPU per request, clustering on vs off (median of rounds)",
+            (common.percentile(ratios, 50) - 1) * 100,
             10,
             "%",
             higher_is_better=False,
@@ -324,11 +375,17 @@ def main() -> None:
             proc.stop()
         del procs[1:]
         if shutil.which("wrk"):
-            rps = reuseport(procs, redis_url, seconds)
-            print(f"   chat req/s behind one port: 1 replica {rps['1']:.0f}, 2 {rps['2']:.0f}")
+            runs = reuseport(procs, redis_url, seconds)
+            for count, run in runs.items():
+                print(
+                    f"   {count} replica(s) behind one port: {run['rps']:.0f} req/s, requests "
+                    f"per replica {run['served']}; CPU cores busy: gateways "
+                    f"{run['gateway_cpu']:.2f}, workers {run['worker_cpu']:.2f}, wrk "
+                    f"{run['wrk_cpu']:.2f}; machine {run['machine_busy'] * 100:.0f} % busy"
+                )
             common.verdict(
                 "two replicas vs one (SO_REUSEPORT)",
-                rps["2"] / rps["1"],
+                runs["2"]["rps"] / runs["1"]["rps"],
                 1.5,
                 "x",
                 higher_is_better=True,

@@ -166,3 +166,17 @@ def test_a_worker_made_ineligible_behind_the_schedulers_back_is_not_picked():
     w["b"].counters.draining = False
     scheduler.update(w["b"])
     assert scheduler.pick("m").id == "b"
+
+
+def test_free_slot_and_serves_peek_without_reserving():
+    """What the fleet's forwarder asks on every request: a peek, nothing reserved."""
+    _, scheduler, w = fleet("least-busy", {"a": (["llama3:8b"], 1)})
+    assert scheduler.has_free_slot("llama3:8b") and scheduler.has_free_slot("llama3:8b-q4")
+    assert w["a"].inflight == 0
+    assert scheduler.pick("llama3:8b").id == "a"
+    assert not scheduler.has_free_slot("llama3:8b")  # busy ...
+    assert scheduler.serves("llama3:8b")  # ... but it serves the model
+    w["a"].counters.draining = True
+    scheduler.update(w["a"])
+    assert not scheduler.serves("llama3:8b") and not scheduler.has_free_slot("llama3:8b")
+    assert not scheduler.serves("other")

@@ -200,6 +200,28 @@ class Scheduler:
             self.update(worker)
         return worker
 
+    def has_free_slot(self, model: str) -> bool:
+        """A worker or backend would take a job for `model` right now (nothing reserved):
+        the fleet's forwarder asks this on every request, so it is a heap peek."""
+        if self._pick_from("m:" + model, frozenset()) is not None:
+            return True
+        family = "f:" + model_family(model)
+        return self.family_matching and self._pick_from(family, frozenset()) is not None
+
+    def serves(self, model: str) -> bool:
+        """A worker or backend here serves `model` now, busy or not (not draining, ready)."""
+        keys = ["m:" + model]
+        if self.family_matching:
+            keys.append("f:" + model_family(model))
+        return any(
+            w.gone_at is None
+            and not w.counters.draining
+            and not w.self_draining
+            and w.reported_ready
+            for key in keys
+            for w in self.members(key).values()
+        )
+
     def _pick_from(self, key: str, exclude: frozenset[str]) -> WorkerRecord | None:
         heap = self._heaps.get(key)
         while heap:

@@ -57,9 +57,10 @@ class Forwarder:
         loads = self.node.mirror.replica_load()
         if not any(model in per_model for per_model in loads.values()):
             return []  # no other replica serves it: nothing to weigh
-        ready_here, free_here = self._here(model)
-        if ready_here and free_here > 0:
+        scheduler = self.node.gateway.scheduler
+        if scheduler.has_free_slot(model):
             return []
+        ready_here = scheduler.serves(model)
         now = time.monotonic()
         ranked: list[tuple[float, str]] = []
         for replica, per_model in loads.items():
@@ -74,16 +75,6 @@ class Forwarder:
                 continue  # busy there as well: queue here rather than elsewhere
             ranked.append((inflight / capacity, replica))
         return [replica for _, replica in sorted(ranked)]
-
-    def _here(self, model: str) -> tuple[int, int]:
-        """Ready workers and backends for `model` on this replica, and its free slots."""
-        live = self.node.gateway.live
-        live.refresh_derived()
-        here = live.models.get(model)
-        if here is None:
-            return 0, 0
-        ready = int(here.get("ready_workers") or 0) + int(here.get("ready_backends") or 0)
-        return ready, int(here.get("capacity") or 0) - int(here.get("inflight") or 0)
 
     async def maybe_forward(self, request: Request, body: dict[str, Any]) -> Response | None:
         """The other replica's answer, or None when this replica should serve the request.

@@ -60,9 +60,13 @@ class FleetMirror:
         self.version = 0
         self.need_full = True
         self._dirty: dict[str, dict[str, None]] = {c: {} for c in MIRRORED}
+        # What this replica's hashes hold: a job that came and went between two publications
+        # costs Redis nothing (no HDEL, no note), the common case of a short request.
+        self._in_redis: dict[str, set[str]] = {c: set() for c in MIRRORED}
         self._wake = asyncio.Event()
         self._now = asyncio.Event()
         self._models: dict[str, Item] | None = None
+        self._load: dict[str, dict[str, dict[str, int]]] | None = None  # replica_load's cache
         self.published = 0
         self.bytes_published = 0
 
@@ -121,14 +125,18 @@ class FleetMirror:
                 continue
             sets: dict[str, str] = {}
             dels: list[str] = []
+            held = self._in_redis[collection]
             for item_id in ids:
                 item = self.local_item(collection, item_id)
                 if item is None:
-                    dels.append(item_id)
+                    if item_id in held:
+                        held.discard(item_id)
+                        dels.append(item_id)
                 else:
                     text = encode(item)
                     size += len(text)
                     sets[item_id] = text
+                    held.add(item_id)
             if sets:
                 writes.append((collection, sets))
                 changed[collection] = list(sets)
@@ -180,6 +188,7 @@ class FleetMirror:
             return await pipe.execute()
 
         await self.node.link.call(run)
+        self._in_redis = {c: set(mapping) for c, mapping in everything.items()}
         self.need_full = False
         self.published += 1
 
@@ -296,6 +305,8 @@ class FleetMirror:
         if collection == "mcp_clients":
             return
         self._models = None
+        if collection == "workers":
+            self._load = None
         affected: set[str] = set()
         for item in (old, new):
             if item is None:
@@ -390,7 +401,10 @@ class FleetMirror:
         return item is not None and not _gone(item)
 
     def replica_load(self) -> dict[str, dict[str, dict[str, int]]]:
-        """Per replica, per model: ready capacity and slots in use (for forwarding)."""
+        """Per replica, per model: ready capacity and slots in use (for forwarding: asked on
+        every chat, so kept until another replica's worker changes)."""
+        if self._load is not None:
+            return self._load
         load: dict[str, dict[str, dict[str, int]]] = {}
         for by_replica in self.remote["workers"].values():
             for replica, worker in by_replica.items():
@@ -401,4 +415,5 @@ class FleetMirror:
                     slot = per_model.setdefault(model, {"capacity": 0, "inflight": 0})
                     slot["capacity"] += int(worker.get("max_concurrency") or 0)
                     slot["inflight"] += int(worker.get("inflight") or 0)
+        self._load = load
         return load
