@@ -83,18 +83,19 @@ class ReplicasView(TableView):
 
     DEFAULT_CSS = """
     ReplicasView #replicas-note {
-        height: auto; padding: 1 2; margin: 0 1 1 1;
+        height: auto; padding: 0 1; margin: 0 1;
         border: round $primary; display: none;
     }
     ReplicasView #replicas-note.-shown { display: block; }
-    ReplicasView #replicas-note.-degraded { border: round $warning; }
     """
 
     def columns(self) -> Sequence[Column]:
         panel = self.panel
         styles = panel.status_styles
         return [
-            Column("id", "REPLICA", replica_id_text, width=16, min_width=8),
+            # At 80 columns: the id, its status, where it is reached and its load; SEEN,
+            # STARTED and VERSION come with the width (and are all in its details).
+            Column("id", "REPLICA", replica_id_text, width=16, min_width=12),
             Column(
                 "status",
                 "STATUS",
@@ -107,8 +108,8 @@ class ReplicasView(TableView):
                 "ADVERTISE URL",
                 lambda r: r.get("advertise_url") or "-",
                 width=24,
+                min_width=21,
                 flex=True,
-                priority=2,
             ),
             numeric_column("workers", "WORKERS", fmt=str),
             numeric_column("jobs", "JOBS", fmt=str, width=5),
@@ -120,9 +121,9 @@ class ReplicasView(TableView):
                 width=11,
                 align="right",
             ),
-            _age_column("started_at", "STARTED", panel.now, priority=3),
-            _age_column("last_seen", "SEEN", panel.now, priority=1),
-            Column("version", "VERSION", lambda r: r.get("version") or "", width=8, priority=4),
+            _age_column("started_at", "STARTED", panel.now, priority=4),
+            _age_column("last_seen", "SEEN", panel.now, priority=3),
+            Column("version", "VERSION", lambda r: r.get("version") or "", width=8, priority=5),
         ]
 
     def compose(self) -> ComposeResult:
@@ -134,25 +135,13 @@ class ReplicasView(TableView):
         super().show_state(store, change)
 
     def _show_note(self, store: StateStore) -> None:
-        """Not clustered: say so and how to cluster; degraded: say what that means here."""
+        """Not clustered: say so and how to cluster. (A degraded replica is the banner's.)"""
         note = self.query_one("#replicas-note", Static)
-        degraded = store.server.get("cluster") == "degraded"
-        if not clustered(store):
-            text: Text | None = Text(NOT_CLUSTERED)
-        elif degraded:
-            replica = store.server.get("replica") or "this replica"
-            text = Text.assemble(
-                ("Degraded: ", "bold"),
-                f"{replica} cannot reach Redis. The other replicas' rows are as last known; "
-                "it serves its own workers and backends until Redis is back.",
-            )
-        else:
-            text = None
-        note.set_class(text is not None, "-shown")
-        note.set_class(degraded, "-degraded")
-        if text is not None and text.plain != getattr(self, "_note", None):
-            self._note = text.plain
-            note.update(text)
+        single = not clustered(store)
+        note.set_class(single, "-shown")
+        if single and not getattr(self, "_noted", False):
+            self._noted = True
+            note.update(Text(NOT_CLUSTERED))
 
     def detail_screen(self, row_id: str) -> Screen[None] | None:
         return ReplicaDetailScreen(row_id)
