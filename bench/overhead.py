@@ -293,7 +293,8 @@ def start_stack(
     return gateway, worker
 
 
-def main() -> int:
+def parse_args() -> tuple[argparse.Namespace, list[str], str]:
+    """The options, the stacks to measure and the load generator (adjusted for --quick)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--service-ms", type=float, default=20.0)
@@ -334,7 +335,52 @@ def main() -> int:
         args.duration = max(1, round(args.duration))
         args.serial_duration = round(args.serial_duration)
         args.warmup = round(args.warmup)
+    return args, stacks, kind
 
+
+CHAT = "/v1/chat/completions"
+
+
+def measure_phases(
+    gen: LoadGen,
+    url: str,
+    phases: list[tuple[str, float, int]],
+    upstream_url: str,
+    watch: list[Proc],
+    args: argparse.Namespace,
+) -> dict[str, dict]:
+    """One window per (tag, service ms, concurrency) phase against `url`; results by tag."""
+    results: dict[str, dict] = {}
+    for tag, service, conc in [] if args.skip_svc else phases:
+        set_service(upstream_url, service)
+        gen.concurrency = conc
+        duration = args.duration if conc > 1 else args.serial_duration
+        results[tag] = gen.run(url + CHAT, duration, args.warmup, watch)
+        line(f"svc {service:g} ms, c={conc}", results[tag])
+    return results
+
+
+def judge_stack(stack: str, direct: dict[str, dict], via: dict[str, dict]) -> bool | None:
+    """The added latency and throughput ratio per phase; the verdict of the `svc` phase."""
+    verdict_svc: bool | None = None
+    for tag, r in via.items():
+        d = direct[tag]
+        added = r["p50_ms"] - d["p50_ms"]
+        ratio = r["rps"] / d["rps"] * 100 if d["rps"] else 0.0
+        if tag == "svc":
+            ok = verdict(f"[{stack}] added p50 latency", added, 1.0, "ms", higher_is_better=False)
+            ok &= verdict(f"[{stack}] throughput ratio", ratio, 85.0, "%", higher_is_better=True)
+            verdict_svc = ok
+        else:
+            print(
+                f"   [{stack}] added p50 {added:.2f} ms, throughput ratio {ratio:.1f} % "
+                "(secondary, no target)"
+            )
+    return verdict_svc
+
+
+def main() -> int:
+    args, stacks, kind = parse_args()
     header("overhead: upstream direct vs through gateway + relay worker")
     print(
         f"   load: closed loop, concurrency {args.concurrency}, generator {kind}, "
@@ -344,7 +390,6 @@ def main() -> int:
     print("   CPU columns: cores busy during the window and CPU microseconds per request")
     up_port = free_port()
     upstream_url = f"http://127.0.0.1:{up_port}"
-    chat = "/v1/chat/completions"
     phases = [("svc", args.service_ms, args.concurrency), ("zero", 0.0, args.concurrency)]
     verdicts: dict[str, bool] = {}
     with processes() as procs, tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
@@ -363,15 +408,9 @@ def main() -> int:
         wait_http(f"{upstream_url}/v1/models", 20, proc=upstream)
         gen = LoadGen(kind, args.concurrency, Path(tmp))
 
-        direct: dict[str, dict] = {}
         print("\n-- direct (load generator -> upstream)")
         direct_phases = phases + [("serial", 0.0, 1)] * (args.serial_duration > 0)
-        for tag, service, conc in [] if args.skip_svc else direct_phases:
-            set_service(upstream_url, service)
-            gen.concurrency = conc
-            duration = args.duration if conc > 1 else args.serial_duration
-            direct[tag] = gen.run(upstream_url + chat, duration, args.warmup, [upstream])
-            line(f"svc {service:g} ms, c={conc}", direct[tag])
+        direct = measure_phases(gen, upstream_url, direct_phases, upstream_url, [upstream], args)
 
         for stack in stacks:
             gw_port = free_port()
@@ -383,30 +422,10 @@ def main() -> int:
                 "-> upstream)"
             )
             serial = stack != "shipped" and args.serial_duration > 0
-            for tag, service, conc in (
-                [] if args.skip_svc else phases + [("serial", 0.0, 1)] * serial
-            ):
-                set_service(upstream_url, service)
-                gen.concurrency = conc
-                duration = args.duration if conc > 1 else args.serial_duration
-                r = gen.run(gateway_url + chat, duration, args.warmup, watch)
-                line(f"svc {service:g} ms, c={conc}", r)
-                d = direct[tag]
-                added = r["p50_ms"] - d["p50_ms"]
-                ratio = r["rps"] / d["rps"] * 100 if d["rps"] else 0.0
-                if tag == "svc":
-                    ok = verdict(
-                        f"[{stack}] added p50 latency", added, 1.0, "ms", higher_is_better=False
-                    )
-                    ok &= verdict(
-                        f"[{stack}] throughput ratio", ratio, 85.0, "%", higher_is_better=True
-                    )
-                    verdicts[stack] = ok
-                else:
-                    print(
-                        f"   [{stack}] added p50 {added:.2f} ms, throughput ratio {ratio:.1f} % "
-                        "(secondary, no target)"
-                    )
+            stack_phases = phases + [("serial", 0.0, 1)] * serial
+            via = measure_phases(gen, gateway_url, stack_phases, upstream_url, watch, args)
+            if (ok := judge_stack(stack, direct, via)) is not None:
+                verdicts[stack] = ok
             if stack == "shipped":
                 set_service(upstream_url, 0)
                 print("\n-- hot path (service time 0 ms)")

@@ -176,6 +176,45 @@ class Load:
                 self.stats["heartbeat"] += 1
 
 
+class TimedFlush:
+    """The hub's flush, timed: each tick's milliseconds and each delta's bytes, reported
+    (and reset) by `stats_json` with the load's counters and the CPU time since."""
+
+    def __init__(self, flush: Callable[[], str | None]) -> None:
+        self._flush = flush
+        self.flush_ms: list[float] = []
+        self.delta_bytes: list[int] = []
+        self.cpu0 = time.process_time()
+
+    def __call__(self) -> str | None:
+        start = time.perf_counter()
+        text = self._flush()
+        self.flush_ms.append(ms(time.perf_counter() - start))
+        if text is not None:
+            self.delta_bytes.append(len(text.encode()))
+        return text
+
+    def clear(self) -> None:
+        self.flush_ms.clear()
+        self.delta_bytes.clear()
+        self.cpu0 = time.process_time()
+
+    def stats_json(self, load: Load) -> str:
+        text = json.dumps(
+            {
+                "stats": dict(load.stats),
+                "ticks": len(self.flush_ms),
+                "flush_ms": sorted(self.flush_ms),
+                "delta_bytes": sum(self.delta_bytes),
+                "deltas": len(self.delta_bytes),
+                "cpu_s": time.process_time() - self.cpu0,
+            }
+        )
+        load.stats.clear()
+        self.clear()
+        return text
+
+
 async def gateway_main(args: argparse.Namespace) -> None:
     import logging
 
@@ -196,19 +235,7 @@ async def gateway_main(args: argparse.Namespace) -> None:
         await never.wait()
 
     hub.run = hub_run  # type: ignore[method-assign]
-    flush_ms: list[float] = []
-    delta_bytes: list[int] = []
-    flush = hub.flush
-
-    def timed_flush() -> str | None:
-        start = time.perf_counter()
-        text = flush()
-        flush_ms.append(ms(time.perf_counter() - start))
-        if text is not None:
-            delta_bytes.append(len(text.encode()))
-        return text
-
-    hub.flush = timed_flush  # type: ignore[method-assign]
+    timed = hub.flush = TimedFlush(hub.flush)  # type: ignore[method-assign]
 
     sock = bind_socket("127.0.0.1", 0)
     server = make_server(gateway, handle_signals=False)
@@ -221,8 +248,7 @@ async def gateway_main(args: argparse.Namespace) -> None:
     for _ in range(args.jobs):
         load.start_job(age=rng.uniform(0, 300))
     hub.tick()  # the registration delta goes out before anyone subscribes
-    flush_ms.clear()
-    delta_bytes.clear()
+    timed.clear()
     setup_s = time.perf_counter() - started
 
     mode = args.mode
@@ -239,7 +265,7 @@ async def gateway_main(args: argparse.Namespace) -> None:
     print(f"ready {port} {setup_s:.2f} {len(gateway.jobs)}", flush=True)
 
     n = 0
-    cpu0 = time.process_time()
+    timed.cpu0 = time.process_time()
     next_at = loop.time()
     while True:
         while not commands.empty():
@@ -249,23 +275,7 @@ async def gateway_main(args: argparse.Namespace) -> None:
                 await serving
                 return
             if command == "stats":
-                print(
-                    json.dumps(
-                        {
-                            "stats": dict(load.stats),
-                            "ticks": len(flush_ms),
-                            "flush_ms": sorted(flush_ms),
-                            "delta_bytes": sum(delta_bytes),
-                            "deltas": len(delta_bytes),
-                            "cpu_s": time.process_time() - cpu0,
-                        }
-                    ),
-                    flush=True,
-                )
-                load.stats.clear()
-                flush_ms.clear()
-                delta_bytes.clear()
-                cpu0 = time.process_time()
+                print(timed.stats_json(load), flush=True)
             elif command in ("churn", "idle", "quiet"):
                 mode = command
         if mode == "churn":
@@ -467,6 +477,12 @@ class Probe:
         self.client_ms: list[float] = []  # per delta, CPU time: json decode + store apply
         self.recording = False
         self.frames: Frames | None = None
+        self._decode_s = 0.0
+        self._hook_client(connection)
+        self._hook_feed(app.feed)
+
+    def _hook_client(self, connection: Any) -> None:
+        """Time the stream's decode and the store's applies (the first snapshot's too)."""
         decode, store = connection._decode, connection.store
         apply, apply_snapshot = store.apply, store.apply_snapshot
 
@@ -498,11 +514,12 @@ class Probe:
             self.snapshot_store_ms = ms(time.perf_counter() - start)
             return change
 
-        self._decode_s = 0.0
         connection._decode = timed_decode
         store.apply = timed_apply
         store.apply_snapshot = timed_apply_snapshot
-        feed = app.feed
+
+    def _hook_feed(self, feed: Any) -> None:
+        """Time each `apply_pending` that drew a change: one `Tick`."""
         original = feed.apply_pending
 
         def timed_apply_pending() -> None:

@@ -99,112 +99,105 @@ class Upstream:
     # ---- the app ------------------------------------------------------------------------
 
     def app(self) -> Starlette:
-        up = self
-
-        def denied(request: Request) -> Response | None:
-            got = request.headers.get("authorization")
-            if up.key is not None and got != f"Bearer {up.key}":
-                # A careless server: it repeats the credentials it received.
-                message = f"invalid api key: {got}"
-                return JSONResponse({"error": {"message": message}}, status_code=401)
-            return None
-
-        async def record(request: Request) -> dict[str, Any]:
-            body = await request.json() if request.method == "POST" else {}
-            up.requests.append(
-                {
-                    "path": request.url.path,
-                    "auth": request.headers.get("authorization"),
-                    "body": body,
-                }
-            )
-            return body
-
-        async def gate() -> None:
-            if up.hold:
-                up.arrived.release()
-                await up._gate.wait()  # type: ignore[union-attr]
-
-        def failure() -> Response | None:
-            if up.fail_status is None:
-                return None
-            body = {"error": {"message": "upstream exploded", "type": "server_error"}}
-            return JSONResponse(body, status_code=up.fail_status)
-
-        async def models(request: Request) -> Response:
-            await record(request)
-            if (no := denied(request) or failure()) is not None:
-                return no
-            data = [{"id": m, "object": "model", "owned_by": "upstream"} for m in up.models]
-            return JSONResponse({"object": "list", "data": data})
-
-        async def tags(request: Request) -> Response:
-            await record(request)
-            if (no := denied(request) or failure()) is not None:
-                return no
-            entries = [{"name": m, "model": m, "size": 1, "digest": "d"} for m in up.models]
-            return JSONResponse({"models": entries})
-
-        async def chat(request: Request) -> Response:
-            body = await record(request)
-            if (no := denied(request) or failure()) is not None:
-                return no
-            base = {"id": "chatcmpl-up", "created": 1, "model": body["model"]}
-            usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
-            if not body.get("stream"):
-                await gate()
-                up.completed += 1
-                message = {"role": "assistant", "content": "Hello from upstream"}
-                choice = {"index": 0, "message": message, "finish_reason": "stop"}
-                return JSONResponse(
-                    base | {"object": "chat.completion", "choices": [choice], "usage": usage}
-                )
-
-            async def events() -> AsyncIterator[str]:
-                finished = False
-                try:
-                    for delta in ({"role": "assistant", "content": ""}, {"content": "Hel"}):
-                        yield _chunk(base, delta)
-                    await gate()  # a stream is held after its first bytes
-                    for delta in ({"content": "lo" + "x" * up.pad_stream}, {"content": "!"}):
-                        yield _chunk(base, delta)
-                    yield _chunk(base, {}, finish="stop")
-                    if (body.get("stream_options") or {}).get("include_usage"):
-                        yield f"data: {json.dumps(base | {'choices': [], 'usage': usage})}\n\n"
-                    yield ": keep-alive\n\ndata: [DONE]\n\n"
-                    finished = True
-                    up.completed += 1
-                finally:
-                    if not finished:
-                        up.disconnected.set()
-
-            return StreamingResponse(events(), media_type="text/event-stream")
-
-        async def embeddings(request: Request) -> Response:
-            body = await record(request)
-            if (no := denied(request) or failure()) is not None:
-                return no
-            inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-            data = [
-                {
-                    "object": "embedding",
-                    "index": i,
-                    "embedding": [float(len(text))] + [1.0] * (up.dimension - 1),
-                }
-                for i, text in enumerate(inputs)
-            ]
-            up.completed += 1
-            usage = {"prompt_tokens": 2 * len(data), "total_tokens": 2 * len(data)}
-            return JSONResponse(
-                {"object": "list", "data": data, "model": body["model"], "usage": usage}
-            )
-
         routes = [
-            Route("/v1/chat/completions", chat, methods=["POST"]),
-            Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/v1/chat/completions", self._chat, methods=["POST"]),
+            Route("/v1/embeddings", self._embeddings, methods=["POST"]),
         ]
-        routes.append(Route("/api/tags", tags) if up.ollama else Route("/v1/models", models))
-        return Starlette(routes=routes)
+        listing = (
+            Route("/api/tags", self._tags) if self.ollama else Route("/v1/models", self._models)
+        )
+        return Starlette(routes=[*routes, listing])
+
+    async def _receive(self, request: Request) -> tuple[dict[str, Any], Response | None]:
+        """Record the request; its body, and the refusal to send instead (a bad key: 401, a
+        failure asked for: `fail_status`), if any."""
+        body = await request.json() if request.method == "POST" else {}
+        self.requests.append(
+            {"path": request.url.path, "auth": request.headers.get("authorization"), "body": body}
+        )
+        got = request.headers.get("authorization")
+        if self.key is not None and got != f"Bearer {self.key}":
+            # A careless server: it repeats the credentials it received.
+            message = f"invalid api key: {got}"
+            return body, JSONResponse({"error": {"message": message}}, status_code=401)
+        if self.fail_status is not None:
+            error = {"error": {"message": "upstream exploded", "type": "server_error"}}
+            return body, JSONResponse(error, status_code=self.fail_status)
+        return body, None
+
+    async def _gate_wait(self) -> None:
+        if self.hold:
+            self.arrived.release()
+            await self._gate.wait()  # type: ignore[union-attr]
+
+    async def _models(self, request: Request) -> Response:
+        _body, refused = await self._receive(request)
+        if refused is not None:
+            return refused
+        data = [{"id": m, "object": "model", "owned_by": "upstream"} for m in self.models]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def _tags(self, request: Request) -> Response:
+        _body, refused = await self._receive(request)
+        if refused is not None:
+            return refused
+        entries = [{"name": m, "model": m, "size": 1, "digest": "d"} for m in self.models]
+        return JSONResponse({"models": entries})
+
+    async def _chat(self, request: Request) -> Response:
+        body, refused = await self._receive(request)
+        if refused is not None:
+            return refused
+        base = {"id": "chatcmpl-up", "created": 1, "model": body["model"]}
+        if body.get("stream"):
+            return StreamingResponse(self._events(base, body), media_type="text/event-stream")
+        await self._gate_wait()
+        self.completed += 1
+        message = {"role": "assistant", "content": "Hello from upstream"}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        return JSONResponse(
+            base | {"object": "chat.completion", "choices": [choice], "usage": _USAGE}
+        )
+
+    async def _events(self, base: dict[str, Any], body: dict[str, Any]) -> AsyncIterator[str]:
+        finished = False
+        try:
+            for delta in ({"role": "assistant", "content": ""}, {"content": "Hel"}):
+                yield _chunk(base, delta)
+            await self._gate_wait()  # a stream is held after its first bytes
+            for delta in ({"content": "lo" + "x" * self.pad_stream}, {"content": "!"}):
+                yield _chunk(base, delta)
+            yield _chunk(base, {}, finish="stop")
+            if (body.get("stream_options") or {}).get("include_usage"):
+                yield f"data: {json.dumps(base | {'choices': [], 'usage': _USAGE})}\n\n"
+            yield ": keep-alive\n\ndata: [DONE]\n\n"
+            finished = True
+            self.completed += 1
+        finally:
+            if not finished:
+                self.disconnected.set()
+
+    async def _embeddings(self, request: Request) -> Response:
+        body, refused = await self._receive(request)
+        if refused is not None:
+            return refused
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": [float(len(text))] + [1.0] * (self.dimension - 1),
+            }
+            for i, text in enumerate(inputs)
+        ]
+        self.completed += 1
+        usage = {"prompt_tokens": 2 * len(data), "total_tokens": 2 * len(data)}
+        return JSONResponse(
+            {"object": "list", "data": data, "model": body["model"], "usage": usage}
+        )
+
+
+_USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
 
 
 def _chunk(base: dict[str, Any], delta: dict[str, Any], finish: str | None = None) -> str:

@@ -223,6 +223,32 @@ class UpstreamState:
         self.cut_stream = False  # the stream breaks off (no chunked-encoding end) mid-way
 
 
+_USAGE = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+
+
+def _sse_chunk(base: dict[str, Any], delta: dict[str, Any], finish: str | None = None) -> str:
+    chunk = base | {
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(chunk)}\n\n"
+
+
+async def _chat_events(
+    state: UpstreamState, base: dict[str, Any], body: dict[str, Any]
+) -> AsyncIterator[str]:
+    """The upstream's SSE answer: `state.stream_chunks`, broken off after the first when
+    `state.cut_stream`, then the finish chunk, usage if asked for, and [DONE]."""
+    for delta in state.stream_chunks:
+        yield _sse_chunk(base, delta)
+        if state.cut_stream:
+            raise ConnectionAbortedError("the upstream broke off the stream")
+    yield _sse_chunk(base, {}, finish="stop")
+    if (body.get("stream_options") or {}).get("include_usage"):
+        yield f"data: {json.dumps(base | {'choices': [], 'usage': _USAGE})}\n\n"
+    yield ": keep-alive comment\n\ndata: [DONE]\n\n"
+
+
 def upstream_app(state: UpstreamState) -> Starlette:
     """`/v1/models`, `/v1/chat/completions` (JSON and SSE) and `/v1/embeddings`."""
 
@@ -249,42 +275,15 @@ def upstream_app(state: UpstreamState) -> Starlette:
         if state.hold is not None:
             await state.hold.wait()
         base = {"id": "chatcmpl-up", "created": 1, "model": body["model"]}
-        if not body.get("stream"):
-            return JSONResponse(
-                base
-                | {
-                    "object": "chat.completion",
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": "Hello there"},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
-                }
+        if body.get("stream"):
+            return StreamingResponse(
+                _chat_events(state, base, body), media_type="text/event-stream"
             )
-
-        async def events() -> AsyncIterator[str]:
-            for delta in state.stream_chunks:
-                chunk = base | {
-                    "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
-                }
-                yield f"data: {json.dumps(chunk)}\n\n"
-                if state.cut_stream:
-                    raise ConnectionAbortedError("the upstream broke off the stream")
-            last = base | {
-                "object": "chat.completion.chunk",
-                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-            }
-            yield f"data: {json.dumps(last)}\n\n"
-            if (body.get("stream_options") or {}).get("include_usage"):
-                usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
-                yield f"data: {json.dumps(base | {'choices': [], 'usage': usage})}\n\n"
-            yield ": keep-alive comment\n\ndata: [DONE]\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream")
+        message = {"role": "assistant", "content": "Hello there"}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        return JSONResponse(
+            base | {"object": "chat.completion", "choices": [choice], "usage": _USAGE}
+        )
 
     async def embeddings(request: Request) -> Response:
         seen(request)
