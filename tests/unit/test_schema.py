@@ -21,6 +21,7 @@ from gatewaytui.schema.mcp_protocol import (
 from gatewaytui.schema.protocol import (
     GATEWAY_FRAME_ADAPTER,
     WORKER_FRAME_ADAPTER,
+    AcceptedFrame,
     CancelFrame,
     ChunkFrame,
     ChunksFrame,
@@ -287,6 +288,7 @@ WORKER_FRAMES = [
     ),
     HeartbeatFrame(cpu_percent=37.5, mem_percent=61.0),
     StatusFrame(ready=False, reason="upstream unreachable", models=["m"], max_concurrency=2),
+    AcceptedFrame(job_id="chat-1"),
     ChunkFrame(job_id="chat-1.2", data={"object": "chat.completion.chunk"}, tokens=3),
     ChunksFrame(job_id="chat-1.2", chunks=['{"object":"chat.completion.chunk"}'], tokens=1),
     ResultFrame(job_id="chat-1", data={"object": "chat.completion"}, usage={"total_tokens": 9}),

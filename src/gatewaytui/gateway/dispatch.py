@@ -36,7 +36,13 @@ from gatewaytui.gateway.registry import WorkerConnection, WorkerRecord, model_fa
 from gatewaytui.gateway.scheduler import Scheduler
 from gatewaytui.gateway.slots import SlotQueue, deadline_error
 from gatewaytui.schema.api import ActionResult
-from gatewaytui.schema.protocol import CancelFrame, ChunkFrame, ErrorFrame, ResultFrame
+from gatewaytui.schema.protocol import (
+    FEATURE_ACCEPTED,
+    CancelFrame,
+    ChunkFrame,
+    ErrorFrame,
+    ResultFrame,
+)
 from gatewaytui.shared.text import plural
 
 UNRESPONSIVE = "unresponsive"
@@ -214,11 +220,20 @@ class Dispatcher:
             self._answered_again(worker)
         assignment.queue.put_nowait(frame)
 
+    def accepted(self, worker: WorkerRecord, job_id: str) -> None:
+        """The worker acknowledged a job (FEATURE_ACCEPTED): a non-streaming chat's answer
+        may now take as long as the request allows; the worker is not hung."""
+        assignment = self.assignments.get(job_id)
+        if assignment is None or assignment.worker is not worker:
+            return
+        assignment.accepted = True
+        if worker.counters.missed_first_frames:
+            self._answered_again(worker)
+
     def _answered_again(self, worker: WorkerRecord) -> None:
         worker.counters.missed_first_frames = 0
-        if (worker.status_reason or "").startswith(UNRESPONSIVE):
-            worker.reported_ready = True
-            worker.status_reason = None
+        if worker.unresponsive is not None:
+            worker.unresponsive = None
             self.scheduler.update(worker)
             self.live.touch_worker(worker)
             self.events.add("status", f"worker {worker.id} answers again", worker_id=worker.id)
@@ -226,17 +241,15 @@ class Dispatcher:
     def _missed_first_frame(self, assignment: Assignment) -> WorkerLostError:
         """The worker sent nothing for a job within workers.first_frame_timeout: cancel it
         there, count the miss (consecutive misses make it unresponsive: out of routing, shown
-        not_ready with the reason), and let the request retry elsewhere."""
+        `unresponsive` with the reason), and let the request retry elsewhere."""
         worker, limit = assignment.worker, self.config.first_frame_timeout
         message = f"worker {worker.id} sent nothing within {limit:g}s (workers.first_frame_timeout)"
         self.cancel_on_worker(assignment, "no answer")
         self.account(assignment, False, error=message)
-        self.release(assignment)
         worker.counters.missed_first_frames += 1
         misses = worker.counters.missed_first_frames
-        if misses >= self.config.unresponsive_after and worker.reported_ready:
-            worker.reported_ready = False
-            worker.status_reason = f"{UNRESPONSIVE}: no answer to {plural(misses, 'job')} in a row"
+        if misses >= self.config.unresponsive_after and worker.unresponsive is None:
+            worker.unresponsive = f"{UNRESPONSIVE}: no answer to {plural(misses, 'job')} in a row"
             self.scheduler.update(worker)
             self.live.touch_worker(worker)
             self.events.add(
@@ -246,6 +259,7 @@ class Dispatcher:
                 level="warning",
                 worker_id=worker.id,
             )
+        self.release(assignment)  # after the status: the freed slot must not go to it again
         return WorkerLostError(message)
 
     def fail_worker(self, worker: WorkerRecord, reason: str) -> None:
@@ -294,30 +308,43 @@ class Dispatcher:
     async def next_frame(self, assignment: Assignment) -> Any:
         """The next frame for an assignment; raises for lost worker, cancel and the end of the
         request's deadline (`job.deadline`: one for the whole request, not one per frame)."""
-        remaining = max(assignment.job.deadline - time.monotonic(), 0.0)
-        job = assignment.job
-        # The first frame of a stream or an embeddings slice is due within
-        # workers.first_frame_timeout (a non-streaming chat's first frame is its whole
-        # answer, which may rightly take long; backends have their own timeout_s).
-        first = not assignment.answered and assignment.queue.empty()
-        bounded = (
-            first
-            and (job.stream or job.kind == "embeddings")
-            and getattr(assignment.worker, "backend_id", None) is None
-            and self.config.first_frame_timeout < remaining
-        )
-        try:  # the first frame is due within workers.first_frame_timeout (a hung worker)
-            async with asyncio.timeout(self.config.first_frame_timeout if bounded else remaining):
-                item = await assignment.queue.get()
-        except TimeoutError:
-            if bounded and not assignment.answered:
-                raise self._missed_first_frame(assignment) from None
-            error = deadline_error(self.config, assignment.worker)
-            self.cancel_on_worker(assignment, "request timeout")
-            self.account(assignment, False, error=error.message)
-            self.release(assignment)
-            raise error from None
-        return self.outcome(assignment, item)
+        while True:
+            remaining = max(assignment.job.deadline - time.monotonic(), 0.0)
+            bounded = (
+                assignment.queue.empty()
+                and self._first_frame_due(assignment)
+                and self.config.first_frame_timeout < remaining
+            )
+            try:  # a first frame is due within workers.first_frame_timeout (a hung worker)
+                async with asyncio.timeout(
+                    self.config.first_frame_timeout if bounded else remaining
+                ):
+                    item = await assignment.queue.get()
+            except TimeoutError:
+                if bounded and self._first_frame_due(assignment):
+                    raise self._missed_first_frame(assignment) from None
+                if bounded:  # acknowledged meanwhile: the answer has the request's time
+                    continue
+                error = deadline_error(self.config, assignment.worker)
+                self.cancel_on_worker(assignment, "request timeout")
+                self.account(assignment, False, error=error.message)
+                self.release(assignment)
+                raise error from None
+            return self.outcome(assignment, item)
+
+    @staticmethod
+    def _first_frame_due(assignment: Assignment) -> bool:
+        """Whether the worker still owes the frame that shows it is not hung: the first chunk
+        of a stream or the answer to an embeddings slice; for a non-streaming chat (whose
+        first frame is its whole answer, which may rightly take long) its `accepted` frame,
+        from a worker that sends them (FEATURE_ACCEPTED; others are not bounded). Backends
+        have their own timeout_s."""
+        worker, job = assignment.worker, assignment.job
+        if assignment.answered or getattr(worker, "backend_id", None) is not None:
+            return False
+        if job.stream or job.kind == "embeddings":
+            return True
+        return not assignment.accepted and FEATURE_ACCEPTED in worker.features
 
     def outcome(self, assignment: Assignment, item: Any) -> Any:
         """What one item from an assignment's queue means: the frame itself, or the error it

@@ -116,11 +116,22 @@ def new_job_id(kind: str) -> str:
 class Assignment:
     """One piece of a job on one worker; frames for it arrive on `queue`."""
 
-    __slots__ = ("answered", "id", "job", "model", "queue", "released", "started", "worker")
+    __slots__ = (
+        "accepted",
+        "answered",
+        "id",
+        "job",
+        "model",
+        "queue",
+        "released",
+        "started",
+        "worker",
+    )
 
     def __init__(self, assignment_id: str, job: Job, worker: WorkerRecord):
         self.id = assignment_id
         self.answered = False  # the worker sent something for it (hung-worker detection)
+        self.accepted = False  # the worker acknowledged it (an `accepted` frame)
         self.job = job
         self.worker = worker
         self.model = worker.concrete_model(job.model)  # what this worker calls the model

@@ -28,8 +28,10 @@ from gatewaytui.schema import WorkerStatus
 from gatewaytui.schema.api import ActionResult
 from gatewaytui.schema.protocol import (
     CLOSE_EVICTED,
+    FEATURE_ACCEPTED,
     FEATURE_CHUNKS,
     FEATURE_RAW_RESULTS,
+    AcceptedFrame,
     ChunkFrame,
     DrainFrame,
     ErrorFrame,
@@ -105,7 +107,7 @@ class WorkerRoster:
             heartbeat_expiry_s=self.config.heartbeat_expiry,
             max_frame_bytes=self.config.max_frame_bytes,
             draining=worker.counters.draining,
-            features=[FEATURE_CHUNKS, FEATURE_RAW_RESULTS],
+            features=[FEATURE_CHUNKS, FEATURE_RAW_RESULTS, FEATURE_ACCEPTED],
         )
         return worker, reply.model_dump()
 
@@ -114,6 +116,8 @@ class WorkerRoster:
         worker.last_heartbeat = time.time()
         if isinstance(frame, RawChunks | RawResult | ChunkFrame | ResultFrame | ErrorFrame):
             self.dispatch.route_frame(worker, frame)
+        elif isinstance(frame, AcceptedFrame):
+            self.dispatch.accepted(worker, frame.job_id)
         elif isinstance(frame, HeartbeatFrame):
             was_connected = not worker.heard_from
             worker.heard_from = True

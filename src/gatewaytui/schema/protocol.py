@@ -24,6 +24,12 @@ CLOSE_SERVER_SHUTDOWN = 1001
 # What a worker can do beyond the basic protocol, listed in `register.features`. A worker that
 # does not list a feature (an older one) is never sent that feature's frames.
 FEATURE_LOGS = "logs"  # answers logs_request / logs_stop
+# Sends `accepted` as soon as it starts a non-streaming chat job (both sides list it: a worker
+# in `register.features`, a gateway in `registered.features`). Only then is a non-streaming
+# chat's acknowledgement due within workers.first_frame_timeout (a hung worker is noticed);
+# a worker that does not list it keeps protocol 1's behaviour (its answer may take as long
+# as the request timeout).
+FEATURE_ACCEPTED = "accepted"
 
 LOG_LINE_MAX_CHARS = 2000  # a longer log message is cut (with an ellipsis) by the worker
 LOG_FRAME_MAX_LINES = 500  # log lines per frame; a bigger snapshot spans several frames
@@ -91,6 +97,14 @@ FEATURE_CHUNKS = "chunks"  # the gateway accepts `chunks` frames
 FEATURE_RAW_RESULTS = "raw_results"  # the gateway accepts `result.raw` for embeddings
 
 
+class AcceptedFrame(WireModel):
+    """The worker has started a job (sent at once, before any answer). Only between a worker
+    and a gateway that both list the "accepted" feature; see FEATURE_ACCEPTED."""
+
+    type: Literal["accepted"] = "accepted"
+    job_id: str
+
+
 class Usage(WireModel):
     prompt_tokens: int = Field(default=0, ge=0)
     completion_tokens: int = Field(default=0, ge=0)
@@ -149,6 +163,7 @@ WorkerFrame = Annotated[
     RegisterFrame
     | HeartbeatFrame
     | StatusFrame
+    | AcceptedFrame
     | ChunkFrame
     | ChunksFrame
     | ResultFrame

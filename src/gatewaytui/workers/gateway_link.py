@@ -24,6 +24,7 @@ from gatewaytui.schema.protocol import (
     CLOSE_EVICTED,
     CLOSE_POLICY_VIOLATION,
     CLOSE_SERVER_SHUTDOWN,
+    FEATURE_ACCEPTED,
     FEATURE_CHUNKS,
     FEATURE_LOGS,
     FEATURE_RAW_RESULTS,
@@ -136,7 +137,7 @@ class WorkerClient(DialOutClient[RegisteredFrame]):
             version=__version__,
             host=host_info(),
             labels=dict(settings.labels),
-            features=[FEATURE_LOGS],
+            features=[FEATURE_LOGS, FEATURE_ACCEPTED],
         )
         self.jobs_succeeded = 0
         self.jobs_failed = 0
@@ -316,6 +317,9 @@ class WorkerClient(DialOutClient[RegisteredFrame]):
             await ws.send(codec.dumps_text(frame))
 
         try:
+            if not job.stream and job.kind == "chat" and FEATURE_ACCEPTED in registered.features:
+                # Its answer may take long: say at once that it runs (the gateway bounds this).
+                await ws.send(codec.dumps_text({"type": "accepted", "job_id": job.job_id}))
             try:
                 result = await self._answer(job, registered, emit, emit_raw)
             except JobError as exc:
