@@ -243,7 +243,7 @@ w = register(
 w.connected_at = w.last_heartbeat = t("09:29:58.412")
 counters(w, {L8: (2_087, 14, 1_702_331, 688_115, 0)}, 2_073 * 6.9042, reconnects=3)
 
-# 12: an Ollama relay on a Mac Studio
+# 12: an Ollama relay on a Mac Studio, out of routing: unresponsive
 w = register(
     "mac-studio-01", [L8], 2, 8,
     host("mac-studio-01", "Apple M2 Ultra", 24, 196_608, os_="Darwin", arch="arm64"),
@@ -251,7 +251,17 @@ w = register(
     name="mac-studio-01 (ollama)",
 )  # fmt: skip
 live(w, t("09:02:10.540"), t("09:29:59.466"), 9.3, 52.4, inflight=0)
-counters(w, {L8: (612, 3, 497_225, 199_840, 0)}, 609 * 8.2315, reconnects=1)
+counters(
+    w,
+    {L8: (612, 5, 497_225, 199_840, 0)},
+    607 * 8.2315,
+    reconnects=1,
+    last_error="worker mac-studio-01 sent nothing within 60s (workers.first_frame_timeout)",
+    last_error_at=t("09:25:44.310"),
+)
+# it still heartbeats, but its ollama hangs: two jobs in a row went unanswered
+w.counters.missed_first_frames = 2
+w.unresponsive = "unresponsive: no answer to 2 job(s) in a row"
 
 # 13: evicted after going silent (kernel hang); kept visible as gone for gone_retention
 w = register(
@@ -537,6 +547,9 @@ raw_events = [
      "connection refused", "gpu-h100-02", None),
     ("09:24:30.611", "protocol_error", "error",
      "worker 10.0.5.31:60212 closed: the first frame must be 'register'", None, None),
+    ("09:25:44.312", "status", "warning",
+     "worker mac-studio-01 is unresponsive (2 jobs unanswered); no jobs until it answers or "
+     "reconnects", "mac-studio-01", None),
     ("09:26:02.118", "refuse", "warning",
      "worker id 'gpu-l4-02' is already connected from 10.0.2.32:56034", "gpu-l4-02", None),
     ("09:27:40.530", "self_drain", "info",

@@ -101,6 +101,7 @@ class WorkerRecord:
         "self_drain_started_at",
         "self_draining",
         "status_reason",
+        "unresponsive",
         "version",
     )
 
@@ -135,6 +136,9 @@ class WorkerRecord:
         self.heard_from = False
         self.reported_ready = True
         self.status_reason: str | None = None
+        # Why the gateway stopped routing to it (consecutive missed first frames); None while
+        # it answers. Cleared by an answer or a reconnect, not by the worker's own status.
+        self.unresponsive: str | None = None
         self.self_draining = False
         self.self_drain_started_at: float | None = None
         self.cpu_percent: float | None = None
@@ -160,6 +164,8 @@ class WorkerRecord:
     def status(self) -> WorkerStatus:
         if self.gone_at is not None:
             return WorkerStatus.GONE
+        if self.unresponsive is not None:
+            return WorkerStatus.UNRESPONSIVE
         if self.counters.draining or self.self_draining:
             return WorkerStatus.DRAINING
         if not self.reported_ready or self.max_concurrency <= 0:
@@ -178,6 +184,7 @@ class WorkerRecord:
             and not self.counters.draining
             and not self.self_draining
             and self.reported_ready
+            and self.unresponsive is None
             and self.inflight < self.max_concurrency
         )
 
@@ -189,7 +196,7 @@ class WorkerRecord:
 
     def to_dict(self) -> dict[str, Any]:
         c = self.counters
-        reason = self.status_reason
+        reason = self.unresponsive or self.status_reason
         if reason is None and self.max_concurrency <= 0 and self.gone_at is None:
             reason = "worker reports no capacity"
         return {

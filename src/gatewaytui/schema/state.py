@@ -22,12 +22,14 @@ class WireModel(BaseModel):
 
 
 class WorkerStatus(StrEnum):
-    """Worker statuses, exactly the SPI's `WorkerStatus` values."""
+    """Worker statuses: the SPI's `WorkerStatus` values, plus `unresponsive` (the gateway's
+    own finding: connected and heartbeating, but its jobs go unanswered; out of routing)."""
 
     CONNECTED = "connected"
     WORKING = "working"
     IDLE = "idle"
     NOT_READY = "not_ready"
+    UNRESPONSIVE = "unresponsive"
     DRAINING = "draining"
     GONE = "gone"
 

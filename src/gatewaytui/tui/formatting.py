@@ -21,6 +21,7 @@ STATUS_GLYPHS = {
     "working": "●",
     "idle": "○",
     "not_ready": "✖",
+    "unresponsive": "⊘",
     "draining": "◐",
     "gone": "·",
     "ready": "●",
@@ -36,6 +37,7 @@ STATUS_STYLES = {
     "working": "bold green",
     "idle": "green",
     "not_ready": "bold red",
+    "unresponsive": "bold magenta",
     "draining": "bold yellow",
     "gone": "dim",
     "ready": "bold green",
@@ -45,7 +47,10 @@ STATUS_STYLES = {
 }
 
 STATUS_ORDER = {
-    s: i for i, s in enumerate(["not_ready", "draining", "working", "connected", "idle", "gone"])
+    s: i
+    for i, s in enumerate(
+        ["unresponsive", "not_ready", "draining", "working", "connected", "idle", "gone"]
+    )
 }
 
 

@@ -67,6 +67,7 @@ STATUSES = (
     "working",
     "draining",
     "not_ready",
+    "unresponsive",
     "gone",
     # server readiness and backend health
     "ready",
@@ -195,7 +196,7 @@ def status_variable_defaults(theme: Theme) -> dict[str, str]:
             "ansi_yellow",
             "ansi_bright_red",
         )
-        link, muted = "ansi_cyan", "ansi_bright_black"
+        link, muted, stuck = "ansi_cyan", "ansi_bright_black", "ansi_magenta"
     else:
         good = theme.success or "#4ebf71"
         busy = theme.primary
@@ -203,12 +204,14 @@ def status_variable_defaults(theme: Theme) -> dict[str, str]:
         bad = theme.error or "#ba3c5b"
         link = theme.secondary or theme.primary
         muted = "#8b949e" if theme.dark else "#59636e"
+        stuck = "#d08cf0" if theme.dark else "#8a3ab9"
     values = {
         "connected": link,
         "idle": good,
         "working": busy,
         "draining": warn,
         "not_ready": bad,
+        "unresponsive": stuck,
         "gone": muted,
         "ready": good,
         "healthy": good,

@@ -25,6 +25,7 @@ from gatewaytui.tui.views.base import register_view
 from gatewaytui.tui.views.table_view import TableView
 from gatewaytui.tui.widgets.virtual_table import Column
 
+COUNTED_STATUSES = ("working", "idle", "connected", "draining", "not_ready", "unresponsive", "gone")
 SAMPLES = 300  # 5 minutes at one sample a second
 QUEUE_GROWTH_SAMPLES = 10
 
@@ -111,6 +112,7 @@ def alerts(
     if throughput.queue_growing():
         found.append(Text(f"▲ queue growing: {throughput.queue[-1]} waiting", "bold yellow"))
     found += _stale_alerts(store.workers.values(), now, stale_after)
+    found += _unresponsive_alerts(store.workers.values())
     found += _failing_alerts(store.workers, failing, now)
     return found
 
@@ -196,6 +198,22 @@ def _stale_alerts(workers: Iterable[WorkerRow], now: float, stale_after: float) 
         shown = ", ".join(sorted(stale)[:5]) + (f" +{len(stale) - 5}" if len(stale) > 5 else "")
         found.append(Text(f"▲ stale heartbeat (> {stale_after:g}s): {shown}", "bold yellow"))
     return found
+
+
+def _unresponsive_alerts(workers: Iterable[WorkerRow]) -> list[Text]:
+    """Workers the gateway took out of routing because their jobs went unanswered (one line:
+    they heartbeat, so nothing else flags them)."""
+    stuck = sorted(w["id"] for w in workers if w.get("status") == "unresponsive")
+    if not stuck:
+        return []
+    shown = ", ".join(stuck[:5]) + (f" +{len(stuck) - 5}" if len(stuck) > 5 else "")
+    return [
+        Text.assemble(
+            ("⊘ ", "bold magenta"),
+            ("unresponsive", "bold"),
+            f" (jobs unanswered, out of routing): {shown}",
+        )
+    ]
 
 
 def _failing_alerts(
@@ -315,7 +333,7 @@ class OverviewView(TableView):
         counts = Counter(w.get("status", "unknown") for w in store.workers.values())
         styles = self.panel.status_styles
         text = Text()
-        for status in ("working", "idle", "connected", "draining", "not_ready", "gone"):
+        for status in COUNTED_STATUSES:
             text.append_text(status_text(status, styles))
             text.append(f" {counts.get(status, 0)}\n")
         if text.plain != getattr(self, "_counts_shown", None):

@@ -71,13 +71,13 @@ def _identity_columns(styles: dict[str, str]) -> list[Column]:
     """Who the worker is: id, name, status, models."""
     return [
         Column("id", "ID", lambda w: w["id"], width=16, min_width=10),
-        Column("name", "NAME", lambda w: w.get("name", ""), width=16, priority=3),
+        Column("name", "NAME", lambda w: w.get("name", ""), width=14, priority=3),
         Column(
             "status",
             "STATUS",
             lambda w: status_text(w.get("status"), styles),
             sort_key=lambda w: STATUS_ORDER.get(w.get("status", ""), 99),
-            width=12,
+            width=14,  # `⊘ unresponsive`
         ),
         replica_column(priority=1),
         Column(
