@@ -439,8 +439,10 @@ DESCRIPTORS: list[PluginDescriptor] = [
                 "first_frame_timeout",
                 DUR,
                 "1m",
-                "A worker must answer a job (first chunk, result or error) within this; "
-                "else the job is retried elsewhere and the miss counts against the worker.",
+                "A worker must show life for a job within this: a stream's first chunk, an "
+                "embeddings slice's answer, a non-streaming chat's `accepted` frame (from "
+                "workers that send them); else the job is retried elsewhere and the miss "
+                "counts against the worker.",
                 example="30s",
             ),
             _arg(
