@@ -261,7 +261,7 @@ counters(
 )
 # it still heartbeats, but its ollama hangs: two jobs in a row went unanswered
 w.counters.missed_first_frames = 2
-w.unresponsive = "unresponsive: no answer to 2 job(s) in a row"
+w.unresponsive = "unresponsive: no answer to 2 jobs in a row"
 
 # 13: evicted after going silent (kernel hang); kept visible as gone for gone_retention
 w = register(

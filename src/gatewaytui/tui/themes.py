@@ -196,7 +196,7 @@ def status_variable_defaults(theme: Theme) -> dict[str, str]:
             "ansi_yellow",
             "ansi_bright_red",
         )
-        link, muted, stuck = "ansi_cyan", "ansi_bright_black", "ansi_magenta"
+        link, muted, stuck = "ansi_cyan", "ansi_bright_black", "ansi_bright_yellow"
     else:
         good = theme.success or "#4ebf71"
         busy = theme.primary
