@@ -106,7 +106,9 @@ async def test_the_overview_says_when_the_gateway_cannot_be_reached(make_gateway
         await until(pilot, lambda: not app.session.state.live, what="disconnected")
         app.current_view.tick()
         await pilot.pause()
-        assert "✖ not connected to the gateway (reconnecting)" in str(alerts_box.render())
+        alert = str(alerts_box.render())
+        assert "✖ not connected to the gateway (reconnecting, data " in alert  # and how old
+        assert " old): what follows is the last known state" in alert
 
 
 async def test_failing_is_a_share_of_recent_jobs_not_any_failure(monkeypatch):

@@ -289,17 +289,25 @@ class GatewayConnection:
             while True:
                 await self._update_signal.wait()
                 self._update_signal.clear()
-                change, self._pending = self._pending, None
-                state_changed, self._state_dirty = self._state_dirty, False
-                if change is None and not state_changed:
+                update = self.take_update()
+                if update is None:
                     continue
-                state = self.state
-                yield Update(state, change, state_changed)
-                if self._closed and state.status is ConnectionStatus.STOPPED:
+                yield update
+                if self._closed and update.state.status is ConnectionStatus.STOPPED:
                     return
         finally:
             self._consuming = False
             self._pending = None
+
+    def take_update(self) -> Update | None:
+        """What `updates()` would yield next, now (None if nothing happened): a consumer
+        that is about to draw from the store between two updates catches up with it first,
+        so nothing it draws is newer than the rows it shows."""
+        change, self._pending = self._pending, None
+        state_changed, self._state_dirty = self._state_dirty, False
+        if change is None and not state_changed:
+            return None
+        return Update(self.state, change, state_changed)
 
     # -- notification -----------------------------------------------------------------------
 

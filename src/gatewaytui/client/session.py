@@ -162,6 +162,10 @@ class Session:
         yield Update(self._offline_state, self.store.full_change(), True)
         await self._stopped.wait()
 
+    def take_update(self) -> Update | None:
+        """The update `updates()` has not yielded yet, now (None offline or if none)."""
+        return self.connection.take_update() if self.connection is not None else None
+
     def save_snapshot(self, path: str | os.PathLike[str]) -> Path:
         """Save what is shown now as a state file that `Session.offline` can open."""
         return self.store.save(path)

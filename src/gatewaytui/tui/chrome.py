@@ -8,16 +8,17 @@ a filter or the marks change).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from gatewaytui.client.connection import ConnectionStatus
 from gatewaytui.client.session import Session
-from gatewaytui.client.store import StateStore
+from gatewaytui.client.store import Change, StateStore
 from gatewaytui.tui.actions import PanelActions
 from gatewaytui.tui.config import ContextConfig, token_source
 from gatewaytui.tui.fleet import FleetCounts, fleet_counts
-from gatewaytui.tui.formatting import parse_ts, serving_count
+from gatewaytui.tui.formatting import SERVING_STATUSES, parse_ts
 from gatewaytui.tui.views.deck import ViewDeck
 from gatewaytui.tui.widgets.banner import BannerState, ConnectionBanner
 from gatewaytui.tui.widgets.filter_bar import FilterBar
@@ -56,6 +57,34 @@ class ChromeHost(Protocol):
     def now(self) -> float: ...
 
 
+class ServingCount:
+    """Workers that take jobs now, kept by diff (O(rows changed)), so the header's
+    `workers S/N` agrees with the rows on every frame, a resync's first one included (a
+    count taken once a second said "workers 5/2" for up to a second after a reconnect)."""
+
+    def __init__(self) -> None:
+        self._ids: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def recount(self, workers: Mapping[str, Mapping[str, Any]]) -> None:
+        self._ids = {i for i, w in workers.items() if w.get("status") in SERVING_STATUSES}
+
+    def apply(self, workers: Mapping[str, Mapping[str, Any]], change: Change) -> None:
+        if change.snapshot:
+            self.recount(workers)
+            return
+        for ids in (change.added.get("workers", ()), change.changed.get("workers", ())):
+            for worker_id in ids:
+                worker = workers.get(worker_id)
+                if worker is not None and worker.get("status") in SERVING_STATUSES:
+                    self._ids.add(worker_id)
+                else:
+                    self._ids.discard(worker_id)
+        self._ids.difference_update(change.removed.get("workers", ()))
+
+
 class PanelChrome:
     """The header and banner widgets of the main screen, kept up to date.
 
@@ -71,15 +100,27 @@ class PanelChrome:
         self._actions = actions
         self.header = GatewayHeader(id="header")
         self.banner = ConnectionBanner(id="banner")
-        self.serving = 0  # fleet-wide workers serving, counted once a second
-        self.fleet: FleetCounts | None = None  # replicas and the fleet's queue, likewise
+        self._serving = ServingCount()
+        self.fleet: FleetCounts | None = None  # replicas and the fleet's queue, once a second
+        # The counts as of the last draw of the views: a header redrawn for another reason
+        # (a key, the marks) must not count a store the rows have not caught up with yet.
+        self._counts = Counts()
 
-    def after_draw(self, full: bool) -> None:
-        """After the views: drains that finished, the header; once a second (`full`) the
-        fleet-wide count of serving workers and the banner too."""
+    @property
+    def serving(self) -> int:
+        """Workers serving now, fleet-wide."""
+        return len(self._serving)
+
+    def after_draw(self, full: bool, change: Change | None = None) -> None:
+        """After the views (`change`: what they just drew): drains that finished, the header;
+        once a second and on a redraw (`full`) the banner too, and the serving workers are
+        counted again from scratch (the diffs keep the count between)."""
         if full:
-            self.serving = serving_count(self._host.store.workers)
+            self._serving.recount(self._host.store.workers)
             self.fleet = fleet_counts(self._host.store)
+        elif change is not None:
+            self._serving.apply(self._host.store.workers, change)
+        self._counts = self._count()
         self._actions.check_drains()  # before the header lists the drains still going
         self.update_header()
         if full:
@@ -108,14 +149,9 @@ class PanelChrome:
         host = self._host
         store, state, context = host.store, host.session.state, host.context
         server = store.server
-        status, drain = server_line(
-            server,
-            host.status_styles,
-            reconnecting=state.status is ConnectionStatus.RECONNECTING,
-            now=host.now(),
-        )
-        queue = server.get("queue") or {}
-        fleet = self.fleet
+        now = host.now()
+        known = state.status in (ConnectionStatus.LIVE, ConnectionStatus.OFFLINE)
+        status, drain = server_line(server, host.status_styles, known=known, now=now)
         return HeaderState(
             badge=(context.display_name if context and not host.snapshot else None)
             or host.session.name,
@@ -124,17 +160,29 @@ class PanelChrome:
             paused=host.feed.paused,
             server_status=status,
             server_drain=drain,
-            connection=ConnectionLine(state.status, parse_ts(store.as_of), state.retry_in()),
-            counts=Counts(
-                self.serving,
-                len(store.workers),
-                len(store.jobs),
-                fleet.queued if fleet else queue.get("length", 0),
-                fleet.queue_capacity if fleet else queue.get("capacity", 0),
-                server.get("version"),
-                fleet.text() if fleet else None,
+            connection=ConnectionLine(
+                state.status,
+                parse_ts(store.as_of),
+                state.retry_in(),
+                None if known else state.data_age(now),
             ),
+            counts=self._counts,
             place=self._place(),
+        )
+
+    def _count(self) -> Counts:
+        store = self._host.store
+        server = store.server
+        queue = server.get("queue") or {}
+        fleet = self.fleet
+        return Counts(
+            self.serving,
+            len(store.workers),
+            len(store.jobs),
+            fleet.queued if fleet else queue.get("length", 0),
+            fleet.queue_capacity if fleet else queue.get("capacity", 0),
+            server.get("version"),
+            fleet.text() if fleet else None,
         )
 
     def _place(self) -> Place:

@@ -14,6 +14,7 @@ from typing import Any
 from textual.app import App, ScreenStackError
 from textual.css.query import NoMatches
 
+from gatewaytui.client.connection import Update
 from gatewaytui.client.session import Session
 from gatewaytui.client.store import Change
 from gatewaytui.tui.views.deck import ViewDeck
@@ -21,8 +22,13 @@ from gatewaytui.tui.views.deck import ViewDeck
 
 class LiveFeed:
     """Draws the session's state into the views of `deck` and the screen on top of them
-    (a details screen); `after_draw(full)` redraws the rest (the header; `full` once a second
-    and on a full redraw: fleet-wide scans too), `on_connection` hears connection changes."""
+    (a details screen); `after_draw(full, change)` redraws the rest (the header; `full` once a
+    second, on a full redraw and on a resync's snapshot: fleet-wide scans and the banner too),
+    `on_connection` hears connection changes.
+
+    A resync (a reconnect's new snapshot) is drawn whole in one batch: the views, the header
+    and the banner together, so no frame mixes the old gateway's rows or counts with the new
+    one's, and the first live frame after a reconnect is already the new picture."""
 
     def __init__(
         self,
@@ -30,7 +36,7 @@ class LiveFeed:
         deck: ViewDeck,
         *,
         rate: float,
-        after_draw: Callable[[bool], None],
+        after_draw: Callable[[bool, Change | None], None],
         on_connection: Callable[[], None],
     ) -> None:
         self._app = app
@@ -55,15 +61,29 @@ class LiveFeed:
         async for update in session.updates():
             if session is not self._session:
                 return
-            if update.change is not None:
-                self._pending = (
-                    update.change if self._pending is None else self._pending.merge(update.change)
-                )
-            if update.state_changed:
-                self._on_connection()
-            if not self.paused:
-                self.apply_pending()
+            self._take(update)
             await asyncio.sleep(self._interval)
+
+    def _take(self, update: Update) -> None:
+        if update.change is not None:
+            self._pending = (
+                update.change if self._pending is None else self._pending.merge(update.change)
+            )
+        if update.state_changed:
+            self._on_connection()
+        if not self.paused:
+            self.apply_pending()
+
+    def catch_up(self) -> None:
+        """Draw what the session holds and the feed has not drawn yet (between two paced
+        updates), before something else draws from the store: the store may already hold a
+        reconnect's new snapshot while the rows on screen are the old gateway's."""
+        session = self._session
+        if session is None:
+            return
+        update = session.take_update()
+        if update is not None:
+            self._take(update)
 
     def apply_pending(self) -> None:
         change, self._pending = self._pending, None
@@ -79,7 +99,7 @@ class LiveFeed:
             self._deck.apply(session.store, change)
             if hasattr(screen, "show_state"):
                 screen.show_state(session.store, change)
-            self._after_draw(False)
+            self._after_draw(change.snapshot, change)
         if change.snapshot and not self._frozen:
             # The first big state and its rows are long-lived: once drawn, keep the GC's
             # full passes off them (they were the tail of key-to-frame latency).
@@ -92,7 +112,7 @@ class LiveFeed:
             return
         with self._app.batch_update():
             self._deck.redraw(self._session.store)
-            self._after_draw(True)
+            self._after_draw(True, None)
 
     def toggle_pause(self) -> None:
         """Pause holds updates back; resuming draws what arrived meanwhile."""
@@ -109,10 +129,11 @@ class LiveFeed:
         self._deck.sample(self._session.store)
         if self.paused:
             return
+        self.catch_up()
         app = self._app
         with app.batch_update(), contextlib.suppress(NoMatches):  # a tick during teardown
             self._deck.view.tick()
             screen = app.screen
             if hasattr(screen, "tick") and screen is not app.screen_stack[0]:
                 screen.tick()
-            self._after_draw(True)
+            self._after_draw(True, None)

@@ -353,12 +353,14 @@ class OverviewView(TableView):
         )
         state = app.session.state
         if state.status in (ConnectionStatus.RECONNECTING, ConnectionStatus.UNAUTHORIZED):
+            data_age = state.data_age(app.now())
+            old = f", data {age(data_age)} old" if data_age is not None else ""
             found.insert(
                 0,
                 Text.assemble(
                     ("✖ ", "bold red"),
                     ("not connected to the gateway", "bold"),
-                    f" ({state.status.value}): what follows is the last known state",
+                    f" ({state.status.value}{old}): what follows is the last known state",
                 ),
             )
         body = Text("\n").join(found) if found else Text("✓ nothing needs attention", "green")

@@ -45,16 +45,20 @@ def badge_style_for(color: str | None) -> Style:
     return Style(bold=True, reverse=True, color=rich_color)
 
 
+UNKNOWN_STATUS = "? unknown"
+
+
 def server_line(
-    server: Mapping[str, Any], styles: dict[str, str], *, reconnecting: bool, now: float
+    server: Mapping[str, Any], styles: dict[str, str], *, known: bool, now: float
 ) -> tuple[Text | None, str | None]:
-    """The server's status (dimmed while it cannot be reached: the last known one), and how
-    long and with how many jobs left the whole server has been draining."""
+    """The server's status, and how long and with how many jobs left the whole server has
+    been draining. While the gateway cannot be followed (`known` False) its status is
+    unknown: the last one seen ("● ready") would be a guess drawn as a fact."""
     if not server.get("status"):
         return None, None
+    if not known:
+        return Text(UNKNOWN_STATUS, "bold yellow"), None
     status = status_text(server["status"], styles)
-    if reconnecting:
-        status.stylize("dim")
     if not server.get("draining"):
         return status, None
     started = parse_ts(server.get("drain_started_at"))
@@ -69,6 +73,7 @@ class ConnectionLine:
     status: ConnectionStatus
     snapshot_taken: float | None = None  # epoch seconds, for an offline snapshot
     retry_in: float | None = None
+    data_age: float | None = None  # seconds since the last data, while not live
 
     def text(self, *, short: bool = False) -> Text:
         status = self.status
@@ -86,8 +91,15 @@ class ConnectionLine:
         if status is ConnectionStatus.UNAUTHORIZED:
             return Text("✖ not authorized", "bold red")
         retry = self.retry_in
-        suffix = f" (retry in {retry:.0f}s)" if retry is not None else ""
-        return Text(f"◌ {status.value}{suffix}", "bold yellow")
+        suffix = f" (retry in {retry:.0f}s)" if retry is not None and not short else ""
+        line = Text(f"◌ {status.value}{suffix}", "bold yellow")
+        if self.data_age is not None:  # what is on screen is this old
+            line.append(f" · data {age(self.data_age)} old", "yellow")
+        return line
+
+
+# The cells the counts may take as a fleet grows: 5-digit workers, jobs and queue, a version.
+COUNTS_ROOM = len("workers 10000/10000 · jobs 10000 · queue 10000/10000 · gateway 0.10.0")
 
 
 @dataclass(frozen=True)
@@ -183,7 +195,9 @@ class HeaderState:
 
     def lines(self, width: int) -> list[Text]:
         """Two lines when the counts fit next to the context and its state, three when not
-        (80 columns), so the jobs, the queue and the version are never cut off."""
+        (80 columns), so the jobs, the queue and the version are never cut off. Whether they
+        fit is judged with room for the counts to grow (`COUNTS_ROOM`): a header whose height
+        followed the counts would make the whole screen jump as a fleet scales."""
         line1 = self.who()
         connection = self.connection.text()
         if 0 < width < line1.cell_len + connection.cell_len:
@@ -191,7 +205,8 @@ class HeaderState:
         line1.append_text(connection)
         counts = self.counts.text()
         line2 = self.place.text()
-        if width <= 0 or line1.cell_len + 3 + counts.cell_len <= width:
+        room = max(counts.cell_len, COUNTS_ROOM)
+        if width <= 0 or line1.cell_len + 3 + room <= width:
             return [Text.assemble(line1, " · ", counts), line2]
         return [line1, counts, line2]
 

@@ -1,0 +1,155 @@
+"""Never a wrong picture across a gateway's failure: the panel (with the product's connection
+defaults) on a real `gatewaytui serve` process that is SIGKILLed and restarted on the same
+port, or SIGSTOPped, with simulated worker processes dialled in. Every frame the panel
+composes is recorded (what the header says, which rows the Workers table holds), so the
+tests judge what an operator would have seen, frame by frame, not just the end state."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from gatewaytui.client.connection import ConnectionStatus
+from gatewaytui.tui.app import GatewayApp
+from gatewaytui.tui.config import ContextConfig, TuiConfig
+from gatewaytui.tui.formatting import SERVING_STATUSES
+from gatewaytui.tui.widgets.banner import ConnectionBanner
+from gatewaytui.tui.widgets.header import GatewayHeader
+from support.gateway_process import AnswerWatch, GatewayProcess, SimWorkerProcess
+from support.panel import header_text
+from support.waiting import until
+
+COUNTS = re.compile(r"workers (\d+)/(\d+)")
+
+
+@dataclass(frozen=True)
+class Frame:
+    at: float  # monotonic
+    status: ConnectionStatus
+    header: str
+    rows: frozenset[str]
+    serving_rows: int
+
+
+class FrameLog:
+    """Every composed frame (`App._display` with an update, outside a batch), as drawn."""
+
+    def __init__(self, app: GatewayApp) -> None:
+        self.frames: list[Frame] = []
+        self._app = app
+        display = app._display
+
+        def recorded(screen: Any, renderable: Any) -> None:
+            if renderable is not None and not app._batch_count:
+                self._record()
+            display(screen, renderable)
+
+        app._display = recorded  # type: ignore[method-assign]
+
+    def _record(self) -> None:
+        app = self._app
+        table = app.query_one("#workers-table")
+        ids = table.visible_ids
+        serving = sum(1 for i in ids if (table.get_row(i) or {}).get("status") in SERVING_STATUSES)
+        header = getattr(app.chrome.header, "_plain", "")
+        self.frames.append(
+            Frame(time.monotonic(), app.session.state.status, header, frozenset(ids), serving)
+        )
+
+    def since(self, t: float) -> list[Frame]:
+        return [f for f in self.frames if f.at >= t]
+
+
+def whole(frame: Frame) -> bool:
+    """The header's `workers S/N` agrees with the rows drawn in the same frame."""
+    found = COUNTS.search(frame.header)
+    if found is None:
+        return True  # no counts drawn yet
+    serving, total = int(found[1]), int(found[2])
+    return total == len(frame.rows) and serving == frame.serving_rows
+
+
+def panel(url: str) -> GatewayApp:
+    context = ContextConfig(name="lab", url=url)
+    return GatewayApp(TuiConfig(contexts=[context], default_context="lab"), context=context)
+
+
+async def test_a_killed_gateway_restarted_under_the_panel_comes_back_whole(tmp_path):
+    gateway = GatewayProcess(tmp_path).start()
+    workers = [SimWorkerProcess(f"w{i}", gateway, tmp_path) for i in range(3)]  # type: ignore[arg-type]
+    app = panel(gateway.url)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            log = FrameLog(app)
+            await pilot.press("2")
+            await until(pilot, lambda: "workers 3/3" in header_text(app), what="3 workers")
+            await until(pilot, lambda: "● ready" in header_text(app), what="ready")
+
+            gateway.kill()
+            workers[2].stop()  # it will not come back: its row must not either
+            await until(pilot, lambda: "◌ reconnecting" in header_text(app), 5, "reconnecting")
+            await until(pilot, lambda: " old" in header_text(app), 5, "the data's age")
+            down = header_text(app)
+            assert "● ready" not in down and "? unknown" in down
+            assert re.search(r"data \d+s old", down), down
+            banner = app.query_one(ConnectionBanner)
+            await until(pilot, lambda: banner.has_class("-visible"), 5, "the banner")
+            assert "stale" in str(banner.render())
+            # Past the early retries: the backoff would now wait seconds without its probe.
+            await until(pilot, lambda: app.session.state.attempt >= 4, 20, "a few retries")
+            assert not any("● ready" in f.header for f in log.since(time.monotonic() - 1))
+
+            watch = AnswerWatch(gateway.url)
+            restarted = time.monotonic()
+            gateway.start(wait=False)
+            try:
+                await until(pilot, lambda: app.session.state.live, 60, "live again")
+                await until(pilot, lambda: watch.answered_at is not None, 5, "the gateway")
+                await until(pilot, lambda: "workers 2/2" in header_text(app), 30, "2 workers")
+            finally:
+                watch.stop()
+            assert watch.answered_at is not None
+            after = log.since(restarted)
+            first_live = next(f for f in after if "● live" in f.header)
+            back = first_live.at - watch.answered_at
+            assert back <= 1.0, f"the first live frame came {back:.2f} s after the gateway answered"
+            assert first_live.status is ConnectionStatus.LIVE
+            assert whole(first_live), first_live
+            assert "? unknown" not in first_live.header and "old" not in first_live.header
+            for frame in log.frames:  # never a header that disagrees with its rows
+                assert whole(frame), frame
+            assert not any("w2" in f.rows for f in log.since(first_live.at)), "a stale row"
+            assert "w2" not in app.store.workers
+    finally:
+        for worker in workers:
+            worker.stop()
+        gateway.stop()
+
+
+async def test_a_stopped_gateway_reads_unknown_within_3_s_and_comes_back(tmp_path):
+    gateway = GatewayProcess(tmp_path).start()
+    worker = SimWorkerProcess("w0", gateway, tmp_path)  # type: ignore[arg-type]
+    app = panel(gateway.url)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            header = app.query_one(GatewayHeader)
+            await until(pilot, lambda: "● ready" in header_text(app), what="ready")
+            height = header.size.height
+            gateway.pause()
+            stopped = time.monotonic()
+            await until(pilot, lambda: "? unknown" in header_text(app), 10, "unknown")
+            reported = time.monotonic() - stopped
+            assert reported <= 3.0, f"reported {reported:.2f} s after SIGSTOP"
+            assert "● ready" not in header_text(app)
+            assert header.size.height == height  # 80x24: the header keeps its height
+            gateway.resume()
+            resumed = time.monotonic()
+            await until(pilot, lambda: "● live" in header_text(app), 10, "live again")
+            back = time.monotonic() - resumed
+            assert back <= 1.5, f"live {back:.2f} s after SIGCONT"
+            assert "● ready" in header_text(app)
+    finally:
+        worker.stop()
+        gateway.stop()
