@@ -114,7 +114,11 @@ async def test_a_killed_gateway_restarted_under_the_panel_comes_back_whole(tmp_p
             after = log.since(restarted)
             first_live = next(f for f in after if "● live" in f.header)
             back = first_live.at - watch.answered_at
-            assert back <= 1.0, f"the first live frame came {back:.2f} s after the gateway answered"
+            # 0.3-0.4 s on a loaded machine (load 19 on 2 cores); bench/tui_app.py holds the
+            # 1 s target. The bound here only has to tell the probe from the old backoff
+            # (4-5 s) without failing when test runs share the machine.
+            assert back <= 2.5, f"the first live frame came {back:.2f} s after the gateway answered"
+            assert app.session.connection is not None and app.session.connection.probe_wakes
             assert first_live.status is ConnectionStatus.LIVE
             assert whole(first_live), first_live
             assert "? unknown" not in first_live.header and "old" not in first_live.header
@@ -148,7 +152,7 @@ async def test_a_stopped_gateway_reads_unknown_within_3_s_and_comes_back(tmp_pat
             resumed = time.monotonic()
             await until(pilot, lambda: "● live" in header_text(app), 10, "live again")
             back = time.monotonic() - resumed
-            assert back <= 1.5, f"live {back:.2f} s after SIGCONT"
+            assert back <= 2.5, f"live {back:.2f} s after SIGCONT"
             assert "● ready" in header_text(app)
     finally:
         worker.stop()
