@@ -11,6 +11,7 @@ from textual.widgets import Input, Static, Switch, TextArea
 from gatewaytui.schema import BackendStatus
 from gatewaytui.tui.app import GatewayApp
 from gatewaytui.tui.config import TuiConfig
+from gatewaytui.tui.screens.backend_detail import BackendDetailScreen
 from gatewaytui.tui.screens.backend_form import (
     BackendFormScreen,
     FormError,
@@ -224,7 +225,10 @@ async def test_edit_keeps_the_key_unless_a_new_one_is_typed(gw, upstream):
         probe = httpx.post(gw.url + "/api/backends/up/probe").json()
         assert probe["ok"] and up.requests[-1]["auth"] == f"Bearer {KEY}"
 
-        await pilot.press("enter")  # enter edits too
+        await pilot.press("enter")  # enter describes, read-only; e there edits
+        await until(pilot, lambda: isinstance(app.screen, BackendDetailScreen), what="describe")
+        assert KEY not in screen_text(app)
+        await pilot.press("e")
         await until(pilot, lambda: isinstance(app.screen, BackendFormScreen), what="form")
         form = app.screen
         await type_into(pilot, form, "api_key", "sk-replacement-key-42")

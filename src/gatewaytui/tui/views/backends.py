@@ -8,22 +8,23 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import work
 from textual.binding import Binding, BindingType
+from textual.screen import Screen
 
 from gatewaytui.client.errors import ActionError, ClientError
-from gatewaytui.client.store import Change, StateStore
 from gatewaytui.shared.text import plural
 from gatewaytui.tui.formatting import age, ms, parse_ts, status_text
+from gatewaytui.tui.screens.backend_detail import BackendDetailScreen
 from gatewaytui.tui.screens.backend_form import BackendFormScreen, describe_changes
 from gatewaytui.tui.screens.confirm import ConfirmScreen
 from gatewaytui.tui.views.base import register_view
 from gatewaytui.tui.views.table_view import TableView, numeric_column
-from gatewaytui.tui.widgets.virtual_table import Column, VirtualTable
+from gatewaytui.tui.widgets.virtual_table import Column
 
 ACTIONS = frozenset({"add", "edit", "delete", "toggle_enabled", "probe"})
 STATUS_ORDER = {"unhealthy": 0, "unknown": 1, "healthy": 2}
-EDIT_HELP = "backends: add / edit (enter too) in a form"
+EDIT_HELP = "backends: add / edit in a form"
 TOGGLE_HELP = "backends: enable or disable / probe now"
 
 
@@ -124,6 +125,7 @@ class BackendsView(TableView):
     title = "Backends"
     collection = "backends"
     default_sort = ("id", False)
+    selectable = True  # enter describes the backend (read-only too); `e` edits
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "add", "Add", id="backends.add", tooltip=EDIT_HELP),
@@ -185,11 +187,6 @@ class BackendsView(TableView):
         if backend is not None and self._allowed():
             self._open_editor(backend["id"])
 
-    @on(VirtualTable.RowSelected)
-    def _row_selected(self, event: VirtualTable.RowSelected) -> None:
-        event.stop()
-        self.action_edit()
-
     @work(exclusive=True, group="backends")
     async def _open_editor(self, backend_id: str) -> None:
         """The form starts from the gateway's current version (and its revision)."""
@@ -207,12 +204,13 @@ class BackendsView(TableView):
             if not self.table.move_cursor_to(backend["id"]):
                 self._cursor_to = backend["id"]  # its row arrives with the next update
 
-    def show_state(self, store: StateStore, change: Change | None) -> None:
-        super().show_state(store, change)
-        editable = not self.panel.read_only  # enter opens the edit form: not read-only
-        if self.table.selectable != editable:
-            self.table.selectable = editable
-            self.app.refresh_bindings()
+    def detail_screen(self, row_id: str) -> Screen[None]:
+        """Enter describes the backend, read-only (its `e` opens the edit form)."""
+        return BackendDetailScreen(row_id, edit=self._edit_from_details)
+
+    def _edit_from_details(self, backend_id: str) -> None:
+        if self._allowed():
+            self._open_editor(backend_id)
         if self._cursor_to is not None and self.table.move_cursor_to(self._cursor_to):
             self._cursor_to = None
 
