@@ -538,3 +538,53 @@ def test_usage_over_hours_and_ragged_edges_matches_the_raw_records(tmp_path):
     assert [p["minute"] % 60 for p in points] == [0] * len(points)
     assert sum(p["requests"] for p in points) == 800  # the hour holding the end counts
     conn.close()
+
+
+def test_cancelled_no_capacity_rejected_and_bad_request_land_in_the_ledger(
+    make_gateway, sim_workers, tmp_path
+):
+    """The outcomes the test above does not reach, with the official SDK as the client."""
+    gw = make_gateway(
+        history__path=str(tmp_path / "h.sqlite3"), llm__queue_size=1, llm__queue_timeout="20s"
+    )
+    sim_workers(gw, id="slow", concurrency=1, simulate={"models": ["m"], "latency_s": 30.0})
+    client = sdk(gw, timeout=30)
+    errors: list[int] = []
+
+    def call() -> None:
+        try:
+            client.chat.completions.create(model="m", messages=MESSAGES)
+        except openai.APIStatusError as exc:
+            errors.append(exc.status_code)
+
+    running = threading.Thread(target=call)
+    running.start()  # takes the only slot
+    gw.wait_for(lambda g: any(j.worker for j in g.jobs.values()))
+    queued = threading.Thread(target=call)
+    queued.start()  # waits in the queue (size 1)
+    gw.wait_for(lambda g: len(g.jobs) == 2)
+    with pytest.raises(openai.APIStatusError) as full:  # the queue is full: 503 no capacity
+        client.chat.completions.create(model="m", messages=MESSAGES)
+    assert full.value.status_code == 503
+    with pytest.raises(openai.NotFoundError):  # an unknown model
+        client.chat.completions.create(model="nowhere", messages=MESSAGES)
+    for job_id in list(gw.gateway.jobs):  # the operator cancels both
+        assert httpx.post(f"{gw.url}/api/jobs/{job_id}/cancel", timeout=10).status_code == 200
+    running.join(15)
+    queued.join(15)
+    assert httpx.post(f"{gw.url}/api/server/drain", json={}, timeout=10).status_code == 200
+    with pytest.raises(openai.APIStatusError) as draining:
+        client.chat.completions.create(model="m", messages=MESSAGES)
+    assert draining.value.status_code == 503
+    flush(gw)
+    jobs = history(gw, limit=100)["jobs"]
+    outcomes = sorted(j["outcome"] for j in jobs)
+    assert errors == [503, 503]  # the cancelled requests' clients were answered
+    assert outcomes == ["bad_request", "cancelled", "cancelled", "no_capacity", "rejected"]
+    # Refused before they became jobs (unknown model, draining): recorded all the same.
+    unknown = next(j for j in jobs if j["outcome"] == "bad_request")
+    assert unknown["model"] == "nowhere" and unknown["status"] == 404 and unknown["worker"] is None
+    refused = next(j for j in jobs if j["outcome"] == "rejected")
+    assert refused["status"] == 503 and "drain" in refused["error"] and refused["client"]
+    cancelled = next(j for j in jobs if j["outcome"] == "cancelled")
+    assert cancelled["worker"] == "slow" and cancelled["error"]

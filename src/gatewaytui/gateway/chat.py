@@ -62,14 +62,12 @@ class ChatPath:
         Errors that happen before the first byte (unknown model, queue full, draining)
         raise, so the HTTP layer can answer with a proper status code.
         """
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            raise BadRequestError("'model' is required and must be a string")
-        if not isinstance(body.get("messages"), list) or not body["messages"]:
-            raise BadRequestError("'messages' must be a non-empty list")
+        try:
+            model = self._admit(body)
+        except GatewayError as exc:
+            self.dispatch.refused("chat", body, client, key, exc)
+            raise
         stream = bool(body.get("stream"))
-        self.drain.refuse_new_work()  # before the model lookup: an unknown model is 503 too
-        self.queue.check_model(model)
         job = self.dispatch.new_job("chat", model, stream, client, key)
         try:
             assignment = await self._start(job, body, frozenset())
@@ -79,6 +77,17 @@ class ChatPath:
         if stream:
             return job, self._stream(job, body, assignment)
         return job, await self._finish(job, body, assignment)
+
+    def _admit(self, body: dict[str, Any]) -> str:
+        """The model asked for, or the error that refuses the request before it is a job."""
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise BadRequestError("'model' is required and must be a string")
+        if not isinstance(body.get("messages"), list) or not body["messages"]:
+            raise BadRequestError("'messages' must be a non-empty list")
+        self.drain.refuse_new_work()  # before the model lookup: an unknown model is 503 too
+        self.queue.check_model(model)
+        return model
 
     async def _start(self, job: Job, body: dict[str, Any], exclude: frozenset[str]) -> Assignment:
         worker = await self.queue.acquire(job.model, exclude, deadline=job.deadline, job=job)

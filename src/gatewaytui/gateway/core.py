@@ -93,6 +93,7 @@ class Gateway:
         self.live.backends = self.backends
         self.history = HistoryRecorder(self)  # the usage ledger: one hook per ended request
         self.dispatch.on_job_end = self.history.job_ended
+        self.dispatch.on_refused = self.history.request_refused
         self.mcp.on_call_end = self.history.mcp_call_ended
         self._tasks: list[asyncio.Task[Any]] = []
         self.cluster: ClusterNode | None = None

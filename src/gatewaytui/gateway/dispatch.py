@@ -92,6 +92,10 @@ class Dispatcher:
         self.drain = drain
         # (job, ok, embeddings, exception) once per ended job: the usage ledger's hook
         self.on_job_end: Callable[[Job, bool, int, BaseException | None], None] | None = None
+        # A request refused before it became a job (bad body, draining, unknown model):
+        # (kind, model, stream, client, key, error) for the usage ledger.
+        self.on_refused: Callable[[str, Any, bool, str | None, str | None, Exception], None] | None
+        self.on_refused = None
         # The served name a job's metrics carry (set by the Gateway, which knows what is
         # served); the default keeps only the family, never the whole typed name.
         self.label_for: Callable[[str], str] = model_family
@@ -112,6 +116,15 @@ class Dispatcher:
         self.live.touch_job(job)
         self.live.hub.touch_server()
         return job
+
+    def refused(
+        self, kind: str, body: dict[str, Any], client: str | None, key: str | None, exc: Exception
+    ) -> None:
+        """A request that ended before it became a job: the ledger records it all the same
+        (an on-call operator asks "why did this client get a 503" of these too)."""
+        if self.on_refused is not None:
+            model = body.get("model")
+            self.on_refused(kind, model, bool(body.get("stream")), client, key, exc)
 
     def end_job(self, job: Job, ok: bool, *, embeddings: int = 0) -> None:
         if self.jobs.pop(job.id, None) is None:

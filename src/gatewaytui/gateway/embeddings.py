@@ -70,18 +70,27 @@ class EmbeddingsPath:
         self.events = events
         self.drain = drain
 
-    async def embeddings(
-        self, body: dict[str, Any], *, client: str | None = None, key: str | None = None
-    ) -> dict[str, Any] | bytes:
-        """Split the inputs across workers by their batch size and reassemble in order. One
-        upstream's answer for all the inputs that it names the requested model in comes
-        back as its bytes (nothing to reassemble: no parsing, no encoding)."""
+    def _admit(self, body: dict[str, Any]) -> tuple[str, list[Any]]:
+        """The model and inputs, or the error that refuses the request before it is a job."""
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise BadRequestError("'model' is required and must be a string")
         inputs = _embedding_inputs(body.get("input"))
         self.drain.refuse_new_work()
         self.queue.check_model(model)
+        return model, inputs
+
+    async def embeddings(
+        self, body: dict[str, Any], *, client: str | None = None, key: str | None = None
+    ) -> dict[str, Any] | bytes:
+        """Split the inputs across workers by their batch size and reassemble in order. One
+        upstream's answer for all the inputs that it names the requested model in comes
+        back as its bytes (nothing to reassemble: no parsing, no encoding)."""
+        try:
+            model, inputs = self._admit(body)
+        except GatewayError as exc:
+            self.dispatch.refused("embeddings", body, client, key, exc)
+            raise
         job = self.dispatch.new_job("embeddings", model, False, client, key)
         total = len(inputs)
         job.partition = {

@@ -11,7 +11,7 @@ import asyncio
 import bisect
 from typing import Any
 
-from gatewaytui.gateway.jobs import WorkerJobError, WorkerLostError
+from gatewaytui.gateway.jobs import WorkerJobError, WorkerLostError, new_job_id
 
 # Upper bounds (ms) of the latency / TTFT histogram buckets; the last bucket is open.
 BUCKETS_MS: tuple[float, ...] = (
@@ -142,6 +142,45 @@ def job_record(
         error,
         1 if job.stream else 0,
         job.attempt,
+    )
+
+
+def refused_record(
+    kind: str,
+    model: str | None,
+    stream: bool,
+    client: str | None,
+    key: str | None,
+    exc: BaseException,
+    *,
+    replica: str | None,
+    now: float,
+) -> tuple[Any, ...]:
+    """The record of a request refused before it became a job (no worker, no duration)."""
+    outcome, status, error = outcome_of(exc, False)
+    return (
+        new_job_id(kind),
+        kind,
+        None if model is None else model[:200],
+        key,
+        client,
+        None,
+        None,
+        replica,
+        now,
+        None,
+        now,
+        0.0,
+        None,
+        0.0,
+        0,
+        0,
+        0,
+        outcome,
+        status,
+        error,
+        1 if stream else 0,
+        0,
     )
 
 

@@ -1,6 +1,7 @@
 """What the gateway core calls when a request ends: one narrow hook per kind of request.
 
-`job_ended` (chat, stream, embeddings) and `mcp_call_ended` build the ledger record, feed
+`job_ended` (chat, stream, embeddings), `request_refused` (one refused before it became a
+job) and `mcp_call_ended` build the ledger record, feed
 the aggregated failure events and the gateway-overhead histogram. Nothing here does I/O.
 """
 
@@ -16,7 +17,7 @@ from prometheus_client import Histogram
 
 from gatewaytui.gateway.history.failures import FailureEvents
 from gatewaytui.gateway.history.ledger import Ledger, LedgerSettings
-from gatewaytui.gateway.history.record import job_record, mcp_record
+from gatewaytui.gateway.history.record import job_record, mcp_record, refused_record
 
 if TYPE_CHECKING:
     from gatewaytui.gateway.core import Gateway
@@ -106,6 +107,32 @@ class HistoryRecorder:
             self.failures.failed(
                 job.model, record[18], record[17], record[19], job.worker or job.backend
             )
+
+    def request_refused(
+        self,
+        kind: str,
+        model: Any,
+        stream: bool,
+        client: str | None,
+        key: str | None,
+        exc: Exception,
+    ) -> None:
+        """A chat / embeddings request refused before it became a job (a bad body, the server
+        draining, an unknown model): a record with its outcome, no worker, no duration."""
+        if self.ledger is None:
+            return
+        self.ledger.add(
+            refused_record(
+                kind,
+                model if isinstance(model, str) else None,
+                stream,
+                client,
+                key,
+                exc,
+                replica=self.replica,
+                now=time.time(),
+            )
+        )
 
     def mcp_call_ended(self, call: Any, error: str | None, cancelled: bool) -> None:
         if self.ledger is None or not call.counted:
