@@ -163,11 +163,11 @@ class Upstream:
         finished = False
         try:
             for delta in ({"role": "assistant", "content": ""}, {"content": "Hel"}):
-                yield _chunk(base, delta)
+                yield sse_chunk(base, delta)
             await self._gate_wait()  # a stream is held after its first bytes
             for delta in ({"content": "lo" + "x" * self.pad_stream}, {"content": "!"}):
-                yield _chunk(base, delta)
-            yield _chunk(base, {}, finish="stop")
+                yield sse_chunk(base, delta)
+            yield sse_chunk(base, {}, finish="stop")
             if (body.get("stream_options") or {}).get("include_usage"):
                 yield f"data: {json.dumps(base | {'choices': [], 'usage': _USAGE})}\n\n"
             yield ": keep-alive\n\ndata: [DONE]\n\n"
@@ -200,7 +200,8 @@ class Upstream:
 _USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
 
 
-def _chunk(base: dict[str, Any], delta: dict[str, Any], finish: str | None = None) -> str:
+def sse_chunk(base: dict[str, Any], delta: dict[str, Any], finish: str | None = None) -> str:
+    """One `chat.completion.chunk` as an SSE event (both fake upstreams send these)."""
     chunk = base | {
         "object": "chat.completion.chunk",
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],

@@ -46,6 +46,7 @@ from gatewaytui.workers import (
     WorkerClient,
     WorkerSettings,
 )
+from support.backend_upstream import sse_chunk
 from support.ports import reserve_port
 from support.waiting import WAIT_S, uvicorn_started
 
@@ -226,24 +227,16 @@ class UpstreamState:
 _USAGE = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
 
 
-def _sse_chunk(base: dict[str, Any], delta: dict[str, Any], finish: str | None = None) -> str:
-    chunk = base | {
-        "object": "chat.completion.chunk",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-    return f"data: {json.dumps(chunk)}\n\n"
-
-
 async def _chat_events(
     state: UpstreamState, base: dict[str, Any], body: dict[str, Any]
 ) -> AsyncIterator[str]:
     """The upstream's SSE answer: `state.stream_chunks`, broken off after the first when
     `state.cut_stream`, then the finish chunk, usage if asked for, and [DONE]."""
     for delta in state.stream_chunks:
-        yield _sse_chunk(base, delta)
+        yield sse_chunk(base, delta)
         if state.cut_stream:
             raise ConnectionAbortedError("the upstream broke off the stream")
-    yield _sse_chunk(base, {}, finish="stop")
+    yield sse_chunk(base, {}, finish="stop")
     if (body.get("stream_options") or {}).get("include_usage"):
         yield f"data: {json.dumps(base | {'choices': [], 'usage': _USAGE})}\n\n"
     yield ": keep-alive comment\n\ndata: [DONE]\n\n"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -36,6 +35,7 @@ from gatewaytui.schema.api import (
 )
 from gatewaytui.schema.backends import ProbeResult
 from gatewaytui.schema.state import BackendSnapshot, GatewayState, PluginState
+from gatewaytui.shared.lifecycle import Started
 from gatewaytui.shared.sse import sse_data
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -82,7 +82,7 @@ class Health:
     reason: str | None
 
 
-class GatewayClient:
+class GatewayClient(Started):
     """Async client of one gateway's operator API. Use as `async with`, or call `aclose()`.
 
     `transport` lets tests swap the network for an `httpx.MockTransport`.
@@ -112,15 +112,8 @@ class GatewayClient:
     def __repr__(self) -> str:
         return f"<GatewayClient {self.base_url}>"
 
-    async def __aenter__(self) -> GatewayClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def close(self) -> None:
+        """`aclose` (httpx's name): what `async with` calls on the way out."""
         await self.aclose()
 
     async def aclose(self) -> None:

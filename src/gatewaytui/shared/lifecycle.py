@@ -1,7 +1,8 @@
 """Two small pieces the long-lived parts share: `Started` (an `async with` that starts the
 part and closes it on the way out) and `Listeners` (callbacks told that something changed).
 
-The workers' job handlers, the MCP relay's upstreams and the worker client all follow them.
+The workers' job handlers, the MCP relay's upstreams, the worker client and the operator API
+client follow them.
 """
 
 from __future__ import annotations

@@ -3,20 +3,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from gatewaytui.tui.screens.dialog import LiveDialog
 from gatewaytui.tui.widgets.footer import GatewayFooter
 
 
-class ConfirmScreen(ModalScreen[bool]):
+class ConfirmScreen(LiveDialog):
     DEFAULT_CSS = """
     ConfirmScreen { align: center middle; }
     ConfirmScreen > Vertical {
@@ -37,13 +36,9 @@ class ConfirmScreen(ModalScreen[bool]):
     def __init__(
         self, title: str, body: Text, confirm_label: str, *, cancel_label: str = "Cancel"
     ) -> None:
-        super().__init__()
+        super().__init__(title, body)
         self.cancel_label = cancel_label
-        self.title_text = title
-        self.body = body
         self.confirm_label = confirm_label
-        self.live_body: Callable[[], Text] | None = None
-        """Rebuilds the body from the store: set, the rows follow live updates while open."""
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -56,16 +51,6 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def on_mount(self) -> None:
         self.query_one("#cancel", Button).focus()
-
-    def show_state(self, store: Any, change: Any) -> None:
-        """A state update while open (the live feed calls it): in-flight and ready counts
-        change under the dialog, and it shows them as they are."""
-        if self.live_body is None:
-            return
-        body = self.live_body()
-        if body.plain != self.body.plain:
-            self.body = body
-            self.query_one("#confirm-body", Static).update(body)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "confirm")

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from gatewaytui.tui.screens.dialog import LiveDialog
 from gatewaytui.tui.widgets.footer import GatewayFooter
 
 
-class TypeToConfirmScreen(ModalScreen[bool]):
+class TypeToConfirmScreen(LiveDialog):
     DEFAULT_CSS = """
     TypeToConfirmScreen { align: center middle; }
     TypeToConfirmScreen > Vertical {
@@ -31,12 +30,8 @@ class TypeToConfirmScreen(ModalScreen[bool]):
     ]
 
     def __init__(self, title: str, body: Text, expected: str) -> None:
-        super().__init__()
-        self.title_text = title
-        self.body = body
+        super().__init__(title, body)
         self.expected = expected
-        self.live_body: Callable[[], Text] | None = None
-        """Rebuilds the body from the store: set, the rows follow live updates while open."""
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -50,16 +45,6 @@ class TypeToConfirmScreen(ModalScreen[bool]):
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
-
-    def show_state(self, store: Any, change: Any) -> None:
-        """A state update while open (the live feed calls it): in-flight and ready counts
-        change under the dialog, and it shows them as they are."""
-        if self.live_body is None:
-            return
-        body = self.live_body()
-        if body.plain != self.body.plain:
-            self.body = body
-            self.query_one("#confirm-body", Static).update(body)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.value == self.expected:
