@@ -80,10 +80,15 @@ def worker(procs: list[common.Proc], url: str, name: str, *extra: str) -> common
 
 
 def wait_workers(url: str, count: int, timeout: float = 20) -> None:
+    """Until `count` workers are connected to this very replica (a replica's state lists
+    the whole fleet's: counting those made a bench start before its own worker was in, and
+    the replica forwarded every request to another one)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = httpx.get(url + "/api/state", timeout=5).json()
-        if sum(w["status"] != "gone" for w in state["workers"]) >= count:
+        here = state["server"].get("replica")
+        mine = [w for w in state["workers"] if w.get("replica", here) == here]
+        if sum(w["status"] != "gone" for w in mine) >= count:
             return
         time.sleep(0.05)
     raise TimeoutError(f"{url}: {count} workers did not connect")
@@ -150,6 +155,16 @@ async def _drive(url: str, requests: int, concurrency: int) -> None:
         await asyncio.gather(*(one() for _ in range(concurrency)))
 
 
+def cpu_ns(pid: int) -> int:
+    """On-CPU nanoseconds of every thread of a process (/proc/<pid>/task/*/schedstat): the
+    10 ms ticks of /proc/<pid>/stat are too coarse for a few hundred requests a round."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
 def cpu_per_request(
     procs: list[common.Proc], redis_url: str, requests: int, rounds: int
 ) -> dict[str, list[float]]:
@@ -168,9 +183,10 @@ def cpu_per_request(
     samples: dict[str, list[float]] = {"off": [], "on": []}
     for n in range(rounds):
         for label in ("off", "on") if n % 2 == 0 else ("on", "off"):
-            before = gateways[label].cpu_seconds()
+            pid = gateways[label].pid
+            before = cpu_ns(pid)
             asyncio.run(_drive(urls[label], requests, 8))
-            samples[label].append((gateways[label].cpu_seconds() - before) / requests * 1e6)
+            samples[label].append((cpu_ns(pid) - before) / requests / 1e3)
     return samples
 
 
@@ -335,69 +351,94 @@ def stream_bytes(procs: list[common.Proc], redis_url: str, workers: int, seconds
     return total / elapsed
 
 
+PARTS = ("action", "cpu", "reuseport", "stream")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small counts (CI)")
+    parser.add_argument(
+        "--only", default=",".join(PARTS), help=f"comma-separated parts: {', '.join(PARTS)}"
+    )
     args = parser.parse_args()
+    parts = set(args.only.split(","))
     common.header("fleet: replicas through redis (bench/cluster.py)")
     if REDIS is None:
         print("   redis-server is not on PATH: nothing measured (apt install redis-server)")
         return
     rounds, requests, cpu_rounds, seconds, workers, stream_s = (
-        (10, 150, 4, 2, 1500, 3) if args.quick else (60, 500, 8, 8, 5000, 15)
+        (10, 150, 4, 3, 1500, 3) if args.quick else (60, 500, 8, 8, 5000, 15)
     )
     with common.processes() as procs:
         redis_url = start_redis(procs)
-        samples = sorted(action_latency(procs, redis_url, rounds))
-        p50, p95 = common.percentile(samples, 50), common.percentile(samples, 95)
-        print(f"   action via non-owner -> third replica's stream: {len(samples)}/{rounds} seen")
-        common.verdict("  p50", p50 * 1000, 150, "ms", higher_is_better=False)
-        common.verdict("  p95", p95 * 1000, 300, "ms", higher_is_better=False)
-        for proc in procs[1:]:
-            proc.stop()
-        del procs[1:]
-        cpu = cpu_per_request(procs, redis_url, requests, cpu_rounds)
-        off, on = (common.percentile(sorted(cpu[k]), 50) for k in ("off", "on"))
-        ratios = sorted(b / a for a, b in zip(cpu["off"], cpu["on"], strict=True))
-        print(
-            f"   gateway CPU per chat ({cpu_rounds} interleaved rounds of {requests}): "
-            f"off {off:.0f} µs, on {on:.0f} µs (medians); on/off per round "
-            + ", ".join(f"{r:.2f}" for r in ratios)
-        )
-        common.verdict(
-            "CPU per request, clustering on vs off (median of rounds)",
-            (common.percentile(ratios, 50) - 1) * 100,
-            10,
-            "%",
-            higher_is_better=False,
-        )
-        for proc in procs[1:]:
-            proc.stop()
-        del procs[1:]
-        if shutil.which("wrk"):
-            runs = reuseport(procs, redis_url, seconds)
-            for count, run in runs.items():
-                print(
-                    f"   {count} replica(s) behind one port: {run['rps']:.0f} req/s, requests "
-                    f"per replica {run['served']}; CPU cores busy: gateways "
-                    f"{run['gateway_cpu']:.2f}, workers {run['worker_cpu']:.2f}, wrk "
-                    f"{run['wrk_cpu']:.2f}; machine {run['machine_busy'] * 100:.0f} % busy"
-                )
-            common.verdict(
-                "two replicas vs one (SO_REUSEPORT)",
-                runs["2"]["rps"] / runs["1"]["rps"],
-                1.5,
-                "x",
-                higher_is_better=True,
+        if "action" in parts:
+            action_part(procs, redis_url, rounds)
+        if "cpu" in parts:
+            cpu_part(procs, redis_url, requests, cpu_rounds)
+        if "reuseport" in parts:
+            reuseport_part(procs, redis_url, seconds)
+        if "stream" in parts:
+            rate = stream_bytes(procs, redis_url, workers, stream_s)
+            print(
+                f"   state stream at {workers} workers over 3 replicas (heartbeats every 5 s): "
+                f"{rate / 1024:.1f} KiB/s"
             )
-        else:
-            print("   wrk is not installed: SO_REUSEPORT throughput not measured")
-        rate = stream_bytes(procs, redis_url, workers, stream_s)
+    print("   backend edit applied on all replicas: not measured here")
+
+
+def _stop_all_but_redis(procs: list[common.Proc]) -> None:
+    for proc in procs[1:]:
+        proc.stop()
+    del procs[1:]
+
+
+def action_part(procs: list[common.Proc], redis_url: str, rounds: int) -> None:
+    samples = sorted(action_latency(procs, redis_url, rounds))
+    p50, p95 = common.percentile(samples, 50), common.percentile(samples, 95)
+    print(f"   action via non-owner -> third replica's stream: {len(samples)}/{rounds} seen")
+    common.verdict("  p50", p50 * 1000, 150, "ms", higher_is_better=False)
+    common.verdict("  p95", p95 * 1000, 300, "ms", higher_is_better=False)
+    _stop_all_but_redis(procs)
+
+
+def cpu_part(procs: list[common.Proc], redis_url: str, requests: int, rounds: int) -> None:
+    cpu = cpu_per_request(procs, redis_url, requests, rounds)
+    off, on = (common.percentile(sorted(cpu[k]), 50) for k in ("off", "on"))
+    ratios = sorted(b / a for a, b in zip(cpu["off"], cpu["on"], strict=True))
+    print(
+        f"   gateway CPU per chat ({rounds} interleaved rounds of {requests}): "
+        f"off {off:.0f} µs, on {on:.0f} µs (medians); on/off per round "
+        + ", ".join(f"{r:.2f}" for r in ratios)
+    )
+    common.verdict(
+        "CPU per request, clustering on vs off (median of rounds)",
+        (common.percentile(ratios, 50) - 1) * 100,
+        10,
+        "%",
+        higher_is_better=False,
+    )
+    _stop_all_but_redis(procs)
+
+
+def reuseport_part(procs: list[common.Proc], redis_url: str, seconds: int) -> None:
+    if not shutil.which("wrk"):
+        print("   wrk is not installed: SO_REUSEPORT throughput not measured")
+        return
+    runs = reuseport(procs, redis_url, seconds)
+    for count, run in runs.items():
         print(
-            f"   state stream at {workers} workers over 3 replicas (heartbeats every 5 s): "
-            f"{rate / 1024:.1f} KiB/s"
+            f"   {count} replica(s) behind one port: {run['rps']:.0f} req/s, requests "
+            f"per replica {run['served']}; CPU cores busy: gateways "
+            f"{run['gateway_cpu']:.2f}, workers {run['worker_cpu']:.2f}, wrk "
+            f"{run['wrk_cpu']:.2f}; machine {run['machine_busy'] * 100:.0f} % busy"
         )
-        print("   backend edit applied on all replicas: not measured (backends not shared yet)")
+    common.verdict(
+        "two replicas vs one (SO_REUSEPORT)",
+        runs["2"]["rps"] / runs["1"]["rps"],
+        1.5,
+        "x",
+        higher_is_better=True,
+    )
 
 
 if __name__ == "__main__":
