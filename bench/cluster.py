@@ -42,7 +42,17 @@ def start_redis(procs: list[common.Proc]) -> str:
     port = common.free_port()
     proc = common.Proc(
         "redis",
-        [REDIS or "redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+        [
+            REDIS or "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
     )
     procs.append(proc)
     deadline = time.monotonic() + 10
@@ -155,14 +165,21 @@ async def _drive(url: str, requests: int, concurrency: int) -> None:
         await asyncio.gather(*(one() for _ in range(concurrency)))
 
 
-def cpu_ns(pid: int) -> int:
-    """On-CPU nanoseconds of every thread of a process (/proc/<pid>/task/*/schedstat): the
-    10 ms ticks of /proc/<pid>/stat are too coarse for a few hundred requests a round."""
-    total = 0
+def sched(pid: int) -> tuple[int, int]:
+    """Nanoseconds on a CPU and runnable but waiting for one, summed over every thread of a
+    process (/proc/<pid>/task/*/schedstat): finer than /proc/<pid>/stat's 10 ms ticks, and
+    the wait says how much of a figure is the machine's other load."""
+    ran = waited = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError, ValueError, IndexError):
-            total += int((task / "schedstat").read_text().split()[0])
-    return total
+            fields = (task / "schedstat").read_text().split()
+            ran += int(fields[0])
+            waited += int(fields[1])
+    return ran, waited
+
+
+def cpu_ns(pid: int) -> int:
+    return sched(pid)[0]
 
 
 def cpu_per_request(
@@ -245,14 +262,15 @@ def reuseport(procs: list[common.Proc], redis_url: str, seconds: int) -> dict[st
             ]
 
         before = served()
-        cpu_before = [p.cpu_seconds() for p in (*(g for g, _ in gateways), *workers)]
+        cpu_before = [sched(p.pid) for p in (*(g for g, _ in gateways), *workers)]
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         busy = common.machine_ticks()
         rps = wrk_rps(shared, seconds)
         machine = common.busy_share(busy, common.machine_ticks())
         after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu_after = [p.cpu_seconds() for p in (*(g for g, _ in gateways), *workers)]
-        spent = [b - a for a, b in zip(cpu_before, cpu_after, strict=True)]
+        cpu_after = [sched(p.pid) for p in (*(g for g, _ in gateways), *workers)]
+        spent = [(b[0] - a[0]) / 1e9 for a, b in zip(cpu_before, cpu_after, strict=True)]
+        waited = [(b[1] - a[1]) / 1e9 for a, b in zip(cpu_before, cpu_after, strict=True)]
         wrk_cpu = (after_children.ru_utime + after_children.ru_stime) - (
             children.ru_utime + children.ru_stime
         )
@@ -261,6 +279,7 @@ def reuseport(procs: list[common.Proc], redis_url: str, seconds: int) -> dict[st
             "served": [b - a for a, b in zip(before, served(), strict=True)],
             "gateway_cpu": sum(spent[:count]) / seconds,
             "worker_cpu": sum(spent[count:]) / seconds,
+            "gateway_wait": sum(waited[:count]) / seconds,
             "wrk_cpu": wrk_cpu / seconds,
             "machine_busy": machine,
         }
@@ -430,7 +449,8 @@ def reuseport_part(procs: list[common.Proc], redis_url: str, seconds: int) -> No
             f"   {count} replica(s) behind one port: {run['rps']:.0f} req/s, requests "
             f"per replica {run['served']}; CPU cores busy: gateways "
             f"{run['gateway_cpu']:.2f}, workers {run['worker_cpu']:.2f}, wrk "
-            f"{run['wrk_cpu']:.2f}; machine {run['machine_busy'] * 100:.0f} % busy"
+            f"{run['wrk_cpu']:.2f}; gateways runnable but waiting for a CPU "
+            f"{run['gateway_wait']:.2f} s/s; machine {run['machine_busy'] * 100:.0f} % busy"
         )
     common.verdict(
         "two replicas vs one (SO_REUSEPORT)",
