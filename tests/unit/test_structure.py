@@ -55,8 +55,23 @@ def _cycles(graph: grimp.ImportGraph, package: str) -> list[list[str]]:
 def test_no_import_circle_inside_a_package():
     """Imports that run (not those under `if TYPE_CHECKING:`) never loop back inside one of
     the layers: each module of `tui/`, `gateway/`, ... can be read and changed bottom-up."""
-    graph = grimp.build_graph("gatewaytui", exclude_type_checking_imports=True)
+    graph = grimp.build_graph("gatewaytui", exclude_type_checking_imports=True, cache_dir=None)
     circles = {p: _cycles(graph, f"gatewaytui.{p}") for p in PACKAGES}
+    assert {p: c for p, c in circles.items() if c} == {}
+
+
+# The gateway's type annotations still name each other in circles (core <-> cluster.node,
+# the backends' records <-> manager, drain <-> live <-> slots); narrow Protocols would end them.
+TYPE_ONLY_CIRCLES_LEFT = {"gateway"}
+
+
+def test_no_import_circle_even_in_type_annotations():
+    """The same with the imports under `if TYPE_CHECKING:` (the panel's layers contract
+    checks those too): a circle of annotations is a circle a reader follows."""
+    graph = grimp.build_graph("gatewaytui", exclude_type_checking_imports=False, cache_dir=None)
+    circles = {
+        p: _cycles(graph, f"gatewaytui.{p}") for p in PACKAGES if p not in TYPE_ONLY_CIRCLES_LEFT
+    }
     assert {p: c for p, c in circles.items() if c} == {}
 
 

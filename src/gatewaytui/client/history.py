@@ -6,17 +6,24 @@ the wire models of `schema.history` (validated; a reply of another shape is an A
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, urlencode
 
+import httpx
 from pydantic import BaseModel
 
 from gatewaytui.schema.history import HistoryJob, HistoryJobsPage, UsageReport, UsageSeries
 
 M = TypeVar("M", bound=BaseModel)
 
-if TYPE_CHECKING:
-    from gatewaytui.client.http import GatewayClient
+
+class Requests(Protocol):
+    """What the history reads need of the operator API client (`http.GatewayClient`): typed
+    here, so this module does not import that one (which returns a `HistoryClient`)."""
+
+    async def _request(self, method: str, path: str) -> httpx.Response: ...
+
+    def _parsed(self, response: httpx.Response, model: type[M], what: str) -> M: ...
 
 
 def _query(params: dict[str, Any]) -> str:
@@ -25,7 +32,7 @@ def _query(params: dict[str, Any]) -> str:
 
 
 class HistoryClient:
-    def __init__(self, client: GatewayClient) -> None:
+    def __init__(self, client: Requests) -> None:
         self._client = client
 
     async def jobs(

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from typing import Any
+from typing import Any, get_args
 
 from gatewaytui.gateway.jobs import WorkerJobError, WorkerLostError, new_job_id
+from gatewaytui.schema.history import Outcome
 
 # Upper bounds (ms) of the latency / TTFT histogram buckets; the last bucket is open.
 BUCKETS_MS: tuple[float, ...] = (
@@ -45,18 +46,7 @@ COLUMNS: tuple[str, ...] = (
 )
 COL = {name: i for i, name in enumerate(COLUMNS)}
 
-OUTCOMES = (
-    "ok",
-    "cancelled",
-    "client_gone",
-    "timeout",
-    "queue_timeout",
-    "no_capacity",
-    "rejected",
-    "upstream_error",
-    "bad_request",
-    "error",
-)
+OUTCOMES: tuple[str, ...] = get_args(Outcome)  # the wire's list (schema.history), not a copy
 # Error codes (GatewayError.code / MCP error codes) -> outcome.
 _BY_CODE = {
     "queue_timeout": "queue_timeout",
