@@ -18,7 +18,7 @@ from textual.dom import DOMNode
 PACKAGE = "gatewaytui.tui."
 # Where a class's keys come in the help: the app's first, then tables, views, screens.
 _RANK = {"app": 0, "widgets": 1, "views": 2, "screens": 3}
-KEY_NAMES = {"escape": "esc", "question_mark": "?", "slash": "/"}
+KEY_NAMES = {"escape": "esc", "question_mark": "?", "slash": "/", "colon": ":"}
 DETAILS_BACK = "details: back"  # one help row for the back key of every details screen
 
 

@@ -7,20 +7,34 @@ The shown view is redrawn by diff; hidden views only keep what cannot be rebuilt
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import ClassVar
 
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.widgets import ContentSwitcher
 
 from gatewaytui.client.store import Change, StateStore
 from gatewaytui.tui.formatting import STATUS_STYLES
+from gatewaytui.tui.screens.jump import Jump, JumpScreen
 from gatewaytui.tui.themes import status_styles
 from gatewaytui.tui.views.base import VIEWS, View
 from gatewaytui.tui.widgets.virtual_table import VirtualTable
 
 
 class ViewDeck(ContentSwitcher):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "colon",
+            "jump",
+            "Jump",
+            id="deck.jump",
+            show=False,
+            tooltip="jump: :w <worker>, :j <job>, :b <backend>, or a view (:workers, :jobs, …)",
+        ),
+    ]
+
     def __init__(self) -> None:
         super().__init__(id="views", initial=f"view-{VIEWS[0].view_id}")
         self._views = {f"view-{entry.view_id}": entry.factory() for entry in VIEWS}
@@ -112,3 +126,26 @@ class ViewDeck(ContentSwitcher):
         """Enter on a row (views that open rows their own way stop the message first)."""
         event.stop()
         self.open_details(event.row_id)
+
+    # ---- `:` jumps ------------------------------------------------------------------------
+
+    def action_jump(self) -> None:
+        """The k9s-style prompt; its answer shows a view and puts the cursor on a row."""
+        views = [(entry.view_id, entry.title) for entry in VIEWS]
+        self.app.push_screen(JumpScreen(views), self._jump_to)
+
+    async def _jump_to(self, jump: Jump | None) -> None:
+        if jump is None:
+            return
+        await self.app.run_action(f"app.show_view({jump.view_id!r})")
+        if jump.row_id is not None:
+            await self._cursor_to(jump.row_id)
+
+    async def _cursor_to(self, row_id: str) -> None:
+        """The row under the cursor; a filter that hides it is cleared first (esc's way)."""
+        table = self.table()
+        if table is None or table.move_cursor_to(row_id):
+            return
+        if self.view.filter_text:
+            await self.app.run_action("app.back")
+            table.move_cursor_to(row_id)
