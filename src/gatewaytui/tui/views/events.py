@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -109,6 +109,13 @@ class EventsView(TableView):
             self.table.apply(self._rows, added, removed)
         if self.follow:
             self.table.move_cursor_to_end()
+
+    @on(events.Resize)
+    def _resized(self) -> None:
+        """A new size (the terminal's, or the view shown for the first time) moves the
+        page: while following, the newest is brought back to the bottom once laid out."""
+        if self.follow:
+            self.call_after_refresh(self.table.move_cursor_to_end)
 
     @on(VirtualTable.CursorMoved)
     def _cursor_moved(self, event: VirtualTable.CursorMoved) -> None:
