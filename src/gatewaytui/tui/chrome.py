@@ -8,7 +8,7 @@ a filter or the marks change).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,6 +19,7 @@ from gatewaytui.tui.actions import PanelActions
 from gatewaytui.tui.config import ContextConfig, token_source
 from gatewaytui.tui.fleet import FleetCounts, fleet_counts
 from gatewaytui.tui.formatting import SERVING_STATUSES, parse_ts
+from gatewaytui.tui.notices import TerminalNotices
 from gatewaytui.tui.views.deck import ViewDeck
 from gatewaytui.tui.widgets.banner import BannerState, ConnectionBanner
 from gatewaytui.tui.widgets.filter_bar import FilterBar
@@ -85,6 +86,12 @@ class ServingCount:
         self._ids.difference_update(change.removed.get("workers", ()))
 
 
+def _terminal_writer(host: object) -> Callable[[str], None] | None:
+    """Textual's driver's `write` (how Textual writes the bell and OSC 52), if running."""
+    driver = getattr(host, "_driver", None)
+    return driver.write if driver is not None else None
+
+
 class PanelChrome:
     """The header and banner widgets of the main screen, kept up to date.
 
@@ -105,6 +112,7 @@ class PanelChrome:
         # The counts as of the last draw of the views: a header redrawn for another reason
         # (a key, the marks) must not count a store the rows have not caught up with yet.
         self._counts = Counts()
+        self.notices = TerminalNotices(lambda: _terminal_writer(host))
 
     @property
     def serving(self) -> int:
@@ -125,6 +133,10 @@ class PanelChrome:
         self.update_header()
         if full:
             self.banner.state = self.banner_state()
+        context = self._host.context
+        self.notices.observe(
+            self._host.store, context.notify if context else None, self._host.session.name
+        )
 
     def update_header(self) -> None:
         self.header.state = self.header_state()

@@ -18,7 +18,7 @@ import types
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
 
 import yaml
@@ -88,6 +88,32 @@ def _expand_path(value: Path | str | None, info: ValidationInfo) -> Path | None:
     if not path.is_absolute() and base is not None:
         path = Path(base) / path
     return path
+
+
+class NotifyConfig(BaseModel):
+    """Terminal notices when something needs the operator (off unless asked for)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bell: bool = Field(default=False, description="Ring the terminal bell (BEL).")
+    desktop: Literal["off", "osc9", "osc777"] = Field(
+        default="off",
+        description=(
+            "A desktop notification through the terminal: `osc9` (iTerm2, kitty, WezTerm, "
+            "Windows Terminal) or `osc777` (urxvt, foot, GNOME/VTE terminals); `off`."
+        ),
+    )
+    min_interval_s: Annotated[float, Field(ge=1, le=3600)] = Field(
+        default=30.0,
+        description=(
+            "At most one notice per this many seconds; what happens meanwhile is counted "
+            "in the next one."
+        ),
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.bell or self.desktop != "off"
 
 
 class ContextConfig(BaseModel):
@@ -164,6 +190,13 @@ class ContextConfig(BaseModel):
         default=None,
         max_length=200,
         description="Free text shown next to the context in the command palette.",
+    )
+    notify: NotifyConfig = Field(
+        default_factory=NotifyConfig,
+        description=(
+            "Bell / desktop notice when a worker goes gone, a model loses its last ready "
+            "worker, or the server starts draining. Off by default."
+        ),
     )
 
     @field_validator("name")
