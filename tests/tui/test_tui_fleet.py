@@ -19,7 +19,7 @@ from gatewaytui.tui.screens.scope import ScopeScreen
 from gatewaytui.tui.widgets.banner import ConnectionBanner
 from gatewaytui.tui.widgets.virtual_table import VirtualTable
 from support.fleet_state import fleet_app
-from support.panel import header_text, offline_app, screen_lines, table
+from support.panel import choose_from_palette, header_text, offline_app, screen_lines, table
 from support.waiting import until
 
 
@@ -187,3 +187,33 @@ def test_single_node_dialogs_do_not_mention_replicas():
     )
     job = next(iter(store.jobs.values()))
     assert "replica" not in str(cancel_job_dialog(job, 0).body)
+
+
+async def test_the_palette_opens_the_replicas_view(tmp_path: Path):
+    app = fleet_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await choose_from_palette(pilot, "View: Replicas")
+        assert app.current_view.view_id == "replicas"
+
+
+async def test_worker_and_job_details_name_their_replica(tmp_path: Path):
+    app = fleet_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        assert table(app).move_cursor_to("gpu-l40s-02")
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen.query("#detail-body"), what="worker details")
+        await pilot.pause()
+        body = "\n".join(screen_lines(app.screen.query_one("#detail-body")))
+        holder = app.store.workers["gpu-l40s-02"]["replica"]
+        assert any(line.split()[:2] == ["replica", holder] for line in body.splitlines()), body
+        await pilot.press("escape")
+        await pilot.press("3")
+        job = "emb-018215-7c41e2"
+        assert table(app).move_cursor_to(job)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen.query("#job-body"), what="job details")
+        await pilot.pause()
+        body = "\n".join(screen_lines(app.screen.query_one("#job-body")))
+        holder = app.store.jobs[job]["replica"]
+        assert any(line.split()[:2] == ["replica", holder] for line in body.splitlines()), body

@@ -1,4 +1,4 @@
-"""The command palette: server drain/undrain, contexts, themes, snapshot, pause."""
+"""The command palette: server drain/undrain, views, contexts, themes, snapshot, pause."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from gatewaytui.client.session import Session
 from gatewaytui.tui.config import TuiConfig
 from gatewaytui.tui.screens.label_select import open_label_select
+from gatewaytui.tui.views.base import VIEWS
 
 
 class ServerActions(Protocol):
@@ -32,6 +33,7 @@ class CommandHost(Protocol):
     def gateway_themes(self) -> Iterable[str]: ...
     def action_save_snapshot(self) -> None: ...
     def action_pause(self) -> None: ...
+    def action_show_view(self, view_id: str) -> None: ...
     def switch_context(self, name: str) -> object: ...
     def set_theme(self, name: str) -> bool: ...
 
@@ -68,6 +70,8 @@ class GatewayCommands(Provider):
                     "re-add the draining workers a label selector matches",
                 ),
             ]
+        show = app.action_show_view
+        commands += [(f"View: {v.title}", partial(show, v.view_id), f"key {v.key}") for v in VIEWS]
         commands.append(("Save snapshot", app.action_save_snapshot, "write the state to a file"))
         commands.append(("Pause / resume live updates", app.action_pause, "freeze the screen"))
         for context in app.config.contexts:

@@ -67,6 +67,8 @@ def describe_job(
         others = [w for w in job.get("workers") or () if w != worker_id]
         if others:
             _kv(facts, "also on", ", ".join(str(w) for w in others))
+    if job.get("replica"):  # a fleet's: the replica running it
+        _kv(facts, "replica", str(job["replica"]))
     started = parse_ts(job.get("started_at"))
     _kv(facts, "started", _utc(started) if started is not None else "-")
     _kv(facts, "elapsed", age(now - started) if started is not None else "-")

@@ -61,6 +61,8 @@ def _facts(worker: WorkerRow, now: float) -> Table:
         f"  gpu {host.get('gpu') or '-'}  python {host.get('python') or '-'}",
     )
     _kv(facts, "remote", worker.get("remote_addr") or "-")
+    if worker.get("replica"):  # a fleet's: the replica holding its connection
+        _kv(facts, "replica", str(worker["replica"]))
     _kv(facts, "version", worker.get("version") or "-")
     _kv(facts, "connected", f"{age(now - (parse_ts(worker.get('connected_at')) or now))} ago")
     beat = age(now - (parse_ts(worker.get("last_heartbeat")) or now))
