@@ -5,6 +5,7 @@ acknowledged, and one replica probes a backend per interval for all of them."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -227,3 +228,31 @@ def test_one_replica_probes_a_backend_per_interval(
         assert healthy(replica)
     probed_at = {(_backend(r, "p") or {}).get("last_probe_at") for r in replicas}
     assert len(probed_at) <= 2  # the same shared result (one may be a probe newer)
+
+
+def test_fleet_events_are_one_stream_a_replica_that_joins_later_reads_too(
+    redis: RedisServer, procs: list[Any], tmp_path: Path, upstream: Upstream
+) -> None:
+    r1 = Replica("r1", redis.url, tmp_path)
+    procs.append(r1)
+    assert r1.post("/api/backends", json={"id": "early", "url": upstream.url}).status_code == 201
+    client = redis_sync.Redis.from_url(redis.url, decode_responses=True)
+    try:
+
+        def in_stream() -> list[dict[str, Any]]:
+            entries = client.xrange("gatewaytui:events")
+            return [json.loads(fields["e"]) for _, fields in entries]  # type: ignore[index]
+
+        added = wait_until(
+            lambda: [e for e in in_stream() if e["kind"] == "backend_add"], 5, "the event"
+        )
+        assert added[0]["replica"] == "r1"
+        # A replica that joins later shows the fleet's recent events, each with its replica.
+        r3 = Replica("r3", redis.url, tmp_path)
+        procs.append(r3)
+        events = wait_until(
+            lambda: [e for e in r3.state()["events"] if e["kind"] == "backend_add"], 5, "r3"
+        )
+        assert events[0]["replica"] == "r1" and "early" in events[0]["message"]
+    finally:
+        client.close()

@@ -157,12 +157,13 @@ class FleetEvents:
                 self._outbox.popleft()
 
     async def load_history(self) -> None:
-        """The fleet's recent events from before this replica started (others' only)."""
+        """The fleet's recent events from before this replica started (others' only), and
+        the stream position to follow from: reading from `$` on every XREAD would drop what
+        was added between two reads until the first entry arrives."""
         entries: Any = await self.node.link.call(
             lambda c: c.xrevrange(keys.EVENTS, count=self.node.config.event_log_size)
         )
-        if entries:
-            self.last_id = entries[0][0]
+        self.last_id = entries[0][0] if entries else "0-0"
         for _, fields in reversed(entries):
             self._add(fields)
 
@@ -178,6 +179,12 @@ class FleetEvents:
         client = self.node.link.blocking
         while True:
             await self.node.link.up_event.wait()
+            if self.last_id == "$":  # first time Redis answers: the fleet's recent events
+                try:
+                    await self.load_history()
+                except RedisDownError:
+                    await asyncio.sleep(0.5)
+                    continue
             try:  # the blocking pool has no socket timeout: bound the call here
                 async with asyncio.timeout(1.0 + self.node.link.timeout):
                     found: Any = await client.xread(
