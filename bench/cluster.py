@@ -8,8 +8,8 @@
 4. State-stream bytes per second at 5,000 workers over 3 replicas (three owners publishing
    heartbeat-like changes through Redis, as replicas do; one real replica serving a panel).
 
-A backend edit applied on all replicas (<= 1 s) is not measured: backends are not yet
-shared through Redis (docs/cluster.md, "Known limits").
+5. A backend edit through one replica until every other replica serves it (GET of the
+   backend on each, polled from one thread per replica): p50 / p95 / max (target max <= 1 s).
 
     python bench/cluster.py [--quick]
 """
@@ -67,9 +67,9 @@ def start_redis(procs: list[common.Proc]) -> str:
     raise RuntimeError("redis-server did not start")
 
 
-def replica(procs: list[common.Proc], redis_url: str | None, name: str) -> str:
+def replica(procs: list[common.Proc], redis_url: str | None, name: str, *more: str) -> str:
     port = common.free_port()
-    extra = ["--server-state-stream-rate", "4", "--server-open", "true"]
+    extra = ["--server-state-stream-rate", "4", "--server-open", "true", *more]
     if redis_url:
         extra += ["--cluster-redis-url", redis_url, "--cluster-replica-id", name]
     proc = common.Proc(name, common.gateway_argv(port, *extra))
@@ -146,6 +146,65 @@ def action_latency(procs: list[common.Proc], redis_url: str, rounds: int) -> lis
     stop.set()
     watcher.join(2)
     return samples
+
+
+# ---- 5. backend edit -> applied on every replica -----------------------------------------
+
+
+def _poll_revision(
+    client: httpx.Client, url: str, want: int, since: float, seen: dict[str, float]
+) -> None:
+    while time.perf_counter() - since < 5:
+        answer = client.get(f"{url}/api/backends/bench-backend").json()
+        if answer.get("revision") == want:
+            seen[url] = time.perf_counter() - since
+            return
+
+
+def backend_edit_latency(
+    procs: list[common.Proc], redis_url: str, rounds: int
+) -> tuple[list[float], list[float]]:
+    """Seconds from sending a PATCH to r1 until r2 and r3 both answer the new revision, and
+    the PATCH's own answer time (the edit: a read and a compare-and-set in Redis)."""
+    import tempfile
+
+    scratch = tempfile.mkdtemp(prefix="bench-fleet-backends-")  # each replica's file copy
+    urls = [
+        replica(procs, redis_url, f"b{i}", "--backends-store-path", f"{scratch}/b{i}.yaml")
+        for i in (1, 2, 3)
+    ]
+    spec = {"id": "bench-backend", "url": f"http://127.0.0.1:{common.free_port()}/v1"}
+    httpx.post(urls[0] + "/api/backends", json=spec, timeout=10).raise_for_status()
+    samples: list[float] = []
+    answered: list[float] = []
+    # One client (kept-alive connection) per polled replica, each used by one thread a round.
+    pollers = {url: httpx.Client(timeout=10) for url in urls[1:]}
+    with httpx.Client(timeout=10) as client:
+        for i in range(rounds):
+            time.sleep(random.uniform(0.05, 0.2))  # edits at random moments
+            revision = i + 1
+            for url in urls[1:]:  # every replica at the current revision before the edit
+                _poll_revision(pollers[url], url, revision, time.perf_counter(), {})
+            started = time.perf_counter()
+            seen: dict[str, float] = {}
+            body = {"labels": {"round": str(i)}, "revision": revision}
+            client.patch(f"{urls[0]}/api/backends/bench-backend", json=body).raise_for_status()
+            answered.append(time.perf_counter() - started)
+            threads = [
+                threading.Thread(
+                    target=_poll_revision, args=(pollers[url], url, revision + 1, started, seen)
+                )
+                for url in urls[1:]
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(10)
+            if len(seen) == 2:
+                samples.append(max(seen.values()))
+    for poller in pollers.values():
+        poller.close()
+    return samples, answered
 
 
 # ---- 2. CPU per request, clustering on vs off --------------------------------------------
@@ -370,7 +429,7 @@ def stream_bytes(procs: list[common.Proc], redis_url: str, workers: int, seconds
     return total / elapsed
 
 
-PARTS = ("action", "cpu", "reuseport", "stream")
+PARTS = ("action", "backends", "cpu", "reuseport", "stream")
 
 
 def main() -> None:
@@ -392,6 +451,8 @@ def main() -> None:
         redis_url = start_redis(procs)
         if "action" in parts:
             action_part(procs, redis_url, rounds)
+        if "backends" in parts:
+            backends_part(procs, redis_url, rounds)
         if "cpu" in parts:
             cpu_part(procs, redis_url, requests, cpu_rounds)
         if "reuseport" in parts:
@@ -402,13 +463,30 @@ def main() -> None:
                 f"   state stream at {workers} workers over 3 replicas (heartbeats every 5 s): "
                 f"{rate / 1024:.1f} KiB/s"
             )
-    print("   backend edit applied on all replicas: not measured here")
 
 
 def _stop_all_but_redis(procs: list[common.Proc]) -> None:
     for proc in procs[1:]:
         proc.stop()
     del procs[1:]
+
+
+def backends_part(procs: list[common.Proc], redis_url: str, rounds: int) -> None:
+    edits, answered = (sorted(s) for s in backend_edit_latency(procs, redis_url, rounds))
+    print(f"   backend edit via r1 -> served by r2 and r3: {len(edits)}/{rounds} seen")
+    print(
+        f"     p50 {common.percentile(edits, 50) * 1000:.0f} ms, "
+        f"p95 {common.percentile(edits, 95) * 1000:.0f} ms "
+        f"(the PATCH's own answer: p50 {common.percentile(answered, 50) * 1000:.0f} ms)"
+    )
+    common.verdict(
+        "  backend edit applied on all replicas, max",
+        (edits[-1] if len(edits) == rounds else float("inf")) * 1000,
+        1000,
+        "ms",
+        higher_is_better=False,
+    )
+    _stop_all_but_redis(procs)
 
 
 def action_part(procs: list[common.Proc], redis_url: str, rounds: int) -> None:
