@@ -186,7 +186,8 @@ def test_redis_down_refuses_edits_clearly_and_loses_nothing_acknowledged(
     client = redis_sync.Redis.from_url(redis.url, decode_responses=True)
     try:
         wait_until(lambda: client.hget("gatewaytui:backends", "kept"), 10, "reseeded")
-        wait_until(lambda: r2.state()["server"]["cluster"] == "ok", 10, "r2 back")
+        for replica in replicas:  # an edit needs its replica to be back in the fleet
+            wait_until(lambda r=replica: r.state()["server"]["cluster"] == "ok", 10, "back")
         stored = client.hget("gatewaytui:backends", "kept") or ""
         assert '"revision":1' in stored
     finally:
