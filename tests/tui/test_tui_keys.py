@@ -44,7 +44,7 @@ async def test_keymap_from_the_config_remaps_keys_in_the_running_app():
         await until(pilot, lambda: isinstance(app.screen, CommandPalette), what="palette")
 
 
-OPENS = {"1": False, "2": True, "3": True, "4": True, "5": False, "6": False, "7": False}
+OPENS = {"1": False, "2": True, "3": True, "4": True, "5": False, "6": True, "7": False, "0": True}
 
 
 @pytest.mark.parametrize("view_key", list(OPENS))
