@@ -105,3 +105,28 @@ def test_no_404_for_a_model_still_served_when_a_replica_dies(fleet: Any) -> None
     # Only what was in flight on r3 when it died may fail (its connection died with it).
     assert all("replica_failed" in f for f in failed), failed[:3]
     assert len(failed) <= 2, failed
+
+
+def test_a_model_only_on_a_dead_replica_is_503_until_the_fleet_forgets_it(fleet: Any) -> None:
+    """While r2 still counts the SIGKILLed r3 as alive, a request for a model only r3
+    served is a retryable 503 (not a 404, not a hang); once r3 expired it is a 404."""
+    import signal
+
+    replicas, worker = fleet
+    _, r2, r3 = replicas
+    worker("w3", r3, "--models", "only-on-r3")
+    wait_until(lambda: _sees_model(r2, "only-on-r3"), 15, "r2 to see the model on r3")
+    r3.signal(signal.SIGKILL)
+    r3.proc.wait(5)
+    body = {"model": "only-on-r3", "messages": [{"role": "user", "content": "hi"}]}
+    for _ in range(3):  # the first finds r3 refusing, the next ones skip it
+        response = httpx.post(r2.url + "/v1/chat/completions", json=body, timeout=10)
+        r3_known = "r3" in {r["id"] for r in r2.state()["replicas"]}
+        if r3_known:  # r3 was in r2's view during the request: never a 404
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["code"] == "replica_unavailable"
+        else:
+            assert response.status_code in (503, 404), response.text
+    wait_until(lambda: "r3" not in {r["id"] for r in r2.state()["replicas"]}, 10, "r3 to leave")
+    gone = httpx.post(r2.url + "/v1/chat/completions", json=body, timeout=10)
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "model_not_found"

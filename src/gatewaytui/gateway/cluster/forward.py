@@ -51,30 +51,33 @@ class Forwarder:
         if self._client is not None:
             await self._client.aclose()
 
-    def targets(self, model: str) -> list[str]:
-        """The replicas that could take a request for `model`, least loaded first; empty to
-        serve it here. A replica that refused a connection lately is left out."""
+    def targets(self, model: str) -> tuple[list[str], bool]:
+        """The replicas that could take a request for `model`, least loaded first (empty:
+        serve it here), and whether one was left out because it refused a connection lately
+        (probably dead; the fleet forgets it when its registration expires)."""
         loads = self.node.mirror.replica_load()
         if not any(model in per_model for per_model in loads.values()):
-            return []  # no other replica serves it: nothing to weigh
+            return [], False  # no other replica serves it: nothing to weigh
         scheduler = self.node.gateway.scheduler
         if scheduler.has_free_slot(model):
-            return []
+            return [], False
         ready_here = scheduler.serves(model)
         now = time.monotonic()
         ranked: list[tuple[float, str]] = []
+        skipped = False
         for replica, per_model in loads.items():
             registration = self.node.replicas.get(replica)
             slot = per_model.get(model)
             if registration is None or slot is None or registration.get("draining"):
                 continue
-            if self._unreachable.get(replica, 0.0) > now:
-                continue
             capacity, inflight = slot["capacity"], slot["inflight"]
             if capacity <= 0 or (ready_here and inflight >= capacity):
                 continue  # busy there as well: queue here rather than elsewhere
+            if self._unreachable.get(replica, 0.0) > now:
+                skipped = True
+                continue
             ranked.append((inflight / capacity, replica))
-        return [replica for _, replica in sorted(ranked)]
+        return [replica for _, replica in sorted(ranked)], skipped
 
     async def maybe_forward(self, request: Request, body: dict[str, Any]) -> Response | None:
         """The other replica's answer, or None when this replica should serve the request.
@@ -87,8 +90,8 @@ class Forwarder:
         model = body.get("model")
         if request.headers.get(FORWARDED_BY) or not isinstance(model, str):
             return None
-        candidates = self.targets(model)
-        if not candidates:
+        candidates, skipped = self.targets(model)
+        if not candidates and not skipped:
             return None
         headers = {"content-type": "application/json", FORWARDED_BY: self.node.id}
         auth = request.headers.get("authorization")
