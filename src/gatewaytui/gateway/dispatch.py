@@ -267,7 +267,7 @@ class Dispatcher:
             self.live.touch_worker(worker)
             self.events.add(
                 "status",
-                f"worker {worker.id} is unresponsive ({misses} jobs unanswered); "
+                f"worker {worker.id} is unresponsive ({plural(misses, 'job')} unanswered); "
                 "no jobs until it answers or reconnects",
                 level="warning",
                 worker_id=worker.id,

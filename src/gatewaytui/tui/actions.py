@@ -114,7 +114,7 @@ def cancel_job_dialog(job: JobRow, now: float) -> ConfirmScreen:
         where = Text.assemble(
             f"  on {job.get('worker') or job.get('backend') or '-'}",
             on_replica(job, " (replica ").append(")") if replica_of(job) else "",
-            f", running for {since}, {job.get('tokens_out', 0)} tokens out\n\n",
+            f", running for {since}, {plural(job.get('tokens_out', 0), 'token')} out\n\n",
         )
         effect = "The client gets an error; the worker stops."
     body = Text.assemble(

@@ -288,7 +288,9 @@ class WorkerClient(DialOutClient[RegisteredFrame]):
             refusal = JobError(503, f"worker not ready: {self.handler.reason}", "not_ready")
         elif self.inflight >= self.settings.concurrency:
             refusal = JobError(
-                503, f"worker at capacity ({self.settings.concurrency} jobs)", "over_capacity"
+                503,
+                f"worker at capacity ({plural(self.settings.concurrency, 'job')})",
+                "over_capacity",
             )
         if refusal is not None:
             log.info("worker %s: refusing job %s: %s", self.id, job.job_id, refusal.message)

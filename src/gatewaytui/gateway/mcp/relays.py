@@ -626,7 +626,7 @@ class MCPRelays:
             relay.counters.rejected += 1
             self.metrics.calls.labels(relay.id, metric_method(method), "rejected").inc()
             return MCPError(
-                f"MCP client {client_id!r} has {limit} calls in flight "
+                f"MCP client {client_id!r} has {plural(limit, 'call')} in flight "
                 f"(mcp.client_concurrency); retry later",
                 status=429,
                 rpc_code=RPC_TOO_MANY_CALLS,

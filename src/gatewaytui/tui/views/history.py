@@ -75,7 +75,7 @@ def coverage_text(answer: FleetCoverage) -> Text | None:
         missing = ", ".join(answer.missing_replicas)
         return Text(f"partial: no answer from replica(s) {missing} ·", "bold yellow")
     if len(answer.replicas) > 1:
-        return Text(f"{len(answer.replicas)} replicas ·", "dim")
+        return Text(f"{plural(len(answer.replicas), 'replica')} ·", "dim")
     return None
 
 

@@ -229,7 +229,7 @@ def _failing_alerts(
             Text.assemble(
                 ("▲ ", "bold yellow"),
                 (rate.worker_id, "bold"),
-                f" failing: {rate.failed} of {rate.jobs} jobs ({rate.share:.0%})"
+                f" failing: {rate.failed} of {plural(rate.jobs, 'job')} ({rate.share:.0%})"
                 f" in the last {age(rate.span_s)}{last}: ",
                 Text(str(worker.get("last_error") or "")),
             )
