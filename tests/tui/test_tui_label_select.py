@@ -29,6 +29,9 @@ def test_a_drain_skips_gone_and_draining_workers_and_a_re_add_takes_only_drainin
     assert "1 worker match gpu=H100:" in text and "• h1" in text
     assert "2 more workers match but gone or draining already: left out" in text
     assert "big: 1 of 3 workers ready after this, 0 queued" in text
+    none = preview("drain", parse_selector("gpu=h100"), WORKERS, {}).plain
+    assert "no worker to drain matches gpu=h100" in none
+    assert "labels here (case-sensitive): gpu=A100 (1), gpu=H100 (2)" in none  # gone not counted
 
 
 def _preview(app) -> str:

@@ -161,8 +161,9 @@ class JumpScreen(ModalScreen[Jump | None]):
             yield Static(id="jump-note")
 
     def on_mount(self) -> None:
-        self.query_one(Input).focus()
-        self._note("")
+        box = self.query_one(Input)
+        box.focus()
+        self._note(box.value)  # keys typed fast may already be in the box
 
     def candidates(self, value: str) -> list[str]:
         return candidates(value, panel_of(self).store, self.views)
@@ -172,7 +173,7 @@ class JumpScreen(ModalScreen[Jump | None]):
         if error is not None:
             note.update(Text(error, "bold red"))
             return
-        found = self.candidates(value)
+        found = self.candidates(value) if value.strip() else []
         if found:
             more = f"  (+{len(found) - SHOWN})" if len(found) > SHOWN else ""
             note.update(Text("  ".join(f.split(" ")[-1] for f in found[:SHOWN]) + more))

@@ -52,6 +52,20 @@ def _labels(worker: WorkerRow) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted((worker.get("labels") or {}).items()))
 
 
+def known_labels(workers: Mapping[str, WorkerRow], most: int = 12) -> str:
+    """`labels here: gpu=A100 (2), gpu=H100 (1), …` (values are case-sensitive)."""
+    counts: dict[str, int] = {}
+    for worker in workers.values():
+        if worker.get("status") != "gone":
+            for key, value in (worker.get("labels") or {}).items():
+                counts[f"{key}={value}"] = counts.get(f"{key}={value}", 0) + 1
+    if not counts:
+        return "no worker has labels (workers set them with --label k=v)"
+    shown = [f"{label} ({n})" for label, n in sorted(counts.items())[:most]]
+    more = ", …" if len(counts) > most else ""
+    return "labels here (case-sensitive): " + ", ".join(shown) + more
+
+
 def preview(
     kind: Kind,
     selector: Selector,
@@ -64,6 +78,7 @@ def preview(
     if not chosen:
         text.append(f"no worker to {'drain' if kind == 'drain' else 're-add'} matches ", "bold")
         text.append(str(selector), "bold")
+        text.append(f"\n{known_labels(workers)}", "dim")
     else:
         text.append(f"{plural(len(chosen), 'worker')} match ", "bold")
         text.append(str(selector), "bold")
@@ -149,7 +164,13 @@ class LabelSelectScreen(ModalScreen[list[str] | None]):
         if self.error is not None:
             body.update(Text(f"bad selector: {self.error}", "bold red"))
         elif self.selector is None:
-            body.update(Text("type a selector, e.g. gpu=H100 or zone in (a,b)", "dim"))
+            workers = panel_of(self).store.workers
+            body.update(
+                Text(
+                    f"type a selector, e.g. gpu=H100 or zone in (a,b)\n{known_labels(workers)}",
+                    "dim",
+                )
+            )
         else:
             store = panel_of(self).store
             body.update(preview(self.kind, self.selector, store.workers, store.models))
