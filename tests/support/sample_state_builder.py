@@ -15,10 +15,9 @@ from pathlib import Path
 from gatewaytui.gateway.clock import iso
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.core import Gateway
-from gatewaytui.gateway.jobs import Job
+from gatewaytui.gateway.jobs import Job, Waiter
 from gatewaytui.gateway.options import resolve_options
 from gatewaytui.gateway.registry import ModelCounter
-from gatewaytui.gateway.slots import Waiter
 from gatewaytui.schema import GatewayState
 from gatewaytui.schema.protocol import RegisterFrame
 

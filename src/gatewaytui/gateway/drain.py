@@ -18,7 +18,7 @@ from gatewaytui.shared.text import plural
 
 if TYPE_CHECKING:
     from gatewaytui.gateway.config import GatewayConfig
-    from gatewaytui.gateway.slots import Waiter
+    from gatewaytui.gateway.jobs import Waiter
 
 
 @dataclass

@@ -113,6 +113,16 @@ def new_job_id(kind: str) -> str:
     return f"{_KIND_PREFIX.get(kind, kind[:4])}-{next(_ids):06d}-{_PREFIX}"
 
 
+@dataclass(eq=False)
+class Waiter:
+    """A request waiting in the FIFO queue (`slots.SlotQueue`) for a free slot."""
+
+    model: str
+    exclude: frozenset[str]
+    future: asyncio.Future[WorkerRecord]
+    enqueued: float = field(default_factory=time.monotonic)
+
+
 class Assignment:
     """One piece of a job on one worker; frames for it arrive on `queue`."""
 

@@ -18,7 +18,7 @@ from gatewaytui.gateway.registry import WorkerRecord, WorkerRegistry
 from gatewaytui.schema import ModelSummary, ServerStatus, WorkerStatus
 
 if TYPE_CHECKING:
-    from gatewaytui.gateway.slots import Waiter
+    from gatewaytui.gateway.jobs import Waiter
 
 SERVING = frozenset({WorkerStatus.CONNECTED, WorkerStatus.IDLE, WorkerStatus.WORKING})
 

@@ -8,7 +8,6 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.drain import DrainState
@@ -18,21 +17,12 @@ from gatewaytui.gateway.jobs import (
     QueueFullError,
     QueueTimeoutError,
     UpstreamTimeoutError,
+    Waiter,
 )
 from gatewaytui.gateway.live import LiveState
 from gatewaytui.gateway.metrics import GatewayMetrics
 from gatewaytui.gateway.registry import WorkerRecord, model_family
 from gatewaytui.gateway.scheduler import Scheduler
-
-
-@dataclass(eq=False)
-class Waiter:
-    """A request waiting in the FIFO queue for a free slot."""
-
-    model: str
-    exclude: frozenset[str]
-    future: asyncio.Future[WorkerRecord]
-    enqueued: float = field(default_factory=time.monotonic)
 
 
 def deadline_error(
