@@ -217,3 +217,34 @@ async def test_worker_and_job_details_name_their_replica(tmp_path: Path):
         body = "\n".join(screen_lines(app.screen.query_one("#job-body")))
         holder = app.store.jobs[job]["replica"]
         assert any(line.split()[:2] == ["replica", holder] for line in body.splitlines()), body
+
+
+def test_hidden_columns_leave_the_layout_and_come_back():
+    from gatewaytui.tui.widgets.table_layout import ColumnLayout
+    from gatewaytui.tui.widgets.table_model import Column
+
+    columns = [Column(k, k.upper(), lambda r: "", width=10) for k in ("id", "replica", "load")]
+    layout = ColumnLayout(columns)
+    assert [i for i, _ in layout(80)] == [0, 1, 2]
+    assert layout.hide(frozenset({1})) and [i for i, _ in layout(80)] == [0, 2]
+    assert not layout.hide(frozenset({1}))  # unchanged: the cached layouts stay
+    assert not layout.hide(frozenset({0, 1, 2}))  # never every column
+    assert layout.hide(frozenset()) and [i for i, _ in layout(80)] == [0, 1, 2]
+
+
+def test_event_details_name_the_replica():
+    from rich.console import Console
+
+    from gatewaytui.tui.screens.event_detail import describe_event
+
+    def text(event: dict[str, object]) -> str:
+        console = Console(width=100, record=True)
+        console.print(describe_event(event))
+        return console.export_text()
+
+    event = {"id": 7, "ts": "2026-11-21T09:29:59Z", "kind": "connect", "message": "hi"}
+    assert "replica" not in text(event)
+    assert any(
+        line.split()[:2] == ["replica", "gw-2"]
+        for line in text({**event, "replica": "gw-2"}).splitlines()
+    )

@@ -32,6 +32,7 @@ def describe_event(event: Mapping[str, Any]) -> Group:
         ("kind", str(event.get("kind") or "-")),
         ("worker", str(event.get("worker_id") or "-")),
         ("job", str(event.get("job_id") or "-")),
+        *((("replica", str(event["replica"])),) if event.get("replica") else ()),  # a fleet's
     ):
         facts.add_row(Text(key, "bold"), value if isinstance(value, Text) else Text(value))
     return Group(facts, Text(), Text(str(event.get("message") or "")))
