@@ -30,9 +30,49 @@ def test_idle_and_dribbling_connections_are_closed(make_gateway):
     assert httpx.get(gw.url + "/healthz").status_code == 200
 
 
-def test_connections_over_the_cap_are_closed_on_accept(make_gateway):
+def _wait_open(gw, n: int) -> None:
+    gw.wait_for(lambda _: len(gw.server.server_state.connections) == n)
+
+
+def _busy(port: int) -> socket.socket:
+    """A connection in the middle of a request: headers done, body still owed."""
+    sock = _connect(port)
+    sock.sendall(
+        b"POST /api/backends HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    )
+    return sock
+
+
+def _healthz_on(sock: socket.socket) -> bytes:
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    return data
+
+
+def test_over_the_cap_the_longest_idle_connection_makes_room(make_gateway):
+    """Idle connections cannot keep /healthz out: the one that waited longest for headers
+    is closed for the newcomer, which is served."""
     gw = make_gateway(server__max_connections="3", server__header_timeout="20s")
-    held = [_connect(gw.port) for _ in range(3)]
+    oldest, idle = _connect(gw.port, timeout=5), _connect(gw.port, timeout=5)
+    busy = _busy(gw.port)
+    _wait_open(gw, 3)  # the three are accepted before the newcomer
+    newcomer = _connect(gw.port, timeout=5)
+    assert _healthz_on(newcomer).startswith(b"HTTP/1.1 200")
+    assert oldest.recv(100) == b""  # closed to make room
+    idle.settimeout(0.3)
+    with contextlib.suppress(TimeoutError):
+        assert idle.recv(100) != b""  # still open (a timeout): only one had to go
+    for sock in (oldest, idle, busy, newcomer):
+        sock.close()
+
+
+def test_connections_over_the_cap_are_closed_on_accept_when_all_are_busy(make_gateway):
+    gw = make_gateway(server__max_connections="3", server__header_timeout="20s")
+    held = [_busy(gw.port) for _ in range(3)]
+    _wait_open(gw, 3)
     extra = _connect(gw.port)
     extra.settimeout(5)
     with contextlib.suppress(ConnectionResetError):

@@ -5,8 +5,12 @@ protocol (the part of a request no ASGI middleware sees).
   `server.header_timeout` of opening (or of its previous answer, on keep-alive); one that
   dribbles or idles is closed. Bodies are timed by the ASGI guard (`http_guard.py`).
 - Connections: at most `server.max_connections` open at once (HTTP and WebSocket alike),
-  never more than the file-descriptor limit minus a reserve; the next one is closed as
-  soon as it is accepted, so a flood cannot starve `/healthz` or the log of descriptors.
+  never more than the file-descriptor limit minus a reserve. One over the cap makes room by
+  closing the connection that has waited longest for request headers (idle, dribbling, or
+  idle keep-alive): a flood of idle connections only evicts itself, and `/healthz` (whose
+  headers arrive at once) still gets in. Only when every connection is busy with a request
+  is the new one closed as soon as it is accepted. A flood cannot starve the process or
+  the log of descriptors.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+from collections import OrderedDict
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -35,6 +40,7 @@ def connection_cap(configured: int) -> int:
 
 class _Stats:
     refused = 0
+    evicted = 0
     header_timeouts = 0
 
 
@@ -46,11 +52,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     header_timeout = 10.0
     cap = 1000
+    # Connections waiting for request headers, oldest first (one dict per server class).
+    waiting: OrderedDict[GuardedHttpProtocol, None] = OrderedDict()
     _header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
-        if len(self.connections) > self.cap:
+        if len(self.connections) > self.cap and not self._evict_oldest_waiting():
             stats.refused += 1
             log.warning("cap", "connection from %s refused: %d open (server.max_connections)",
                         self.client, len(self.connections) - 1)  # fmt: skip
@@ -59,17 +67,33 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return
         self._arm()
 
+    def _evict_oldest_waiting(self) -> bool:
+        """Over the cap: close the connection that has waited longest for headers."""
+        if not self.waiting:
+            return False
+        oldest, _ = self.waiting.popitem(last=False)
+        oldest._disarm()
+        stats.evicted += 1
+        log.info("evict", "connection from %s closed to make room: no request headers "
+                 "yet (server.max_connections)", oldest.client)  # fmt: skip
+        self.connections.discard(oldest)
+        oldest.transport.abort()
+        return True
+
     def _arm(self) -> None:
         if self._header_timer is None:
             self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
+            self.waiting[self] = None
 
     def _disarm(self) -> None:
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+            self.waiting.pop(self, None)
 
     def _headers_late(self) -> None:
         self._header_timer = None
+        self.waiting.pop(self, None)
         if not self.transport.is_closing():
             stats.header_timeouts += 1
             log.info("headers", "connection from %s closed: no complete request headers "
@@ -96,5 +120,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
 def guarded_protocol(header_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
     """The protocol class for one server: its header timeout and connection cap."""
-    attrs = {"header_timeout": header_timeout, "cap": connection_cap(max_connections)}
+    attrs = {
+        "header_timeout": header_timeout,
+        "cap": connection_cap(max_connections),
+        "waiting": OrderedDict(),
+    }
     return type("GuardedHttpProtocol", (GuardedHttpProtocol,), attrs)
