@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import sys
 import time
 
 import httpx
@@ -114,3 +115,32 @@ def test_rate_limit_filter_keeps_a_few_lines_per_window():
     record = logging.LogRecord("asyncio", logging.ERROR, __file__, 1, "accept failed", (), None)
     passed = [limit.filter(record) for _ in range(100)]
     assert passed.count(True) == 2 and limit.dropped == 98
+
+
+def test_accept_errors_never_carry_a_traceback():
+    """asyncio's EMFILE at accept (it retries by itself): one line, even the first time."""
+    limit = RateLimitFilter(burst=2, window=60)
+    try:
+        raise OSError(24, "Too many open files")
+    except OSError:
+        record = logging.LogRecord(
+            "asyncio",
+            logging.ERROR,
+            __file__,
+            1,
+            "socket.accept() out of system resource",
+            (),
+            sys.exc_info(),
+        )
+    assert limit.filter(record) and record.exc_info is None
+
+
+def test_the_cap_leaves_room_for_an_accept_burst(monkeypatch):
+    """At a 1,024 descriptor limit the cap stays below it by the reserve and three accept
+    batches (asyncio accepts a batch before any is counted)."""
+    from gatewaytui.gateway import http_limits
+
+    monkeypatch.setattr(http_limits.resource, "getrlimit", lambda _: (1024, 1024))
+    assert http_limits.connection_cap(1000) == 1024 - 64 - 3 * http_limits.ACCEPT_BACKLOG
+    monkeypatch.setattr(http_limits.resource, "getrlimit", lambda _: (65536, 65536))
+    assert http_limits.connection_cap(1000) == 1000

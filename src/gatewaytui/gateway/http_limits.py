@@ -16,6 +16,7 @@ protocol (the part of a request no ASGI middleware sees).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import resource
 from collections import OrderedDict
@@ -28,14 +29,33 @@ from gatewaytui.gateway.log_limits import RateLimitedLog
 log = RateLimitedLog(logging.getLogger("gatewaytui.gateway.http"))
 
 FD_RESERVE = 64  # descriptors kept for files, the store, outgoing calls
+# asyncio accepts up to `backlog` sockets per readiness of the listening socket, and counts
+# them (connection_made) only a few loop turns later: the cap keeps room for three batches,
+# so a burst of connections never reaches the descriptor limit (EMFILE) before it is counted.
+ACCEPT_BACKLOG = 128
+ACCEPT_BURST = 3 * ACCEPT_BACKLOG
+LISTEN_QUEUE = 2048  # the kernel's queue of connections not yet accepted (uvicorn's default)
+
+
+def raise_nofile_limit() -> int:
+    """Raise this process's soft file-descriptor limit to its hard limit (as Go's runtime
+    does): a default soft limit of 1,024 would otherwise cap connections needlessly low.
+    Returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def connection_cap(configured: int) -> int:
-    """`configured`, but below the process's file-descriptor limit (minus a reserve)."""
+    """`configured`, but below the process's file-descriptor limit, minus a reserve and
+    room for a burst of accepted sockets not yet counted."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft <= 0:
         return configured
-    return max(min(configured, soft - FD_RESERVE), 1)
+    return max(min(configured, soft - FD_RESERVE - ACCEPT_BURST), 1)
 
 
 class _Stats:

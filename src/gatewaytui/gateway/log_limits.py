@@ -15,6 +15,7 @@ from typing import Any
 
 from gatewaytui.shared.text import plural
 
+ACCEPT_ERROR = "socket.accept() out of system resource"  # asyncio's message (EMFILE, ENFILE)
 DEFAULT_BURST = 5
 DEFAULT_WINDOW_S = 10.0
 FLOODABLE_LOGGERS = ("asyncio", "uvicorn.error", "uvicorn.protocols", "gatewaytui.gateway.http")
@@ -29,6 +30,9 @@ class RateLimitFilter(logging.Filter):
         self.dropped = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "asyncio" and str(record.msg).startswith(ACCEPT_ERROR):
+            record.exc_info = None  # EMFILE at accept: asyncio retries; a line says enough
+            record.exc_text = None
         key = (record.name, str(getattr(record, "limit_key", record.msg)))
         now = time.monotonic()
         slot = self._seen.get(key)

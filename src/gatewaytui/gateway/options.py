@@ -303,8 +303,9 @@ DESCRIPTORS: list[PluginDescriptor] = [
                 "max_connections",
                 INT,
                 "1000",
-                "Connections open at once (HTTP and WebSocket); more are closed on accept. "
-                "Never above the file-descriptor limit minus 64.",
+                "Connections open at once (HTTP and WebSocket); one more closes the connection "
+                "waiting longest for request headers (or is closed, when all are busy). Never "
+                "above the file-descriptor limit minus 448.",
                 minimum=1,
             ),
         ],

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import Generator
 from types import FrameType
@@ -16,7 +17,12 @@ import uvicorn
 from gatewaytui.gateway import log_limits
 from gatewaytui.gateway.app import create_app, ws_max_bytes
 from gatewaytui.gateway.core import Gateway
-from gatewaytui.gateway.http_limits import guarded_protocol
+from gatewaytui.gateway.http_limits import (
+    ACCEPT_BACKLOG,
+    LISTEN_QUEUE,
+    guarded_protocol,
+    raise_nofile_limit,
+)
 
 log = logging.getLogger("gatewaytui.gateway.server")
 
@@ -64,15 +70,32 @@ class DrainingServer(uvicorn.Server):
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets=sockets)
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        for server in self.servers:  # after asyncio's listen(ACCEPT_BACKLOG)
+            for listening in server.sockets:
+                widen_listen_queue(listening.fileno())
+
+
+def widen_listen_queue(fd: int) -> None:
+    """The kernel's queue of not-yet-accepted connections, wider than the accept batch:
+    asyncio uses one `backlog` for both, and a 128-deep queue drops a connect burst's SYNs
+    (a client then waits a 1 s retransmit). Through a duplicate of the descriptor: the
+    listening socket is asyncio's."""
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as dup:
+        dup.listen(LISTEN_QUEUE)
+
 
 def make_server(
     gateway: Gateway, *, log_level: str = "warning", handle_signals: bool = True
 ) -> DrainingServer:
     c = gateway.config
     log_limits.install()  # a flood of bad peers cannot flood the log
+    raise_nofile_limit()  # before the connection cap is derived from it
     config = uvicorn.Config(
         create_app(gateway),
         http=guarded_protocol(c.header_timeout, c.max_connections),
+        backlog=ACCEPT_BACKLOG,  # also the accept batch the cap leaves room for
         host=c.host,
         port=c.port,
         log_level=log_level,
