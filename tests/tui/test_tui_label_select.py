@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import Input, Static
 
 from gatewaytui.shared.selector import parse_selector
 from gatewaytui.tui.screens.confirm import ConfirmScreen
 from gatewaytui.tui.screens.label_select import LabelSelectScreen, preview, select_workers
 from gatewaytui.tui.screens.type_confirm import TypeToConfirmScreen
-from support.panel import choose_from_palette, live_app, table
+from support.panel import SIZES, choose_from_palette, live_app, snapshot_app, still, table
 from support.raw_worker import RawWorker
 from support.waiting import until
 
@@ -26,8 +27,8 @@ def test_a_drain_skips_gone_and_draining_workers_and_a_re_add_takes_only_drainin
     assert select_workers("drain", h100, WORKERS) == (["h1"], ["d1", "h2"])
     assert select_workers("undrain", h100, WORKERS) == (["d1"], ["h1", "h2"])
     text = preview("drain", h100, WORKERS, {"big": {"workers": 3, "ready_workers": 2}}).plain
-    assert "1 worker match gpu=H100:" in text and "• h1" in text
-    assert "2 more workers match but gone or draining already: left out" in text
+    assert "1 worker matches gpu=H100:" in text and "• h1" in text
+    assert "2 more workers match but are gone or draining already: left out" in text
     assert "big: 1 of 3 workers ready after this, 0 queued" in text
     none = preview("drain", parse_selector("gpu=h100"), WORKERS, {}).plain
     assert "no worker to drain matches gpu=h100" in none
@@ -73,8 +74,8 @@ async def test_drain_by_label_shows_the_matches_then_confirms_and_drains(gateway
         await choose_from_palette(pilot, "re-add by label")
         await until(pilot, lambda: isinstance(app.screen, LabelSelectScreen), what="prompt")
         await pilot.press(*"zone=a")
-        await until(pilot, lambda: "1 worker match zone=a:" in _preview(app), what="re-add match")
-        assert "1 more worker match but not draining: left out" in _preview(app)
+        await until(pilot, lambda: "1 worker matches zone=a:" in _preview(app), what="re-add match")
+        assert "1 more worker matches but is not draining: left out" in _preview(app)
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="re-add dialog")
         await pilot.press("y")
@@ -112,3 +113,18 @@ async def test_the_drain_dialog_follows_the_state_and_a_quick_y_is_typed_out_aft
         await pilot.pause()
         assert not app.store.workers["w1"].get("draining")
     first.close()
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+def test_label_prompt_snapshot(snap_compare, size):
+    async def open_prompt(pilot) -> None:
+        await still(pilot)
+        await pilot.press("2")
+        await pilot.app.push_screen(
+            LabelSelectScreen("drain", "gpu in (a100,h100), zone!=eu-west-1b")
+        )
+        await pilot.pause()
+        pilot.app.screen.query_one(Input).cursor_blink = False
+        await pilot.pause()
+
+    assert snap_compare(snapshot_app(), terminal_size=size, run_before=open_prompt)

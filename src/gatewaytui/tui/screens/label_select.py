@@ -48,6 +48,10 @@ def select_workers(
     return chosen, skipped
 
 
+def _verb(count: int) -> str:
+    return "matches" if count == 1 else "match"
+
+
 def _labels(worker: WorkerRow) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted((worker.get("labels") or {}).items()))
 
@@ -80,7 +84,7 @@ def preview(
         text.append(str(selector), "bold")
         text.append(f"\n{known_labels(workers)}", "dim")
     else:
-        text.append(f"{plural(len(chosen), 'worker')} match ", "bold")
+        text.append(f"{plural(len(chosen), 'worker')} {_verb(len(chosen))} ", "bold")
         text.append(str(selector), "bold")
         text.append(":\n")
     for worker_id in chosen[:SHOWN]:
@@ -91,13 +95,18 @@ def preview(
         text.append(f"  {_labels(worker)}\n", "dim")
     if len(chosen) > SHOWN:
         text.append(f"  … and {len(chosen) - SHOWN} more\n")
-    if skipped:
-        why = "gone or draining already" if kind == "drain" else "not draining"
-        text.append(f"\n{plural(len(skipped), 'more worker')} match but {why}: left out\n", "dim")
     if kind == "drain" and chosen:
         text.append("\n")
         for impact in drain_impact(chosen, workers, models):
             text.append(f"  {impact.line()}\n", "bold red" if impact.left_without else "")
+    if skipped:
+        why = "gone or draining already" if kind == "drain" else "not draining"
+        be = "is" if len(skipped) == 1 else "are"
+        text.append(
+            f"\n{plural(len(skipped), 'more worker')} {_verb(len(skipped))} but {be} {why}: "
+            "left out\n",
+            "dim",
+        )
     return text
 
 
@@ -112,7 +121,7 @@ class LabelSelectScreen(ModalScreen[list[str] | None]):
     }
     LabelSelectScreen .title { text-style: bold; margin-bottom: 1; }
     LabelSelectScreen #label-preview { height: auto; max-height: 16; overflow-y: auto; }
-    LabelSelectScreen .hint { color: $text-muted; margin-top: 1; }
+    LabelSelectScreen .hint { color: $text-muted; margin-bottom: 1; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -131,12 +140,12 @@ class LabelSelectScreen(ModalScreen[list[str] | None]):
         with Vertical():
             yield Static(Text(f"{verb} workers by label"), classes="title")
             yield Input(self.initial, placeholder=PLACEHOLDER, id="selector")
-            yield Static(id="label-preview")
             yield Static(
                 "=, !=, in (a,b), notin (a,b), key, !key; comma = and · "
                 "enter reviews and confirms · esc cancels",
                 classes="hint",
             )
+            yield Static(id="label-preview")
         yield GatewayFooter()
 
     def on_mount(self) -> None:
