@@ -151,8 +151,8 @@ def test_a_killed_replica_leaves_the_fleet_and_its_workers_show_gone(fleet: Any)
     served = load.ok
     wait_until(lambda: load.ok >= served + 5, 10, "traffic after the kill")
     assert not load.stop().failed, load.failed[:3]
-    # The survivors still serve: r2 (no worker of its own) forwards to r1's worker, once its
-    # fleet view has settled after r3's death (seen under load: a 404 in that window).
+    # The survivors still serve: r2 (no worker of its own) forwards to r1's worker (the
+    # window right after a death is test_fleet_requests' no-404 test).
     wait_until(
         lambda: any(m["id"] == "m-fleet" and m["ready_workers"] > 0 for m in r2.state()["models"]),
         10,
