@@ -89,15 +89,15 @@ def worker(procs: list[common.Proc], url: str, name: str, *extra: str) -> common
     return proc
 
 
-def wait_workers(url: str, count: int, timeout: float = 20) -> None:
-    """Until `count` workers are connected to this very replica (a replica's state lists
-    the whole fleet's: counting those made a bench start before its own worker was in, and
-    the replica forwarded every request to another one)."""
+def wait_workers(url: str, count: int, timeout: float = 20, *, own: bool = True) -> None:
+    """Until `count` workers are connected to this very replica (`own`; a replica's state
+    lists the whole fleet's: counting those made a bench start before its own worker was in,
+    and the replica forwarded every request to another one), or seen by it (not `own`)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = httpx.get(url + "/api/state", timeout=5).json()
         here = state["server"].get("replica")
-        mine = [w for w in state["workers"] if w.get("replica", here) == here]
+        mine = [w for w in state["workers"] if not own or w.get("replica", here) == here]
         if sum(w["status"] != "gone" for w in mine) >= count:
             return
         time.sleep(0.05)
@@ -112,7 +112,7 @@ def action_latency(procs: list[common.Proc], redis_url: str, rounds: int) -> lis
 
     urls = [replica(procs, redis_url, f"r{i}") for i in (1, 2, 3)]
     worker(procs, urls[0], "w-owner")
-    wait_workers(urls[2], 1)
+    wait_workers(urls[2], 1, own=False)  # r3 sees r1's worker
     seen: dict[bool, threading.Event] = {True: threading.Event(), False: threading.Event()}
     stop = threading.Event()
 
