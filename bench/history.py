@@ -38,7 +38,17 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "_support"))
-from common import PYTHON, Proc, free_port, gateway_argv, header, processes, verdict, wait_http
+from common import (
+    CLK_TCK,
+    PYTHON,
+    Proc,
+    free_port,
+    gateway_argv,
+    header,
+    processes,
+    verdict,
+    wait_http,
+)
 
 from gatewaytui.gateway.history import store
 from gatewaytui.gateway.history.ledger import Ledger, LedgerSettings
@@ -59,6 +69,7 @@ def cpu_on_off(rounds: int, requests: int, concurrency: int) -> bool:
         for name, extra in (
             ("on", ("--history-enabled", "true", "--history-path", f"{scratch}/h.sqlite3")),
             ("off", ("--history-enabled", "false")),
+            ("off2", ("--history-enabled", "false")),  # A/A control: the noise floor
         ):
             port = free_port()
             gw = Proc(f"gateway-{name}", gateway_argv(port, *extra))
@@ -95,35 +106,71 @@ def cpu_on_off(rounds: int, requests: int, concurrency: int) -> bool:
         asyncio.run(_drive(stacks, 1, min(requests, 200), concurrency, 0.0))  # warm up
         idle = _idle_cpu(stacks, 2.0)
         rounds_cpu = asyncio.run(_drive(stacks, rounds, requests, concurrency, SETTLE_S))
-        per: dict[str, float] = {}
-        for name in ("off", "on"):
-            cpu = sum(c - idle[name] * SETTLE_S for c, _ in rounds_cpu[name])
-            n = sum(k for _, k in rounds_cpu[name])
-            per[name] = cpu / max(n, 1) * 1e6
-            print(
-                f"   ledger {name:>3}: {n} requests in {rounds} rounds, gateway {cpu:.2f} CPU s "
-                f"(idle {idle[name] * 1000:.0f} ms/s subtracted), {per[name]:.0f} us/request"
-            )
-        pairs = [
-            (on_cpu - idle["on"] * SETTLE_S) / on_n / ((off_cpu - idle["off"] * SETTLE_S) / off_n)
-            for (on_cpu, on_n), (off_cpu, off_n) in zip(
-                rounds_cpu["on"], rounds_cpu["off"], strict=True
-            )
-        ]
-        print(
-            f"   per round pair, on / off: median {statistics.median(pairs):.3f} x "
-            f"(min {min(pairs):.3f}, max {max(pairs):.3f}; "
-            + ", ".join(f"{p:.2f}" for p in pairs)
-            + f"); on - off: {per['on'] - per['off']:+.0f} us/request"
-        )
-        ratio = per["on"] / per["off"]
-        ok &= verdict(
-            "gateway CPU per request, ledger on / off", ratio, 1.05, "x", higher_is_better=False
-        )
+        ok &= _report(rounds_cpu, idle)
     return ok
 
 
+def _report(rounds_cpu: dict[str, list[tuple[float, float, int]]], idle: dict[str, float]) -> bool:
+    """Totals per gateway, per-round ratios against `off` (the ledger on, and the A/A
+    control: a second gateway with the ledger off), and where the difference goes."""
+    per: dict[str, float] = {}
+    main: dict[str, float] = {}
+    for name, rounds in rounds_cpu.items():
+        cpu = sum(c - idle[name] * SETTLE_S for c, _, _ in rounds)
+        n = sum(k for _, _, k in rounds)
+        per[name] = cpu / max(n, 1) * 1e6
+        main[name] = sum(m for _, m, _ in rounds) / max(n, 1) * 1e6
+        print(
+            f"   ledger {name:>4}: {n} requests in {len(rounds)} rounds, gateway {cpu:.2f} CPU s "
+            f"(idle {idle[name] * 1000:.0f} ms/s subtracted), {per[name]:.0f} us/request "
+            f"(event-loop thread {main[name]:.0f})"
+        )
+
+    def pairs(name: str) -> list[float]:
+        return [
+            (a - idle[name] * SETTLE_S) / an / ((b - idle["off"] * SETTLE_S) / bn)
+            for (a, _, an), (b, _, bn) in zip(rounds_cpu[name], rounds_cpu["off"], strict=True)
+        ]
+
+    for name, label in (("on", "ledger on / off"), ("off2", "A/A control, off2 / off")):
+        ratios = pairs(name)
+        print(
+            f"   per round, {label}: median {statistics.median(ratios):.3f} x "
+            f"(min {min(ratios):.3f}, max {max(ratios):.3f}; "
+            + ", ".join(f"{r:.2f}" for r in ratios)
+            + f"); total {per[name] / per['off']:.3f} x"
+        )
+    n_on = sum(k for _, _, k in rounds_cpu["on"])
+    writer_us = WRITER_CPU["on"] / max(n_on, 1) * 1e6
+    print(
+        f"   the ledger's writer thread: {writer_us:.1f} us/request "
+        f"({writer_us / per['off'] * 100:.1f} % of the off gateway's CPU per request); "
+        f"event-loop thread on - off: {main['on'] - main['off']:+.0f} us/request "
+        f"(A/A: {main['off2'] - main['off']:+.0f})"
+    )
+    ratio = per["on"] / per["off"]
+    return verdict(
+        "gateway CPU per request, ledger on / off", ratio, 1.05, "x", higher_is_better=False
+    )
+
+
 SETTLE_S = 1.0  # after a round: the writer's last batch (flush_interval 0.5 s) is counted
+WRITER_CPU: dict[str, float] = {"on": 0.0, "off": 0.0, "off2": 0.0}
+
+
+def _main_thread_cpu(pid: int) -> float:
+    """utime + stime of a process's main thread (the gateway's event loop), in seconds."""
+    with open(f"/proc/{pid}/task/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+async def _writer_cpu(client: httpx.AsyncClient, url: str) -> float:
+    """The ledger writer thread's own CPU seconds so far (0 with the ledger off)."""
+    reply = await client.get(url + "/api/history/jobs", params={"limit": 1})
+    if reply.status_code != 200:
+        return 0.0
+    return float(reply.json().get("ledger", {}).get("writer_cpu_s") or 0.0)
 
 
 def _idle_cpu(stacks: dict, seconds: float) -> dict[str, float]:
@@ -135,15 +182,19 @@ def _idle_cpu(stacks: dict, seconds: float) -> dict[str, float]:
 
 async def _drive(
     stacks: dict, rounds: int, requests: int, concurrency: int, settle: float
-) -> dict[str, list[tuple[float, int]]]:
-    """Alternate the gateways (off, on, on, off, ...), `requests` chats a round each; a
-    round's CPU is read `settle` seconds after its last answer. Per gateway: (CPU s, n)."""
+) -> dict[str, list[tuple[float, float, int]]]:
+    """The gateways in turn (the order rotating each round), `requests` chats a round each;
+    a round's CPU is read `settle` seconds after its last answer. Per gateway and round:
+    (process CPU s, event-loop thread CPU s, requests)."""
     body = {"model": "bench", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    out: dict[str, list[tuple[float, int]]] = {name: [] for name in stacks}
+    out: dict[str, list[tuple[float, float, int]]] = {name: [] for name in stacks}
     async with httpx.AsyncClient(limits=limits, timeout=30, trust_env=False) as client:
         for r in range(rounds):
-            order = list(stacks) if r % 2 == 0 else list(reversed(stacks))
+            names = list(stacks)
+            order = names[r % len(names) :] + names[: r % len(names)]
+            if r // len(names) % 2:
+                order.reverse()
             for name in order:
                 gw, url = stacks[name]
                 left = [requests]
@@ -158,10 +209,13 @@ async def _drive(
                             continue
                         reply.raise_for_status()
 
-                cpu0 = gw.cpu_seconds()
+                writer0 = await _writer_cpu(client, url)
+                cpu0, main0 = gw.cpu_seconds(), _main_thread_cpu(gw.pid)
                 await asyncio.gather(*(loop() for _ in range(concurrency)))
                 await asyncio.sleep(settle)
-                out[name].append((gw.cpu_seconds() - cpu0, requests))
+                cpu, loop_cpu = gw.cpu_seconds() - cpu0, _main_thread_cpu(gw.pid) - main0
+                out[name].append((cpu, loop_cpu, requests))
+                WRITER_CPU[name] += await _writer_cpu(client, url) - writer0
     return out
 
 

@@ -191,3 +191,23 @@ def test_a_partial_fleet_answer_is_said_in_the_header():
     partial = HistoryJobsPage(replicas=["r1", "r3"], partial=True, missing_replicas=["r2"])
     note = coverage_text(partial)
     assert note.plain == "partial: no answer from replica(s) r2 ·" and "yellow" in str(note.style)
+
+
+async def test_both_views_with_data_at_the_smallest_size(busy_gateway):
+    """80x24 with a live ledger: the columns that matter stay, the rest give way."""
+    app = live_app(busy_gateway.url)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("8")
+        await until(pilot, lambda: table(app).total_count == 5, what="five ended jobs")
+        lines = "\n".join(screen_lines(table(app)))
+        for column in ("ENDED", "OUTCOME", "MODEL", "TIME"):
+            assert column in lines
+        assert "upstream_error" in lines and "m-bad" in lines
+        await pilot.press("9")
+        await until(pilot, lambda: table(app).total_count == 2, what="two models")
+        lines = "\n".join(screen_lines(table(app)))
+        for column in ("GROUP", "REQ/S", "ERR%", "P50", "P95"):
+            assert column in lines
+        assert "100.0%" in lines  # m-bad's error rate
+        spark = "\n".join(screen_lines(app.screen.query_one("#usage-spark")))
+        assert "requests/minute" in spark

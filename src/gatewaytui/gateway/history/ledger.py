@@ -64,6 +64,7 @@ class Ledger:
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self.written = 0
+        self.writer_cpu_s = 0.0  # the writer thread's own CPU time (what the ledger costs)
         self.dropped_full = 0  # the queue was full
         self.dropped_failed = 0  # the database refused the batch
         self.error: str | None = None  # why the database cannot be written, if it cannot
@@ -121,6 +122,7 @@ class Ledger:
             "dropped_queue_full": self.dropped_full,
             "dropped_write_failed": self.dropped_failed,
             "queued": len(self._pending),
+            "writer_cpu_s": round(self.writer_cpu_s, 6),
         }
 
     # ---- writer thread --------------------------------------------------------------------
@@ -132,6 +134,7 @@ class Ledger:
             self._wake.wait(self.settings.flush_interval)
             self._wake.clear()
             markers, stop = self._take_controls()
+            cpu0 = time.thread_time()
             while self._pending:  # everything pending now, a batch per transaction
                 batch = self._take()
                 try:
@@ -144,6 +147,7 @@ class Ledger:
             except Exception:
                 log.exception("history retention failed")
             self._maybe_report_drops()
+            self.writer_cpu_s += time.thread_time() - cpu0
             for marker in markers:
                 marker.set()
         if self._conn is not None:
