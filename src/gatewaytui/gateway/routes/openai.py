@@ -52,16 +52,22 @@ def add_openai_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
         guard.require_api(request.headers)
         return model_list(gateway)
 
+    async def admit(request: Request) -> tuple[str | None, dict[str, Any], Response | None]:
+        """The caller's API key (checked) and the JSON body; with them, the answer when
+        another replica of the fleet served the request instead."""
+        key = guard.require_api(request.headers)
+        body = await json_object(request)
+        if gateway.cluster is None:
+            return key, body, None
+        return key, body, await gateway.cluster.forwarder.maybe_forward(request, body)
+
     # The two hot routes are plain Starlette routes: FastAPI's per-request dependency solving
     # cost about a tenth of the gateway's CPU per call (bench/overhead.py) and they use none.
     async def chat_completions(request: Request) -> Response:
         started = time.perf_counter()
-        key = guard.require_api(request.headers)
-        body = await json_object(request)
-        if gateway.cluster is not None:  # another replica may serve this model
-            forwarded = await gateway.cluster.forwarder.maybe_forward(request, body)
-            if forwarded is not None:
-                return forwarded
+        key, body, forwarded = await admit(request)
+        if forwarded is not None:
+            return forwarded
         client = client_addr(request.client)
         job, result = await unless_client_leaves(
             request, gateway.chat(body, client=client, key=key)
@@ -77,12 +83,9 @@ def add_openai_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
 
     async def embeddings(request: Request) -> Response:
         started = time.perf_counter()
-        key = guard.require_api(request.headers)
-        body = await json_object(request)
-        if gateway.cluster is not None:  # another replica may serve this model
-            forwarded = await gateway.cluster.forwarder.maybe_forward(request, body)
-            if forwarded is not None:
-                return forwarded
+        key, body, forwarded = await admit(request)
+        if forwarded is not None:
+            return forwarded
         client = client_addr(request.client)
         result = await unless_client_leaves(
             request, gateway.embeddings(body, client=client, key=key)
