@@ -4,6 +4,7 @@ r3; a replica that does not answer makes the answer partial instead of failing i
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import httpx
 import openai
 
 from support.fleet import RedisServer, Replica, Worker, wait_until
+from support.panel import header_text, live_app, table
+from support.waiting import until
 
 LOCAL_ONLY = {"X-Gatewaytui-Forwarded-By": "test"}  # what another replica sends: no fan-out
 
@@ -49,6 +52,21 @@ def _serve_some(replicas: list[Replica], procs: list[Any], tmp_path: Path) -> No
     for _ in range(2):
         two.chat.completions.create(model="m-two", messages=messages)
     two.embeddings.create(model="e5", input=["a", "b"])
+
+
+async def _panel_header(replica: Replica, text: str, jobs: int) -> None:
+    """The History view (8) of a panel connected to `replica` lists `jobs` ended jobs and
+    its header reads `text`."""
+    app = live_app(replica.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("8")
+        await until(
+            pilot,
+            lambda: text in header_text(app) and table(app).total_count == jobs,
+            timeout=20,
+            what=f"History on {replica.id}: {text!r} and {jobs} jobs",
+        )
+        assert "from the fleet's ledgers" in header_text(app)
 
 
 def test_history_on_any_replica_covers_the_fleet(
@@ -102,9 +120,13 @@ def test_history_on_any_replica_covers_the_fleet(
     series = _get(r3, "/api/history/series", window="15m")
     assert sum(p["requests"] for p in series["points"]) == 6 and series["partial"] is False
 
+    # The panel on r3 shows the fleet's jobs and says so.
+    asyncio.run(_panel_header(r3, "replicas ·", 6))
+
     # r2 stops answering (SIGSTOP: it stays registered): r3 answers without it, partial.
     r2.signal(signal.SIGSTOP)
     try:
+        asyncio.run(_panel_header(r3, "partial: no answer from replica(s) r2", 3))
         page = _get(r3, "/api/history/jobs", limit=50)
         assert page["partial"] is True and page["missing_replicas"] == ["r2"]
         assert "no answer within 1s" in page["missing_reasons"]["r2"]
