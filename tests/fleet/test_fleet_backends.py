@@ -257,3 +257,37 @@ def test_fleet_events_are_one_stream_a_replica_that_joins_later_reads_too(
         assert events[0]["replica"] == "r1" and "early" in events[0]["message"]
     finally:
         client.close()
+
+
+def test_first_start_seeds_redis_from_the_file_and_a_missed_message_heals(
+    redis: RedisServer, procs: list[Any], tmp_path: Path
+) -> None:
+    def backends_file(name: str, backend_id: str) -> None:
+        text = f"version: 1\nbackends:\n- id: {backend_id}\n  url: http://127.0.0.1:9/v1\n"
+        (tmp_path / f"backends-{name}.yaml").write_text(text)
+
+    backends_file("r1", "from-file")
+    backends_file("r2", "only-local")
+    client = redis_sync.Redis.from_url(redis.url, decode_responses=True)
+    try:
+        r1 = Replica("r1", redis.url, tmp_path)  # Redis is empty: r1's file seeds it
+        procs.append(r1)
+        wait_until(lambda: client.hget("gatewaytui:backends", "from-file"), 5, "seeded")
+        assert any(e["kind"] == "backend_seed" for e in r1.state()["events"])
+        r2 = Replica("r2", redis.url, tmp_path)  # joins a seeded fleet: takes its backends
+        procs.append(r2)
+        wait_until(lambda: _backend(r2, "from-file"), 5, "the fleet's backend on r2")
+        assert _backend(r2, "only-local") is None
+        copy = tmp_path / "backends-r2.yaml"
+        wait_until(lambda: "from-file" in copy.read_text(), 5, "r2's copy")
+        assert "only-local" not in copy.read_text()
+        assert client.hget("gatewaytui:backends", "only-local") is None
+
+        # An edit whose announcement nobody heard (written without PUBLISH): the replicas'
+        # version check picks it up within about a second.
+        doc = {"id": "quiet", "revision": 1, "url": "http://127.0.0.1:9/v1", "enabled": True}
+        client.hset("gatewaytui:backends", "quiet", json.dumps(doc))
+        client.incr("gatewaytui:backends-version")
+        _until_everywhere([r1, r2], lambda r: _backend(r, "quiet") is not None, "healed", 2.0)
+    finally:
+        client.close()
