@@ -67,9 +67,24 @@ def start_redis(procs: list[common.Proc]) -> str:
     raise RuntimeError("redis-server did not start")
 
 
+_SCRATCH: list[Path] = []
+
+
+def scratch() -> Path:
+    """One temporary directory per run for the replicas' files (backends, ledger): never the
+    working directory (a run left a backends.yaml in the checkout)."""
+    if not _SCRATCH:
+        import tempfile
+
+        _SCRATCH.append(Path(tempfile.mkdtemp(prefix="bench-cluster-")))
+    return _SCRATCH[0]
+
+
 def replica(procs: list[common.Proc], redis_url: str | None, name: str, *more: str) -> str:
     port = common.free_port()
-    extra = ["--server-state-stream-rate", "4", "--server-open", "true", *more]
+    files = ["--backends-store-path", str(scratch() / f"backends-{name}.yaml")]
+    files += ["--history-path", str(scratch() / f"history-{name}.sqlite3")]
+    extra = ["--server-state-stream-rate", "4", "--server-open", "true", *files, *more]
     if redis_url:
         extra += ["--cluster-redis-url", redis_url, "--cluster-replica-id", name]
     proc = common.Proc(name, common.gateway_argv(port, *extra))

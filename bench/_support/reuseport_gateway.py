@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
+import tempfile
+from pathlib import Path
 
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.core import Gateway
@@ -26,7 +28,13 @@ def shared_socket(port: int) -> socket.socket:
 
 async def main() -> None:
     shared, private = int(sys.argv[1]), int(sys.argv[2])
-    overrides: dict[str, str] = {"server__port": str(private), "server__open": "true"}
+    files = Path(tempfile.mkdtemp(prefix="bench-reuseport-"))  # not the working directory
+    overrides: dict[str, str] = {
+        "server__port": str(private),
+        "server__open": "true",
+        "backends__store_path": str(files / "backends.yaml"),
+        "history__path": str(files / "history.sqlite3"),
+    }
     if len(sys.argv) > 4:
         overrides.update(cluster__redis_url=sys.argv[3], cluster__replica_id=sys.argv[4])
         overrides["cluster__advertise_url"] = f"http://127.0.0.1:{private}"
