@@ -74,9 +74,11 @@ def scratch() -> Path:
     """One temporary directory per run for the replicas' files (backends, ledger): never the
     working directory (a run left a backends.yaml in the checkout)."""
     if not _SCRATCH:
+        import atexit
         import tempfile
 
         _SCRATCH.append(Path(tempfile.mkdtemp(prefix="bench-cluster-")))
+        atexit.register(shutil.rmtree, _SCRATCH[0], True)
     return _SCRATCH[0]
 
 
