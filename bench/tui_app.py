@@ -24,6 +24,9 @@ Figures, each against the issue's target:
                    p95                                                              <= 50 ms
   CPU              the panel process, % of one core, from its CPU time over the window
   terminal bytes   per second, idle (target 0) and under churn; and idle with the quiet fleet
+  reconnect        the quiet fleet's gateway SIGKILLed and restarted on its port: its first
+                   /healthz answer until the first frame that says live, worst of N    <= 1 s;
+                   SIGSTOP until the panel reads the status unknown                    <= 3 s
 
 Two ways of running the panel:
   headless  `app.run_test(size=(120, 40))` in this process, timed as bench/tui_table.py does:
@@ -38,7 +41,8 @@ Two ways of running the panel:
 Bytes and CPU are reported from the pty (the real thing) and from headless (for comparison).
 
     python bench/tui_app.py            # about 90 s
-    python bench/tui_app.py --quick    # about 20 s, CI smoke
+    python bench/tui_app.py --quick    # about 40 s, CI smoke
+    python bench/tui_app.py --reconnect-only   # the reconnect figures alone
 """
 
 from __future__ import annotations
@@ -237,7 +241,7 @@ async def gateway_main(args: argparse.Namespace) -> None:
     hub.run = hub_run  # type: ignore[method-assign]
     timed = hub.flush = TimedFlush(hub.flush)  # type: ignore[method-assign]
 
-    sock = bind_socket("127.0.0.1", 0)
+    sock = bind_socket("127.0.0.1", args.port)
     server = make_server(gateway, handle_signals=False)
     serving = await serve_started(server, sock)
     assert serving is not None, "the gateway did not start"
@@ -291,11 +295,11 @@ async def gateway_main(args: argparse.Namespace) -> None:
 class GatewayProc:
     """The gateway driver as a child process, commanded line by line on its stdin."""
 
-    def __init__(self, workers: int, jobs: int, mode: str, seed: int) -> None:
+    def __init__(self, workers: int, jobs: int, mode: str, seed: int, port: int = 0) -> None:
         self.log_path = Path(f"/tmp/bench-tui_app-gateway-{os.getpid()}-{workers}.log")
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         argv = [PYTHON, str(SCRIPT), "--role", "gateway", "--workers", str(workers)]
-        argv += ["--jobs", str(jobs), "--mode", mode, "--seed", str(seed)]
+        argv += ["--jobs", str(jobs), "--mode", mode, "--seed", str(seed), "--port", str(port)]
         self.popen = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
@@ -327,6 +331,12 @@ class GatewayProc:
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.popen.pid)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would: no goodbye to the panel."""
+        self.popen.kill()
+        self.popen.wait(10)
+        self.stop()
 
     def stop(self) -> None:
         if self.popen.poll() is None:
@@ -989,6 +999,114 @@ def quiet_terminal(args: argparse.Namespace, figures: Figures) -> None:
 
 
 # =============================================================================================
+# Reconnect: the gateway killed and restarted (or stopped) under the panel.
+# =============================================================================================
+
+
+class AnswerWatch:
+    """When the restarted gateway first answers `GET /healthz` (a thread polling every 10 ms),
+    the moment from which "the panel is live again" is timed."""
+
+    def __init__(self, url: str) -> None:
+        import httpx
+
+        self.answered_at: float | None = None
+        self._stop = threading.Event()
+
+        def run() -> None:
+            while not self._stop.is_set():
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(url + "/healthz", timeout=0.5).status_code == 200:
+                        self.answered_at = time.perf_counter()
+                        return
+                self._stop.wait(0.01)
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+class HeaderFrames:
+    """The header's text in every composed frame (`App._display`), with its time."""
+
+    def __init__(self, app: Any) -> None:
+        self.frames: list[tuple[float, str]] = []
+        display = app._display
+
+        def recorded(screen: Any, renderable: Any) -> None:
+            if renderable is not None and not app._batch_count:
+                header = getattr(app.chrome.header, "_plain", "")
+                self.frames.append((time.perf_counter(), header))
+            display(screen, renderable)
+
+        app._display = recorded
+
+    def first(self, text: str, since: float) -> float | None:
+        return next((t for t, h in self.frames if t >= since and text in h), None)
+
+
+async def frame_with(
+    pilot: Any, frames: HeaderFrames, text: str, since: float, timeout: float
+) -> float:
+    deadline = time.perf_counter() + timeout
+    while (at := frames.first(text, since)) is None:
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"no frame showing {text!r} within {timeout:g} s")
+        await pilot.pause(0.01)
+    return at
+
+
+async def reconnect(args: argparse.Namespace, figures: Figures) -> None:
+    """The panel (product defaults) on the quiet fleet's gateway: SIGKILL it, keep it down for
+    `--outage` s (the old backoff had grown to seconds by then), restart it on the same port,
+    time "first answer to /healthz" to "first frame that says live"; then SIGSTOP it, time
+    until the panel says the status is unknown, SIGCONT, time until live again."""
+    n = args.quiet_workers
+    print(f"\n-- reconnect: {n} workers, SIGKILL + restart x{args.reconnects}, SIGSTOP")
+    gw = GatewayProc(n, 0, "quiet", args.seed)
+    app = make_panel(gw.url)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            frames = HeaderFrames(app)
+            await frame_with(pilot, frames, f"workers {n}/{n}", 0, 60)
+            backs: list[float] = []
+            for _ in range(args.reconnects):
+                gw.kill()
+                await frame_with(pilot, frames, "? unknown", time.perf_counter(), 10)
+                await asyncio.sleep(args.outage)  # the outage itself, not a synchronisation
+                watch = AnswerWatch(gw.url)
+                restart = time.perf_counter()
+                try:
+                    gw = await asyncio.to_thread(GatewayProc, n, 0, "quiet", args.seed, gw.port)
+                    live = await frame_with(pilot, frames, "● live", restart, 30)
+                finally:
+                    watch.stop()
+                if watch.answered_at is None:
+                    raise RuntimeError("the restarted gateway never answered /healthz")
+                backs.append(live - watch.answered_at)
+                await frame_with(pilot, frames, f"workers {n}/{n}", restart, 30)
+            each = ", ".join(f"{ms(b):.0f} ms" for b in backs)
+            print(f"   gateway answers -> panel live: {each}")
+            figures.add("reconnect: gateway back -> panel live, worst", max(backs), 1.0, "s")
+            gw.popen.send_signal(signal.SIGSTOP)
+            stopped = time.perf_counter()
+            try:
+                unknown = await frame_with(pilot, frames, "? unknown", stopped, 15) - stopped
+            finally:
+                gw.popen.send_signal(signal.SIGCONT)
+            resumed = time.perf_counter()
+            back = await frame_with(pilot, frames, "● live", resumed, 15) - resumed
+            print(f"   SIGSTOP -> unknown {unknown:.2f} s, SIGCONT -> live {back:.2f} s")
+            figures.add("silent gateway (SIGSTOP) -> panel says unknown", unknown, 3.0, "s")
+            figures.add("SIGCONT -> panel live", back, 1.0, "s")
+    finally:
+        gw.stop()
+
+
+# =============================================================================================
 
 
 def main() -> int:
@@ -1008,6 +1126,10 @@ def main() -> int:
     parser.add_argument("--role", choices=["bench", "gateway", "panel"], default="bench")
     parser.add_argument("--mode", default="idle", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--reconnects", type=int, default=5, help="gateway restarts timed")
+    parser.add_argument("--outage", type=float, default=6.0, help="seconds a gateway stays down")
+    parser.add_argument("--reconnect-only", action="store_true", help="the reconnect figures")
     parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role == "gateway":
@@ -1018,12 +1140,16 @@ def main() -> int:
     if args.quick:
         args.workers, args.jobs, args.window, args.idle = 1_000, 500, 2.0, 2.0
         args.warmup, args.presses, args.quiet_workers, args.settle = 0.5, 10, 20, 1.0
+        args.reconnects, args.outage = 2, 2.0
 
     header(
         f"tui_app: the panel on a live gateway, {args.workers:,} workers, {args.jobs:,} jobs, "
         f"{args.churn:.0%} churn per 250 ms, {SIZE[0]}x{SIZE[1]}"
     )
     figures = Figures()
+    if args.reconnect_only:
+        asyncio.run(reconnect(args, figures))
+        return report(figures)
     gw = GatewayProc(args.workers, args.jobs, "idle", args.seed)
     try:
         print(
@@ -1037,7 +1163,12 @@ def main() -> int:
         gw.stop()
     if not args.no_pty:
         quiet_terminal(args, figures)
+    if args.reconnects:
+        asyncio.run(reconnect(args, figures))
+    return report(figures)
 
+
+def report(figures: Figures) -> int:
     print("\n== figures")
     width = max(len(row[0]) for row in figures.rows)
     for label, value, target, result in figures.rows:

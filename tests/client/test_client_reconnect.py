@@ -25,7 +25,7 @@ async def test_a_silent_listener_is_reported_within_3_s():
         await poll_until(lambda: conn.state.last_error is not None, timeout=10, what="report")
         elapsed = time.monotonic() - started
         assert elapsed <= 3.0, f"reported after {elapsed:.2f} s"
-        assert conn.state.status is ConnectionStatus.CONNECTING and conn.state.attempt == 1
+        assert conn.state.status is ConnectionStatus.CONNECTING  # still trying (10 s)
         assert conn.state.last_error == "no answer within 2 s"
         assert silent.accepted  # it did accept: the handshake is what timed out
         assert not await answers(silent.url, 0.3)  # and the probe does not take it for alive

@@ -5,14 +5,16 @@ listeners what changed. When the stream breaks it retries with capped exponentia
 and full jitter (base 0.5 s, cap 10 s, the first `early_attempts` held to 1 s; the attempt
 counter resets once a connection has stayed up for `stable_after` seconds), so a fleet of
 TUIs does not hammer a gateway that is coming back. While it waits it probes the gateway
-cheaply (`probe.answers`: `GET /healthz`, short timeout, every `probe_interval`): when an
+cheaply (`probe.answers`: `GET /healthz`, 1.5 s timeout, every `probe_interval`): when an
 unreachable gateway answers again, the wait ends at once, so the panel is live again within
 a fraction of a second of the gateway's return rather than after the rest of the backoff.
 
 A gateway that accepts the connection and then says nothing (a SIGSTOPped process, a wedged
-host, a silent TCP listener) is found quickly: the connect and handshake must finish within
-`open_timeout` (2 s), and a stream quiet for `ping_interval` is pinged and must answer within
-`ping_timeout`; it is presumed dead otherwise. A sequence gap or a malformed delta means the
+host, a silent TCP listener) is found quickly: a connect and handshake not done within
+`report_after` (2 s) is reported (`last_error`) while it goes on (given up after
+`open_timeout`, 10 s: a loaded gateway is slow, not dead), and a stream quiet for
+`ping_interval` is pinged and must answer within `ping_timeout`; it is presumed dead
+otherwise. A sequence gap or a malformed delta means the
 store is wrong: it reconnects at once for a fresh snapshot (with backoff if that keeps
 happening). A stream that answers pings but sends nothing for `dead_after_keepalives`
 keep-alive intervals (the longer of `keepalive` and the gateway's own
@@ -160,11 +162,12 @@ class GatewayConnection:
         stable_after: float = 5.0,
         keepalive: float = 5.0,
         dead_after_keepalives: float = 3.0,
-        open_timeout: float = 2.0,
+        open_timeout: float = 10.0,
+        report_after: float = 2.0,
         ping_interval: float = 0.75,
         ping_timeout: float = 1.25,
         probe_interval: float = 0.2,
-        probe_timeout: float = 0.5,
+        probe_timeout: float = 1.5,
         rng: random.Random | None = None,
     ) -> None:
         self.base_url = normalise_url(url)
@@ -185,6 +188,7 @@ class GatewayConnection:
         self._dead_after_keepalives = dead_after_keepalives
         self.dead_after = keepalive * dead_after_keepalives
         self.open_timeout = open_timeout
+        self.report_after = report_after
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.probe_interval = probe_interval
@@ -404,16 +408,30 @@ class GatewayConnection:
             self._live_started = None
 
     async def _open(self) -> ClientConnection:
-        return await connect(
-            self.ws_url,
-            additional_headers=auth_headers(self._token),
-            user_agent_header=f"gatewaytui/{gatewaytui.__version__}",
-            open_timeout=self.open_timeout,
-            ping_interval=None,  # our own pings, only while the stream is quiet
-            close_timeout=1.0,
-            max_size=MAX_MESSAGE_BYTES,
-            max_queue=64,
+        """Connect and handshake, within `open_timeout`. A gateway that has not answered
+        after `report_after` is reported at once (`last_error`, the banner shows it) while
+        the attempt goes on: a slow but alive gateway (a loaded host) still gets through."""
+        opening = asyncio.ensure_future(
+            connect(
+                self.ws_url,
+                additional_headers=auth_headers(self._token),
+                user_agent_header=f"gatewaytui/{gatewaytui.__version__}",
+                open_timeout=self.open_timeout,
+                ping_interval=None,  # our own pings, only while the stream is quiet
+                close_timeout=1.0,
+                max_size=MAX_MESSAGE_BYTES,
+                max_queue=64,
+            )
         )
+        try:
+            done, _ = await asyncio.wait({opening}, timeout=self.report_after)
+            if not done:
+                error = f"no answer within {self.report_after:g} s"
+                self._set_state(replace(self.state, last_error=error, next_retry_at=None))
+            return await opening
+        finally:
+            if not opening.done():
+                opening.cancel()
 
     async def _stream_from(self, ws: ClientConnection) -> tuple[str, bool, bool, float | None]:
         """Mirror one connection until it ends: why it ended, whether a resync was asked,
