@@ -248,3 +248,18 @@ def test_event_details_name_the_replica():
         line.split()[:2] == ["replica", "gw-2"]
         for line in text({**event, "replica": "gw-2"}).splitlines()
     )
+
+
+async def test_w_on_a_replica_shows_its_workers(tmp_path: Path):
+    app = fleet_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("0")
+        assert table(app).move_cursor_to("gw-2")
+        await pilot.press("w")
+        await until(pilot, lambda: app.current_view.view_id == "workers", what="Workers")
+        workers = table(app)
+        held = {w["id"] for w in app.store.workers.values() if w["replica"] == "gw-2"}
+        await until(pilot, lambda: set(workers.visible_ids) == held, what="gw-2's workers")
+        assert "filter /^gw\\-2$/" in header_text(app)
+        await pilot.press("escape")  # as any filter
+        await until(pilot, lambda: workers.visible_count == len(app.store.workers), what="all")

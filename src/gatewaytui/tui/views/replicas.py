@@ -7,11 +7,13 @@ table without a word.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Static
 
@@ -21,6 +23,7 @@ from gatewaytui.tui.formatting import age, parse_ts, status_text
 from gatewaytui.tui.screens.replica_detail import ReplicaDetailScreen
 from gatewaytui.tui.views.base import register_view
 from gatewaytui.tui.views.table_view import TableView, numeric_column
+from gatewaytui.tui.widgets.filter_bar import FilterBar
 from gatewaytui.tui.widgets.virtual_table import Column
 
 REPLICA_ORDER = {s: i for i, s in enumerate(["gone", "degraded", "not_ready", "draining", "ready"])}
@@ -80,6 +83,16 @@ class ReplicasView(TableView):
     collection = "replicas"
     default_sort = ("id", False)
     selectable = True  # enter: the replica in full, with its workers
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "w",
+            "its_workers",
+            "Workers",
+            id="replicas.workers",
+            tooltip="replicas: the selected replica's workers (Workers, filtered by it)",
+        ),
+    ]
 
     DEFAULT_CSS = """
     ReplicasView #replicas-note {
@@ -145,3 +158,14 @@ class ReplicasView(TableView):
 
     def detail_screen(self, row_id: str) -> Screen[None] | None:
         return ReplicaDetailScreen(row_id)
+
+    async def action_its_workers(self) -> None:
+        """Workers, filtered to the replica under the cursor (`^r2$` in the filter box, so
+        esc clears it as any filter)."""
+        replica = self.table.cursor_id
+        if replica is None:
+            return
+        await self.app.run_action("app.show_view('workers')")
+        bar = self.app.query_one(FilterBar)
+        bar.input.value = f"^{re.escape(replica)}$"  # Input.Changed applies it to Workers
+        bar.show(True)
