@@ -157,3 +157,23 @@ async def test_a_stopped_gateway_reads_unknown_within_3_s_and_comes_back(tmp_pat
     finally:
         worker.stop()
         gateway.stop()
+
+
+async def test_rates_read_unknown_while_the_gateway_cannot_be_reached():
+    from textual.widgets import Static
+
+    from support.gateway_process import SilentListener
+
+    silent = SilentListener()  # never answers: no rate can be known
+    app = panel(silent.url)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            view = app.current_view
+            for _ in range(3):  # three samples would make a rate of a live gateway
+                view.background_tick(app.store)
+                view.tick()
+            await pilot.pause()
+            assert str(view.query_one("#req-label", Static).render()).strip() == "requests/s  -"
+            assert str(view.query_one("#tok-label", Static).render()).strip() == "tokens/s  -"
+    finally:
+        silent.close()

@@ -93,7 +93,8 @@ class ConnectionState:
     `attempt` counts consecutive failed attempts; `next_retry_at` is set while waiting to
     retry (None while an attempt is under way); `last_error` is short human text;
     `http_status` is 401 or 403 when `unauthorized`; `data_at` is when the last frame of the
-    stream arrived (None before any), so a UI can say how old the state it shows is.
+    stream arrived or a ping on it was answered (None before any), so a UI can say how old
+    the state it shows is.
     """
 
     status: ConnectionStatus
@@ -196,6 +197,9 @@ class GatewayConnection:
         self.probe_wakes = 0  # waits the probe cut short (the gateway answered), for tests
         self.state = ConnectionState(ConnectionStatus.STOPPED, time.time())
         self.last_message_at: float | None = None  # wall clock of the last frame received
+        # When the store was last known current: a frame, or a pong on a quiet stream (an idle
+        # gateway's state is as true after its pong as after its last keep-alive).
+        self.current_at: float | None = None
         self.connections = 0  # successful WebSocket handshakes, for diagnostics and tests
         self.resyncs = 0
         self._task: asyncio.Task[None] | None = None
@@ -399,7 +403,7 @@ class GatewayConnection:
                     attempt=attempt,
                     next_retry_at=now + delay,
                     last_error=reason,
-                    data_at=self.last_message_at,
+                    data_at=self.current_at,
                 )
                 self._set_state(waiting)
                 await self._sleep(delay, probe=unreachable)
@@ -516,7 +520,7 @@ class GatewayConnection:
         got_snapshot = False
         while True:
             raw = await self._receive(ws)
-            self.last_message_at = time.time()
+            self.last_message_at = self.current_at = time.time()
             try:
                 message = await self._decode(raw)
             except (ValueError, SnapshotError) as exc:
@@ -565,6 +569,8 @@ class GatewayConnection:
                 pong = await ws.ping()
                 async with asyncio.timeout(self.ping_timeout):
                     await pong
+                if self._live_started is not None:  # pongs before the snapshot prove nothing
+                    self.current_at = time.time()
             except TimeoutError:
                 raise _StreamEnded(
                     f"no answer to a ping within {self.ping_timeout:g} s", dead=True

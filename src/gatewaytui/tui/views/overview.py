@@ -50,6 +50,10 @@ class Throughput:
             self.tokens.append(max(tokens - t0, 0) / span)
         self._last = (now, requests, tokens)
 
+    def forget_last(self) -> None:
+        """No rate across a gap (the gateway unreachable): the next sample starts afresh."""
+        self._last = None
+
     def seed(
         self,
         points: Sequence[tuple[float, float, float]],
@@ -387,11 +391,19 @@ class OverviewView(TableView):
         points = [(p.t, float(p.requests), float(p.tokens_out)) for p in series.points]
         self.throughput.seed(points, time.time(), series.since)
 
+    def _rates_known(self) -> bool:
+        """Rates come from a gateway being followed: a saved snapshot never moves, and while
+        the gateway cannot be reached nothing does either; a rate of 0 would be a guess."""
+        return self.panel.session.state.status is ConnectionStatus.LIVE
+
     def background_tick(self, store: StateStore) -> None:
         self._seed_from_ledger()
         self._store = store
         now = time.monotonic()
-        self.throughput.sample(store.server, now)
+        if self._rates_known():
+            self.throughput.sample(store.server, now)
+        else:  # the next rate starts from the next live sample, not across the outage
+            self.throughput.forget_last()
         self.failure_rates.sample(store.items["workers"], now)
 
     def tick(self) -> None:
@@ -401,6 +413,7 @@ class OverviewView(TableView):
             return
         self._show_counts(self._store)
         requests, tokens = list(self.throughput.requests), list(self.throughput.tokens)
+        known = self._rates_known()
         last_r = requests[-1] if requests else 0.0
         last_t = tokens[-1] if tokens else 0.0
         # An idle gateway adds a zero a second: the lines stay empty and the labels at 0, so
@@ -409,8 +422,8 @@ class OverviewView(TableView):
             tuple(requests) if any(requests) else (),
             tuple(tokens) if any(tokens) else (),
             # No two samples yet (or an offline snapshot, which has one): no rate, not 0.
-            f"requests/s  {last_r:.1f}" if requests else "requests/s  -",
-            f"tokens/s  {count(last_t)}" if tokens else "tokens/s  -",
+            f"requests/s  {last_r:.1f}" if requests and known else "requests/s  -",
+            f"tokens/s  {count(last_t)}" if tokens and known else "tokens/s  -",
         )
         if shown != self._shown:
             self._shown = shown
