@@ -1,6 +1,8 @@
 """What /openapi.json must say that FastAPI cannot infer: the path parameters of the action
-routes (their handlers read `request.path_params`), and the two hot OpenAI routes, which are
-plain Starlette routes (no per-request dependency solving) and so invisible to FastAPI."""
+routes (their handlers read `request.path_params`), the request bodies of the admin routes
+(their handlers parse the body themselves, through the one JSON parser), and the two hot
+OpenAI routes, which are plain Starlette routes (no per-request dependency solving) and so
+invisible to FastAPI. Fuzzers (schemathesis) generate bodies only from what is described."""
 
 from __future__ import annotations
 
@@ -8,7 +10,10 @@ import re
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 
+from gatewaytui.schema.api import ServerDrainRequest, ServerUndrainRequest
+from gatewaytui.schema.backends import BackendSpec
 from gatewaytui.schema.ids import WORKER_ID_MAX_LENGTH
 
 _PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)(?::[a-z]+)?}")
@@ -111,6 +116,36 @@ def _operation(summary: str, request: dict[str, Any], streams: bool) -> dict[str
     }
 
 
+_REF = "#/components/schemas/{model}"
+
+# (method, path) -> (model, required, partial): bodies the admin handlers parse themselves.
+_ADMIN_BODIES: dict[tuple[str, str], tuple[type[BaseModel], bool, bool]] = {
+    ("post", "/api/backends"): (BackendSpec, True, False),
+    ("put", "/api/backends/{backend_id}"): (BackendSpec, True, False),
+    ("patch", "/api/backends/{backend_id}"): (BackendSpec, True, True),
+    ("post", "/api/backends/{backend_id}/probe"): (BackendSpec, False, True),
+    ("post", "/api/server/drain"): (ServerDrainRequest, False, False),
+    ("post", "/api/server/undrain"): (ServerUndrainRequest, False, False),
+}
+
+
+def _describe_admin_bodies(schema: dict[str, Any]) -> None:
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for (method, path), (model, required, partial) in _ADMIN_BODIES.items():
+        operation = schema.get("paths", {}).get(path, {}).get(method)
+        if operation is None or "requestBody" in operation:
+            continue
+        body = model.model_json_schema(ref_template=_REF)
+        components.update(body.pop("$defs", {}))
+        if partial:  # any subset of the fields (PATCH, a dry-run probe's overrides)
+            body = {**body, "title": f"{body.get('title', model.__name__)} (partial)"}
+            body.pop("required", None)
+        operation["requestBody"] = {
+            "required": required,
+            "content": {"application/json": {"schema": body}},
+        }
+
+
 def describe_plain_routes(app: FastAPI) -> None:
     """Add the OpenAI routes to the app's OpenAPI document (built once, on first request)."""
     build = app.openapi
@@ -127,6 +162,7 @@ def describe_plain_routes(app: FastAPI) -> None:
             "post": _operation("OpenAI embeddings, partitioned", _EMBEDDINGS_REQUEST, False)
         }
         schema.setdefault("components", {}).setdefault("schemas", {})["OpenAIError"] = _ERROR
+        _describe_admin_bodies(schema)
         app.openapi_schema = schema
         return schema
 
