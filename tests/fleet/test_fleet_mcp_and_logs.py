@@ -14,8 +14,8 @@ import httpx
 
 from gatewaytui.client.http import GatewayClient
 from gatewaytui.schema.api import WorkerLogs
-from support.fleet import Replica, Worker, wait_until, workers_by_id
-from support.mcp_peers import STDIO_COMMAND, CliRelay, mcp_client
+from support.fleet import Process, Replica, Worker, wait_until, workers_by_id
+from support.mcp_peers import STDIO_COMMAND, mcp_client
 
 PING = {"jsonrpc": "2.0", "id": 7, "method": "ping"}
 
@@ -30,12 +30,24 @@ def _relay_on(replica: Replica, client_id: str, owner: str) -> bool:
     return client is not None and client["replica"] == owner and client["status"] == "idle"
 
 
-def test_an_mcp_client_reaches_a_relay_on_another_replica(fleet: Any, procs: list[Any]) -> None:
+def _relay(replica: Replica, tmp_path: Path, procs: list[Any], seen_from: Replica) -> None:
+    """`gatewaytui mcp-relay` (the demo MCP server over stdio) dialled in to `replica`, its
+    output in a file; returns once `seen_from` shows it idle on `replica`."""
+    argv = ["--log-level", "warning", "mcp-relay", "--gateway", replica.url, "--id", "tools"]
+    relay = Process([*argv, "--", *STDIO_COMMAND], tmp_path / "relay-tools.log")
+    procs.append(relay)
+    try:  # a relay starts a Python MCP server: slow on a loaded box
+        wait_until(lambda: _relay_on(seen_from, "tools", replica.id), 60, "the relay, seen")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nrelay output:\n{relay.output()}") from None
+
+
+def test_an_mcp_client_reaches_a_relay_on_another_replica(
+    fleet: Any, procs: list[Any], tmp_path: Path
+) -> None:
     replicas, _ = fleet
     r1, r2, r3 = replicas
-    relay = CliRelay(r1, "tools", "--", *STDIO_COMMAND)  # type: ignore[arg-type]
-    procs.append(relay)
-    wait_until(lambda: _relay_on(r2, "tools", "r1"), 20, "r2 to see the relay on r1")
+    _relay(r1, tmp_path, procs, seen_from=r2)
 
     async def session_through_r2() -> tuple[Any, Any, list[float]]:
         async with mcp_client(r2, "tools") as session:  # type: ignore[arg-type]
@@ -73,7 +85,7 @@ def test_an_mcp_client_reaches_a_relay_on_another_replica(fleet: Any, procs: lis
         client = _mcp_client(r2, "tools")
         return client is not None and client["reconnects"] >= 1 and client["status"] == "idle"
 
-    wait_until(reconnected, 20, "the relay to reconnect (seen from r2)")
+    wait_until(reconnected, 40, "the relay to reconnect (seen from r2)")
     missing = r2.post("/api/mcp/nobody/disconnect")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 
@@ -115,15 +127,13 @@ def test_worker_logs_through_a_non_owner_replica(
     assert any("the gateway drained this worker" in m for m in asyncio.run(follow_through_r2()))
 
 
-def test_a_silent_owner_is_a_504(fleet: Any, procs: list[Any]) -> None:
+def test_a_silent_owner_is_a_504(fleet: Any, procs: list[Any], tmp_path: Path) -> None:
     """r1 stopped (SIGSTOP) but still registered: requests about its worker and its relay
     wait `cluster.command_timeout` (3 s here) and answer 504, they do not hang."""
     replicas, worker = fleet
     r1, r2, _ = replicas
     worker("w1", r1)
-    relay = CliRelay(r1, "tools", "--", *STDIO_COMMAND)  # type: ignore[arg-type]
-    procs.append(relay)
-    wait_until(lambda: _relay_on(r2, "tools", "r1"), 20, "r2 to see the relay on r1")
+    _relay(r1, tmp_path, procs, seen_from=r2)
     wait_until(lambda: "w1" in workers_by_id(r2.state()), 15, "r2 to see w1")
     answers: dict[str, httpx.Response] = {}
 
