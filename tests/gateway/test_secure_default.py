@@ -35,6 +35,7 @@ def test_no_mutating_route_is_open_by_default(make_gateway, state_home):
         ("POST", "/api/backends"),
         ("GET", "/api/state"),
         ("POST", "/api/jobs/x/cancel"),
+        ("POST", "/api/mcp/x/disconnect"),
     ):
         answer = httpx.request(method, gw.url + route, json={})
         assert answer.status_code == 401, route
