@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from gatewaytui.shared.operator_token import local_token
 from support.fleet import REDIS_SERVER, wait_until
@@ -28,8 +30,6 @@ def test_demo_without_redis_server_says_how_to_install_it(tmp_path: Path) -> Non
 
 def test_demo_with_three_replicas_is_one_fleet() -> None:
     if not Path(REDIS_SERVER).exists():
-        import pytest
-
         pytest.skip("redis-server is not installed")
     proc = subprocess.Popen(
         [sys.executable, "-m", "gatewaytui.cli.main", "demo", "--replicas", "3", "--headless",
@@ -58,3 +58,7 @@ def test_demo_with_three_replicas_is_one_fleet() -> None:
         proc.wait(30)
         if proc.stdout is not None:
             proc.stdout.close()
+    # SIGTERM stopped what the demo started: its redis-server no longer answers.
+    redis_port = int(line.rsplit(":", 1)[1].split("/", 1)[0])
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", redis_port), timeout=1).close()

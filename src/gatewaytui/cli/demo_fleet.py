@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -64,6 +65,10 @@ def _start_replica(args: argparse.Namespace, redis_url: str, index: int) -> tupl
     return child, first.split("gateway on ", 1)[1].split()[0]
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def run_fleet_demo(args: argparse.Namespace, config: Any) -> int:
     from gatewaytui.cli.demo import demo_panel_config, threading_drain
 
@@ -83,6 +88,9 @@ def run_fleet_demo(args: argparse.Namespace, config: Any) -> int:
         print(f"gatewaytui demo: {args.replicas} replicas on {', '.join(urls)} (redis {redis_url})")
         if args.headless:
             print("press Ctrl+C to stop")
+            # SIGTERM ends the wait like Ctrl+C: without it Python exits at once, the finally
+            # below never runs and the redis-server (output to /dev/null) outlives the demo.
+            signal.signal(signal.SIGTERM, _interrupt)
             with contextlib.suppress(subprocess.TimeoutExpired, KeyboardInterrupt):
                 children[0].wait(args.duration)
             return 0
