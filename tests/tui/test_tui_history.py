@@ -134,7 +134,8 @@ async def test_job_details_of_an_ended_job_say_how_it_ended(make_gateway, sim_wo
     import threading
 
     gw = make_gateway(history__path=str(tmp_path / "h.sqlite3"), history__flush_interval="50ms")
-    sim_workers(gw, id="slow", simulate={"models": ["m"], "latency_s": 1.5, "max_tokens": 3})
+    # 4 s at the worker: long enough for a loaded machine's panel to see it in flight first
+    sim_workers(gw, id="slow", simulate={"models": ["m"], "latency_s": 4.0, "max_tokens": 3})
     client = openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0)
     request = threading.Thread(
         target=lambda: client.chat.completions.create(model="m", messages=MESSAGES)
@@ -180,6 +181,12 @@ def test_seeded_rates_divide_by_the_part_of_a_minute_the_ledger_saw():
     assert throughput.tokens[-1] == 2.0
     # Before the ledger started: nothing recorded, so no rate.
     assert throughput.requests[-21] == 0.0
+    # A ledger started mid-second in a minute now past: its seconds never add up to more
+    # than the minute's count.
+    for offset in (10.5, 10.25, 58.5):
+        later = Throughput()
+        later.seed([(minute, 5.0, 0.0)], now=minute + 90.7, since=minute + offset)
+        assert 0 < sum(later.requests) <= 5.0 + 1e-9
 
 
 def test_a_partial_fleet_answer_is_said_in_the_header():

@@ -65,20 +65,24 @@ class Throughput:
         not zeros. Each second of a minute gets that minute's rate over the part of it the
         ledger saw (the current minute so far; a ledger started mid-minute from `since`),
         so 10 requests in the 20 s since the ledger started read 0.5/s, not 10/60."""
-        per_minute = {}
-        for t, r, k in points:
-            seen = min(t + 60.0, now) - max(t, since if since is not None else t)
-            seen = max(seen, 1.0)
-            per_minute[int(t)] = (r / seen, k / seen)
         missing = SAMPLES - len(self.requests)
         if missing <= 0:
             return
+        seconds = [now - back - len(self.requests) for back in range(missing, 0, -1)]
+        minute_of = [int(second // 60 * 60) for second in seconds]
+        recorded = [since is None or second >= since for second in seconds]
+        filled = Counter(m for m, seen in zip(minute_of, recorded, strict=True) if seen)
+        per_minute = {}
+        for t, r, k in points:
+            seen = min(t + 60.0, now) - max(t, since if since is not None else t)
+            # never spread a minute over fewer seconds than are filled from it: the seeded
+            # seconds of a minute add up to at most its count
+            seen = max(seen, float(filled.get(int(t), 0)), 1.0)
+            per_minute[int(t)] = (r / seen, k / seen)
         seeded_r: list[float] = []
         seeded_t: list[float] = []
-        for back in range(missing, 0, -1):
-            second = now - back - len(self.requests)
-            recorded = since is None or second >= since
-            rate = per_minute.get(int(second // 60 * 60), (0.0, 0.0)) if recorded else (0, 0)
+        for minute, seen in zip(minute_of, recorded, strict=True):
+            rate = per_minute.get(minute, (0.0, 0.0)) if seen else (0.0, 0.0)
             seeded_r.append(rate[0])
             seeded_t.append(rate[1])
         self.requests = deque([*seeded_r, *self.requests], maxlen=SAMPLES)
