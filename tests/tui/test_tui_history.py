@@ -197,7 +197,7 @@ def test_a_partial_fleet_answer_is_said_in_the_header():
     assert coverage_text(HistoryJobsPage(replicas=["r1", "r2", "r3"])).plain == "3 replicas ·"
     partial = HistoryJobsPage(replicas=["r1", "r3"], partial=True, missing_replicas=["r2"])
     note = coverage_text(partial)
-    assert note.plain == "partial: no answer from replica(s) r2 ·" and "yellow" in str(note.style)
+    assert note.plain == "partial: no answer from replica r2 ·" and "yellow" in str(note.style)
 
 
 async def test_both_views_with_data_at_the_smallest_size(busy_gateway):

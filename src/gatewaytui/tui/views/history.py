@@ -73,7 +73,8 @@ def coverage_text(answer: FleetCoverage) -> Text | None:
     not answer (what is shown lacks its jobs), else how many replicas' ledgers it joins."""
     if answer.partial:
         missing = ", ".join(answer.missing_replicas)
-        return Text(f"partial: no answer from replica(s) {missing} ·", "bold yellow")
+        which = "replica" if len(answer.missing_replicas) == 1 else "replicas"
+        return Text(f"partial: no answer from {which} {missing} ·", "bold yellow")
     if len(answer.replicas) > 1:
         return Text(f"{plural(len(answer.replicas), 'replica')} ·", "dim")
     return None
