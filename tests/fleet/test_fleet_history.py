@@ -13,7 +13,7 @@ import httpx
 import openai
 
 from support.fleet import RedisServer, Replica, Worker, wait_until
-from support.panel import header_text, live_app, table
+from support.panel import header_text, live_app, screen_lines, table
 from support.waiting import until
 
 LOCAL_ONLY = {"X-Gatewaytui-Forwarded-By": "test"}  # what another replica sends: no fan-out
@@ -67,6 +67,10 @@ async def _panel_header(replica: Replica, text: str, jobs: int) -> None:
             what=f"History on {replica.id}: {text!r} and {jobs} jobs",
         )
         assert "from the fleet's ledgers" in header_text(app)
+        if jobs == 6:  # a fleet: the REPLICA column says whose ledger holds each job
+            await until(pilot, lambda: "REPLICA" in "\n".join(screen_lines(table(app))))
+            shown = "\n".join(screen_lines(table(app)))
+            assert " r1 " in shown and " r2 " in shown
 
 
 def test_history_on_any_replica_covers_the_fleet(

@@ -20,6 +20,7 @@ from gatewaytui.client.errors import ActionError, ClientError
 from gatewaytui.client.store import Change, StateStore
 from gatewaytui.schema.history import FleetCoverage
 from gatewaytui.shared.text import plural
+from gatewaytui.tui.fleet import REPLICA_COLUMN, replica_column
 from gatewaytui.tui.screens.history_detail import HistoryJobScreen
 from gatewaytui.tui.views.base import register_view
 from gatewaytui.tui.views.table_view import TableView
@@ -85,6 +86,7 @@ class HistoryView(TableView):
     view_id = "history"
     title = "History"
     default_sort = ("ended", True)
+    fleet_columns = frozenset({REPLICA_COLUMN})  # which replica's ledger holds the job
     selectable = True
 
     def __init__(self) -> None:
@@ -110,6 +112,7 @@ class HistoryView(TableView):
                 width=12,
                 priority=2,
             ),
+            replica_column(priority=3),
             ms_column("queue_ms", "QUEUE", 5),
             ms_column("ttft_ms", "TTFT", 4),
             ms_column("duration_ms", "TIME", 0),
@@ -131,6 +134,7 @@ class HistoryView(TableView):
         return self._rows
 
     def show_state(self, store: StateStore, change: Change | None) -> None:
+        self.show_fleet_columns(store)
         if change is None:  # shown again, or a new context: fresh rows now
             self.table.set_rows(self._rows)
             self.refresh_history()
