@@ -164,7 +164,7 @@ class GatewayApp(App[None]):
             id="app.command_palette",
             show=False,
             priority=True,
-            tooltip="command palette: server drain, contexts, themes",
+            tooltip="command palette: server drain, drain by label, contexts, themes",
         ),
     ]
 
