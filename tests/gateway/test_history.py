@@ -588,3 +588,20 @@ def test_cancelled_no_capacity_rejected_and_bad_request_land_in_the_ledger(
     assert refused["status"] == 503 and "drain" in refused["error"] and refused["client"]
     cancelled = next(j for j in jobs if j["outcome"] == "cancelled")
     assert cancelled["worker"] == "slow" and cancelled["error"]
+
+
+def test_a_new_ledger_file_is_owner_only(tmp_path):
+    """Usage by key and client is the operator's alone: a new ledger (and its WAL) is 0600;
+    an existing file keeps the mode it was given."""
+    path = tmp_path / "h.sqlite3"
+    conn = store.open_writer(str(path))
+    store.write_batch(conn, [])
+    assert path.stat().st_mode & 0o777 == 0o600
+    wal = tmp_path / "h.sqlite3-wal"
+    assert not wal.exists() or wal.stat().st_mode & 0o777 == 0o600
+    conn.close()
+    shared = tmp_path / "shared.sqlite3"
+    shared.touch(mode=0o640)
+    shared.chmod(0o640)
+    store.open_writer(str(shared)).close()
+    assert shared.stat().st_mode & 0o777 == 0o640

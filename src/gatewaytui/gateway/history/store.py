@@ -9,6 +9,7 @@ any window is a sum over at most a few rows per minute, never a scan of raw reco
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -98,9 +99,18 @@ def connect(path: str, *, readonly: bool = False, timeout: float = 0.25) -> sqli
     return conn
 
 
+def _create_private(path: str) -> None:
+    """Create the ledger file empty, owner-only, if it does not exist (SQLite takes an empty
+    file as a new database); an existing file keeps the mode its operator gave it."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def open_writer(path: str) -> sqlite3.Connection:
     """Open (creating if needed) the ledger file for writing; raises sqlite3.Error if the
-    file is corrupt, read-only, locked or of a newer schema."""
+    file is corrupt, read-only, locked or of a newer schema. A new file is created 0600
+    (its -wal/-shm take the same mode): usage by key and client is the operator's alone."""
+    _create_private(path)
     conn = connect(path)
     try:
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
