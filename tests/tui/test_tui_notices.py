@@ -49,6 +49,11 @@ def test_sequences_and_a_hostile_name_cannot_escape_them():
     assert out.count("\x1b") == 1 and out.count("\a") == 1 and "\n" not in out
 
 
+def test_inside_tmux_the_osc_is_wrapped_for_passthrough():
+    config = NotifyConfig(bell=True, desktop="osc9")
+    assert escape_sequences(config, "t", "b", tmux=True) == ("\a\x1bPtmux;\x1b\x1b]9;t: b\a\x1b\\")
+
+
 def test_what_counts_as_worse():
     before = Baseline(gone={"old"}, present={"old", "a", "b"}, served={"m", "n"}, draining=False)
     now = Baseline(gone={"old", "a", "new"}, present={"old", "a", "b", "new"},
@@ -61,7 +66,8 @@ def test_what_counts_as_worse():
     assert changes_worth_a_notice(now, now) == []
 
 
-async def test_gone_worker_last_ready_worker_and_server_drain_ring(gateway):
+async def test_gone_worker_last_ready_worker_and_server_drain_ring(gateway, monkeypatch):
+    monkeypatch.delenv("TMUX", raising=False)
     first = RawWorker(gateway.ws_url, "w1", ["m"])
     second = RawWorker(gateway.ws_url, "w2", ["m"])
     app = _app(gateway.url, NotifyConfig(bell=True, desktop="osc777", min_interval_s=1))

@@ -14,6 +14,7 @@ control characters first, so a worker id can never end the sequence and inject a
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -70,15 +71,20 @@ def changes_worth_a_notice(before: Baseline, now: Baseline) -> list[str]:
     return lines
 
 
-def escape_sequences(config: NotifyConfig, title: str, body: str) -> str:
-    """The bytes to write for one notice (empty when the config asks for none)."""
+def escape_sequences(config: NotifyConfig, title: str, body: str, tmux: bool = False) -> str:
+    """The bytes to write for one notice (empty when the config asks for none). Inside tmux
+    the OSC goes in tmux's passthrough wrapper (`ESC P tmux; … ESC \\`, its ESCs doubled),
+    which reaches the outer terminal when tmux has `allow-passthrough on`; the bell needs none."""
     title, body = clean(title).replace(";", ","), clean(body)
     out = "\a" if config.bell else ""
+    osc = ""
     if config.desktop == "osc9":
-        out += f"\x1b]9;{title}: {body}\a"
+        osc = f"\x1b]9;{title}: {body}\a"
     elif config.desktop == "osc777":
-        out += f"\x1b]777;notify;{title};{body}\a"
-    return out
+        osc = f"\x1b]777;notify;{title};{body}\a"
+    if osc and tmux:
+        osc = "\x1bPtmux;" + osc.replace("\x1b", "\x1b\x1b") + "\x1b\\"
+    return out + osc
 
 
 class TerminalNotices:
@@ -119,6 +125,7 @@ class TerminalNotices:
         body = first + (f" (+{more} more)" if more else "")
         writer = self._write()
         if writer is not None:
-            writer(escape_sequences(config, f"gatewaytui {context}", body))
+            tmux = bool(os.environ.get("TMUX"))
+            writer(escape_sequences(config, f"gatewaytui {context}", body, tmux=tmux))
         self.sent.append(body)
         self._pending, self._last_sent = [], t
