@@ -229,3 +229,17 @@ def test_redis_down_degrades_and_recovers(fleet: Any, redis: RedisServer) -> Non
     wait_until(lambda: _converged(replicas, {"w1": "r1", "w2": "r2"}), 15, "re-convergence")
     # The drain flag set while Redis was down reached the fleet.
     wait_until(lambda: workers_by_id(r2.state())["w1"]["draining"], 5, "w1 draining on r2")
+
+
+def test_a_worker_id_with_a_slash_is_drained_through_another_replica(fleet: Any) -> None:
+    """One id rule everywhere (issue 11, item 5): ids may hold `/`, and a fleet's forwarded
+    worker actions take them as a single node's routes do."""
+    replicas, worker = fleet
+    r1, r2, _ = replicas
+    worker("rack-a/w1", r1)
+    wait_until(lambda: _converged(replicas, {"rack-a/w1": "r1"}), 15, "rack-a/w1 everywhere")
+    answer = r2.post("/api/workers/rack-a/w1/drain")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["details"]["replica"] == "r1"
+    wait_until(lambda: workers_by_id(r1.state())["rack-a/w1"]["draining"], 5, "drained on r1")
+    assert r2.post("/api/workers/rack-a/w1/undrain").status_code == 200

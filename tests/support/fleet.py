@@ -200,7 +200,7 @@ class Worker(Process):
                 "1",
                 *extra,
             ],
-            tmp / f"worker-{worker_id}.log",
+            tmp / f"worker-{worker_id.replace('/', '_')}.log",
         )
 
 

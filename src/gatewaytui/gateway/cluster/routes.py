@@ -33,8 +33,9 @@ def add_fleet_action_routes(app: FastAPI, node: ClusterNode, guard: Guard) -> No
 
         app.add_api_route(path, handler, methods=["POST"], name=path)
 
-    worker_route("/api/workers/{worker_id}/drain", "drain_worker")
-    worker_route("/api/workers/{worker_id}/undrain", "undrain_worker")
+    # `:path`: worker ids may hold `/` (schema/ids.py), as on a single node's routes.
+    worker_route("/api/workers/{worker_id:path}/drain", "drain_worker")
+    worker_route("/api/workers/{worker_id:path}/undrain", "undrain_worker")
 
     @app.post("/api/jobs/{job_id}/cancel")
     async def cancel_job(job_id: str, request: Request) -> dict[str, Any]:
