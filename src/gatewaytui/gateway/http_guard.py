@@ -12,6 +12,10 @@ One place for the rules every HTTP route shares (docs/api.md, "Request limits"):
   and stops at the limit (the handler never holds more than the limit).
 - A body must arrive within `server.body_timeout` (408), and a client that hangs up
   mid-body costs one log line, not a traceback.
+- A 413 is a lingering close: the answer goes out first, then what is left of a declared
+  body (up to `LINGER_BYTES`, within `LINGER_SECONDS`) is read and dropped before the
+  connection closes, so the client reads its 413 instead of a reset (closing a socket with
+  unread data sends RST, which can overtake the answer). Nothing of it is kept.
 
 Errors come in the format of the route family (`render_error`): the OpenAI envelope on
 `/v1`, a JSON-RPC error on `/mcp`, the admin API's envelope elsewhere (the same shape).
@@ -20,6 +24,7 @@ Errors come in the format of the route family (`render_error`): the OpenAI envel
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
@@ -52,6 +57,10 @@ MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Room for the job frame's own fields around a /v1 body (`{"type":"job","job_id":…}`).
 FRAME_OVERHEAD_BYTES = 4096
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "ip6-localhost"})
+# After a 413, the rest of a declared body up to this size is read and dropped (not kept)
+# within this time, then the connection closes; a bigger or slower one is cut (a reset).
+LINGER_BYTES = 64 * 1024 * 1024
+LINGER_SECONDS = 2.0
 
 
 class BodyTooLargeError(GatewayError):
@@ -124,8 +133,14 @@ def error_headers(exc: GatewayError, extra: Iterable[tuple[str, str]] = ()) -> d
 
 
 async def _send_error(
-    send: Send, path: str, exc: GatewayError, extra: Iterable[tuple[str, str]] = ()
+    send: Send,
+    path: str,
+    exc: GatewayError,
+    extra: Iterable[tuple[str, str]] = (),
+    linger: tuple[Receive, int] | None = None,
 ) -> None:
+    """The error in the route family's format; `linger` (receive, bytes of body left) drops
+    the rest of a declared body after the answer is out, so the close is not a reset."""
     body = json.dumps(error_body(path, exc), ensure_ascii=True).encode()
     headers = [
         (k.lower().encode(), v.encode("latin-1")) for k, v in error_headers(exc, extra).items()
@@ -135,7 +150,30 @@ async def _send_error(
         (b"content-length", str(len(body)).encode()),
     ]
     await send({"type": "http.response.start", "status": exc.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    if linger is None or not 0 < linger[1] <= LINGER_BYTES:
+        await send({"type": "http.response.body", "body": body})
+        return
+    await send({"type": "http.response.body", "body": body, "more_body": True})
+    await _drop_body(*linger)
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _drop_body(receive: Receive, left: int) -> None:
+    """Read and forget up to `left` bytes of request body, for at most LINGER_SECONDS."""
+    with contextlib.suppress(TimeoutError, ClientDisconnect, OSError):
+        async with asyncio.timeout(LINGER_SECONDS):
+            while left > 0:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                left -= len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+
+
+def _declared_length(scope: Scope) -> int:
+    length = _headers(scope).get(b"content-length", b"")
+    return int(length) if length.isdigit() else 0
 
 
 @dataclass(frozen=True)
@@ -271,7 +309,8 @@ class HttpGuard:
             if kind == "websocket":
                 await _deny_websocket(scope, receive, send, problem)
             else:
-                await _send_error(send, scope["path"], problem)
+                left = _declared_length(scope) if problem.status == 413 else 0
+                await _send_error(send, scope["path"], problem, linger=(receive, left))
             return
         if kind == "websocket":
             await self.app(scope, receive, send)
@@ -318,7 +357,8 @@ class HttpGuard:
             _quiet.warning(f"{exc.status} {path}", "%s %s from %s: %s", scope.get("method"), path,
                            _peer(scope), exc.message)  # fmt: skip
             if not started:
-                await _send_error(send, path, exc)
+                left = _declared_length(scope) - received if exc.status == 413 else 0
+                await _send_error(send, path, exc, linger=(receive, left))
         except ClientDisconnect:
             _quiet.info(f"hangup {path}", "%s %s: client %s hung up before its body arrived",
                         scope.get("method"), path, _peer(scope))  # fmt: skip
