@@ -7,8 +7,9 @@ import socket
 
 
 def reserve_port() -> socket.socket:
-    """A bound, not listening socket: connections to it are refused until a server uses it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    """A bound, not listening socket: connections to it are refused until a server uses it
+    (proto TCP so asyncio turns Nagle off on what it accepts: see gateway.server.bind_socket)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     return sock

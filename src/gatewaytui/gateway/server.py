@@ -113,7 +113,10 @@ def make_server(
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind before serving so callers (tests, demo) learn the real port of port 0."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on accepted sockets
+    # whose proto says TCP, and accepted sockets inherit the listener's. With 0, every small
+    # answer waited on the client's delayed ACK: ~40 ms a request on keep-alive connections.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.set_inheritable(True)
