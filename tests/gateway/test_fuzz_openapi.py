@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+
+from support.fuzz import fuzz_settings
 
 MAX_EXAMPLES = 15  # per operation and mode: ~400 requests in all
 SKIP = {
@@ -39,13 +41,7 @@ def test_openapi_fuzz_finds_no_server_error(make_gateway, tmp_path: Path):
             continue
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
-            @settings(
-                max_examples=MAX_EXAMPLES,
-                derandomize=True,
-                database=None,
-                deadline=None,
-                suppress_health_check=list(HealthCheck),
-            )
+            @fuzz_settings(MAX_EXAMPLES)
             @given(case=operation.as_strategy(generation_mode=mode))
             def run(case: schemathesis.Case) -> None:
                 try:

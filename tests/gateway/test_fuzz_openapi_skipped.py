@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from schemathesis import GenerationMode
+
+from support.fuzz import fuzz_settings
 
 MAX_EXAMPLES = 12
 
@@ -35,13 +37,7 @@ def _fuzz(make_gateway: Any, tmp_path: Path, method: str, path: str) -> Counter[
     session = requests.Session()
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
-        @settings(
-            max_examples=MAX_EXAMPLES,
-            derandomize=True,
-            database=None,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-        )
+        @fuzz_settings(MAX_EXAMPLES)
         @given(case=operation.as_strategy(generation_mode=mode))
         def run(case: schemathesis.Case) -> None:
             gw = gateways[-1]

@@ -100,14 +100,7 @@ def describe_backend(
 class BackendDetailScreen(ModalScreen[None]):
     """Read-only and live; `e` hands over to the edit form (where editing is allowed)."""
 
-    DEFAULT_CSS = """
-    BackendDetailScreen { align: center middle; }
-    BackendDetailScreen > VerticalScroll {
-        width: 96; max-width: 98%; height: auto; max-height: 90%;
-        border: round $primary; background: $panel; padding: 0 1;
-    }
-    BackendDetailScreen #backend-body { height: auto; }
-    """
+    CSS_PATH = "backend_detail.tcss"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "close", "Back", id="backend_detail.back", tooltip=DETAILS_BACK),

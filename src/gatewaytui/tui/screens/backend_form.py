@@ -52,37 +52,7 @@ T = TypeVar("T")
 class BackendFormScreen(ModalScreen[dict[str, Any] | None]):
     """`initial`: the backend as served (edit) or None (add). Dismisses with the saved backend."""
 
-    DEFAULT_CSS = """
-    BackendFormScreen { align: center middle; }
-    BackendFormScreen #form-box {
-        width: 100; max-width: 98%; height: auto; max-height: 98%;
-        border: thick $primary; background: $panel; padding: 0 1;
-    }
-    BackendFormScreen #form-title { text-style: bold; height: 1; }
-    BackendFormScreen #form-fields { height: auto; max-height: 70vh; }
-    BackendFormScreen.-conflict #form-fields { max-height: 30vh; }
-    BackendFormScreen .row { height: auto; }
-    BackendFormScreen .row > Label { width: 18; height: 1; color: $text-muted; }
-    BackendFormScreen .row > Input, BackendFormScreen .row > Select { width: 1fr; }
-    BackendFormScreen .row > Switch { height: 1; border: none; padding: 0; width: auto; }
-    BackendFormScreen .row > .after { width: auto; height: 1; padding: 0 1; color: $text-muted; }
-    BackendFormScreen #declared_models { height: 4; width: 1fr; }
-    BackendFormScreen #include_models, BackendFormScreen #exclude_models,
-    BackendFormScreen #labels { height: 2; width: 1fr; }
-    BackendFormScreen .hint { color: $text-muted; height: auto; padding-left: 18; }
-    BackendFormScreen .error {
-        color: $error; text-style: bold; height: auto; padding-left: 18; display: none;
-    }
-    BackendFormScreen .error.-shown { display: block; }
-    BackendFormScreen #form-status { height: auto; }
-    BackendFormScreen #conflict {
-        display: none; height: auto; border: round $warning; padding: 0 1;
-    }
-    BackendFormScreen #conflict.-shown { display: block; }
-    BackendFormScreen #conflict Horizontal { height: auto; align-horizontal: right; }
-    BackendFormScreen #form-buttons { height: auto; align-horizontal: right; margin-top: 1; }
-    BackendFormScreen Button { margin-left: 2; }
-    """
+    CSS_PATH = "backend_form.tcss"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="backend_form.cancel"),

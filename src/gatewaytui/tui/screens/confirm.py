@@ -16,17 +16,7 @@ from gatewaytui.tui.widgets.footer import GatewayFooter
 
 
 class ConfirmScreen(LiveDialog):
-    DEFAULT_CSS = """
-    ConfirmScreen { align: center middle; }
-    ConfirmScreen > Vertical {
-        width: 72; max-width: 95%; height: auto; max-height: 90%;
-        border: thick $warning; background: $panel; padding: 1 2;
-    }
-    ConfirmScreen .title { text-style: bold; margin-bottom: 1; }
-    ConfirmScreen .body { height: auto; max-height: 20; overflow-y: auto; }
-    ConfirmScreen Horizontal { height: auto; align-horizontal: right; margin-top: 1; }
-    ConfirmScreen Button { margin-left: 2; }
-    """
+    CSS_PATH = "confirm.tcss"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "confirm", "Yes", id="confirm.yes"),

@@ -20,15 +20,7 @@ LABELS = {"yaml": "YAML", "env": "env lines", "flags": "flags"}
 
 
 class ExportScreen(ModalScreen[None]):
-    DEFAULT_CSS = """
-    ExportScreen { align: center middle; }
-    ExportScreen > Vertical {
-        width: 96; max-width: 98%; height: 80%; border: round $primary;
-        background: $panel; padding: 0 1;
-    }
-    ExportScreen #export-title { text-style: bold; height: auto; }
-    ExportScreen VerticalScroll { height: 1fr; border: tall $boost; }
-    """
+    CSS_PATH = "export.tcss"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "format('yaml')", "YAML", id="export.yaml"),

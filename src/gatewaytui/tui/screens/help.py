@@ -19,13 +19,7 @@ from gatewaytui.tui.bindings import help_rows
 
 
 class HelpScreen(ModalScreen[None]):
-    DEFAULT_CSS = """
-    HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll {
-        width: 90; max-width: 98%; height: auto; max-height: 90%;
-        border: round $primary; background: $panel; padding: 1 2;
-    }
-    """
+    CSS_PATH = "help.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q,question_mark", "close", "Close", id="help.close"),
     ]

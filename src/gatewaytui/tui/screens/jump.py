@@ -126,19 +126,7 @@ class JumpSuggester(Suggester):
 class JumpScreen(ModalScreen[Jump | None]):
     """The `:` prompt, docked at the bottom like a shell's."""
 
-    DEFAULT_CSS = """
-    JumpScreen { align: center bottom; background: $background 30%; }
-    JumpScreen > Vertical {
-        width: 100%; height: auto; background: $panel; border-top: solid $primary;
-        padding: 0 1;
-    }
-    JumpScreen Horizontal { height: 1; }
-    JumpScreen #jump-colon { width: 1; color: $primary; text-style: bold; }
-    JumpScreen Input, JumpScreen Input:focus {
-        border: none; height: 1; padding: 0; background: $panel; width: 1fr;
-    }
-    JumpScreen #jump-note { height: auto; color: $text-muted; }
-    """
+    CSS_PATH = "jump.tcss"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="jump.cancel"),

@@ -113,16 +113,7 @@ def preview(
 class LabelSelectScreen(ModalScreen[list[str] | None]):
     """Type a selector; `enter` returns the matching workers (None: cancelled)."""
 
-    DEFAULT_CSS = """
-    LabelSelectScreen { align: center middle; }
-    LabelSelectScreen > Vertical {
-        width: 90; max-width: 95%; height: auto; max-height: 95%;
-        border: thick $warning; background: $panel; padding: 1 2;
-    }
-    LabelSelectScreen .title { text-style: bold; margin-bottom: 1; }
-    LabelSelectScreen #label-preview { height: auto; max-height: 16; overflow-y: auto; }
-    LabelSelectScreen .hint { color: $text-muted; margin-bottom: 1; }
-    """
+    CSS_PATH = "label_select.tcss"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="label_select.cancel"),

@@ -79,14 +79,7 @@ def describe_replica(
 class ReplicaDetailScreen(ModalScreen[None]):
     """Opened with enter on the Replicas view; follows the replica until it leaves."""
 
-    DEFAULT_CSS = """
-    ReplicaDetailScreen { align: center middle; }
-    ReplicaDetailScreen > VerticalScroll {
-        width: 90; max-width: 98%; height: auto; max-height: 90%;
-        border: round $primary; background: $panel; padding: 0 1;
-    }
-    ReplicaDetailScreen #replica-body { height: auto; }
-    """
+    CSS_PATH = "replica_detail.tcss"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "close", "Back", id="replica_detail.back", tooltip=DETAILS_BACK),

@@ -20,16 +20,7 @@ Scope = Literal["replica", "fleet"]
 class ScopeScreen(ModalScreen[Scope | None]):
     """`r` this replica, `f` the whole fleet, `n` / `esc` cancel (the focused button)."""
 
-    DEFAULT_CSS = """
-    ScopeScreen { align: center middle; }
-    ScopeScreen > Vertical {
-        width: 72; max-width: 95%; height: auto;
-        border: thick $warning; background: $panel; padding: 1 2;
-    }
-    ScopeScreen .title { text-style: bold; margin-bottom: 1; }
-    ScopeScreen Horizontal { height: auto; align-horizontal: right; margin-top: 1; }
-    ScopeScreen Button { margin-left: 1; }
-    """
+    CSS_PATH = "scope.tcss"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "choose('replica')", "This replica", id="scope.replica"),

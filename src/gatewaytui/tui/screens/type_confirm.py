@@ -15,15 +15,7 @@ from gatewaytui.tui.widgets.footer import GatewayFooter
 
 
 class TypeToConfirmScreen(LiveDialog):
-    DEFAULT_CSS = """
-    TypeToConfirmScreen { align: center middle; }
-    TypeToConfirmScreen > Vertical {
-        width: 72; max-width: 95%; height: auto;
-        border: thick $error; background: $panel; padding: 1 2;
-    }
-    TypeToConfirmScreen .title { text-style: bold; margin-bottom: 1; }
-    TypeToConfirmScreen .hint { color: $text-muted; margin-top: 1; }
-    """
+    CSS_PATH = "type_confirm.tcss"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="type_confirm.cancel"),

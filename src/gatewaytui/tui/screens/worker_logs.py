@@ -62,11 +62,7 @@ def refusal_text(worker_id: str, exc: ClientError) -> str:
 class WorkerLogsScreen(ModalScreen[None]):
     """Follows one worker's log lines until closed."""
 
-    DEFAULT_CSS = """
-    WorkerLogsScreen { align: center middle; }
-    WorkerLogsScreen > #logs-title { height: 1; width: 100%; background: $panel; }
-    WorkerLogsScreen > RichLog { height: 1fr; width: 100%; background: $surface; }
-    """
+    CSS_PATH = "worker_logs.tcss"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "close", "Back", id="logs.back", tooltip=DETAILS_BACK),
