@@ -99,7 +99,8 @@ async def test_a_killed_gateway_restarted_under_the_panel_comes_back_whole(tmp_p
             assert "stale" in str(banner.render())
             # Past the early retries: the backoff would now wait seconds without its probe.
             await until(pilot, lambda: app.session.state.attempt >= 4, 20, "a few retries")
-            assert not any("● ready" in f.header for f in log.since(time.monotonic() - 1))
+            noticed = next(f.at for f in log.frames if "◌ reconnecting" in f.header)
+            assert not any("● ready" in f.header for f in log.since(noticed))
 
             watch = AnswerWatch(gateway.url)
             restarted = time.monotonic()
