@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from support.fleet import RedisServer, Replica, Traffic, wait_until, workers_by_id
+from support.waiting import ThreadPoller
 
 
 def _converged(replicas: list[Replica], worker_owner: dict[str, str]) -> bool:
@@ -166,31 +167,27 @@ def test_a_killed_replica_leaves_the_fleet_and_its_workers_show_gone(fleet: Any)
     assert chat.status_code == 200, chat.text
 
 
-class _ViewWatch:
+class _ViewWatch(ThreadPoller):
     """Samples one replica's state from a thread: when a worker was missing or gone."""
 
-    def __init__(self, replica: Replica, worker_id: str) -> None:
-        import threading
+    interval = 0.03
 
+    def __init__(self, replica: Replica, worker_id: str) -> None:
         self.replica, self.worker_id = replica, worker_id
         self.missing: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                worker = workers_by_id(self.replica.state()).get(self.worker_id)
-            except httpx.HTTPError:
-                continue
-            if worker is None or worker["status"] == "gone":
-                self.missing.append(repr(worker))
-            self._stop.wait(0.03)
+    def poll(self) -> bool:
+        try:
+            worker = workers_by_id(self.replica.state()).get(self.worker_id)
+        except httpx.HTTPError:
+            return False
+        if worker is None or worker["status"] == "gone":
+            self.missing.append(repr(worker))
+        return False
 
-    def stop(self) -> list[str]:
-        self._stop.set()
-        self._thread.join(10)
+    def stop(self) -> list[str]:  # type: ignore[override]
+        super().stop()
         return self.missing[:3]
 
 

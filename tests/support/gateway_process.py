@@ -15,6 +15,7 @@ import httpx
 from support.fleet import Process, wait_until
 from support.fleet import Worker as SimWorkerProcess
 from support.ports import free_port
+from support.waiting import ThreadPoller
 
 __all__ = ["AnswerWatch", "GatewayProcess", "SilentListener", "SimWorkerProcess"]
 
@@ -85,30 +86,23 @@ class GatewayProcess:
             self.process.stop()
 
 
-class AnswerWatch:
+class AnswerWatch(ThreadPoller):
     """A thread that notes when the gateway first answers /healthz again (monotonic time), to
     measure "gateway back" to "panel live" without blocking the test's event loop."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.answered_at: float | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200:
-                    self.answered_at = time.monotonic()
-                    return
-            except httpx.HTTPError:
-                pass
-            self._stop.wait(0.01)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
+    def poll(self) -> bool:
+        try:
+            if httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200:
+                self.answered_at = time.monotonic()
+                return True
+        except httpx.HTTPError:
+            pass
+        return False
 
 
 class SilentListener:

@@ -8,6 +8,7 @@ one way to wait for a uvicorn server (uvicorn exposes only its `started` flag).
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -92,3 +93,26 @@ def uvicorn_started_blocking(
         if time.monotonic() > deadline:
             raise AssertionError("uvicorn did not start")
         time.sleep(0.005)
+
+
+class ThreadPoller:
+    """Calls `poll()` from a daemon thread every `interval` s until it returns True or
+    `stop()` is called: for tests that watch something without blocking their own loop."""
+
+    interval = 0.01
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def poll(self) -> bool:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and not self.poll():
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
