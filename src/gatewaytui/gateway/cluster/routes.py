@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from gatewaytui.gateway.cluster.node import ClusterNode
 from gatewaytui.gateway.jobs import GatewayError
-from gatewaytui.gateway.routes.common import Guard
+from gatewaytui.gateway.routes.common import WORKER_DRAIN_PATH, WORKER_UNDRAIN_PATH, Guard
 from gatewaytui.schema.api import ServerDrainRequest, ServerUndrainRequest
 
 
@@ -33,9 +33,8 @@ def add_fleet_action_routes(app: FastAPI, node: ClusterNode, guard: Guard) -> No
 
         app.add_api_route(path, handler, methods=["POST"], name=path)
 
-    # `:path`: worker ids may hold `/` (schema/ids.py), as on a single node's routes.
-    worker_route("/api/workers/{worker_id:path}/drain", "drain_worker")
-    worker_route("/api/workers/{worker_id:path}/undrain", "undrain_worker")
+    worker_route(WORKER_DRAIN_PATH, "drain_worker")
+    worker_route(WORKER_UNDRAIN_PATH, "undrain_worker")
 
     @app.post("/api/jobs/{job_id}/cancel")
     async def cancel_job(job_id: str, request: Request) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from gatewaytui.gateway.hub import encode
 from gatewaytui.gateway.jobs import GatewayError
 from gatewaytui.gateway.json_body import parse_json
 from gatewaytui.gateway.openapi_extra import path_parameters
-from gatewaytui.gateway.routes.common import Guard, deny
+from gatewaytui.gateway.routes.common import WORKER_DRAIN_PATH, WORKER_UNDRAIN_PATH, Guard, deny
 from gatewaytui.schema.api import ActionResult, ServerDrainRequest
 from gatewaytui.schema.ids import is_worker_id
 
@@ -77,9 +77,8 @@ def add_action_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
             path, handler, methods=["POST"], name=path, openapi_extra=path_parameters(path)
         )
 
-    # `{worker_id:path}`: a worker id may hold `/` (schema.ids), sent percent-encoded.
-    action("/api/workers/{worker_id:path}/drain", gateway.drain_worker)
-    action("/api/workers/{worker_id:path}/undrain", gateway.undrain_worker)
+    action(WORKER_DRAIN_PATH, gateway.drain_worker)
+    action(WORKER_UNDRAIN_PATH, gateway.undrain_worker)
     action("/api/jobs/{job_id}/cancel", gateway.cancel_job)
     action("/api/server/undrain", gateway.undrain_server)
 

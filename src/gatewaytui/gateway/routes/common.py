@@ -165,3 +165,9 @@ async def unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -
         watcher.cancel()
         if ours_pending and handler.cancelling():  # the client left just as the work finished
             handler.uncancel()
+
+
+# The worker action routes, one spelling for the single node and the fleet: `{worker_id:path}`
+# because a worker id may hold `/` (schema.ids), sent percent-encoded.
+WORKER_DRAIN_PATH = "/api/workers/{worker_id:path}/drain"
+WORKER_UNDRAIN_PATH = "/api/workers/{worker_id:path}/undrain"
