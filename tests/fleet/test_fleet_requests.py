@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import openai
 
-from support.fleet import wait_until
+from support.fleet import Process, Replica, Worker, wait_until
 
 
 def _sees_model(replica: Any, model: str) -> bool:
@@ -122,13 +122,57 @@ def test_a_model_only_on_a_dead_replica_is_503_until_the_fleet_forgets_it(fleet:
     for _ in range(3):  # the first finds r3 refusing, the next ones skip it
         response = httpx.post(r2.url + "/v1/chat/completions", json=body, timeout=10)
         # The model was in r2's view during the request (it still is after it): never a 404.
-        # (r2 may drop r3's workers before r3's registration expires; then a 404 is honest.)
-        r3_known = "r3" in {r["id"] for r in r2.state()["replicas"]}
-        if r3_known and _sees_model(r2, "only-on-r3"):
-            assert response.status_code == 503, response.text
+        if _sees_model(r2, "only-on-r3"):
+            assert response.status_code == 503, (response.text, dict(response.headers))
             assert response.json()["error"]["code"] == "replica_unavailable"
         else:
             assert response.status_code in (503, 404), response.text
     wait_until(lambda: "r3" not in {r["id"] for r in r2.state()["replicas"]}, 10, "r3 to leave")
     gone = httpx.post(r2.url + "/v1/chat/completions", json=body, timeout=10)
     assert gone.status_code == 404 and gone.json()["error"]["code"] == "model_not_found"
+
+
+def test_a_dead_replicas_address_taken_by_another_gateway_is_not_forwarded_to(
+    redis: Any, procs: list[Any], tmp_path: Any
+) -> None:
+    """A new process on a dead replica's IP and port (a new pod, a reused port) is not that
+    replica: it refuses a request forwarded to r3 (421), and r2 answers a retryable 503 for
+    the model only r3 served, not the stranger's 404."""
+    import signal
+
+    ttl = ("--cluster-replica-ttl", "60s")  # r2 holds on to r3 for the whole test
+    r2 = Replica("r2", redis.url, tmp_path, *ttl)
+    r3 = Replica("r3", redis.url, tmp_path, *ttl)
+    procs.extend([r2, r3])
+    procs.append(Worker("w3", r3, tmp_path, "--models", "only-on-r3"))
+    wait_until(lambda: _sees_model(r2, "only-on-r3"), 15, "r2 to see the model on r3")
+    r3.signal(signal.SIGKILL)
+    r3.proc.wait(5)
+    stranger = Process(
+        ["--log-level", "warning", "serve", "--server-port", str(r3.port)],
+        tmp_path / "stranger.log",
+    )
+    procs.append(stranger)
+
+    def answers() -> bool:
+        assert stranger.alive(), stranger.output()
+        try:
+            return httpx.get(r3.url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(answers, 30, "the stranger to serve on r3's port")
+    body = {"model": "only-on-r3", "messages": [{"role": "user", "content": "hi"}]}
+    misdirected = httpx.post(
+        r3.url + "/v1/chat/completions",
+        json=body,
+        headers={"X-Gatewaytui-Forwarded-By": "r2", "X-Gatewaytui-Forward-To": "r3"},
+        timeout=10,
+    )
+    assert misdirected.status_code == 421, misdirected.text
+    assert misdirected.json()["error"]["code"] == "misdirected_request"
+    for _ in range(2):  # the first finds the stranger, the next one skips r3
+        response = httpx.post(r2.url + "/v1/chat/completions", json=body, timeout=10)
+        assert response.status_code == 503, (response.text, dict(response.headers))
+        assert response.json()["error"]["code"] == "replica_unavailable"
+    assert _sees_model(r2, "only-on-r3")  # r3 was still in r2's view all along

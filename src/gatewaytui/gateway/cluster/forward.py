@@ -4,8 +4,12 @@ free ones) goes over HTTP to the replica that can, and its answer (a stream too)
 unchanged. Decided from the mirror in memory: the request never waits for Redis.
 
 A forwarded request carries `X-Gatewaytui-Forwarded-By`; a replica never forwards such a
-request again (no loops). If the other replica cannot be reached before it answers, this
-replica handles the request itself (the usual local answer: queue, or 404 for the model).
+request again (no loops). It also names the replica it is meant for
+(`X-Gatewaytui-Forward-To`): a dead replica's address can be taken by another process (a new
+pod on the same IP and port), and a gateway that is not that replica answers 421 instead of
+serving it as its own, so the forwarder tries the next one. If no replica answers, this
+replica serves the request when it can; else, while the fleet still lists a worker for the
+model, the answer is a retryable 503, never a 404 for a model the fleet serves.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -28,8 +33,24 @@ if TYPE_CHECKING:
 log = logging.getLogger("gatewaytui.gateway.cluster")
 
 FORWARDED_BY = "x-gatewaytui-forwarded-by"
+FORWARD_TO = "x-gatewaytui-forward-to"
 REPLICA_HEADER = "X-Gatewaytui-Replica"
 _PASS_BACK = ("content-type", "cache-control", "x-job-id", "x-gateway-overhead-us")
+
+
+MISDIRECTED = 421
+
+
+def check_forward_target(headers: Headers, replica_id: str | None) -> None:
+    """Refuse a request forwarded to another replica (`replica_id` None: not in a fleet)."""
+    meant_for = headers.get(FORWARD_TO)
+    if meant_for is not None and meant_for != replica_id:
+        raise GatewayError(
+            f"this request was forwarded to replica {meant_for!r}; this gateway is "
+            + (f"replica {replica_id!r}" if replica_id else "not in a fleet"),
+            status=MISDIRECTED,
+            code="misdirected_request",
+        )
 
 
 class Forwarder:
@@ -53,18 +74,18 @@ class Forwarder:
 
     def targets(self, model: str) -> tuple[list[str], bool]:
         """The replicas that could take a request for `model`, least loaded first (empty:
-        serve it here), and whether one was left out because it refused a connection lately
-        (probably dead; the fleet forgets it when its registration expires)."""
+        serve it here), and whether another replica lists a ready worker for it at all (a
+        replica that refused a connection lately is left out of the first, not the second:
+        it is probably dead, and the fleet forgets it when its registration expires)."""
         loads = self.node.mirror.replica_load()
         if not any(model in per_model for per_model in loads.values()):
             return [], False  # no other replica serves it: nothing to weigh
         scheduler = self.node.gateway.scheduler
         if scheduler.has_free_slot(model):
-            return [], False
+            return [], True
         ready_here = scheduler.serves(model)
         now = time.monotonic()
         ranked: list[tuple[float, str]] = []
-        skipped = False
         for replica, per_model in loads.items():
             registration = self.node.replicas.get(replica)
             slot = per_model.get(model)
@@ -74,10 +95,9 @@ class Forwarder:
             if capacity <= 0 or (ready_here and inflight >= capacity):
                 continue  # busy there as well: queue here rather than elsewhere
             if self._unreachable.get(replica, 0.0) > now:
-                skipped = True
                 continue
             ranked.append((inflight / capacity, replica))
-        return [replica for _, replica in sorted(ranked)], skipped
+        return [replica for _, replica in sorted(ranked)], True
 
     async def maybe_forward(self, request: Request, body: dict[str, Any]) -> Response | None:
         """The other replica's answer, or None when this replica should serve the request.
@@ -90,8 +110,8 @@ class Forwarder:
         model = body.get("model")
         if request.headers.get(FORWARDED_BY) or not isinstance(model, str):
             return None
-        candidates, skipped = self.targets(model)
-        if not candidates and not skipped:
+        candidates, elsewhere = self.targets(model)
+        if not elsewhere:
             return None
         headers = {"content-type": "application/json", FORWARDED_BY: self.node.id}
         auth = request.headers.get("authorization")
@@ -105,11 +125,11 @@ class Forwarder:
             outgoing = client.build_request(
                 "POST", base + request.url.path, content=content, headers=headers
             )
+            outgoing.headers[FORWARD_TO] = replica
             try:
                 upstream = await client.send(outgoing, stream=True)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                self._unreachable[replica] = time.monotonic() + self.node.config.cluster_replica_ttl
-                log.warning("replica %s unreachable (%s): trying another", replica, exc)
+                self._skip(replica, f"unreachable ({exc})")
                 continue
             except httpx.TimeoutException as exc:  # it took the request and never answered
                 raise GatewayError(
@@ -119,6 +139,10 @@ class Forwarder:
                 ) from None
             except httpx.HTTPError as exc:  # it died with the request: its job died too
                 log.warning("replica %s dropped a forwarded request (%s): retrying", replica, exc)
+                continue
+            if upstream.status_code == MISDIRECTED:
+                await upstream.aclose()
+                self._skip(replica, f"not at {base} any more (another gateway answered)")
                 continue
             return await self._answer(upstream, replica)
         gateway = self.node.gateway
@@ -130,6 +154,11 @@ class Forwarder:
             status=503,
             code="replica_unavailable",
         )
+
+    def _skip(self, replica: str, why: str) -> None:
+        """Leave `replica` out for a TTL: by then the fleet forgot it, or it answers again."""
+        self._unreachable[replica] = time.monotonic() + self.node.config.cluster_replica_ttl
+        log.warning("replica %s %s: trying another", replica, why)
 
     async def _answer(self, upstream: httpx.Response, replica: str) -> Response:
         """The other replica's answer, streamed through when it streams."""

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.routing import Route
 
+from gatewaytui.gateway.cluster.forward import check_forward_target
 from gatewaytui.gateway.core import Gateway
 from gatewaytui.gateway.history.recorder import CURRENT_JOB
 from gatewaytui.gateway.routes.common import (
@@ -56,10 +57,12 @@ def add_openai_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
         """The caller's API key (checked) and the JSON body; with them, the answer when
         another replica of the fleet served the request instead."""
         key = guard.require_api(request.headers)
+        cluster = gateway.cluster
+        check_forward_target(request.headers, cluster.id if cluster is not None else None)
         body = await json_object(request)
-        if gateway.cluster is None:
+        if cluster is None:
             return key, body, None
-        return key, body, await gateway.cluster.forwarder.maybe_forward(request, body)
+        return key, body, await cluster.forwarder.maybe_forward(request, body)
 
     # The two hot routes are plain Starlette routes: FastAPI's per-request dependency solving
     # cost about a tenth of the gateway's CPU per call (bench/overhead.py) and they use none.
