@@ -146,3 +146,29 @@ def test_history_on_any_replica_covers_the_fleet(
     series = _get(r3, "/api/history/series", window="15m")
     assert series["partial"] is True and series["missing_replicas"] == ["r1"]
     assert sum(p["requests"] for p in series["points"]) == 3
+
+
+def test_a_replica_with_history_off_still_finds_a_job_in_another_replicas_ledger(
+    redis: RedisServer, procs: list[Any], tmp_path: Path
+) -> None:
+    """`/api/history/jobs/{id}` on a replica whose own history is off asks the others (it
+    does not stop at its own 404), and says so when no ledger has the job."""
+    extra = ("--cluster-replica-ttl", "60s", "--cluster-command-timeout", "3s")
+    r1 = Replica("r1", redis.url, tmp_path, *extra, "--history-enabled", "true")
+    r2 = Replica("r2", redis.url, tmp_path, *extra)  # history off (tests/conftest.py)
+    procs.extend([r1, r2])
+    procs.append(Worker("w1", r1, tmp_path, "--models", "m-one"))
+    wait_until(lambda: _sees(r1, "m-one"), 20, "r1 to serve m-one")
+    client = openai.OpenAI(base_url=r1.url + "/v1", api_key="unused", max_retries=0)
+    client.chat.completions.create(model="m-one", messages=[{"role": "user", "content": "hi"}])
+    ended = wait_until(
+        lambda: _get(r1, "/api/history/jobs", headers=LOCAL_ONLY)["jobs"], 15, "r1's ledger"
+    )
+    assert (
+        httpx.get(r2.url + "/api/history/jobs", headers=LOCAL_ONLY, timeout=15).status_code == 404
+    )
+    found = _get(r2, f"/api/history/jobs/{ended[0]['id']}")
+    assert found["id"] == ended[0]["id"] and found["replica"] == "r1"
+    nowhere = httpx.get(r2.url + "/api/history/jobs/nope", timeout=15)
+    assert nowhere.status_code == 404
+    assert "r2: history is disabled" in nowhere.json()["error"]["message"]

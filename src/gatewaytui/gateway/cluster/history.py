@@ -180,8 +180,14 @@ class FleetHistory:
     async def job(
         self, request: Request, job_id: str, local: Awaitable[HistoryJob | None]
     ) -> HistoryJob | None:
-        """This replica's record of the job, else the first replica's that has one."""
-        found = await local
+        """This replica's record of the job, else the first replica's that has one (asked
+        also when this replica's own history is off or unreadable)."""
+        missing = []
+        try:
+            found = await local
+        except GatewayError as exc:  # history off here, or its file unreadable
+            found = None
+            missing.append(f"{self.node.id}: {exc.message}")
         if found is not None:
             return found
         auth = request.headers.get("authorization")
@@ -189,7 +195,6 @@ class FleetHistory:
         replies = await asyncio.gather(
             *(self._ask_one(r, path, {}, auth, HistoryJob) for r in sorted(self.node.replicas))
         )
-        missing = []
         for replica, (answer, _, status) in zip(sorted(self.node.replicas), replies, strict=True):
             if answer is not None:
                 return answer
