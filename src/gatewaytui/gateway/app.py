@@ -22,6 +22,7 @@ from gatewaytui.gateway.openapi_extra import describe_plain_routes
 from gatewaytui.gateway.routes import admin
 from gatewaytui.gateway.routes.backends import add_backend_routes
 from gatewaytui.gateway.routes.common import Guard, error_response, http_error_response
+from gatewaytui.gateway.routes.hot import GatewayApp, HotRoutes
 from gatewaytui.gateway.routes.mcp import add_mcp_routes
 from gatewaytui.gateway.routes.openai import add_openai_routes
 from gatewaytui.gateway.routes.worker_logs import add_worker_log_routes
@@ -70,7 +71,7 @@ def create_app(gateway: Gateway, auth: Auth | None = None) -> FastAPI:
         finally:
             await gateway.stop()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="gatewaytui gateway",
         version=gatewaytui.__version__,
         lifespan=lifespan,
@@ -82,7 +83,9 @@ def create_app(gateway: Gateway, auth: Auth | None = None) -> FastAPI:
     )
     app.state.gateway = gateway
     app.state.ws_max_bytes = ws_max_bytes(c)
-    app.add_middleware(HttpGuard, policy=GuardPolicy.from_config(c))  # limits, Host, Origin
+    policy = GuardPolicy.from_config(c)
+    app.add_middleware(HttpGuard, policy=policy)  # limits, Host, Origin
+    app.hot = HotRoutes(policy)  # /v1 chat and embeddings: the guard, then the handler
     _add_error_handlers(app)
     admin.add_health_routes(app, gateway)
     add_openai_routes(app, gateway, guard)

@@ -19,6 +19,7 @@ from gatewaytui.gateway.routes.common import (
     json_object,
     unless_client_leaves,
 )
+from gatewaytui.gateway.routes.hot import GatewayApp, JsonBytes
 from gatewaytui.gateway.routes.sse import SseResponse
 from gatewaytui.shared import codec
 
@@ -76,9 +77,7 @@ def add_openai_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
             request, gateway.chat(body, client=client, key=key)
         )
         if isinstance(result, dict):
-            response = Response(codec.dumps(result), media_type="application/json")
-            response.headers.update(timing_headers(gateway, job, started))
-            return response
+            return JsonBytes(codec.dumps(result), timing_headers(gateway, job, started))  # type: ignore[return-value]
         # the headers leave before the body: what the gateway added until then
         headers = {"Cache-Control": "no-cache", "X-Job-Id": job.id}
         headers.update(timing_headers(gateway, job, started))
@@ -94,12 +93,13 @@ def add_openai_routes(app: FastAPI, gateway: Gateway, guard: Guard) -> None:
             request, gateway.embeddings(body, client=client, key=key)
         )
         raw = result if isinstance(result, bytes) else codec.dumps(result)
-        response = Response(raw, media_type="application/json")
-        response.headers.update(timing_headers(gateway, CURRENT_JOB.get(), started))
-        return response
+        return JsonBytes(raw, timing_headers(gateway, CURRENT_JOB.get(), started))  # type: ignore[return-value]
 
     app.router.routes.append(Route("/v1/chat/completions", chat_completions, methods=["POST"]))
     app.router.routes.append(Route("/v1/embeddings", embeddings, methods=["POST"]))
+    if isinstance(app, GatewayApp) and app.hot is not None:  # served below FastAPI's stack
+        app.hot.add("/v1/chat/completions", chat_completions)
+        app.hot.add("/v1/embeddings", embeddings)
 
 
 def timing_headers(gateway: Gateway, job: Any, started: float) -> dict[str, str]:
