@@ -67,6 +67,49 @@ class _Stats:
 stats = _Stats()
 
 
+class HeadJoiner:
+    """A request cycle's transport that holds the response head until the first body write
+    (or the end of the loop turn, whichever is first), so an answer whose body follows at
+    once — every non-stream answer — leaves in one socket send instead of two. Each send
+    wakes the peer; profiles of the gateway under load had 20-27 % of samples in writes."""
+
+    __slots__ = ("_cycle", "_held", "_loop", "_state", "_transport")
+
+    def __init__(self, transport: Any, cycle: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._cycle = cycle
+        self._loop = loop
+        self._held = b""
+        self._state = 0  # 0: head not written yet, 1: head held, 2: head gone
+
+    def write(self, data: bytes) -> None:
+        state = self._state
+        if state == 1:
+            self._state = 2
+            data = self._held + data
+            self._held = b""
+        elif state == 0 and self._cycle.response_started:  # uvicorn writes the head
+            self._state = 1
+            self._held = data
+            self._loop.call_soon(self._flush)
+            return
+        self._transport.write(data)
+
+    def _flush(self) -> None:
+        if self._state == 1:
+            self._state = 2
+            held, self._held = self._held, b""
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a header deadline and a connection cap."""
 
@@ -127,6 +170,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:  # a new request's cycle
+            cycle.transport = HeadJoiner(self.transport, cycle, self.loop)  # type: ignore[assignment]
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
