@@ -443,10 +443,13 @@ def test_retry_after_a_lost_worker_shares_the_request_deadline(make_gateway):
 
 
 class _Disconnecting:
-    """Just enough of a Starlette request: `receive()` says disconnect once `gone` is set."""
+    """Just enough of a Starlette request: `receive()` says disconnect once `gone` is set.
+    Its scope has no `ON_DISCONNECT` hook (another server than the gateway's protocol), so
+    these tests cover the watcher-task fallback; the real-server tests cover the hook."""
 
     def __init__(self) -> None:
         self.gone = asyncio.Event()
+        self.scope: dict = {}
 
     async def receive(self) -> dict:
         await self.gone.wait()

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import resource
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -67,13 +68,19 @@ class _Stats:
 stats = _Stats()
 
 
+ON_DISCONNECT = "gatewaytui.on_disconnect"
+"""Scope key: the request's `HeadJoiner`, whose `watch(hook)` has the protocol call `hook`
+when the client's connection is lost before the answer is complete — a handler's way to
+notice a disconnect without a task waiting on `receive()` (`routes.common.on_disconnect`)."""
+
+
 class HeadJoiner:
     """A request cycle's transport that holds the response head until the first body write
     (or the end of the loop turn, whichever is first), so an answer whose body follows at
     once — every non-stream answer — leaves in one socket send instead of two. Each send
     wakes the peer; profiles of the gateway under load had 20-27 % of samples in writes."""
 
-    __slots__ = ("_cycle", "_held", "_loop", "_state", "_transport")
+    __slots__ = ("_cycle", "_held", "_hooks", "_loop", "_state", "_transport", "gone")
 
     def __init__(self, transport: Any, cycle: Any, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
@@ -81,6 +88,26 @@ class HeadJoiner:
         self._loop = loop
         self._held = b""
         self._state = 0  # 0: head not written yet, 1: head held, 2: head gone
+        self._hooks: list[Callable[[], None]] = []  # ON_DISCONNECT
+        self.gone = False
+
+    def watch(self, hook: Callable[[], None]) -> None:
+        """Call `hook` once the client is gone (soon, if it already is)."""
+        if self.gone:
+            self._loop.call_soon(hook)
+        else:
+            self._hooks.append(hook)
+
+    def unwatch(self, hook: Callable[[], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._hooks.remove(hook)
+
+    def lost(self) -> None:
+        """The connection is gone before the answer was complete: tell the watchers."""
+        self.gone = True
+        hooks, self._hooks = self._hooks, []
+        for hook in hooks:
+            hook()
 
     def write(self, data: bytes) -> None:
         state = self._state
@@ -172,7 +199,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle.transport is self.transport:  # a new request's cycle
-            cycle.transport = HeadJoiner(self.transport, cycle, self.loop)  # type: ignore[assignment]
+            joiner = HeadJoiner(self.transport, cycle, self.loop)
+            cycle.transport = joiner  # type: ignore[assignment]
+            cycle.scope[ON_DISCONNECT] = joiner  # type: ignore[literal-required]
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -181,7 +210,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        cycle = self.cycle
         super().connection_lost(exc)
+        if cycle is not None and cycle.disconnected and isinstance(cycle.transport, HeadJoiner):
+            cycle.transport.lost()
 
 
 def guarded_protocol(header_timeout: float, max_connections: int) -> type[asyncio.Protocol]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import socket
@@ -161,7 +162,12 @@ def timeout_for(spec: BackendSpec, cap: float | None = None) -> aiohttp.ClientTi
     """`timeout_s` (or `cap`, if smaller) for the connection (waiting for a free one included;
     the connect itself at most 10 s) and for each read: for a stream, the longest gap between
     two chunks. No limit on the whole call, as with httpx before."""
-    seconds = spec.timeout_s if cap is None else min(spec.timeout_s, cap)
+    return _timeout(spec.timeout_s if cap is None else min(spec.timeout_s, cap))
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """One (immutable) timeout object per value, not one per call: the hot path."""
     return aiohttp.ClientTimeout(
         total=None,
         connect=seconds,
@@ -172,6 +178,19 @@ def timeout_for(spec: BackendSpec, cap: float | None = None) -> aiohttp.ClientTi
 
 def _headers(key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+_CALL_HEADERS: dict[tuple[str | None, int], dict[str, str]] = {}
+
+
+def _call_headers(key: str | None, extra: dict[str, str]) -> dict[str, str]:
+    """The key's header with `extra` (JSON_HEADERS or SSE_HEADERS), built once per key."""
+    found = _CALL_HEADERS.get((key, id(extra)))
+    if found is None:
+        if len(_CALL_HEADERS) > 64:  # keys rotate: never grows without bound
+            _CALL_HEADERS.clear()
+        found = _CALL_HEADERS[(key, id(extra))] = {**_headers(key), **extra}
+    return found
 
 
 def _encode(body: dict[str, Any]) -> bytes:
@@ -353,7 +372,7 @@ def _post(
     return client.post(
         f"{spec.url}{path}",
         data=_encode(body),
-        headers={**_headers(key), **headers},
+        headers=_call_headers(key, headers),
         timeout=timeout_for(spec),
         allow_redirects=False,
     )

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gatewaytui.gateway.auth import Auth, Role, bearer_token
 from gatewaytui.gateway.http_guard import error_body, error_headers
+from gatewaytui.gateway.http_limits import ON_DISCONNECT, HeadJoiner
 from gatewaytui.gateway.jobs import GatewayError
 from gatewaytui.gateway.json_body import parse_json_object
 from gatewaytui.schema.protocol import CLOSE_POLICY_VIOLATION
@@ -138,20 +139,31 @@ async def _until_disconnect(request: Request) -> None:
 async def unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -> T:
     """Run `work` in this task, cancelling it if the HTTP client disconnects first.
 
-    One watcher task, not a task for the work as well: this is every chat request's path.
+    No second task on this path (every chat request's): the gateway's HTTP protocol calls
+    back when the connection is lost (`http_limits.ON_DISCONNECT`); under another server,
+    one watcher task waits on `receive()` for `http.disconnect`.
     """
     handler = asyncio.current_task()
     assert handler is not None
     left = False
     ours_pending = False  # the watcher's cancel is still counted on the task
 
-    async def watch() -> None:
+    def client_left() -> None:
         nonlocal left, ours_pending
-        await _until_disconnect(request)
-        left = ours_pending = True
-        handler.cancel()
+        if not handler.done():
+            left = ours_pending = True
+            handler.cancel()
 
-    watcher = asyncio.ensure_future(watch())
+    async def watch() -> None:
+        await _until_disconnect(request)
+        client_left()
+
+    joiner: HeadJoiner | None = request.scope.get(ON_DISCONNECT)
+    watcher: asyncio.Future[None] | None = None
+    if joiner is not None:
+        joiner.watch(client_left)
+    else:
+        watcher = asyncio.ensure_future(watch())
     try:
         return await work
     except asyncio.CancelledError:
@@ -162,7 +174,10 @@ async def unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -
             raise
         raise GatewayError("client disconnected", status=499, code="client_closed") from None
     finally:
-        watcher.cancel()
+        if joiner is not None:
+            joiner.unwatch(client_left)
+        if watcher is not None:
+            watcher.cancel()
         if ours_pending and handler.cancelling():  # the client left just as the work finished
             handler.uncancel()
 

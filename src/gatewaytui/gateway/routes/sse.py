@@ -16,6 +16,8 @@ import contextlib
 from collections.abc import AsyncGenerator
 from typing import Any
 
+from gatewaytui.gateway.http_limits import ON_DISCONNECT, HeadJoiner
+
 DONE = b"data: [DONE]\n\n"
 
 
@@ -34,14 +36,23 @@ class SseResponse:
         assert handler is not None
         left = False
 
-        async def watch() -> None:
+        def client_left() -> None:
             nonlocal left
+            if not handler.done():
+                left = True
+                handler.cancel()
+
+        async def watch() -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
-            left = True
-            handler.cancel()
+            client_left()
 
-        watcher = asyncio.ensure_future(watch())
+        joiner: HeadJoiner | None = scope.get(ON_DISCONNECT)  # the protocol calls back
+        watcher: asyncio.Future[None] | None = None
+        if joiner is not None:
+            joiner.watch(client_left)
+        else:  # another server: a task waits for http.disconnect
+            watcher = asyncio.ensure_future(watch())
         try:
             await self._stream(send)
         except asyncio.CancelledError:
@@ -50,7 +61,10 @@ class SseResponse:
         except OSError:  # the transport failed under a send: the client is gone
             pass
         finally:
-            watcher.cancel()
+            if joiner is not None:
+                joiner.unwatch(client_left)
+            if watcher is not None:
+                watcher.cancel()
             with contextlib.suppress(BaseException):
                 await self.chunks.aclose()  # ends the job (its finally) if still running
 
