@@ -39,6 +39,7 @@ class _PartitionRun:
     next_start: int = 0
     done: int = 0
     chunk_seq: int = 0
+    runners: int = 1  # the request's own task runs the first
     retry: deque[tuple[int, int, int, frozenset[str]]] = field(default_factory=deque)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -104,9 +105,11 @@ class EmbeddingsPath:
         results: list[Any] = [None] * total
         ok = False
         try:
+            # The first runner is this task; another starts only when a chunk was claimed and
+            # inputs are left (16 inputs to one backend: no task at all, where 4 runners were
+            # started before and 3 of them only waited for the first).
             async with asyncio.TaskGroup() as group:
-                for _ in range(min(self.config.max_parallel_embeddings, total)):
-                    group.create_task(self._runner(job, body, inputs, results, run))
+                await self._runner(job, body, inputs, results, run, group)
             ok = True
         except* GatewayError as group_error:
             raise group_error.exceptions[0] from None
@@ -131,8 +134,10 @@ class EmbeddingsPath:
         inputs: list[Any],
         results: list[Any],
         run: _PartitionRun,
+        group: asyncio.TaskGroup,
     ) -> None:
-        """Take chunks (retries first) until every input has its vector."""
+        """Take chunks (retries first) until every input has its vector; start one more
+        runner (up to `max_parallel_embeddings`) each time inputs are left after a claim."""
         while True:
             if job.cancel_reason is not None:
                 raise JobCancelledError(f"job {job.id} {job.cancel_reason}")
@@ -156,6 +161,9 @@ class EmbeddingsPath:
                 chunk.start = run.next_start
                 chunk.count = min(worker.preferred_batch_size, run.total - chunk.start)
                 run.next_start += chunk.count
+                if run.next_start < run.total and run.runners < self.config.max_parallel_embeddings:
+                    run.runners += 1
+                    group.create_task(self._runner(job, body, inputs, results, run, group))
             await self._run_chunk(job, body, inputs, results, run, chunk, worker)
 
     async def _run_chunk(
