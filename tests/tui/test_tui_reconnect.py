@@ -8,67 +8,16 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
-from typing import Any
 
 from gatewaytui.client.connection import ConnectionStatus
 from gatewaytui.tui.app import GatewayApp
 from gatewaytui.tui.config import ContextConfig, TuiConfig
-from gatewaytui.tui.formatting import SERVING_STATUSES
 from gatewaytui.tui.widgets.banner import ConnectionBanner
 from gatewaytui.tui.widgets.header import GatewayHeader
+from support.frames import FrameLog, whole
 from support.gateway_process import AnswerWatch, GatewayProcess, SimWorkerProcess
 from support.panel import header_text
 from support.waiting import until
-
-COUNTS = re.compile(r"workers (\d+)/(\d+)")
-
-
-@dataclass(frozen=True)
-class Frame:
-    at: float  # monotonic
-    status: ConnectionStatus
-    header: str
-    rows: frozenset[str]
-    serving_rows: int
-
-
-class FrameLog:
-    """Every composed frame (`App._display` with an update, outside a batch), as drawn."""
-
-    def __init__(self, app: GatewayApp) -> None:
-        self.frames: list[Frame] = []
-        self._app = app
-        display = app._display
-
-        def recorded(screen: Any, renderable: Any) -> None:
-            if renderable is not None and not app._batch_count:
-                self._record()
-            display(screen, renderable)
-
-        app._display = recorded  # type: ignore[method-assign]
-
-    def _record(self) -> None:
-        app = self._app
-        table = app.query_one("#workers-table")
-        ids = table.visible_ids
-        serving = sum(1 for i in ids if (table.get_row(i) or {}).get("status") in SERVING_STATUSES)
-        header = getattr(app.chrome.header, "_plain", "")
-        self.frames.append(
-            Frame(time.monotonic(), app.session.state.status, header, frozenset(ids), serving)
-        )
-
-    def since(self, t: float) -> list[Frame]:
-        return [f for f in self.frames if f.at >= t]
-
-
-def whole(frame: Frame) -> bool:
-    """The header's `workers S/N` agrees with the rows drawn in the same frame."""
-    found = COUNTS.search(frame.header)
-    if found is None:
-        return True  # no counts drawn yet
-    serving, total = int(found[1]), int(found[2])
-    return total == len(frame.rows) and serving == frame.serving_rows
 
 
 def panel(url: str) -> GatewayApp:

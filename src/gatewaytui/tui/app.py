@@ -334,7 +334,7 @@ class GatewayApp(App[None]):
                     self._update_header()
 
             self.run_worker(learn_role(), exclusive=True, group="role")
-        self.chrome.after_draw(True)
+        self.chrome.connection_changed()
         self.refresh_bindings()
 
     # ---- header and banner ----------------------------------------------------------------
@@ -348,7 +348,7 @@ class GatewayApp(App[None]):
     # ---- navigation -----------------------------------------------------------------------
 
     def action_show_view(self, view_id: str) -> None:
-        view = self._deck.show(view_id, self.store)
+        view = self.feed.show(view_id)
         self._filter_bar.show(bool(view.filter_text))
         view.focus_main()
         self.refresh_bindings()

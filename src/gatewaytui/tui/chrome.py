@@ -141,6 +141,14 @@ class PanelChrome:
     def update_header(self) -> None:
         self.header.state = self.header_state()
 
+    def connection_changed(self) -> None:
+        """The connection changed, not the rows: the banner and the header's connection line.
+        The counts stay those of the last draw of the views: the store may already hold a
+        state the rows do not show yet (paused, a reconnect's snapshot held back), and
+        counting it here drew "workers 1/1" over rows of the old gateway."""
+        self.update_header()
+        self.banner.state = self.banner_state()
+
     def banner_state(self) -> BannerState:
         host = self._host
         state = host.session.state

@@ -17,6 +17,7 @@ from textual.css.query import NoMatches
 from gatewaytui.client.connection import Update
 from gatewaytui.client.session import Session
 from gatewaytui.client.store import Change
+from gatewaytui.tui.views.base import View
 from gatewaytui.tui.views.deck import ViewDeck
 
 
@@ -105,6 +106,21 @@ class LiveFeed:
             # full passes off them (they were the tail of key-to-frame latency).
             self._frozen = True
             self._app.call_after_refresh(gc.freeze)
+
+    def show(self, view_id: str) -> View:
+        """Show another view. One hidden while changes came is redrawn from the store, which
+        can be ahead of the screen (the connection applies messages between two paced
+        updates): so first draw what the session holds, and count the header again when the
+        view was redrawn, all in one batch, so the header and the rows come from one state
+        of the store (a view drawn from the newer store under the counts of the last update
+        showed "workers 0/0" over a row)."""
+        session = self._session
+        assert session is not None, "show() before follow()"
+        with self._app.batch_update():
+            self.catch_up()
+            if self._deck.show(view_id, session.store):
+                self._after_draw(True, None)
+        return self._deck.view
 
     def redraw(self) -> None:
         """Everything from the store (start, resume, context switch)."""

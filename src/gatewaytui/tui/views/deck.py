@@ -61,14 +61,17 @@ class ViewDeck(ContentSwitcher):
         except NoMatches:
             return None
 
-    def show(self, view_id: str, store: StateStore) -> View:
-        """Switch to a view; redraw it in full if changes arrived while it was hidden."""
+    def show(self, view_id: str, store: StateStore) -> bool:
+        """Switch to a view; redraw it in full from `store` if changes arrived while it was
+        hidden. Whether it was redrawn: then it shows `store` as it is now, which may be
+        newer than what the rest of the screen was drawn from (see `LiveFeed.show`)."""
         self.current = f"view-{view_id}"
         view = self.view
-        if view.stale:
-            view.stale = False
-            view.show_state(store, None)
-        return view
+        if not view.stale:
+            return False
+        view.stale = False
+        view.show_state(store, None)
+        return True
 
     def redraw(self, store: StateStore) -> None:
         """Every view from the store (start, resume, context switch)."""
