@@ -87,28 +87,46 @@ def beat(app: GatewayApp, worker_id: str) -> Any:
     return column.render(workers_table.get_row(worker_id))
 
 
-def palette_searched(app: GatewayApp, text: str) -> bool:
-    """The command palette has finished searching for `text` (it searches in a worker of its
-    own, so a test waits for that worker rather than for a fixed time) and found something."""
-    from textual.command import CommandInput, CommandList, CommandPalette
-
-    palette = app.screen
-    if not isinstance(palette, CommandPalette) or palette.query_one(CommandInput).value != text:
-        return False
-    searching = [
-        worker
-        for worker in app.workers
-        if worker.node is palette and worker.group == palette._GATHER_COMMANDS_GROUP
-    ]
-    return all(w.is_finished for w in searching) and palette.query_one(CommandList).option_count > 0
-
-
-async def choose_from_palette(pilot: Any, text: str) -> None:
-    """ctrl+p, type `text`, take the first hit once the search is done."""
+async def open_palette(pilot: Any) -> None:
+    """ctrl+p, once the palette is up, with each search it starts recorded (`palette_searched`
+    waits for the search of the text typed last, not for an earlier one's hits)."""
     from textual.command import CommandPalette
 
     await pilot.press("ctrl+p")
     await until(pilot, lambda: isinstance(pilot.app.screen, CommandPalette), what="palette")
+    palette = pilot.app.screen
+    gather = palette._gather_commands  # a @work method: one worker per search
+    searches: list[tuple[str, Any]] = []
+
+    def recorded(search_value: str) -> Any:
+        worker = gather(search_value)
+        searches.append((search_value, worker))
+        return worker
+
+    palette._gather_commands = recorded
+    palette.searches_for_tests = searches
+
+
+def palette_searched(app: GatewayApp, text: str) -> bool:
+    """The command palette has finished its search for `text` and found something. Typing
+    sets the input at once but each search starts only when the palette handles the change,
+    so the hits on screen may still be an earlier prefix's: wait for this text's worker."""
+    from textual.command import CommandList, CommandPalette
+
+    palette = app.screen
+    if not isinstance(palette, CommandPalette):
+        return False
+    searches = palette.searches_for_tests  # set by `open_palette`
+    if not searches or searches[-1][0] != text.strip() or not searches[-1][1].is_finished:
+        return False
+    return palette.query_one(CommandList).option_count > 0
+
+
+async def choose_from_palette(pilot: Any, text: str) -> None:
+    """Open the palette, type `text`, take the first hit once its search is done."""
+    from textual.command import CommandPalette
+
+    await open_palette(pilot)
     await pilot.press(*text)
     await until(pilot, lambda: palette_searched(pilot.app, text), what=f"hits for {text!r}")
     await pilot.press("enter")

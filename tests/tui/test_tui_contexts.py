@@ -12,6 +12,7 @@ from support.panel import (
     choose_from_palette,
     footer_keys,
     header_text,
+    open_palette,
     palette_searched,
     settle,
     table,
@@ -125,7 +126,6 @@ async def test_refused_token_message_names_the_configured_source(
 
 
 async def test_a_read_only_context_hides_and_refuses_actions(gateway):
-    from textual.command import CommandPalette
 
     from gatewaytui.tui.screens.confirm import ConfirmScreen
 
@@ -142,8 +142,7 @@ async def test_a_read_only_context_hides_and_refuses_actions(gateway):
         await pilot.press("d")
         assert not isinstance(app.screen, ConfirmScreen)
         assert gateway.sync(lambda: gateway.gateway.registry.get("w").counters.draining) is False
-        await pilot.press("ctrl+p")
-        await until(pilot, lambda: isinstance(app.screen, CommandPalette), what="palette")
+        await open_palette(pilot)
         await pilot.press(*"s")
         await until(pilot, lambda: palette_searched(app, "s"), what="the palette's hits")
         from textual.command import CommandList
