@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -625,6 +626,64 @@ loop.close()
 for item in [*state["workers"], *state["jobs"], *mcp["clients"], *events]:
     item["replica"] = None
 state["replicas"] = []
+
+
+# ---- recent history, as a snapshot saved from the panel carries it ---------------------------
+
+
+def history_records() -> list[tuple]:
+    """An hour of ended jobs (a fixed pattern: mostly ok, a few failures and cancels)."""
+    models = [(L8, "gpu-a100-01"), (L70, "gpu-h100-01"), (QC, "gpu-l40s-01"), (EMB, "gpu-l4-01")]
+    keys = ["web-app", "batch-eval", "notebook", None]
+    outcomes = {7: ("upstream_error", 502, "worker gpu-h100-01 disconnected mid-stream"),
+                13: ("cancelled", None, "cancelled by the operator"),
+                19: ("timeout", 504, "no first token within 30s"),
+                29: ("no_capacity", 503, "queue full (768 waiting)")}  # fmt: skip
+    records = []
+    for i in range(36):
+        model, worker = models[i % 4]
+        ended = NOW - 3540 + i * 97.5
+        duration = 420.0 + (i * 173) % 2600
+        outcome, status, error = outcomes.get(i, ("ok", 200, None))
+        embed = model == EMB
+        records.append(
+            (f"job-h{i:03d}", "embeddings" if embed else "chat", model, keys[i % 3 + (i % 7 == 6)],
+             f"10.0.4.{20 + i % 5}", worker, None, None, ended - duration / 1000 - 0.05,
+             ended - duration / 1000, ended, 50.0 + (i * 37) % 400,
+             None if embed else 90.0 + (i * 53) % 700, duration,
+             120 + (i * 31) % 900, 0 if embed else 80 + (i * 47) % 1200, 16 if embed else 0,
+             outcome, status, error, int(not embed and i % 2 == 0), 1)
+        )  # fmt: skip
+    return records
+
+
+async def sample_history(path: Path) -> dict:
+    """The history part of the sample, read back through the gateway's own queries from a
+    real ledger holding `history_records()` (so it has exactly the live answers' shape)."""
+    from gatewaytui.gateway.history import queries
+    from gatewaytui.gateway.history import store as history_store
+    from gatewaytui.gateway.history.ledger import Ledger, LedgerSettings
+    from gatewaytui.schema.history import SnapshotHistory
+
+    history_store.recording_since = lambda conn: NOW - 86400  # a day-old ledger, not "now"
+    ledger = Ledger(LedgerSettings(path=str(path), max_age_s=0))
+    ledger.start()
+    for record in history_records():
+        ledger.add(record)
+    await asyncio.to_thread(ledger.flush)
+    page = await queries.jobs_page(ledger, limit=500)
+    usage = [
+        await queries.usage_report(ledger, group, "1h", end=NOW)
+        for group in ("model", "key", "worker", "backend")
+    ]
+    series = await queries.usage_series(ledger, "1h", end=NOW)
+    await ledger.stop()
+    saved = SnapshotHistory(saved_at=NOW, jobs=page.jobs, usage=usage, series=series)
+    return saved.model_dump(mode="json")
+
+
+with tempfile.TemporaryDirectory() as scratch:
+    state["history"] = asyncio.run(sample_history(Path(scratch) / "history.sqlite3"))
 
 GatewayState.model_validate(state)
 text = json.dumps(state, indent=2, ensure_ascii=False) + "\n"

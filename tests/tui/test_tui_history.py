@@ -1,11 +1,15 @@
-"""The History and Usage views: on a live gateway with a ledger (Pilot), and how they look
-over a snapshot, which holds no ledger (SVG snapshots at 120x40 and 80x24)."""
+"""The History and Usage views: on a live gateway with a ledger (Pilot), and over a snapshot,
+which shows the history it was saved with (SVG snapshots at 120x40 and 80x24)."""
 
 from __future__ import annotations
+
+import json
 
 import openai
 import pytest
 
+from gatewaytui.tui.app import GatewayApp
+from gatewaytui.tui.config import TuiConfig
 from gatewaytui.tui.screens.history_detail import HistoryJobScreen
 from gatewaytui.tui.views.usage import sparkline
 from support.panel import (
@@ -17,6 +21,7 @@ from support.panel import (
     still,
     table,
 )
+from support.paths import SAMPLE
 from support.waiting import until
 
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -108,15 +113,60 @@ async def test_history_off_on_the_gateway_says_so(make_gateway):
         await until(pilot, lambda: "history.enabled=false" in header_text(app), what="note")
 
 
-async def test_a_snapshot_says_it_holds_no_history():
+async def test_a_snapshot_shows_the_history_it_was_saved_with():
+    """sample_state.json carries an hour of ended jobs and its usage: both views show them
+    and say they come from the snapshot, and `b` regroups the saved usage."""
     app = snapshot_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("8")
-        await pilot.pause()
-        assert "a snapshot holds no history" in header_text(app)
+        await until(pilot, lambda: table(app).total_count == 36, what="the saved jobs")
+        saved = "saved in the snapshot at 2026-11-21 09:30 UTC"
+        assert f"the last 36 ended jobs {saved}" in header_text(app)
+        assert "upstream_error" in "\n".join(screen_lines(table(app)))
         await pilot.press("9")
+        await until(pilot, lambda: table(app).total_count == 4, what="usage by model")
+        assert "by model over 1h" in header_text(app) and saved in header_text(app)
+        await pilot.press("b")
+        keys = {"web-app", "batch-eval", "notebook", "(none)"}
+        await until(pilot, lambda: set(rows(app)) == keys, what="usage by key")
+        await pilot.press("w")  # the snapshot holds one window: it stays
         await pilot.pause()
-        assert "a snapshot holds no usage history" in header_text(app)
+        assert "by key over 1h" in header_text(app)
+
+
+async def test_a_snapshot_without_history_says_so(tmp_path):
+    bare = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    del bare["history"]
+    path = tmp_path / "bare.json"
+    path.write_text(json.dumps(bare), encoding="utf-8")
+    app = GatewayApp(TuiConfig(), snapshot=path, read_only=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("8")
+        await until(pilot, lambda: "this snapshot holds no history" in header_text(app))
+        await pilot.press("9")
+        await until(pilot, lambda: "this snapshot holds no usage history" in header_text(app))
+
+
+async def test_a_snapshot_saved_from_a_live_gateway_carries_its_history(busy_gateway, tmp_path):
+    """`S` on a live gateway reads the recent history first and saves it with the state;
+    the file opened offline shows the same ended jobs and usage."""
+    app = live_app(busy_gateway.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: "● live" in header_text(app), what="live")
+        app.actions.save_snapshot(tmp_path)
+        await until(pilot, lambda: list(tmp_path.glob("gatewaytui-*.json")), what="the file")
+    (path,) = tmp_path.glob("gatewaytui-*.json")
+    history = json.loads(path.read_text(encoding="utf-8"))["history"]
+    assert len(history["jobs"]) == 5 and history["window"] == "1h"
+    assert {u["group_by"] for u in history["usage"]} == {"model", "key", "worker", "backend"}
+    by_key = next(u for u in history["usage"] if u["group_by"] == "key")
+    assert {r["group"]: r["requests"] for r in by_key["rows"]} == {"team-search": 3, "team-chat": 2}
+    assert "sk-search" not in path.read_text(encoding="utf-8")  # names, never keys
+    reopened = GatewayApp(TuiConfig(), snapshot=path, read_only=True)
+    async with reopened.run_test(size=(120, 40)) as pilot:
+        await pilot.press("8")
+        await until(pilot, lambda: table(reopened).total_count == 5, what="the saved jobs")
+        assert "m-bad" in "\n".join(screen_lines(table(reopened)))
 
 
 def test_sparkline_scales_to_the_maximum():

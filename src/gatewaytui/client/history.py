@@ -6,13 +6,21 @@ the wire models of `schema.history` (validated; a reply of another shape is an A
 
 from __future__ import annotations
 
-from typing import Any, Protocol, TypeVar
+import time
+from typing import Any, Protocol, TypeVar, get_args
 from urllib.parse import quote, urlencode
 
 import httpx
 from pydantic import BaseModel
 
-from gatewaytui.schema.history import HistoryJob, HistoryJobsPage, UsageReport, UsageSeries
+from gatewaytui.schema.history import (
+    GroupBy,
+    HistoryJob,
+    HistoryJobsPage,
+    SnapshotHistory,
+    UsageReport,
+    UsageSeries,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -73,3 +81,13 @@ class HistoryClient:
     async def _get(self, path: str, model: type[M], what: str) -> M:
         client = self._client
         return client._parsed(await client._request("GET", path), model, what)
+
+    async def for_snapshot(self, window: str = "1h", limit: int = 500) -> SnapshotHistory:
+        """The recent history a saved snapshot carries: the newest `limit` ended jobs, usage
+        over `window` by every grouping, and that window's series."""
+        page = await self.jobs(limit=limit)
+        usage = [await self.usage(group, window) for group in get_args(GroupBy)]
+        series = await self.series(window)
+        return SnapshotHistory(
+            saved_at=time.time(), window=window, jobs=page.jobs, usage=usage, series=series
+        )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -166,9 +166,12 @@ class Session:
         """The update `updates()` has not yielded yet, now (None offline or if none)."""
         return self.connection.take_update() if self.connection is not None else None
 
-    def save_snapshot(self, path: str | os.PathLike[str]) -> Path:
-        """Save what is shown now as a state file that `Session.offline` can open."""
-        return self.store.save(path)
+    def save_snapshot(
+        self, path: str | os.PathLike[str], *, history: Mapping[str, Any] | None = None
+    ) -> Path:
+        """Save what is shown now as a state file that `Session.offline` can open (with the
+        recent `history` read from the gateway, or the one the opened snapshot carries)."""
+        return self.store.save(path, history=history)
 
     # -- actions ----------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from gatewaytui.client.errors import ClientError
 from gatewaytui.client.rows import BackendRow, JobRow, MCPClientRow, MCPSessionRow, WorkerRow
+from gatewaytui.schema.history import SnapshotHistory
 from gatewaytui.schema.state import (
     SCHEMA_VERSION,
     BackendSnapshot,
@@ -516,14 +517,19 @@ class StateStore:
             target[path[-1]] = list(self.items[name].values())
         return state
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the state as a GatewayState JSON file, atomically (temp file, fsync, rename).
+    def save(
+        self, path: str | os.PathLike[str], *, history: Mapping[str, Any] | None = None
+    ) -> Path:
+        """Write the state as a GatewayState JSON file, atomically (temp file, fsync, rename),
+        with the recent `history` (a `SnapshotHistory`) when given.
 
         Validated first, so a file that was written can always be opened again.
         """
         if not self.has_state:
             raise SnapshotError("nothing to save: no state received yet")
         state = self.to_state_dict()
+        if history is not None:
+            state["history"] = dict(history)
         validate_state(state)
         text = json.dumps(state, indent=2, ensure_ascii=False) + "\n"
         return atomic_write(Path(path).expanduser(), text.encode("utf-8"))
@@ -565,6 +571,12 @@ class StateStore:
         _fill_defaults(raw, model)
         seq = raw.get("seq")
         return self._replace(raw, seq if type(seq) is int else 0)
+
+
+def saved_history(store: StateStore) -> SnapshotHistory | None:
+    """The recent history a snapshot file carries (validated when the file was opened)."""
+    raw = store.extra.get("history")
+    return SnapshotHistory.model_validate(raw) if isinstance(raw, dict) else None
 
 
 def load_snapshot_file(

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from gatewaytui.schema.protocol import LogLine
-from gatewaytui.schema.state import WireModel
+from gatewaytui.schema.wire import WireModel
 
 
 class ErrorDetail(WireModel):

@@ -25,7 +25,8 @@ from pydantic import (
 )
 
 from gatewaytui.schema.durations import parse_duration
-from gatewaytui.schema.state import BackendSnapshot, BackendStatus, WireModel
+from gatewaytui.schema.state import BackendSnapshot, BackendStatus
+from gatewaytui.schema.wire import WireModel
 
 BACKEND_TYPES = ("openai", "vllm", "llama-server", "ollama", "sglang", "lmstudio", "tgi")
 

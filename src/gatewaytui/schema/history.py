@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from gatewaytui.schema.state import WireModel
+from gatewaytui.schema.wire import WireModel
 
 Outcome = Literal[
     "ok",
@@ -127,3 +127,15 @@ class UsageSeries(FleetCoverage):
     since: float | None = None  # since when the ledger(s) record (None: unknown)
     step_s: int = 60  # 3600 (hourly points) for windows over 6 h
     points: list[SeriesPoint] = Field(default_factory=list)
+
+
+class SnapshotHistory(WireModel):
+    """Recent history saved with a snapshot (`S` in the panel), for the History and Usage
+    views of `gatewaytui open`: the newest ended jobs, usage over one window by each
+    grouping, and that window's series, as the gateway answered when the file was saved."""
+
+    saved_at: float  # epoch seconds
+    window: str = "1h"
+    jobs: list[HistoryJob] = Field(default_factory=list)
+    usage: list[UsageReport] = Field(default_factory=list)  # one per group_by
+    series: UsageSeries | None = None

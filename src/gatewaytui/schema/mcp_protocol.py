@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter
 
-from gatewaytui.schema.state import WireModel
+from gatewaytui.schema.wire import WireModel
 
 MCP_RELAY_PROTOCOL_VERSION = 1
 

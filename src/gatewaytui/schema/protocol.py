@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, TypeAdapter
 
 from gatewaytui.schema.ids import WORKER_ID_MAX_LENGTH, WORKER_ID_PATTERN
-from gatewaytui.schema.state import GpuStats, HostInfo, WireModel
+from gatewaytui.schema.state import GpuStats, HostInfo
+from gatewaytui.schema.wire import WireModel
 
 PROTOCOL_VERSION = 1
 

@@ -10,15 +10,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from gatewaytui.schema.history import SnapshotHistory
+from gatewaytui.schema.wire import WireModel
 
 SCHEMA_VERSION = 1
-
-
-class WireModel(BaseModel):
-    """Base for every wire model: unknown fields are kept, so newer gateways stay readable."""
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
 class WorkerStatus(StrEnum):
@@ -436,6 +433,11 @@ class GatewayState(WireModel):
     events: list[EventRecord] = Field(default_factory=list)
     replicas: list[ReplicaSnapshot] = Field(
         default_factory=list, description="The fleet's replicas (empty for a single node)."
+    )
+    history: SnapshotHistory | None = Field(
+        None,
+        description="Only in a saved snapshot: the recent history the panel read when it "
+        "saved the file (absent when the gateway keeps none).",
     )
 
 

@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter
 
-from gatewaytui.schema.state import EventRecord, GatewayState, WireModel
+from gatewaytui.schema.state import EventRecord, GatewayState
+from gatewaytui.schema.wire import WireModel
 
 # Keyed collections a delta can patch, and where each lives in GatewayState.
 STREAM_COLLECTIONS: dict[str, tuple[str, ...]] = {

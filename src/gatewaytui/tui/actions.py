@@ -8,6 +8,7 @@ Drains are watched until the worker has no jobs left.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +34,9 @@ from gatewaytui.tui.widgets.virtual_table import VirtualTable
 
 WorkerAction = Literal["drain", "undrain"]
 ServerAction = Literal["drain", "undrain"]
+
+
+SNAPSHOT_HISTORY_TIMEOUT_S = 10  # a snapshot is saved without history rather than never
 
 
 class ActionHost(Protocol):
@@ -371,13 +375,35 @@ class PanelActions:
         self._app.notify(result.message or f"server {kind}: ok", timeout=5)
 
     def save_snapshot(self, directory: Path) -> None:
-        """Write the state as it is now to a timestamped file in `directory`."""
-        host = self._host
+        """Write the state as it is now to a timestamped file in `directory`; from a live
+        gateway with its recent history (read first, in the background), from an opened
+        snapshot with the history that one carries."""
+        session = self._host.session
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = directory / f"gatewaytui-{host.session.name}-{stamp}.json"
+        path = directory / f"gatewaytui-{session.name}-{stamp}.json"
+        if session.client is None:
+            self._write_snapshot(path, None, "")
+        else:
+            self._app.run_worker(self._save_live(path), group="snapshot", exclusive=True)
+
+    async def _save_live(self, path: Path) -> None:
+        client = self._host.session.client
+        history: dict[str, Any] | None = None
+        note = ""
         try:
-            saved = host.session.save_snapshot(path)
+            if client is not None:
+                async with asyncio.timeout(SNAPSHOT_HISTORY_TIMEOUT_S):
+                    history = (await client.history.for_snapshot()).model_dump(mode="json")
+        except ActionError as exc:
+            note = f" (no history: {exc.message})"
+        except (ClientError, TimeoutError) as exc:
+            note = f" (no history: {exc or 'no answer in time'})"
+        self._write_snapshot(path, history, note)
+
+    def _write_snapshot(self, path: Path, history: dict[str, Any] | None, note: str) -> None:
+        try:
+            saved = self._host.session.save_snapshot(path, history=history)
         except (OSError, ClientError) as exc:
             self._app.notify(f"could not save snapshot: {exc}", severity="error", timeout=10)
             return
-        self._app.notify(f"saved {saved}", timeout=6)
+        self._app.notify(f"saved {saved}{note}", timeout=6)

@@ -2,8 +2,8 @@
 
 Read over HTTP (`GET /api/history/jobs`, viewer role) when the view is shown and every few
 seconds while it stays shown; `/` filters the rows, enter opens how a job ended. A snapshot
-(`gatewaytui open`) holds no ledger: the header says so instead of showing an empty table
-as if nothing had happened.
+(`gatewaytui open`) shows the ended jobs it was saved with, and says so (and when it holds
+none, says that instead of showing an empty table as if nothing had happened).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from textual import work
 from textual.screen import Screen
 
 from gatewaytui.client.errors import ActionError, ClientError
-from gatewaytui.client.store import Change, StateStore
-from gatewaytui.schema.history import FleetCoverage
+from gatewaytui.client.store import Change, StateStore, saved_history
+from gatewaytui.schema.history import FleetCoverage, SnapshotHistory
 from gatewaytui.shared.text import plural
 from gatewaytui.tui.fleet import REPLICA_COLUMN, replica_column
 from gatewaytui.tui.screens.history_detail import HistoryJobScreen
@@ -55,6 +55,11 @@ def millis(value: Any) -> str:
 def ended_clock(row: Mapping[str, Any]) -> str:
     ended = row.get("ended_at")
     return time.strftime("%H:%M:%S", time.gmtime(ended)) if ended else ""
+
+
+def saved_clock(saved_at: float) -> str:
+    """When a snapshot was saved (it may be opened days later, elsewhere: date and UTC)."""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(saved_at))
 
 
 def ms_column(key: str, label: str, priority: int) -> Column:
@@ -95,6 +100,7 @@ class HistoryView(TableView):
         self._note: Text | None = None
         self._coverage: Text | None = None  # which replicas the page covers (a fleet)
         self._since_refresh = REFRESH_EVERY_S
+        self._from_snapshot = False
         self.fetched_at: float | None = None
 
     def columns(self) -> Sequence[Column]:
@@ -159,6 +165,8 @@ class HistoryView(TableView):
             if self._rows
             else "no ended jobs yet"
         )
+        if self._from_snapshot:
+            return Text(f"{shown} saved in the snapshot at {saved_clock(self.fetched_at)}", "dim")
         clock = time.strftime("%H:%M:%S", time.localtime(self.fetched_at))
         where = "the gateway's ledger" if self._coverage is None else "the fleet's ledgers"
         hint = Text(f"{shown} from {where} · read {clock}", "dim")
@@ -168,12 +176,23 @@ class HistoryView(TableView):
         self._since_refresh = 0
         session = self.panel.session
         if session.is_offline or session.client is None:
-            self._note = Text(
-                "a snapshot holds no history: open a live gateway for ended jobs", "yellow"
-            )
-            self._changed()
+            self._show_saved(saved_history(self.panel.store))
             return
         self._fetch()
+
+    def _show_saved(self, saved: SnapshotHistory | None) -> None:
+        """The ended jobs an opened snapshot carries (it reads no ledger)."""
+        self._from_snapshot = True
+        if saved is None:
+            self._note = Text(
+                "this snapshot holds no history: open a live gateway for ended jobs", "yellow"
+            )
+        elif self.fetched_at != saved.saved_at:
+            self._note = None
+            self.fetched_at = saved.saved_at
+            self._rows = {job.id: job.model_dump() for job in saved.jobs}
+            self.table.set_rows(self._rows)
+        self._changed()
 
     @work(exclusive=True, group="history")
     async def _fetch(self) -> None:
@@ -188,6 +207,7 @@ class HistoryView(TableView):
             self._note = Text(f"history unavailable: {exc}", "yellow")
         else:
             self._note = None
+            self._from_snapshot = False
             self.fetched_at = time.time()
             self._rows = {job.id: job.model_dump() for job in page.jobs}
             self._coverage = coverage_text(page)

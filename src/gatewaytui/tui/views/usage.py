@@ -2,7 +2,8 @@
 window, from the ledger's rollups (`GET /api/history/usage` and `/series`).
 
 `w` cycles the window (15m, 1h, 24h, 7d), `b` what the rows are grouped by; the line above
-the table draws the window's requests and errors per minute (per hour for 24h and 7d).
+the table draws the window's requests and errors per minute (per hour for 24h and 7d). An
+opened snapshot shows the usage it was saved with (one window, each grouping).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
 from gatewaytui.client.errors import ActionError, ClientError
-from gatewaytui.client.store import Change, StateStore
-from gatewaytui.schema.history import UsageReport, UsageSeries
+from gatewaytui.client.store import Change, StateStore, saved_history
+from gatewaytui.schema.history import SnapshotHistory, UsageReport, UsageSeries
 from gatewaytui.tui.formatting import coarse_age
 from gatewaytui.tui.views.base import register_view
-from gatewaytui.tui.views.history import coverage_text, ms_column
+from gatewaytui.tui.views.history import coverage_text, ms_column, saved_clock
 from gatewaytui.tui.views.table_view import TableView, numeric_column
 from gatewaytui.tui.widgets.virtual_table import Column
 
@@ -60,6 +61,13 @@ def covered_note(report: UsageReport) -> str:
     return f", rates over the last {coarse_age(covered)} (the ledger's age)"
 
 
+def rate_text(per_s: float) -> str:
+    """Requests per second in 7 columns; a quiet model reads `<0.01`, not as idle (`0.00`)."""
+    if per_s <= 0:
+        return "0"
+    return "<0.01" if per_s < 0.01 else f"{per_s:.2f}"
+
+
 def _pct(value: Any) -> str:
     return f"{float(value) * 100:.1f}%" if value else "0%"
 
@@ -85,6 +93,7 @@ class UsageView(TableView):
         self._coverage: Text | None = None
         self._span = ""  # ", rates over the last 2m (the ledger's age)" for a young ledger
         self._since_refresh = REFRESH_EVERY_S
+        self._saved_at: float | None = None  # shown from an opened snapshot, saved then
         self.fetched_at: float | None = None
 
     def compose(self) -> ComposeResult:
@@ -97,7 +106,7 @@ class UsageView(TableView):
             Column(
                 "rate",
                 "REQ/S",
-                lambda r: f"{r.get('request_rate') or 0:.2f}",
+                lambda r: rate_text(r.get("request_rate") or 0),
                 sort_key=lambda r: r.get("request_rate") or 0,
                 width=7,
                 align="right",
@@ -135,7 +144,11 @@ class UsageView(TableView):
 
     def header_hint(self) -> Text | None:
         what = f"by {self.group} over {self.window}{self._span}"
-        base = Text(f"{what} (w: window, b: group by)", "dim")
+        if self._saved_at is not None:
+            keys = f"saved in the snapshot at {saved_clock(self._saved_at)} (b: group by)"
+        else:
+            keys = "(w: window, b: group by)"
+        base = Text(f"{what} {keys}", "dim")
         if self._note is not None:
             return Text.assemble(self._note, "  ", base)
         if self._coverage is not None:
@@ -154,11 +167,33 @@ class UsageView(TableView):
         self._since_refresh = 0
         session = self.panel.session
         if session.is_offline or session.client is None:
-            self._note = Text("a snapshot holds no usage history", "yellow")
-            self._draw_spark()
-            self._changed()
+            self._show_saved(saved_history(self.panel.store))
             return
         self._fetch()
+
+    def _show_saved(self, saved: SnapshotHistory | None) -> None:
+        """The usage an opened snapshot carries: one window, each grouping."""
+        report = None
+        if saved is not None:
+            self.window = saved.window  # the only window it holds
+            self._saved_at = saved.saved_at
+            self._series = saved.series
+            report = next((r for r in saved.usage if r.group_by == self.group), None)
+        if report is not None:
+            self._show_report(report)
+        else:
+            held = "no usage history" if saved is None else f"no usage by {self.group}"
+            self._note = Text(f"this snapshot holds {held}", "yellow")
+        self._draw_spark()
+        self._changed()
+
+    def _show_report(self, report: UsageReport) -> None:
+        self._note = None
+        self.fetched_at = time.time()
+        self._rows = {row.group or "(none)": row.model_dump() for row in report.rows}
+        self._coverage = coverage_text(report)
+        self._span = covered_note(report)
+        self.table.set_rows(self._rows)
 
     @work(exclusive=True, group="usage")
     async def _fetch(self) -> None:
@@ -173,14 +208,13 @@ class UsageView(TableView):
         except ClientError as exc:
             self._note = Text(f"usage unavailable: {exc}", "yellow")
         else:
-            self._note = None
-            self.fetched_at = time.time()
-            self._rows = {row.group or "(none)": row.model_dump() for row in report.rows}
-            self._coverage = coverage_text(report)
-            self._span = covered_note(report)
-            self.table.set_rows(self._rows)
+            self._saved_at = None
+            self._show_report(report)
         self._draw_spark()
         self._changed()
+
+    def on_resize(self) -> None:
+        self._draw_spark()  # the line is as wide as the view (first drawn before layout)
 
     def _draw_spark(self) -> None:
         spark = self.query_one("#usage-spark", Static)
