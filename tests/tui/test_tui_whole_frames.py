@@ -109,70 +109,65 @@ def counts(app: GatewayApp) -> str:
     return header_text(app).split(" · workers ")[1].split(" ·")[0]
 
 
-async def test_a_view_shown_between_two_updates_is_counted_in_the_same_frame():
+@asynccontextmanager
+async def held_session(workers: list[str]) -> AsyncIterator[tuple[Any, Any, Any, FrameLog]]:
+    """A held panel on a scripted stream server, its frames logged, a first snapshot with
+    `workers` drawn."""
     async with stream_server() as server:
         app = held_panel(server.url)
         async with app.run_test(size=(120, 40)) as pilot:
             log = FrameLog(app)
             await started(pilot, server)
-            server.send(snapshot([], 1))
+            server.send(snapshot(workers, 1))
             await until(pilot, lambda: app.store.seq == 1, what="the snapshot in the store")
-            app.feed.catch_up()  # a paced update draws it (on Overview: Workers goes stale)
-            assert counts(app) == "0/0" and "● live" in header_text(app)
+            app.feed.catch_up()
+            yield server, app, pilot, log
 
-            server.send(added(2, "w1"))
-            await until(pilot, lambda: "w1" in app.store.workers, what="the delta in the store")
-            assert counts(app) == "0/0"  # the store is ahead of the screen until the next update
 
-            await pilot.press("2")  # Workers, redrawn from the store as it is now
-            assert table(app).visible_ids == ("w1",)
-            assert counts(app) == "1/1", header_text(app)  # not "0/0" over a row
-            await pilot.pause()
-            assert log.frames and all(whole(f) for f in log.frames), log.frames
+async def test_a_view_shown_between_two_updates_is_counted_in_the_same_frame():
+    # a paced update draws it (on Overview: the Workers view goes stale)
+    async with held_session([]) as (server, app, pilot, log):
+        assert counts(app) == "0/0" and "● live" in header_text(app)
+
+        server.send(added(2, "w1"))
+        await until(pilot, lambda: "w1" in app.store.workers, what="the delta in the store")
+        assert counts(app) == "0/0"  # the store is ahead of the screen until the next update
+
+        await pilot.press("2")  # Workers, redrawn from the store as it is now
+        assert table(app).visible_ids == ("w1",)
+        assert counts(app) == "1/1", header_text(app)  # not "0/0" over a row
+        await pilot.pause()
+        assert log.frames and all(whole(f) for f in log.frames), log.frames
 
 
 async def test_a_reconnect_while_paused_does_not_count_the_held_snapshot():
-    async with stream_server() as server:
-        app = held_panel(server.url)
-        async with app.run_test(size=(120, 40)) as pilot:
-            log = FrameLog(app)
-            await started(pilot, server)
-            server.send(snapshot(["w1", "w2"], 1))
-            await until(pilot, lambda: app.store.seq == 1, what="the snapshot in the store")
-            app.feed.catch_up()
-            await pilot.press("2")
-            assert set(table(app).visible_ids) == {"w1", "w2"} and counts(app) == "2/2"
+    async with held_session(["w1", "w2"]) as (server, app, pilot, log):
+        await pilot.press("2")
+        assert set(table(app).visible_ids) == {"w1", "w2"} and counts(app) == "2/2"
 
-            await pilot.press("p")
-            server.drop()  # the gateway restarts: the new one has one worker
-            server.send(snapshot(["w3"], 1))
-            await until(pilot, lambda: list(app.store.workers) == ["w3"], what="the new snapshot")
-            app.feed.catch_up()  # the feed hears the connection change; paused, it draws nothing
-            assert app.session.state.live and "● live" in header_text(app)
-            assert set(table(app).visible_ids) == {"w1", "w2"}  # held back while paused
-            assert counts(app) == "2/2", header_text(app)  # the rows' state, not the store's
+        await pilot.press("p")
+        server.drop()  # the gateway restarts: the new one has one worker
+        server.send(snapshot(["w3"], 1))
+        await until(pilot, lambda: list(app.store.workers) == ["w3"], what="the new snapshot")
+        app.feed.catch_up()  # the feed hears the connection change; paused, it draws nothing
+        assert app.session.state.live and "● live" in header_text(app)
+        assert set(table(app).visible_ids) == {"w1", "w2"}  # held back while paused
+        assert counts(app) == "2/2", header_text(app)  # the rows' state, not the store's
 
-            await pilot.press("p")  # resumed: the new state, rows and counts together
-            assert table(app).visible_ids == ("w3",) and counts(app) == "1/1"
-            await pilot.pause()
-            assert log.frames and all(whole(f) for f in log.frames), log.frames
+        await pilot.press("p")  # resumed: the new state, rows and counts together
+        assert table(app).visible_ids == ("w3",) and counts(app) == "1/1"
+        await pilot.pause()
+        assert log.frames and all(whole(f) for f in log.frames), log.frames
 
 
 async def test_views_shown_while_paused_keep_the_held_picture():
-    async with stream_server() as server:
-        app = held_panel(server.url)
-        async with app.run_test(size=(120, 40)) as pilot:
-            log = FrameLog(app)
-            await started(pilot, server)
-            server.send(snapshot(["w1"], 1))
-            await until(pilot, lambda: app.store.seq == 1, what="the snapshot in the store")
-            app.feed.catch_up()
-            await pilot.press("2", "p")
-            server.send(added(2, "w2"))
-            await until(pilot, lambda: "w2" in app.store.workers, what="the delta in the store")
-            await pilot.press("1", "2")  # Workers missed nothing the screen drew: not redrawn
-            assert table(app).visible_ids == ("w1",) and counts(app) == "1/1", header_text(app)
-            await pilot.press("p")
-            assert set(table(app).visible_ids) == {"w1", "w2"} and counts(app) == "2/2"
-            await pilot.pause()
-            assert log.frames and all(whole(f) for f in log.frames), log.frames
+    async with held_session(["w1"]) as (server, app, pilot, log):
+        await pilot.press("2", "p")
+        server.send(added(2, "w2"))
+        await until(pilot, lambda: "w2" in app.store.workers, what="the delta in the store")
+        await pilot.press("1", "2")  # Workers missed nothing the screen drew: not redrawn
+        assert table(app).visible_ids == ("w1",) and counts(app) == "1/1", header_text(app)
+        await pilot.press("p")
+        assert set(table(app).visible_ids) == {"w1", "w2"} and counts(app) == "2/2"
+        await pilot.pause()
+        assert log.frames and all(whole(f) for f in log.frames), log.frames
