@@ -151,7 +151,7 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from gatewaytui.gateway.core import Gateway
-    from gatewaytui.gateway.server import make_server
+    from gatewaytui.gateway.server import make_server, run
 
     if args.help_plugins:
         print_plugin_specs()
@@ -178,7 +178,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     log.info(
         "gatewaytui %s serving on http://%s:%d", gatewaytui.__version__, config.host, config.port
     )
-    asyncio.run(server.serve())
+    run(server)  # uvloop where installed
     return 0
 
 
