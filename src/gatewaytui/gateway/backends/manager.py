@@ -167,15 +167,20 @@ class BackendManager:
     def knows_model(self, model: str) -> bool:
         """An enabled backend serves `model` (or, with family matching, its family)."""
         family = model_family(model) if self.host.config.model_family_matching else None
-        for record in self._serving():
+        for record in self.records.values():  # per request: no list, no generator
             worker = record.worker
-            if model in worker.models or (family is not None and family in worker.families):
+            if (model in worker.models or (family is not None and family in worker.families)) and (
+                record.spec.enabled and not record.deleted
+            ):
                 return True
         return False
 
     def knows_model_exactly(self, model: str) -> bool:
         """An enabled backend serves `model` by that very name (metric labels)."""
-        return any(model in r.worker.models for r in self._serving())
+        for record in self.records.values():  # per request: no list, no generator
+            if model in record.worker.models and record.spec.enabled and not record.deleted:
+                return True
+        return False
 
     def routable_count(self) -> int:
         return sum(1 for r in self.records.values() if r.routing and r.worker.models)
