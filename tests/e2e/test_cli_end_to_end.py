@@ -329,6 +329,29 @@ def test_demo_runs_headless_for_a_while():
     assert int(status_lines[-1].split("requests ")[1].split()[0]) > 0
 
 
+@pytest.mark.parametrize("hangup", [signal.SIGHUP, signal.SIGTERM])
+def test_a_hung_up_demo_stops_and_removes_its_scratch_directory(tmp_path, hangup):
+    """A closed terminal (SIGHUP) or a stop (SIGTERM): the headless demo exits cleanly and
+    leaves no directory with its backends file and ledger behind."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    args = [*CLI, "demo", "--headless", "--workers", "2", "--rate", "2"]
+    errors = tmp_path / "stderr.txt"
+    with (
+        errors.open("w") as err,
+        subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True, env=env) as proc,
+    ):
+        try:
+            assert proc.stdout is not None and "gateway on" in proc.stdout.readline()
+            (scratch,) = tmp_path.glob("gatewaytui-demo-*")
+            wait_until(lambda: (scratch / "history.sqlite3").exists(), what="the demo's ledger")
+            proc.send_signal(hangup)
+            assert proc.wait(60) == 0, errors.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert not scratch.exists()
+
+
 @pytest.mark.timeout(300)  # the demo's ramp-up is slow on a busy machine; its waits are bounded
 def test_demo_shows_backends_and_an_mcp_relay():
     sock = reserve_port()

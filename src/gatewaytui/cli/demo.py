@@ -194,10 +194,12 @@ def _print_welcome(base: str, config: GatewayConfig) -> None:
 
 
 def _stop_on_signals() -> asyncio.Event:
-    """An event SIGINT and SIGTERM set (where the loop can take signal handlers)."""
+    """An event SIGINT, SIGTERM and SIGHUP set (where the loop can take signal handlers):
+    a closed terminal or a dropped SSH session hangs the demo up, and it must still stop its
+    helpers and remove its scratch directory rather than die where it stands."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
     return stop
@@ -248,8 +250,8 @@ async def run_demo(
     if serving is None:
         return 1
     base = f"http://127.0.0.1:{port}"
+    stop = _stop_on_signals()  # before the welcome: whoever reads it may signal at once
     _print_welcome(base, config)
-    stop = _stop_on_signals()
     keep_info_lines()  # the panel's worker logs screen shows the workers' INFO lines
     prefix = f"{fleet[1]}-" if fleet else ""  # worker ids are unique across a fleet
     fleets = [
@@ -267,6 +269,7 @@ async def run_demo(
         await simulated.stop()
         server.should_exit = True
         await serving
+        scratch.cleanup()  # the ledger is closed: its files go now, not at interpreter exit
     return 0
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import httpx
 import uvicorn
 
-from gatewaytui.gateway.server import bind_socket, serve_started
+from gatewaytui.gateway.server import EmbeddableServer, bind_socket, serve_started
 from gatewaytui.shared.operator_token import local_token
 from gatewaytui.workers.mcp_relay import MCPRelaySettings, run_mcp_relay
 from gatewaytui.workers.openai_sim import openai_app
@@ -59,7 +59,7 @@ async def start_simulated_backend(models: list[str]) -> RunningServer:
     )
     sock = bind_socket("127.0.0.1", 0)
     config = uvicorn.Config(openai_app(handler), log_level="error", lifespan="off")
-    server = uvicorn.Server(config)
+    server = EmbeddableServer(config, handle_signals=False)  # the demo owns the signals
     task = await serve_started(server, sock)
     if task is None:
         raise RuntimeError("the simulated backend stopped before it started")

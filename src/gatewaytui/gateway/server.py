@@ -27,15 +27,32 @@ from gatewaytui.gateway.http_limits import (
 log = logging.getLogger("gatewaytui.gateway.server")
 
 
-class DrainingServer(uvicorn.Server):
+class EmbeddableServer(uvicorn.Server):
+    """uvicorn.Server that leaves the process's signals to the program embedding it when
+    `handle_signals` is false (uvicorn would take SIGINT and SIGTERM for itself, and a second
+    server in one process, like the demo's simulated backend, would stop alone on them)."""
+
+    def __init__(self, config: uvicorn.Config, *, handle_signals: bool = True) -> None:
+        super().__init__(config)
+        self.handle_signals = handle_signals
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None]:
+        if not self.handle_signals:  # an embedding program (demo, tests) owns the signals
+            yield
+            return
+        with super().capture_signals():
+            yield
+
+
+class DrainingServer(EmbeddableServer):
     """uvicorn.Server whose exit signal drains the gateway first."""
 
     def __init__(
         self, config: uvicorn.Config, gateway: Gateway, *, handle_signals: bool = True
     ) -> None:
-        super().__init__(config)
+        super().__init__(config, handle_signals=handle_signals)
         self.gateway = gateway
-        self.handle_signals = handle_signals
         self._signals = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         gateway.server_drain.on_drained = self._exit_now
@@ -57,14 +74,6 @@ class DrainingServer(uvicorn.Server):
             return
         log.warning("signal %s: draining (send it again to exit at once)", sig)
         self._loop.call_soon_threadsafe(self.gateway.begin_exit_drain)
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None]:
-        if not self.handle_signals:  # an embedding program (demo, tests) owns the signals
-            yield
-            return
-        with super().capture_signals():
-            yield
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
