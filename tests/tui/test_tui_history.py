@@ -102,7 +102,7 @@ async def test_usage_groups_cycles_the_window_and_draws_sparklines(busy_gateway)
             await until(pilot, lambda w=window: f"over {w}" in header_text(app), what=window)
         await until(pilot, lambda: "team-chat" in rows(app), what="15m rows")
         spark = "\n".join(screen_lines(app.screen.query_one("#usage-spark")))
-        assert "requests/minute" in spark and spark.splitlines()[0].endswith(" 5")
+        assert "requests/minute" in spark and spark.splitlines()[0].endswith(" 5 in 15m")
 
 
 async def test_history_off_on_the_gateway_says_so(make_gateway):
@@ -129,6 +129,7 @@ async def test_a_snapshot_shows_the_history_it_was_saved_with():
         await pilot.press("b")
         keys = {"web-app", "batch-eval", "notebook", "(none)"}
         await until(pilot, lambda: set(rows(app)) == keys, what="usage by key")
+        assert "(no key)" in "\n".join(screen_lines(table(app)))  # says what it lacks
         await pilot.press("w")  # the snapshot holds one window: it stays
         await pilot.pause()
         assert "by key over 1h" in header_text(app)

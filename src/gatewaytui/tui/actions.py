@@ -82,8 +82,12 @@ def worker_action_dialog(
         body.append("\n")
     count = plural(len(worker_ids), "worker")
     if kind != "drain":
-        they = "It goes" if len(worker_ids) == 1 else "They go"
-        body.append(f"\n{they} back into rotation and receive new jobs.")
+        they = (
+            "It goes back into rotation and receives"
+            if len(worker_ids) == 1
+            else ("They go back into rotation and receive")
+        )
+        body.append(f"\n{they} new jobs.")
         return ConfirmScreen(f"Re-add {count}?", body, "Re-add")
     verb = "finishes" if total == 1 else "finish"
     them = "it" if len(worker_ids) == 1 else "them"
@@ -380,7 +384,8 @@ class PanelActions:
         snapshot with the history that one carries."""
         session = self._host.session
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = directory / f"gatewaytui-{session.name}-{stamp}.json"
+        name = session.name.removesuffix(".json").removeprefix("gatewaytui-")  # a re-save
+        path = directory / f"gatewaytui-{name}-{stamp}.json"
         if session.client is None:
             self._write_snapshot(path, None, "")
         else:

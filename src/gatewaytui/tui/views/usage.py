@@ -102,7 +102,7 @@ class UsageView(TableView):
 
     def columns(self) -> Sequence[Column]:
         return [
-            Column("group", "GROUP", lambda r: r.get("group") or "(none)", width=18),
+            Column("group", "GROUP", lambda r: self._group_label(r.get("group")), width=18),
             Column(
                 "rate",
                 "REQ/S",
@@ -213,6 +213,11 @@ class UsageView(TableView):
         self._draw_spark()
         self._changed()
 
+    def _group_label(self, group: str | None) -> str:
+        """A row without a worker (served by a backend, or refused before one was chosen),
+        without a key or a backend, named for what it lacks: `(none)` read as one thing."""
+        return group or f"(no {self.group})"
+
     def on_resize(self) -> None:
         self._draw_spark()  # the line is as wide as the view (first drawn before layout)
 
@@ -222,17 +227,17 @@ class UsageView(TableView):
         if series is None or self._note is not None:
             spark.update(self._note or Text("reading usage…", "dim"))
             return
-        width = max(self.size.width - 30, 10)
+        width = max(self.size.width - 40, 10)
         per = "hour" if series.step_s == 3600 else "minute"
         requests, errors = filled(series, "requests"), filled(series, "errors")
         spark.update(
             Text.assemble(
                 (f"requests/{per} ", "bold"),
                 (sparkline(requests, width), "green"),
-                f" {int(sum(requests))}\n",
+                f" {int(sum(requests))} in {self.window}\n",  # a total: not a rate
                 (f"errors/{per}   ", "bold"),
                 (sparkline(errors, width), "red"),
-                f" {int(sum(errors))}",
+                f" {int(sum(errors))} in {self.window}",
             )
         )
 
