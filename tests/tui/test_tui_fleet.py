@@ -136,6 +136,31 @@ async def test_a_degraded_replica_says_so_in_header_banner_and_view(tmp_path: Pa
         assert not app.query_one("#replicas-note").has_class("-shown")  # the banner says it
         line = table(app).render_line(1).text
         assert "gw-1 (here)" in line and "▲ degraded" in line
+        # The others are as last heard, not live: `? ready`, and their workers `? <status>`.
+        others = [table(app).render_line(y).text for y in (2, 3)]
+        assert all("? ready" in line for line in others), others
+        await pilot.press("2")
+        await until(pilot, lambda: table(app).total_count == len(app.store.workers))
+        shown = {row: table(app).get_row(row) for row in table(app).visible_ids}
+        lines = "\n".join(screen_lines(table(app)))
+        for worker_id, worker in shown.items():
+            status = worker["status"].replace("_", " ")
+            line = next(line for line in lines.splitlines() if f" {worker_id} " in line)
+            stale = worker["replica"] != "gw-1"
+            assert (f"? {status}" in line) is stale, line
+
+
+async def test_a_drain_of_a_worker_on_a_replica_out_of_reach_warns_first(tmp_path: Path):
+    app = fleet_app(tmp_path, degraded=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        store = app.store
+        far = next(w for w, row in store.workers.items() if row["replica"] != "gw-1")
+        near = next(w for w, row in store.workers.items() if row["replica"] == "gw-1")
+        args = (store.workers, store.models, store.server)
+        warned = str(worker_action_dialog("drain", [far, near], *args).body)
+        assert "cannot reach Redis: 1 worker above on other replicas" in warned
+        assert "cannot reach Redis" not in str(worker_action_dialog("drain", [near], *args).body)
 
 
 async def test_dialogs_name_the_replica(tmp_path: Path):

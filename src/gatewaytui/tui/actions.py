@@ -23,7 +23,7 @@ from gatewaytui.client.rows import JobRow, WorkerRow
 from gatewaytui.client.session import Session
 from gatewaytui.client.store import StateStore
 from gatewaytui.shared.text import plural
-from gatewaytui.tui.fleet import clustered, on_replica, replica_of
+from gatewaytui.tui.fleet import clustered, on_replica, replica_of, stale_elsewhere
 from gatewaytui.tui.formatting import age, parse_ts
 from gatewaytui.tui.guardrails import drain_impact
 from gatewaytui.tui.messages import PanelStateChanged
@@ -65,21 +65,32 @@ def worker_action_dialog(
     worker_ids: list[str],
     workers: Mapping[str, WorkerRow],
     models: Mapping[str, Mapping[str, Any]] | None = None,
+    server: Mapping[str, Any] | None = None,
 ) -> Screen[bool]:
     """The drain / re-add confirmation: names every worker and its jobs in flight; a drain
     also says what each model is left with, and is typed out (the model's name) when it
-    would leave a model with nothing ready."""
+    would leave a model with nothing ready. `server` (the gateway's): whether this replica
+    can reach the others' workers now."""
     body = Text()
     total = 0
+    unreachable = 0
     for worker_id in worker_ids:
         worker = workers.get(worker_id) or WorkerRow(id=worker_id)
         inflight = worker.get("inflight", 0)
         total += inflight
+        unreachable += stale_elsewhere(server or {}, worker)
         body.append("  • ")
         body.append(worker_id, "bold")
         body.append(f"  {worker.get('status', '?')}, {plural(inflight, 'job')} in flight")
         body.append_text(on_replica(worker))
         body.append("\n")
+    if unreachable:
+        body.append(
+            f"\n▲ This replica cannot reach Redis: {plural(unreachable, 'worker')} above "
+            "on other replicas cannot be reached from here (the gateway refuses until it can; "
+            "the rows are as last heard).\n",
+            "bold yellow",
+        )
     count = plural(len(worker_ids), "worker")
     if kind != "drain":
         they = (
@@ -234,7 +245,7 @@ class PanelActions:
         store = self._host.store
 
         def fresh() -> Screen[bool]:
-            return worker_action_dialog(kind, worker_ids, store.workers, store.models)
+            return worker_action_dialog(kind, worker_ids, store.workers, store.models, store.server)
 
         def run() -> Coroutine[Any, Any, None]:
             return self._run_worker_action(kind, worker_ids, table)

@@ -40,6 +40,25 @@ def replica_of(row: Mapping[str, Any]) -> str:
     return str(row.get("replica") or "")
 
 
+def stale_elsewhere(server: Mapping[str, Any], row: Mapping[str, Any]) -> bool:
+    """The row is held by another replica while this one cannot reach Redis: what it shows is
+    the last thing heard, not live (its worker may have drained, gone or come back since)."""
+    if server.get("cluster") != "degraded":
+        return False
+    replica = replica_of(row)
+    return bool(replica) and replica != server.get("replica")
+
+
+def degraded(store: StateStore) -> bool:
+    """This replica cannot reach Redis: the other replicas' rows are as last heard."""
+    return store.server.get("cluster") == "degraded"
+
+
+def stale_status(status: str | None) -> Text:
+    """`? working`, dim: the last status heard from a replica this one cannot hear now."""
+    return Text(f"? {(status or 'unknown').replace('_', ' ')}", "dim italic")
+
+
 def on_replica(row: Mapping[str, Any], prefix: str = ", on replica ") -> Text:
     """`, on replica r2` for a dialog line (empty on a single node)."""
     replica = replica_of(row)

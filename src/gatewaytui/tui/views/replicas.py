@@ -18,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from gatewaytui.client.store import Change, StateStore
-from gatewaytui.tui.fleet import NOT_CLUSTERED, clustered
+from gatewaytui.tui.fleet import NOT_CLUSTERED, clustered, degraded, stale_status
 from gatewaytui.tui.formatting import age, parse_ts, status_text
 from gatewaytui.tui.screens.replica_detail import ReplicaDetailScreen
 from gatewaytui.tui.views.base import register_view
@@ -81,6 +81,7 @@ class ReplicasView(TableView):
     view_id = "replicas"
     title = "Replicas"
     collection = "replicas"
+    stale_shown = False  # rows drawn as the other replicas' last heard state
     default_sort = ("id", False)
     selectable = True  # enter: the replica in full, with its workers
 
@@ -112,7 +113,11 @@ class ReplicasView(TableView):
             Column(
                 "status",
                 "STATUS",
-                lambda r: replica_status(r, styles),
+                lambda r: (
+                    stale_status(r.get("status"))
+                    if r.get("local") is False and degraded(panel.store)
+                    else replica_status(r, styles)
+                ),
                 sort_key=lambda r: REPLICA_ORDER.get(r.get("status", ""), 9),
                 width=11,
             ),
@@ -144,6 +149,9 @@ class ReplicasView(TableView):
         yield from super().compose()
 
     def show_state(self, store: StateStore, change: Change | None) -> None:
+        if degraded(store) != self.stale_shown:  # the other replicas' rows turn stale / live
+            self.stale_shown = not self.stale_shown
+            self.table.restyle_rows()
         self._show_note(store)
         super().show_state(store, change)
 

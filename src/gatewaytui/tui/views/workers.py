@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from rich.text import Text
@@ -13,7 +13,13 @@ from textual.screen import Screen
 
 from gatewaytui.client.store import Change, StateStore
 from gatewaytui.tui.context import PanelContext
-from gatewaytui.tui.fleet import REPLICA_COLUMN, replica_column
+from gatewaytui.tui.fleet import (
+    REPLICA_COLUMN,
+    degraded,
+    replica_column,
+    stale_elsewhere,
+    stale_status,
+)
 from gatewaytui.tui.formatting import STATUS_ORDER, age, coarse_age, ms, parse_ts, status_text
 from gatewaytui.tui.gpus import gpu_mem_text, gpu_totals, gpu_util_text
 from gatewaytui.tui.screens.label_select import open_label_select
@@ -67,15 +73,22 @@ class TokenRates:
         self.history.pop(worker_id, None)
 
 
-def _identity_columns(styles: dict[str, str]) -> list[Column]:
-    """Who the worker is: id, name, status, models."""
+def _identity_columns(styles: dict[str, str], store: Callable[[], StateStore]) -> list[Column]:
+    """Who the worker is: id, name, status (`? working` when its replica cannot be heard),
+    models."""
+
+    def status(w: Mapping[str, Any]) -> Text:
+        if stale_elsewhere(store().server, w):
+            return stale_status(w.get("status"))
+        return status_text(w.get("status"), styles)
+
     return [
         Column("id", "ID", lambda w: w["id"], width=16, min_width=10),
         Column("name", "NAME", lambda w: w.get("name", ""), width=14, priority=3),
         Column(
             "status",
             "STATUS",
-            lambda w: status_text(w.get("status"), styles),
+            status,
             sort_key=lambda w: STATUS_ORDER.get(w.get("status", ""), 99),
             width=14,  # `⊘ unresponsive`
         ),
@@ -149,6 +162,7 @@ class WorkersView(TableView):
     view_id = "workers"
     title = "Workers"
     collection = "workers"
+    stale_shown = False  # rows drawn as the other replicas' last heard state
     default_sort = ("id", False)
     fleet_columns = frozenset({REPLICA_COLUMN})
     markable = True  # d / u act on every marked worker
@@ -195,7 +209,7 @@ class WorkersView(TableView):
     def columns(self) -> Sequence[Column]:
         panel = self.panel
         return [
-            *_identity_columns(panel.status_styles),
+            *_identity_columns(panel.status_styles, lambda: panel.store),
             *self._load_columns(),
             *_gpu_columns(),
             _heartbeat_column(panel),
@@ -250,5 +264,8 @@ class WorkersView(TableView):
                 self.rates.observe(worker_id, worker.get("tokens_out", 0), now)
 
     def show_state(self, store: StateStore, change: Change | None) -> None:
+        if degraded(store) != self.stale_shown:  # the other replicas' rows turn stale / live
+            self.stale_shown = not self.stale_shown
+            self.table.restyle_rows()
         self.observe(store, change)
         super().show_state(store, change)
