@@ -24,7 +24,8 @@ from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 import gatewaytui
-from gatewaytui.gateway.backends.manager import BackendHost, BackendManager
+from gatewaytui.gateway.backends.host import BackendHost
+from gatewaytui.gateway.backends.manager import BackendManager
 from gatewaytui.gateway.chat import ChatPath
 from gatewaytui.gateway.config import GatewayConfig
 from gatewaytui.gateway.dispatch import Dispatcher
@@ -91,7 +92,8 @@ class Gateway:
             )
         )
         self.live.backends = self.backends
-        self.history = HistoryRecorder(self)  # the usage ledger: one hook per ended request
+        # The usage ledger: one hook per ended request.
+        self.history = HistoryRecorder(c, self.events, self.metrics.registry)
         self.dispatch.on_job_end = self.history.job_ended
         self.dispatch.on_refused = self.history.request_refused
         self.mcp.on_call_end = self.history.mcp_call_ended

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,7 @@ from gatewaytui.schema.protocol import (
 from gatewaytui.shared.passthrough import embeddings_summary
 
 if TYPE_CHECKING:
-    from gatewaytui.gateway.backends.manager import BackendManager
+    from gatewaytui.gateway.backends.host import BackendHost
     from gatewaytui.gateway.backends.records import BackendRecord
 
 log = logging.getLogger("gatewaytui.gateway.backends")
@@ -44,8 +45,14 @@ class BackendConnection:
     """Stands where a worker's WebSocket would: job frames become HTTP calls to the backend,
     and the answers come back to the gateway as worker frames."""
 
-    def __init__(self, manager: BackendManager, record: BackendRecord) -> None:
-        self.manager = manager
+    def __init__(
+        self,
+        host: BackendHost,
+        call_failed: Callable[[BackendRecord], None],
+        record: BackendRecord,
+    ) -> None:
+        self.host = host
+        self.call_failed = call_failed  # the backend did not answer: its health hears of it
         self.record = record
         self.tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -71,7 +78,7 @@ class BackendConnection:
         """Nothing to close: each call is its own request."""
 
     def _emit(self, frame: Any) -> None:
-        self.manager.host.worker_frame(self.record.worker, frame)
+        self.host.worker_frame(self.record.worker, frame)
 
     async def _run(self, job: JobFrame) -> None:
         record = self.record
@@ -84,7 +91,7 @@ class BackendConnection:
                     await self._embeddings(job, spec, client)
         except UpstreamError as exc:
             if exc.code in ("backend_unreachable", "backend_key_missing"):
-                self.manager.health.call_failed(record)
+                self.call_failed(record)
             self._emit(
                 ErrorFrame(
                     job_id=job.job_id,
@@ -110,7 +117,7 @@ class BackendConnection:
     ) -> DeclaredModel | None:
         model = spec.declared(job.model)
         if model is not None and not model.can(need):
-            elsewhere = self.manager.host.worker_knows_model(job.model)
+            elsewhere = self.host.worker_knows_model(job.model)
             caps = ", ".join(c.value for c in model.capabilities)
             raise UpstreamError(
                 f"model {job.model!r} on backend {spec.id} is declared without {need.value} "

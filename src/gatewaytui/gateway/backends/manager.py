@@ -8,12 +8,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from pydantic import ValidationError
 
 from gatewaytui.gateway.backends import http as backend_http
+from gatewaytui.gateway.backends.calls import BackendConnection
 from gatewaytui.gateway.backends.errors import (
     BackendExistsError,
     BackendInvalidError,
@@ -22,6 +22,7 @@ from gatewaytui.gateway.backends.errors import (
     StoreWriteError,
 )
 from gatewaytui.gateway.backends.health import BackendHealth
+from gatewaytui.gateway.backends.host import BackendHost
 from gatewaytui.gateway.backends.http import BackendClient, ProbeOutcome
 from gatewaytui.gateway.backends.records import BackendRecord
 from gatewaytui.gateway.backends.store import (
@@ -31,11 +32,9 @@ from gatewaytui.gateway.backends.store import (
     StoredBackend,
 )
 from gatewaytui.gateway.clock import iso
-from gatewaytui.gateway.config import GatewayConfig
-from gatewaytui.gateway.events import EventLog
-from gatewaytui.gateway.hub import Collection, StateHub
+from gatewaytui.gateway.hub import Collection
 from gatewaytui.gateway.jobs import GatewayError
-from gatewaytui.gateway.registry import WorkerRecord, model_family
+from gatewaytui.gateway.registry import model_family
 from gatewaytui.gateway.scheduler import Scheduler
 from gatewaytui.schema import BackendStatus, ModelSummary
 from gatewaytui.schema.backends import (
@@ -78,20 +77,6 @@ class SharedBackendStore(Protocol):
         """The local records changed (keep the local file as a copy of the fleet's)."""
 
 
-@dataclass(frozen=True)
-class BackendHost:
-    """What the backends need from the rest of the gateway, and nothing more."""
-
-    config: GatewayConfig
-    hub: StateHub
-    events: EventLog
-    scheduler: Scheduler
-    worker_knows_model: Callable[[str], bool]  # a connected worker serves it
-    worker_frame: Callable[[WorkerRecord, Any], None]  # a backend's answer, as a worker's
-    touch_worker: Callable[[WorkerRecord], None]  # its row, capacity and readiness changed
-    pump_queue: Callable[[], None]  # slots freed up: hand them to waiters
-
-
 def _revision_from(value: Any) -> int | None:
     """A revision named by a body field or an `If-Match` header (`3`, `"3"`, `W/"3"`)."""
     if value is None:
@@ -130,6 +115,11 @@ class BackendManager:
         self.lock = asyncio.Lock()  # edits (and a fleet's reconcile) run one at a time
         self.shared: SharedBackendStore | None = None  # set by a fleet (gateway/cluster)
         self.health = BackendHealth(c, self.records, host.events, self._sync)
+        # A record's calls, as a worker's connection would carry them (a failed call counts
+        # against its health).
+        self._connect = lambda record: BackendConnection(
+            host, lambda failed: self.health.call_failed(failed), record
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         host.hub.add_collection("backends", Collection(self.item, self.items))
         for stored in self.store.load():  # BackendStoreError: the caller reports it
@@ -212,7 +202,7 @@ class BackendManager:
     # -- scheduler membership -------------------------------------------------------------
 
     def _install(self, stored: StoredBackend) -> BackendRecord:
-        record = BackendRecord(stored, self)
+        record = BackendRecord(stored, self._connect)
         self.records[record.spec.id] = record
         self.host.scheduler.add(record.worker)
         self._sync(record)

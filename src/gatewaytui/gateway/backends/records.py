@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from gatewaytui.gateway.backends.calls import BackendConnection
 from gatewaytui.gateway.backends.http import BackendClient, ProbeOutcome
 from gatewaytui.gateway.backends.store import (
     StoredBackend,
 )
 from gatewaytui.gateway.clock import iso
-from gatewaytui.gateway.registry import RESERVED_PREFIX, WorkerRecord
+from gatewaytui.gateway.registry import RESERVED_PREFIX, WorkerConnection, WorkerRecord
 from gatewaytui.schema import BackendStatus, HostInfo
 from gatewaytui.schema.backends import BackendSpec
 from gatewaytui.schema.protocol import (
     RegisterFrame,
 )
 
-if TYPE_CHECKING:
-    from gatewaytui.gateway.backends.manager import BackendManager
-
 BACKEND_PREFIX = RESERVED_PREFIX  # a backend's id in the scheduler: `backend:<id>`
+
+
+class BackendCalls(WorkerConnection, Protocol):
+    """What a record needs of the connection its jobs go out on (`calls.BackendConnection`):
+    named here so that a record does not import the calls, which read records."""
+
+    tasks: dict[str, asyncio.Task[None]]
 
 
 class BackendWorker(WorkerRecord):
@@ -29,7 +33,7 @@ class BackendWorker(WorkerRecord):
 
     __slots__ = ("backend_id", "record")
 
-    def __init__(self, record: BackendRecord, conn: BackendConnection) -> None:
+    def __init__(self, record: BackendRecord, conn: BackendCalls) -> None:
         spec = record.spec
         frame = RegisterFrame.model_construct(
             id=BACKEND_PREFIX + spec.id,
@@ -50,7 +54,10 @@ class BackendWorker(WorkerRecord):
 class BackendRecord:
     """One backend: its stored spec and revision, its probe health, its scheduler entry."""
 
-    def __init__(self, stored: StoredBackend, manager: BackendManager) -> None:
+    def __init__(
+        self, stored: StoredBackend, connect: Callable[[BackendRecord], BackendCalls]
+    ) -> None:
+        """`connect(record)`: the connection its jobs go out on (the manager's calls)."""
         self.spec = stored.spec
         self.revision = stored.revision
         self.updated_at = stored.updated_at
@@ -67,7 +74,7 @@ class BackendRecord:
         self.next_probe_at = 0.0
         self.probe_task: asyncio.Task[ProbeOutcome | None] | None = None
         self.deleted = False
-        self.conn = BackendConnection(manager, self)
+        self.conn = connect(self)
         self.worker = BackendWorker(self, self.conn)
         self.http = BackendClient(self.spec.max_concurrency)
 

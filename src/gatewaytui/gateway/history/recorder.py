@@ -20,7 +20,10 @@ from gatewaytui.gateway.history.ledger import Ledger, LedgerSettings
 from gatewaytui.gateway.history.record import job_record, mcp_record, refused_record
 
 if TYPE_CHECKING:
-    from gatewaytui.gateway.core import Gateway
+    from prometheus_client import CollectorRegistry
+
+    from gatewaytui.gateway.config import GatewayConfig
+    from gatewaytui.gateway.events import EventLog
 
 # The job the current request task created: the HTTP layer reads it for the timing headers
 # (embeddings return only the body). Set in `Gateway._new_job`, in the request's own task.
@@ -32,11 +35,14 @@ _OVERHEAD_BUCKETS = (
 
 
 class HistoryRecorder:
-    """Owned by the Gateway; `ledger` is None when history is off."""
+    """Owned by the Gateway (given its config, event log and metrics registry, not itself);
+    `ledger` is None when history is off."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        c = gateway.config
-        self._gateway = gateway
+    def __init__(
+        self, config: GatewayConfig, events: EventLog, registry: CollectorRegistry
+    ) -> None:
+        c = config
+        self._events = events
         self.replica: str | None = None  # set by the fleet when clustered
         self.ledger: Ledger | None = None
         if c.history_enabled:
@@ -57,13 +63,13 @@ class HistoryRecorder:
             "minus queue wait), by kind.",
             ["kind"],
             buckets=_OVERHEAD_BUCKETS,
-            registry=gateway.metrics.registry,
+            registry=registry,
         )
         self._overhead_by_kind: dict[str, Any] = {}  # labelled children, one per kind
         self._flusher: asyncio.Task[None] | None = None
 
     def _event(self, kind: str, message: str, level: str = "info") -> None:
-        self._gateway.events.add(kind, message, level=level)
+        self._events.add(kind, message, level=level)
 
     async def start(self) -> None:
         if self.ledger is not None:
