@@ -58,18 +58,11 @@ def test_no_import_circle_inside_a_package():
     assert {p: c for p, c in circles.items() if c} == {}
 
 
-# The gateway's type annotations still name each other in circles (core <-> cluster.node and
-# the rest of the fleet, the backends' records <-> manager); narrow Protocols would end them.
-TYPE_ONLY_CIRCLES_LEFT = {"gateway"}
-
-
 def test_no_import_circle_even_in_type_annotations():
     """The same with the imports under `if TYPE_CHECKING:` (the panel's layers contract
     checks those too): a circle of annotations is a circle a reader follows."""
     graph = grimp.build_graph("gatewaytui", exclude_type_checking_imports=False, cache_dir=None)
-    circles = {
-        p: _cycles(graph, f"gatewaytui.{p}") for p in PACKAGES if p not in TYPE_ONLY_CIRCLES_LEFT
-    }
+    circles = {p: _cycles(graph, f"gatewaytui.{p}") for p in PACKAGES}
     assert {p: c for p, c in circles.items() if c} == {}
 
 

@@ -17,11 +17,11 @@ from gatewaytui.schema.api import ActionResult
 from gatewaytui.shared.text import plural
 
 if TYPE_CHECKING:
-    from gatewaytui.gateway.cluster.node import ClusterNode
+    from gatewaytui.gateway.cluster.host import FleetNode
 
 
 class FleetActions:
-    def __init__(self, node: ClusterNode) -> None:
+    def __init__(self, node: FleetNode) -> None:
         self.node = node
 
     def handlers(self) -> dict[str, Handler]:

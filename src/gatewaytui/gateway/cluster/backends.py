@@ -38,7 +38,7 @@ from gatewaytui.schema import BackendStatus
 if TYPE_CHECKING:
     from gatewaytui.gateway.backends.manager import BackendManager
     from gatewaytui.gateway.backends.records import BackendRecord
-    from gatewaytui.gateway.cluster.node import ClusterNode
+    from gatewaytui.gateway.cluster.host import FleetNode
 
 log = logging.getLogger("gatewaytui.gateway.cluster")
 
@@ -130,7 +130,7 @@ def unavailable(message: str) -> GatewayError:
 class FleetBackends:
     """Plugs into the BackendManager (`shared`) and its health (`shared`) of one replica."""
 
-    def __init__(self, node: ClusterNode, manager: BackendManager) -> None:
+    def __init__(self, node: FleetNode, manager: BackendManager) -> None:
         self.node = node
         self.link = node.link
         self.manager = manager

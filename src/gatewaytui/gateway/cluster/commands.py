@@ -20,7 +20,7 @@ from gatewaytui.gateway.cluster.mirror import encode
 from gatewaytui.gateway.jobs import GatewayError
 
 if TYPE_CHECKING:
-    from gatewaytui.gateway.cluster.node import ClusterNode
+    from gatewaytui.gateway.cluster.host import FleetNode
 
 log = logging.getLogger("gatewaytui.gateway.cluster")
 
@@ -50,7 +50,7 @@ class RemoteError(GatewayError):
 
 
 class CommandBus:
-    def __init__(self, node: ClusterNode, handlers: dict[str, Handler]) -> None:
+    def __init__(self, node: FleetNode, handlers: dict[str, Handler]) -> None:
         self.node = node
         self.handlers = handlers
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}

@@ -28,7 +28,7 @@ from gatewaytui.gateway.jobs import GatewayError
 from gatewaytui.shared import codec
 
 if TYPE_CHECKING:
-    from gatewaytui.gateway.cluster.node import ClusterNode
+    from gatewaytui.gateway.cluster.host import FleetNode
 
 log = logging.getLogger("gatewaytui.gateway.cluster")
 
@@ -54,7 +54,7 @@ def check_forward_target(headers: Headers, replica_id: str | None) -> None:
 
 
 class Forwarder:
-    def __init__(self, node: ClusterNode) -> None:
+    def __init__(self, node: FleetNode) -> None:
         self.node = node
         self._client: httpx.AsyncClient | None = None
         self.forwarded = 0

@@ -31,7 +31,7 @@ from gatewaytui.schema.history import (
 )
 
 if TYPE_CHECKING:
-    from gatewaytui.gateway.cluster.node import ClusterNode
+    from gatewaytui.gateway.cluster.host import FleetNode
 
 log = logging.getLogger("gatewaytui.gateway.cluster")
 M = TypeVar("M", bound=BaseModel)
@@ -57,7 +57,7 @@ class Answers(dict[str, Any]):
 
 
 class FleetHistory:
-    def __init__(self, node: ClusterNode) -> None:
+    def __init__(self, node: FleetNode) -> None:
         self.node = node
         self._client: httpx.AsyncClient | None = None
 

@@ -22,7 +22,7 @@ from gatewaytui.gateway.cluster import keys
 from gatewaytui.gateway.cluster.link import RedisDownError, loads
 
 if TYPE_CHECKING:
-    from gatewaytui.gateway.cluster.node import ClusterNode
+    from gatewaytui.gateway.cluster.host import FleetNode
 
 log = logging.getLogger("gatewaytui.gateway.cluster")
 
@@ -46,7 +46,7 @@ class FleetMirror:
 
     def __init__(
         self,
-        node: ClusterNode,
+        node: FleetNode,
         local_get: dict[str, Callable[[str], Item | None]],
         local_all: dict[str, Callable[[], Iterable[Item]]],
     ) -> None:

@@ -36,7 +36,7 @@ from gatewaytui.gateway.hub import Collection
 from gatewaytui.schema import ModelSummary
 
 if TYPE_CHECKING:
-    from gatewaytui.gateway.core import Gateway
+    from gatewaytui.gateway.cluster.host import ClusterHost
     from gatewaytui.gateway.registry import WorkerRecord
 
 log = logging.getLogger("gatewaytui.gateway.cluster")
@@ -60,7 +60,7 @@ def default_advertise_url(listen: str) -> str:
 
 
 class ClusterNode:
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: ClusterHost) -> None:
         self.gateway = gateway
         self.config = c = gateway.config
         self.id = c.cluster_replica_id or default_replica_id(gateway.listen)

@@ -24,7 +24,7 @@ from gatewaytui.gateway.cluster.forward import FORWARDED_BY, REPLICA_HEADER
 from gatewaytui.gateway.jobs import GatewayError
 
 if TYPE_CHECKING:
-    from gatewaytui.gateway.cluster.node import ClusterNode
+    from gatewaytui.gateway.cluster.host import FleetNode
 
 log = logging.getLogger("gatewaytui.gateway.cluster")
 
@@ -41,7 +41,7 @@ class ReplicaUnreachableError(GatewayError):
 
 
 class OwnerProxy:
-    def __init__(self, node: ClusterNode) -> None:
+    def __init__(self, node: FleetNode) -> None:
         self.node = node
         self._client: httpx.AsyncClient | None = None
         self.proxied = 0

@@ -23,7 +23,7 @@ from gatewaytui.gateway.cluster.link import LINK_ERRORS, RedisDownError, loads
 from gatewaytui.gateway.cluster.mirror import encode
 
 if TYPE_CHECKING:
-    from gatewaytui.gateway.cluster.node import ClusterNode
+    from gatewaytui.gateway.cluster.host import FleetNode
 
 log = logging.getLogger("gatewaytui.gateway.cluster")
 
@@ -32,7 +32,7 @@ LOCAL_ONLY_KINDS = frozenset({"replica_join", "replica_gone", "cluster_degraded"
 
 
 class DrainFlags:
-    def __init__(self, node: ClusterNode) -> None:
+    def __init__(self, node: FleetNode) -> None:
         self.node = node
         self.flags: dict[str, dict[str, Any]] = {}
         self.loaded = False
@@ -118,7 +118,7 @@ class DrainFlags:
 class FleetEvents:
     """Appends this replica's events to the fleet stream and adds the others' to its log."""
 
-    def __init__(self, node: ClusterNode, size: int) -> None:
+    def __init__(self, node: FleetNode, size: int) -> None:
         self.node = node
         self.size = max(size, 100)
         self.origin = uuid.uuid4().hex[:12]  # this process, not just this replica id
