@@ -111,6 +111,22 @@ async def test_the_overview_says_when_the_gateway_cannot_be_reached(make_gateway
         assert " old): what follows is the last known state" in alert
 
 
+async def test_a_refused_token_before_any_state_says_there_is_none(make_gateway, monkeypatch):
+    from textual.widgets import Static
+
+    gateway = make_gateway(server__operator_tokens="right")
+    monkeypatch.setenv("OV_TOKEN", "wrong")
+    app = live_app(gateway.url, token_env="OV_TOKEN")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.session.state.status.value == "unauthorized")
+        alerts_box = app.current_view.query_one("#alerts", Static)
+        app.current_view.tick()
+        await pilot.pause()
+        alert = str(alerts_box.render())
+        assert "(unauthorized): no state received yet" in alert, alert
+        assert "last known state" not in alert
+
+
 async def test_failing_is_a_share_of_recent_jobs_not_any_failure(monkeypatch):
     """The sample's workers have past failures: no alert until the panel sees a fifth of a
     worker's recent jobs fail (totals growing under it), with the configured threshold."""

@@ -363,12 +363,17 @@ class OverviewView(TableView):
         if state.status in (ConnectionStatus.RECONNECTING, ConnectionStatus.UNAUTHORIZED):
             data_age = state.data_age(app.now())
             old = f", data {age(data_age)} old" if data_age is not None else ""
+            shown = (
+                "what follows is the last known state"
+                if self._store.has_state
+                else "no state received yet"
+            )
             found.insert(
                 0,
                 Text.assemble(
                     ("✖ ", "bold red"),
                     ("not connected to the gateway", "bold"),
-                    f" ({state.status.value}{old}): what follows is the last known state",
+                    f" ({state.status.value}{old}): {shown}",
                 ),
             )
         body = Text("\n").join(found) if found else Text("✓ nothing needs attention", "green")
