@@ -120,6 +120,18 @@ def ms(value: float | None) -> str:
     return f"{value / 1000:.1f}s" if value >= 10_000 else f"{value:.0f}ms"
 
 
+def millis(value: Any) -> str:
+    """A duration in milliseconds as the lists show it: `412ms`, `4.6s`, `27s`; `-` if unknown."""
+    if value is None:
+        return "-"
+    ms = float(value)
+    if ms >= 10_000:
+        return f"{ms / 1000:.0f}s"
+    if ms >= 1000:
+        return f"{ms / 1000:.1f}s"
+    return f"{ms:.0f}ms"
+
+
 def bar(done: int, total: int, width: int = 10) -> str:
     """A text progress bar `███████░░░ 70%` (readable without colour)."""
     if total <= 0:

@@ -16,6 +16,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from gatewaytui.tui.bindings import DETAILS_BACK
+from gatewaytui.tui.formatting import millis
 from gatewaytui.tui.widgets.footer import GatewayFooter
 
 OK_STYLES = {"ok": "bold green"}
@@ -27,17 +28,13 @@ def _when(ts: Any) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(ts)))
 
 
-def _ms(value: Any) -> str:
-    return "-" if value is None else f"{float(value):,.1f} ms"
-
-
 def ended_sentence(job: Mapping[str, Any]) -> Text:
-    """`ended ok after 412.0 ms` / `ended upstream_error (HTTP 502) after 3.0 s`."""
+    """`ended ok after 412ms` / `ended upstream_error (HTTP 502) after 3.0s` (as the list)."""
     outcome = str(job.get("outcome") or "?")
     status = job.get("status")
     code = f" (HTTP {status})" if status and outcome != "ok" else ""
     took = job.get("duration_ms")
-    after = f" after {_ms(took)}" if took is not None else ""
+    after = f" after {millis(took)}" if took is not None else ""
     return Text(f"ended {outcome}{code}{after}", OK_STYLES.get(outcome, "bold red"))
 
 
@@ -56,9 +53,9 @@ def describe_ended_job(job: Mapping[str, Any]) -> Group:
         ("requested", _when(job.get("requested_at"))),
         ("started", _when(job.get("started_at"))),
         ("ended", _when(job.get("ended_at"))),
-        ("queue wait", _ms(job.get("queue_ms"))),
-        ("first token", _ms(job.get("ttft_ms"))),
-        ("duration", _ms(job.get("duration_ms"))),
+        ("queue wait", millis(job.get("queue_ms"))),
+        ("first token", millis(job.get("ttft_ms"))),
+        ("duration", millis(job.get("duration_ms"))),
         ("tokens in/out", f"{job.get('tokens_in', 0)} / {job.get('tokens_out', 0)}"),
         ("embeddings", str(job.get("embeddings") or 0)),
         ("attempts", str(job.get("attempts") or 1)),

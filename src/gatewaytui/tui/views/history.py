@@ -21,6 +21,7 @@ from gatewaytui.client.store import Change, StateStore, saved_history
 from gatewaytui.schema.history import FleetCoverage, SnapshotHistory
 from gatewaytui.shared.text import plural
 from gatewaytui.tui.fleet import REPLICA_COLUMN, replica_column
+from gatewaytui.tui.formatting import millis
 from gatewaytui.tui.screens.history_detail import HistoryJobScreen
 from gatewaytui.tui.views.base import register_view
 from gatewaytui.tui.views.table_view import TableView
@@ -39,17 +40,6 @@ OUTCOME_STYLES = {
 
 def outcome_text(outcome: str) -> Text:
     return Text(outcome, OUTCOME_STYLES.get(outcome, "bold red"))
-
-
-def millis(value: Any) -> str:
-    if value is None:
-        return "-"
-    ms = float(value)
-    if ms >= 10_000:
-        return f"{ms / 1000:.0f}s"
-    if ms >= 1000:
-        return f"{ms / 1000:.1f}s"
-    return f"{ms:.0f}ms"
 
 
 def ended_clock(row: Mapping[str, Any]) -> str:
