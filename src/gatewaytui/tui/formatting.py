@@ -103,6 +103,12 @@ def age_since(value: str | None, now: float | None = None) -> str:
     return age((time.time() if now is None else now) - ts)
 
 
+def prompt_tokens(n: int | None) -> str:
+    """A job's prompt tokens: `-` until known (a prompt has at least one token: 0 means the
+    usage has not arrived, e.g. still running or cancelled, not an empty prompt)."""
+    return count(n) if n else "-"
+
+
 def count(n: float | int | None) -> str:
     """1234 -> `1.2k`, 5_600_000 -> `5.6M`; small numbers as they are."""
     if n is None:

@@ -56,7 +56,7 @@ def describe_ended_job(job: Mapping[str, Any]) -> Group:
         ("queue wait", millis(job.get("queue_ms"))),
         ("first token", millis(job.get("ttft_ms"))),
         ("duration", millis(job.get("duration_ms"))),
-        ("tokens in/out", f"{job.get('tokens_in', 0)} / {job.get('tokens_out', 0)}"),
+        ("tokens in/out", f"{job.get('tokens_in') or '-'} / {job.get('tokens_out', 0)}"),
         ("embeddings", str(job.get("embeddings") or 0)),
         ("attempts", str(job.get("attempts") or 1)),
     )

@@ -73,7 +73,8 @@ def describe_job(
     _kv(facts, "started", _utc(started) if started is not None else "-")
     _kv(facts, "elapsed", age(now - started) if started is not None else "-")
     _kv(facts, "stream", "yes" if job.get("stream") else "no")
-    _kv(facts, "tokens", f"{job.get('tokens_in', 0):,} in / {job.get('tokens_out', 0):,} out")
+    tokens_in = f"{job['tokens_in']:,}" if job.get("tokens_in") else "-"  # 0: not known yet
+    _kv(facts, "tokens", f"{tokens_in} in / {job.get('tokens_out', 0):,} out")
     if job.get("attempt", 1) != 1:
         _kv(facts, "attempt", str(job.get("attempt")))
     partition = job.get("partition")

@@ -115,7 +115,7 @@ class HistoryView(TableView):
             Column(
                 "tokens",
                 "TOKENS",
-                lambda r: f"{r.get('tokens_in', 0)}/{r.get('tokens_out', 0)}",
+                lambda r: f"{r.get('tokens_in') or '-'}/{r.get('tokens_out', 0)}",  # '-': unknown
                 sort_key=lambda r: (r.get("tokens_in") or 0) + (r.get("tokens_out") or 0),
                 width=10,
                 align="right",

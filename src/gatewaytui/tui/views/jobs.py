@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.screen import Screen
 
 from gatewaytui.tui.fleet import REPLICA_COLUMN, replica_column
-from gatewaytui.tui.formatting import age, bar, parse_ts
+from gatewaytui.tui.formatting import age, bar, parse_ts, prompt_tokens
 from gatewaytui.tui.screens.job_detail import JobDetailScreen
 from gatewaytui.tui.views.base import register_view
 from gatewaytui.tui.views.table_view import TableView, numeric_column
@@ -77,7 +77,7 @@ class JobsView(TableView):
                 align="right",
                 ticking=True,
             ),
-            numeric_column("tokens_in", "TOK IN", priority=3),
+            numeric_column("tokens_in", "TOK IN", fmt=prompt_tokens, priority=3),
             numeric_column("tokens_out", "TOK OUT"),
             Column(
                 "stream",
