@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import resource
 from collections import OrderedDict
@@ -71,7 +72,24 @@ stats = _Stats()
 ON_DISCONNECT = "gatewaytui.on_disconnect"
 """Scope key: the request's `HeadJoiner`, whose `watch(hook)` has the protocol call `hook`
 when the client's connection is lost before the answer is complete — a handler's way to
-notice a disconnect without a task waiting on `receive()` (`routes.common.on_disconnect`)."""
+notice a disconnect without a task waiting on `receive()` (`when_client_leaves`)."""
+
+
+def when_client_leaves(scope: Any, receive: Any, hook: Callable[[], None]) -> Callable[[], object]:
+    """Call `hook` once the HTTP client is gone; returns what stops watching. The gateway's
+    protocol calls back (`ON_DISCONNECT`: no task per request); under another server one
+    task waits on `receive()` for `http.disconnect`."""
+    joiner: HeadJoiner | None = scope.get(ON_DISCONNECT)
+    if joiner is not None:
+        joiner.watch(hook)
+        return functools.partial(joiner.unwatch, hook)
+
+    async def wait() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        hook()
+
+    return asyncio.ensure_future(wait()).cancel
 
 
 # A streamed answer's head waits this long for the first chunk to travel with it (a fast

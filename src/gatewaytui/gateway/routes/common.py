@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gatewaytui.gateway.auth import Auth, Role, bearer_token
 from gatewaytui.gateway.http_guard import error_body, error_headers
-from gatewaytui.gateway.http_limits import ON_DISCONNECT, HeadJoiner
+from gatewaytui.gateway.http_limits import when_client_leaves
 from gatewaytui.gateway.jobs import GatewayError
 from gatewaytui.gateway.json_body import parse_json_object
 from gatewaytui.schema.protocol import CLOSE_POLICY_VIOLATION
@@ -131,18 +131,9 @@ async def json_object(request: Request) -> dict[str, Any]:
     return parse_json_object(await request.body())
 
 
-async def _until_disconnect(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
 async def unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -> T:
-    """Run `work` in this task, cancelling it if the HTTP client disconnects first.
-
-    No second task on this path (every chat request's): the gateway's HTTP protocol calls
-    back when the connection is lost (`http_limits.ON_DISCONNECT`); under another server,
-    one watcher task waits on `receive()` for `http.disconnect`.
-    """
+    """Run `work` in this task, cancelling it if the HTTP client disconnects first (no
+    second task on this path, every chat request's: `http_limits.when_client_leaves`)."""
     handler = asyncio.current_task()
     assert handler is not None
     left = False
@@ -154,16 +145,7 @@ async def unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -
             left = ours_pending = True
             handler.cancel()
 
-    async def watch() -> None:
-        await _until_disconnect(request)
-        client_left()
-
-    joiner: HeadJoiner | None = request.scope.get(ON_DISCONNECT)
-    watcher: asyncio.Future[None] | None = None
-    if joiner is not None:
-        joiner.watch(client_left)
-    else:
-        watcher = asyncio.ensure_future(watch())
+    stop_watching = when_client_leaves(request.scope, request.receive, client_left)
     try:
         return await work
     except asyncio.CancelledError:
@@ -174,10 +156,7 @@ async def unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -
             raise
         raise GatewayError("client disconnected", status=499, code="client_closed") from None
     finally:
-        if joiner is not None:
-            joiner.unwatch(client_left)
-        if watcher is not None:
-            watcher.cancel()
+        stop_watching()
         if ours_pending and handler.cancelling():  # the client left just as the work finished
             handler.uncancel()
 

@@ -16,7 +16,7 @@ import contextlib
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from gatewaytui.gateway.http_limits import ON_DISCONNECT, HeadJoiner
+from gatewaytui.gateway.http_limits import when_client_leaves
 
 DONE = b"data: [DONE]\n\n"
 
@@ -42,17 +42,7 @@ class SseResponse:
                 left = True
                 handler.cancel()
 
-        async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            client_left()
-
-        joiner: HeadJoiner | None = scope.get(ON_DISCONNECT)  # the protocol calls back
-        watcher: asyncio.Future[None] | None = None
-        if joiner is not None:
-            joiner.watch(client_left)
-        else:  # another server: a task waits for http.disconnect
-            watcher = asyncio.ensure_future(watch())
+        stop_watching = when_client_leaves(scope, receive, client_left)
         try:
             await self._stream(send)
         except asyncio.CancelledError:
@@ -61,10 +51,7 @@ class SseResponse:
         except OSError:  # the transport failed under a send: the client is gone
             pass
         finally:
-            if joiner is not None:
-                joiner.unwatch(client_left)
-            if watcher is not None:
-                watcher.cancel()
+            stop_watching()
             with contextlib.suppress(BaseException):
                 await self.chunks.aclose()  # ends the job (its finally) if still running
 
