@@ -152,23 +152,21 @@ class BackendManager:
         self.host.hub.touch("backends", record.spec.id)
 
     def _serving(self) -> list[BackendRecord]:
-        return [r for r in self.records.values() if r.spec.enabled and not r.deleted]
+        return [r for r in self.records.values() if r.serving]
 
     def knows_model(self, model: str) -> bool:
         """An enabled backend serves `model` (or, with family matching, its family)."""
         family = model_family(model) if self.host.config.model_family_matching else None
         for record in self.records.values():  # per request: no list, no generator
             worker = record.worker
-            if (model in worker.models or (family is not None and family in worker.families)) and (
-                record.spec.enabled and not record.deleted
-            ):
+            if record.serving and (model in worker.models or family in worker.families):
                 return True
         return False
 
     def knows_model_exactly(self, model: str) -> bool:
         """An enabled backend serves `model` by that very name (metric labels)."""
         for record in self.records.values():  # per request: no list, no generator
-            if model in record.worker.models and record.spec.enabled and not record.deleted:
+            if record.serving and model in record.worker.models:
                 return True
         return False
 

@@ -79,9 +79,14 @@ class BackendRecord:
         self.http = BackendClient(self.spec.max_concurrency)
 
     @property
+    def serving(self) -> bool:
+        """Enabled and not deleted: its models are the gateway's (in rotation or not)."""
+        return self.spec.enabled and not self.deleted
+
+    @property
     def routing(self) -> bool:
-        """In rotation: enabled, not deleted, and not out after failed probes."""
-        return self.spec.enabled and not self.deleted and not self.out
+        """In rotation: serving, and not out after failed probes."""
+        return self.serving and not self.out
 
     def stored(self) -> StoredBackend:
         return StoredBackend(self.spec, self.revision, self.updated_at)

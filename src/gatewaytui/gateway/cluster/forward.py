@@ -72,17 +72,17 @@ class Forwarder:
         if self._client is not None:
             await self._client.aclose()
 
-    def targets(self, model: str) -> tuple[list[str], bool]:
-        """The replicas that could take a request for `model`, least loaded first (empty:
-        serve it here), and whether another replica lists a ready worker for it at all (a
-        replica that refused a connection lately is left out of the first, not the second:
-        it is probably dead, and the fleet forgets it when its registration expires)."""
+    def targets(self, model: str) -> list[str] | None:
+        """The replicas that could take a request for `model`, least loaded first; None when
+        no other replica lists a ready worker for it. Empty: serve it here (a free slot here,
+        or every one busy or left out: a replica that refused a connection lately is probably
+        dead, and the fleet forgets it when its registration expires)."""
         loads = self.node.mirror.replica_load()
         if not any(model in per_model for per_model in loads.values()):
-            return [], False  # no other replica serves it: nothing to weigh
+            return None  # no other replica serves it: nothing to weigh
         scheduler = self.node.gateway.scheduler
         if scheduler.has_free_slot(model):
-            return [], True
+            return []
         ready_here = scheduler.serves(model)
         now = time.monotonic()
         ranked: list[tuple[float, str]] = []
@@ -97,7 +97,7 @@ class Forwarder:
             if self._unreachable.get(replica, 0.0) > now:
                 continue
             ranked.append((inflight / capacity, replica))
-        return [replica for _, replica in sorted(ranked)], True
+        return [replica for _, replica in sorted(ranked)]
 
     async def maybe_forward(self, request: Request, body: dict[str, Any]) -> Response | None:
         """The other replica's answer, or None when this replica should serve the request.
@@ -110,8 +110,8 @@ class Forwarder:
         model = body.get("model")
         if request.headers.get(FORWARDED_BY) or not isinstance(model, str):
             return None
-        candidates, elsewhere = self.targets(model)
-        if not elsewhere:
+        candidates = self.targets(model)
+        if candidates is None:
             return None
         headers = {"content-type": "application/json", FORWARDED_BY: self.node.id}
         auth = request.headers.get("authorization")
