@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from support.fuzz import fuzz_settings
+from support.fuzz import call_checked, fuzz_settings
 
 MAX_EXAMPLES = 15  # per operation and mode: ~400 requests in all
 SKIP = {
@@ -44,18 +44,7 @@ def test_openapi_fuzz_finds_no_server_error(make_gateway, tmp_path: Path):
             @fuzz_settings(MAX_EXAMPLES)
             @given(case=operation.as_strategy(generation_mode=mode))
             def run(case: schemathesis.Case) -> None:
-                try:
-                    response = case.call(base_url=gw.url, session=session, timeout=15)
-                except requests.RequestException as exc:
-                    failures.append(f"{case.method} {case.formatted_path}: {exc!r}")
-                    return
-                statuses[response.status_code] += 1
-                empty = not response.content.strip() and response.status_code >= 400
-                if response.status_code == 500 or empty:
-                    failures.append(
-                        f"{case.method} {case.formatted_path} -> {response.status_code}: "
-                        f"{response.text[:200]}"
-                    )
+                call_checked(case, gw.url, session, 15, statuses, failures)
 
             try:
                 run()

@@ -103,6 +103,7 @@ class ThreadPoller:
 
     def __init__(self) -> None:
         self._stop = threading.Event()
+        self.error: BaseException | None = None  # what `poll()` raised: `stop()` raises it
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -110,9 +111,14 @@ class ThreadPoller:
         raise NotImplementedError
 
     def _run(self) -> None:
-        while not self._stop.is_set() and not self.poll():
-            self._stop.wait(self.interval)
+        try:
+            while not self._stop.is_set() and not self.poll():
+                self._stop.wait(self.interval)
+        except BaseException as exc:  # a watcher that died must not read as "saw nothing"
+            self.error = exc
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(10)
+        if self.error is not None:
+            raise self.error
