@@ -196,6 +196,8 @@ class StateStore:
         self.as_of: str | None = None
         self.schema_version: int = SCHEMA_VERSION
         self.extra: Item = {}  # unknown top-level fields, kept for save()
+        # The recent history an opened snapshot file carries (validated as it was opened).
+        self.saved_history: SnapshotHistory | None = None
         self._mcp_extra: Item = {}
 
     # -- reading ----------------------------------------------------------------------------
@@ -475,6 +477,7 @@ class StateStore:
         known = {"schema_version", "generated_at", "seq", "server", "mcp", "events"}
         known.update(path[0] for path in STREAM_COLLECTIONS.values())
         self.extra = {k: v for k, v in state.items() if k not in known}
+        self.saved_history = None  # a file's, set by load_file after this
         mcp = state.get("mcp")
         self._mcp_extra = (
             {k: v for k, v in mcp.items() if k not in ("clients", "sessions")}
@@ -570,13 +573,9 @@ class StateStore:
             raise SnapshotError(f"{source}: {exc.message}") from None
         _fill_defaults(raw, model)
         seq = raw.get("seq")
-        return self._replace(raw, seq if type(seq) is int else 0)
-
-
-def saved_history(store: StateStore) -> SnapshotHistory | None:
-    """The recent history a snapshot file carries (validated when the file was opened)."""
-    raw = store.extra.get("history")
-    return SnapshotHistory.model_validate(raw) if isinstance(raw, dict) else None
+        change = self._replace(raw, seq if type(seq) is int else 0)
+        self.saved_history = model.history
+        return change
 
 
 def load_snapshot_file(

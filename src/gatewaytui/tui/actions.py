@@ -19,6 +19,7 @@ from textual.app import App
 from textual.screen import Screen
 
 from gatewaytui.client.errors import ActionError, ClientError
+from gatewaytui.client.http import GatewayClient
 from gatewaytui.client.rows import JobRow, WorkerRow
 from gatewaytui.client.session import Session
 from gatewaytui.client.store import StateStore
@@ -74,11 +75,12 @@ def worker_action_dialog(
     body = Text()
     total = 0
     unreachable = 0
+    server_item = server or {}
     for worker_id in worker_ids:
         worker = workers.get(worker_id) or WorkerRow(id=worker_id)
         inflight = worker.get("inflight", 0)
         total += inflight
-        unreachable += stale_elsewhere(server or {}, worker)
+        unreachable += stale_elsewhere(server_item, worker)
         body.append("  • ")
         body.append(worker_id, "bold")
         body.append(f"  {worker.get('status', '?')}, {plural(inflight, 'job')} in flight")
@@ -96,7 +98,7 @@ def worker_action_dialog(
         they = (
             "It goes back into rotation and receives"
             if len(worker_ids) == 1
-            else ("They go back into rotation and receive")
+            else "They go back into rotation and receive"
         )
         body.append(f"\n{they} new jobs.")
         return ConfirmScreen(f"Re-add {count}?", body, "Re-add")
@@ -398,27 +400,30 @@ class PanelActions:
         name = session.name.removesuffix(".json").removeprefix("gatewaytui-")  # a re-save
         path = directory / f"gatewaytui-{name}-{stamp}.json"
         if session.client is None:
-            self._write_snapshot(path, None, "")
+            self._write_snapshot(session, path, None, "")
         else:
-            self._app.run_worker(self._save_live(path), group="snapshot", exclusive=True)
+            saving = self._save_live(session, session.client, path)
+            self._app.run_worker(saving, group="snapshot", exclusive=True)
 
-    async def _save_live(self, path: Path) -> None:
-        client = self._host.session.client
+    async def _save_live(self, session: Session, client: GatewayClient, path: Path) -> None:
+        """Read the recent history, then write: the session the key was pressed in, even if
+        the panel switched context while the history was read."""
         history: dict[str, Any] | None = None
         note = ""
         try:
-            if client is not None:
-                async with asyncio.timeout(SNAPSHOT_HISTORY_TIMEOUT_S):
-                    history = (await client.history.for_snapshot()).model_dump(mode="json")
-        except ActionError as exc:
+            async with asyncio.timeout(SNAPSHOT_HISTORY_TIMEOUT_S):
+                history = (await client.history.for_snapshot()).model_dump(mode="json")
+        except ClientError as exc:
             note = f" (no history: {exc.message})"
-        except (ClientError, TimeoutError) as exc:
-            note = f" (no history: {exc or 'no answer in time'})"
-        self._write_snapshot(path, history, note)
+        except TimeoutError:
+            note = " (no history: no answer in time)"
+        self._write_snapshot(session, path, history, note)
 
-    def _write_snapshot(self, path: Path, history: dict[str, Any] | None, note: str) -> None:
+    def _write_snapshot(
+        self, session: Session, path: Path, history: dict[str, Any] | None, note: str
+    ) -> None:
         try:
-            saved = self._host.session.save_snapshot(path, history=history)
+            saved = session.save_snapshot(path, history=history)
         except (OSError, ClientError) as exc:
             self._app.notify(f"could not save snapshot: {exc}", severity="error", timeout=10)
             return

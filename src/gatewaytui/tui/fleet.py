@@ -102,5 +102,4 @@ def fleet_counts(store: StateStore) -> FleetCounts | None:
     ready = sum(1 for r in live if r.get("status") == "ready")
     queued = sum(1 for j in store.jobs.values() if j.get("state") == "queued")
     capacity = (store.server.get("queue") or {}).get("capacity", 0) * max(len(live), 1)
-    degraded = store.server.get("cluster") == "degraded"
-    return FleetCounts(ready, len(replicas), queued, capacity, degraded)
+    return FleetCounts(ready, len(replicas), queued, capacity, degraded(store))

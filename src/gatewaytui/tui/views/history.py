@@ -17,7 +17,7 @@ from textual import work
 from textual.screen import Screen
 
 from gatewaytui.client.errors import ActionError, ClientError
-from gatewaytui.client.store import Change, StateStore, saved_history
+from gatewaytui.client.store import Change, StateStore
 from gatewaytui.schema.history import FleetCoverage, SnapshotHistory
 from gatewaytui.shared.text import plural
 from gatewaytui.tui.fleet import REPLICA_COLUMN, replica_column
@@ -138,7 +138,8 @@ class HistoryView(TableView):
     def tick(self) -> None:
         super().tick()
         self._since_refresh += 1
-        if self._since_refresh >= REFRESH_EVERY_S:
+        live = self.panel.session.client is not None  # a snapshot's history never changes
+        if live and self._since_refresh >= REFRESH_EVERY_S:
             self.refresh_history()
 
     def detail_screen(self, row_id: str) -> Screen[None] | None:
@@ -166,7 +167,7 @@ class HistoryView(TableView):
         self._since_refresh = 0
         session = self.panel.session
         if session.is_offline or session.client is None:
-            self._show_saved(saved_history(self.panel.store))
+            self._show_saved(self.panel.store.saved_history)
             return
         self._fetch()
 

@@ -18,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from gatewaytui.client.store import Change, StateStore
-from gatewaytui.tui.fleet import NOT_CLUSTERED, clustered, degraded, stale_status
+from gatewaytui.tui.fleet import NOT_CLUSTERED, clustered, stale_status
 from gatewaytui.tui.formatting import age, parse_ts, status_text
 from gatewaytui.tui.screens.replica_detail import ReplicaDetailScreen
 from gatewaytui.tui.views.base import register_view
@@ -81,7 +81,7 @@ class ReplicasView(TableView):
     view_id = "replicas"
     title = "Replicas"
     collection = "replicas"
-    stale_shown = False  # rows drawn as the other replicas' last heard state
+    stale_when_degraded = True
     default_sort = ("id", False)
     selectable = True  # enter: the replica in full, with its workers
 
@@ -115,7 +115,7 @@ class ReplicasView(TableView):
                 "STATUS",
                 lambda r: (
                     stale_status(r.get("status"))
-                    if r.get("local") is False and degraded(panel.store)
+                    if r.get("local") is False and self.stale_shown
                     else replica_status(r, styles)
                 ),
                 sort_key=lambda r: REPLICA_ORDER.get(r.get("status", ""), 9),
@@ -149,9 +149,6 @@ class ReplicasView(TableView):
         yield from super().compose()
 
     def show_state(self, store: StateStore, change: Change | None) -> None:
-        if degraded(store) != self.stale_shown:  # the other replicas' rows turn stale / live
-            self.stale_shown = not self.stale_shown
-            self.table.restyle_rows()
         self._show_note(store)
         super().show_state(store, change)
 

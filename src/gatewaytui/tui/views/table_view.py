@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from textual.app import ComposeResult
 
 from gatewaytui.client.store import Change, StateStore
-from gatewaytui.tui.fleet import clustered
+from gatewaytui.tui.fleet import clustered, degraded
 from gatewaytui.tui.formatting import count
 from gatewaytui.tui.views.base import View
 from gatewaytui.tui.widgets.virtual_table import Column, VirtualTable
@@ -42,6 +42,10 @@ class TableView(View):
     markable: ClassVar[bool] = False
     """Space marks rows, for an action on several at once (only Workers has one)."""
     fleet_columns: ClassVar[frozenset[str]] = frozenset()
+    # Rows held by other replicas are drawn as last heard while this replica lost Redis
+    # (its cells read `stale_shown`); the rows restyle when that flips.
+    stale_when_degraded: ClassVar[bool] = False
+    stale_shown = False
     """Columns shown only when the gateway is a replica of a fleet (REPLICA)."""
     selectable: ClassVar[bool | None] = None
     """Enter opens the row under the cursor. None: when the view handles
@@ -88,6 +92,9 @@ class TableView(View):
 
     def show_state(self, store: StateStore, change: Change | None) -> None:
         self.show_fleet_columns(store)
+        if self.stale_when_degraded and degraded(store) != self.stale_shown:
+            self.stale_shown = not self.stale_shown  # other replicas' rows: stale / live again
+            self.table.restyle_rows()
         rows = self.rows(store)
         if change is None or change.snapshot:
             self.table.set_rows(rows)

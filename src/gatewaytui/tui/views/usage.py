@@ -8,7 +8,6 @@ opened snapshot shows the usage it was saved with (one window, each grouping).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -19,7 +18,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
 from gatewaytui.client.errors import ActionError, ClientError
-from gatewaytui.client.store import Change, StateStore, saved_history
+from gatewaytui.client.store import Change, StateStore
 from gatewaytui.schema.history import SnapshotHistory, UsageReport, UsageSeries
 from gatewaytui.tui.formatting import coarse_age
 from gatewaytui.tui.views.base import register_view
@@ -94,7 +93,6 @@ class UsageView(TableView):
         self._span = ""  # ", rates over the last 2m (the ledger's age)" for a young ledger
         self._since_refresh = REFRESH_EVERY_S
         self._saved_at: float | None = None  # shown from an opened snapshot, saved then
-        self.fetched_at: float | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("", id="usage-spark")
@@ -139,7 +137,8 @@ class UsageView(TableView):
     def tick(self) -> None:
         super().tick()
         self._since_refresh += 1
-        if self._since_refresh >= REFRESH_EVERY_S:
+        live = self.panel.session.client is not None  # a snapshot's history never changes
+        if live and self._since_refresh >= REFRESH_EVERY_S:
             self.refresh_usage()
 
     def header_hint(self) -> Text | None:
@@ -167,7 +166,7 @@ class UsageView(TableView):
         self._since_refresh = 0
         session = self.panel.session
         if session.is_offline or session.client is None:
-            self._show_saved(saved_history(self.panel.store))
+            self._show_saved(self.panel.store.saved_history)
             return
         self._fetch()
 
@@ -189,7 +188,6 @@ class UsageView(TableView):
 
     def _show_report(self, report: UsageReport) -> None:
         self._note = None
-        self.fetched_at = time.time()
         self._rows = {row.group or "(none)": row.model_dump() for row in report.rows}
         self._coverage = coverage_text(report)
         self._span = covered_note(report)

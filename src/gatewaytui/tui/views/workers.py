@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from rich.text import Text
@@ -15,7 +15,6 @@ from gatewaytui.client.store import Change, StateStore
 from gatewaytui.tui.context import PanelContext
 from gatewaytui.tui.fleet import (
     REPLICA_COLUMN,
-    degraded,
     replica_column,
     stale_elsewhere,
     stale_status,
@@ -73,12 +72,13 @@ class TokenRates:
         self.history.pop(worker_id, None)
 
 
-def _identity_columns(styles: dict[str, str], store: Callable[[], StateStore]) -> list[Column]:
+def _identity_columns(panel: PanelContext) -> list[Column]:
     """Who the worker is: id, name, status (`? working` when its replica cannot be heard),
     models."""
+    styles = panel.status_styles
 
     def status(w: Mapping[str, Any]) -> Text:
-        if stale_elsewhere(store().server, w):
+        if stale_elsewhere(panel.store.server, w):
             return stale_status(w.get("status"))
         return status_text(w.get("status"), styles)
 
@@ -162,7 +162,7 @@ class WorkersView(TableView):
     view_id = "workers"
     title = "Workers"
     collection = "workers"
-    stale_shown = False  # rows drawn as the other replicas' last heard state
+    stale_when_degraded = True
     default_sort = ("id", False)
     fleet_columns = frozenset({REPLICA_COLUMN})
     markable = True  # d / u act on every marked worker
@@ -209,7 +209,7 @@ class WorkersView(TableView):
     def columns(self) -> Sequence[Column]:
         panel = self.panel
         return [
-            *_identity_columns(panel.status_styles, lambda: panel.store),
+            *_identity_columns(panel),
             *self._load_columns(),
             *_gpu_columns(),
             _heartbeat_column(panel),
@@ -264,8 +264,5 @@ class WorkersView(TableView):
                 self.rates.observe(worker_id, worker.get("tokens_out", 0), now)
 
     def show_state(self, store: StateStore, change: Change | None) -> None:
-        if degraded(store) != self.stale_shown:  # the other replicas' rows turn stale / live
-            self.stale_shown = not self.stale_shown
-            self.table.restyle_rows()
         self.observe(store, change)
         super().show_state(store, change)
