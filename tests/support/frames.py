@@ -68,3 +68,10 @@ def whole(frame: Frame) -> bool:
         return True  # no counts drawn yet, or no worker rows on screen
     serving, total = int(found[1]), int(found[2])
     return total == len(frame.rows) and serving == frame.serving_rows
+
+
+def assert_whole(log: FrameLog) -> None:
+    """Every frame drawn is whole, and at least one of them showed worker rows to judge."""
+    judged = [f for f in log.frames if f.view == "workers" and COUNTS.search(f.header)]
+    assert judged, log.frames
+    assert all(whole(f) for f in log.frames), log.frames

@@ -22,6 +22,7 @@ from support.panel import (
     table,
 )
 from support.paths import SAMPLE
+from support.raw_worker import RawWorker
 from support.waiting import until
 
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -181,12 +182,12 @@ def test_history_views_over_a_snapshot(snap_compare, key, size):
     assert snap_compare(snapshot_app(), press=(key,), terminal_size=size, run_before=still)
 
 
-async def test_job_details_of_an_ended_job_say_how_it_ended(make_gateway, sim_workers, tmp_path):
+async def test_job_details_of_an_ended_job_say_how_it_ended(make_gateway, tmp_path):
+    import asyncio
     import threading
 
     gw = make_gateway(history__path=str(tmp_path / "h.sqlite3"), history__flush_interval="50ms")
-    # 4 s at the worker: long enough for a loaded machine's panel to see it in flight first
-    sim_workers(gw, id="slow", simulate={"models": ["m"], "latency_s": 4.0, "max_tokens": 3})
+    worker = RawWorker(gw.ws_url, "slow", ["m"])  # holds the job until the test answers it
     client = openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0)
     request = threading.Thread(
         target=lambda: client.chat.completions.create(model="m", messages=MESSAGES)
@@ -197,6 +198,7 @@ async def test_job_details_of_an_ended_job_say_how_it_ended(make_gateway, sim_wo
         request.start()
         await until(pilot, lambda: table(app).total_count == 1, what="the job in flight")
         await pilot.press("enter")
+        worker.reply_chat(await asyncio.to_thread(worker.next_job))
         body = app.screen.query_one("#job-body")
         await until(
             pilot,

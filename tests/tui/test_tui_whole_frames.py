@@ -19,7 +19,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from gatewaytui.tui.app import GatewayApp
 from gatewaytui.tui.config import ContextConfig, TuiConfig
-from support.frames import FrameLog, whole
+from support.frames import FrameLog, assert_whole
 from support.panel import FAST, header_text, table
 from support.waiting import until
 
@@ -137,7 +137,7 @@ async def test_a_view_shown_between_two_updates_is_counted_in_the_same_frame():
         assert table(app).visible_ids == ("w1",)
         assert counts(app) == "1/1", header_text(app)  # not "0/0" over a row
         await pilot.pause()
-        assert log.frames and all(whole(f) for f in log.frames), log.frames
+        assert_whole(log)
 
 
 async def test_a_reconnect_while_paused_does_not_count_the_held_snapshot():
@@ -157,7 +157,7 @@ async def test_a_reconnect_while_paused_does_not_count_the_held_snapshot():
         await pilot.press("p")  # resumed: the new state, rows and counts together
         assert table(app).visible_ids == ("w3",) and counts(app) == "1/1"
         await pilot.pause()
-        assert log.frames and all(whole(f) for f in log.frames), log.frames
+        assert_whole(log)
 
 
 async def test_views_shown_while_paused_keep_the_held_picture():
@@ -170,4 +170,4 @@ async def test_views_shown_while_paused_keep_the_held_picture():
         await pilot.press("p")
         assert set(table(app).visible_ids) == {"w1", "w2"} and counts(app) == "2/2"
         await pilot.pause()
-        assert log.frames and all(whole(f) for f in log.frames), log.frames
+        assert_whole(log)
