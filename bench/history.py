@@ -39,9 +39,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "_support"))
 from common import (
-    CLK_TCK,
     PYTHON,
     Proc,
+    cpu_seconds,
     free_port,
     gateway_argv,
     header,
@@ -158,13 +158,6 @@ SETTLE_S = 1.0  # after a round: the writer's last batch (flush_interval 0.5 s) 
 WRITER_CPU: dict[str, float] = {"on": 0.0, "off": 0.0, "off2": 0.0}
 
 
-def _main_thread_cpu(pid: int) -> float:
-    """utime + stime of a process's main thread (the gateway's event loop), in seconds."""
-    with open(f"/proc/{pid}/task/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
 async def _writer_cpu(client: httpx.AsyncClient, url: str) -> float:
     """The ledger writer thread's own CPU seconds so far (0 with the ledger off)."""
     reply = await client.get(url + "/api/history/jobs", params={"limit": 1})
@@ -210,10 +203,10 @@ async def _drive(
                         reply.raise_for_status()
 
                 writer0 = await _writer_cpu(client, url)
-                cpu0, main0 = gw.cpu_seconds(), _main_thread_cpu(gw.pid)
+                cpu0, main0 = gw.cpu_seconds(), cpu_seconds(gw.pid, gw.pid)
                 await asyncio.gather(*(loop() for _ in range(concurrency)))
                 await asyncio.sleep(settle)
-                cpu, loop_cpu = gw.cpu_seconds() - cpu0, _main_thread_cpu(gw.pid) - main0
+                cpu, loop_cpu = gw.cpu_seconds() - cpu0, cpu_seconds(gw.pid, gw.pid) - main0
                 out[name].append((cpu, loop_cpu, requests))
                 WRITER_CPU[name] += await _writer_cpu(client, url) - writer0
     return out

@@ -219,9 +219,10 @@ def processes() -> Iterator[list[Proc]]:
             proc.stop()
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of one process (all its threads), in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """utime + stime of one process (all its threads), or of its thread `tid`, in seconds."""
+    where = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    with open(where) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     # After the ")" the fields start at index 2 (state): utime is field 14, stime 15.
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
